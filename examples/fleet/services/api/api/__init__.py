@@ -1,0 +1,1 @@
+"""A small HTTP API on the cpu base."""

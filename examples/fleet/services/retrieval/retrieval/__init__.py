@@ -1,0 +1,1 @@
+"""TF-IDF retrieval over a tiny in-memory corpus, on the ml base."""

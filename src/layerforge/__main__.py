@@ -1,0 +1,5 @@
+import sys
+
+from layerforge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""The core operations behind each CLI verb, callable as a library.
+
+Everything takes explicit paths and a reporter; nothing reads the environment or the
+current directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from layerforge import lockfile
+from layerforge.build.executor import BuildContext, NodeResult, execute
+from layerforge.errors import LockError
+from layerforge.events import NullReporter, Reporter
+from layerforge.lockfile import Lock, LockedNode
+from layerforge.manifest import Project, load
+from layerforge.oci.layout import Store
+from layerforge.ossource import SourceContext, materialize
+from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
+from layerforge.resolve import ResolveOptions, resolve, stale_nodes
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a project lives and keeps its store and caches."""
+
+    manifest: Path
+    store: Path
+    cache_dir: Path
+
+    @property
+    def lock_path(self) -> Path:
+        return self.manifest.parent / lockfile.LOCK_NAME
+
+
+def load_project(ws: Workspace) -> Project:
+    return load(ws.manifest)
+
+
+@dataclass(frozen=True)
+class LockResult:
+    lock: Lock
+    changed: bool
+    resolved: tuple[str, ...]
+
+
+def check_lock(project: Project, ws: Workspace) -> list[str]:
+    """Nodes whose lock entry is stale (empty list: the lock is current)."""
+    previous = lockfile.read_optional(ws.lock_path)
+    stale = stale_nodes(project, previous)
+    if previous is not None:
+        stale += [
+            name
+            for name, node in project.nodes.items()
+            if node.os_source is not None
+            and name in previous.nodes
+            and "identity" not in dict(previous.nodes[name].source)
+        ]
+    return sorted(set(stale))
+
+
+def lock_project(
+    project: Project,
+    ws: Workspace,
+    options: ResolveOptions | None = None,
+    reporter: Reporter | None = None,
+) -> LockResult:
+    reporter = reporter or NullReporter()
+    options = options or ResolveOptions()
+    previous = lockfile.read_optional(ws.lock_path)
+    before = stale_nodes(project, previous)
+    lock = resolve(project, previous, options, reporter)
+    store = Store.open(ws.store)
+    ctx = SourceContext(
+        store, ws.cache_dir, reporter, project.python, project.compression,
+        project.source_date_epoch,
+    )  # fmt: skip
+    nodes = dict(lock.nodes)
+    for name, node in project.nodes.items():
+        if node.os_source is None:
+            continue
+        image = materialize(node.os_source, ctx, node.section, refresh=options.upgrade)
+        fields = {**dict(nodes[name].source), "identity": image.identity}
+        nodes[name] = LockedNode(nodes[name].inputs, nodes[name].packages, tuple(fields.items()))
+    lock = replace(lock, nodes=nodes)
+    changed = lockfile.write(ws.lock_path, lock)
+    return LockResult(lock, changed, tuple(before))
+
+
+def read_lock(project: Project, ws: Workspace) -> Lock:
+    lock = lockfile.read(ws.lock_path)
+    stale = check_lock(project, ws)
+    if stale:
+        raise LockError(
+            f"{ws.lock_path} is out of date for: {', '.join(stale)}",
+            hint="run `layerforge lock` (and commit layerforge.lock)",
+        )
+    return lock
+
+
+def plan_project(
+    project: Project,
+    ws: Workspace,
+    selected: list[str] | None = None,
+    options: PlanOptions | None = None,
+) -> Plan:
+    lock = read_lock(project, ws)
+    store = Store.open(ws.store)
+    tags = {ref: desc.digest for ref, desc in store.tags().items()}
+    tags = {ref: d for ref, d in tags.items() if store.has_blob(d)}
+    previous = load_previous(ws.store, tags)
+    names = project.select(selected) if selected else None
+    return make_plan(project, lock, scan_sources(project), tags, previous, options, names)
+
+
+def build_project(
+    project: Project,
+    ws: Workspace,
+    selected: list[str] | None = None,
+    options: PlanOptions | None = None,
+    reporter: Reporter | None = None,
+    jobs: int = 2,
+) -> tuple[Plan, dict[str, NodeResult]]:
+    reporter = reporter or NullReporter()
+    lock = read_lock(project, ws)
+    store = Store.open(ws.store)
+    tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
+    trees = scan_sources(project)
+    names = project.select(selected) if selected else None
+    plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
+    ctx = BuildContext(project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs)
+    return plan, execute(plan, ctx)

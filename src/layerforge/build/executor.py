@@ -1,0 +1,301 @@
+"""Run a plan: build every step in dependency order, siblings in parallel.
+
+Per node: the parent's layers unchanged; for a root base its OS layer(s) and the /opt/venv
+skeleton; the Python dependency layers (reused from the layer cache when the same locked
+distributions were installed before); for a service, one application layer. Then config,
+manifest, tags ``NODE:latest`` and ``NODE:lf-<key12>``, and the build record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from layerforge.build import python as pydeps
+from layerforge.build.image import (
+    KEY_ANNOTATION,
+    NODE_ANNOTATION,
+    ImageRecord,
+    ImageSpec,
+    assemble,
+    merge_env,
+    read_record,
+    venv_env,
+    write_record,
+)
+from layerforge.build.layer import Compression, Entry, write_layer_to_store
+from layerforge.build.source import SourceTree
+from layerforge.errors import BuildError, LayerforgeError
+from layerforge.events import Event, Reporter
+from layerforge.lockfile import Lock, Package
+from layerforge.manifest import Node, Project
+from layerforge.oci.layout import Store, atomic_write
+from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
+from layerforge.plan import LAYER_FORMAT, Plan, Step, short
+
+
+@dataclass
+class BuildContext:
+    project: Project
+    lock: Lock
+    store: Store
+    cache_dir: Path
+    reporter: Reporter
+    trees: dict[str, SourceTree]
+    jobs: int = 2
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def compression(self) -> Compression:
+        return self.project.compression
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    status: str  # built | cached
+    record: ImageRecord
+    seconds: float
+    new_bytes: int = 0  # compressed bytes of layers written by this build
+
+
+def execute(plan: Plan, ctx: BuildContext) -> dict[str, NodeResult]:
+    """Build the plan's steps; returns results in plan order."""
+    results: dict[str, NodeResult] = {}
+    steps = {s.node: s for s in plan.steps}
+    pending: dict[str, Future[NodeResult]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="lf-build") as pool:
+        while len(results) < len(steps):
+            for name, step in steps.items():
+                if name in results or name in pending:
+                    continue
+                if step.parent is None or step.parent in results or step.parent not in steps:
+                    pending[name] = pool.submit(_run_step, step, ctx, results)
+            done, _ = wait(list(pending.values()), return_when=FIRST_EXCEPTION)
+            for name in [n for n, f in pending.items() if f in done]:
+                results[name] = pending.pop(name).result()
+    return {s.node: results[s.node] for s in plan.steps}
+
+
+def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> NodeResult:
+    started = time.perf_counter()
+    ref = f"{step.node}:{step.tag}"
+    if step.status == "cached":
+        record = read_record(ctx.store, ref)
+        if record is not None:
+            ctx.store.tag(f"{step.node}:latest", record.manifest)
+            ctx.reporter.emit(Event("info", f"build:{step.node}", "cached", data={"key": step.key}))
+            return NodeResult(step.node, "cached", record, time.perf_counter() - started)
+    parent = results[step.parent].record if step.parent else None
+    task = f"build:{step.node}"
+    ctx.reporter.emit(Event("start", task, f"building {step.node}", data={"key": step.key}))
+    try:
+        record, written = _build_node(step, ctx, parent)
+    except LayerforgeError:
+        ctx.reporter.emit(Event("finish", task, data={"ok": False}))
+        raise
+    seconds = time.perf_counter() - started
+    ctx.reporter.emit(Event("finish", task, f"built in {seconds:.1f}s", data={"ok": True}))
+    return NodeResult(step.node, "built", record, seconds, written)
+
+
+def _build_node(
+    step: Step, ctx: BuildContext, parent: ImageRecord | None
+) -> tuple[ImageRecord, int]:
+    node = ctx.project.nodes[step.node]
+    new_layers: list[Layer] = []
+    if parent is None:
+        base = _os_base(node, ctx)
+        parent_layers, parent_config, env = base.layers, None, list(base.env)
+        python = base.python
+        new_layers.append(_venv_layer(ctx, python.executable, python.version))
+    else:
+        parent_layers, parent_config = parent.layers, parent.config
+        env, python = parent.env, parent.python
+    if node.system or node.run:
+        raise BuildError(
+            f"{node.section}: system packages and run steps are not supported yet",
+            hint="remove 'system' and 'run' from this base for now",
+        )
+    packages = ctx.lock.nodes[node.name].packages
+    if packages:
+        new_layers.extend(_dependency_layers(ctx, node, packages, python.version))
+    if node.source is not None:
+        new_layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
+    updates = venv_env(env)
+    if node.source is not None and node.workdir:
+        updates.append(("PYTHONPATH", node.workdir))
+    spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
+    record = assemble(ctx.store, spec, parent_config, parent_layers, new_layers, python)
+    ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
+                        f"{node.name}:latest": record.manifest})  # fmt: off
+    write_record(ctx.store.root, record, step.inputs.to_json())
+    return record, sum(layer.descriptor.size for layer in new_layers)
+
+
+def _image_spec(
+    step: Step, ctx: BuildContext, node: Node, env: list[str], parent: ImageRecord | None
+) -> ImageSpec:
+    epoch = ctx.project.source_date_epoch
+    from layerforge.build.image import created_at  # noqa: PLC0415
+
+    annotations = {
+        "org.opencontainers.image.created": created_at(epoch),
+        "org.opencontainers.image.title": node.name,
+        KEY_ANNOTATION: step.key,
+        NODE_ANNOTATION: node.name,
+    }
+    if parent is not None:
+        annotations["org.opencontainers.image.base.name"] = f"{parent.node}:{short(parent.key)}"
+        annotations["org.opencontainers.image.base.digest"] = parent.manifest.digest
+    if ctx.project.version:
+        annotations["org.opencontainers.image.version"] = ctx.project.version
+    revision = step.inputs.doc.get("revision")
+    if revision:
+        annotations["org.opencontainers.image.revision"] = str(revision)
+    labels = {k: v for k, v in annotations.items() if k.startswith("org.opencontainers")}
+    labels.update(dict(node.labels))
+    return ImageSpec(
+        node=node.name,
+        key=step.key,
+        epoch=epoch,
+        env=env,
+        cmd=list(node.command) if node.command is not None else None,
+        entrypoint=list(node.entrypoint) if node.entrypoint is not None else None,
+        workdir=node.workdir,
+        labels=labels,
+        annotations=annotations,
+    )
+
+
+def _os_base(node: Node, ctx: BuildContext) -> BaseImage:
+    assert node.os_source is not None
+    image = materialize(node.os_source, _source_ctx(ctx), node.section, refresh=False)
+    locked = dict(ctx.lock.nodes[node.name].source).get("identity")
+    if locked is not None and locked != image.identity:
+        raise BuildError(
+            f"{node.section}: the OS source {node.os_source.describe()} is not the one the lock "
+            f"was made from ({image.identity[:19]} != {locked[:19]})",
+            hint="run `layerforge lock --upgrade` to take the new OS source",
+        )
+    return image
+
+
+def _source_ctx(ctx: BuildContext) -> SourceContext:
+    return SourceContext(
+        ctx.store,
+        ctx.cache_dir,
+        ctx.reporter,
+        ctx.project.python,
+        ctx.compression,
+        ctx.project.source_date_epoch,
+    )
+
+
+# -- cached layer groups ----------------------------------------------------------------------
+
+
+def _cache_key(ctx: BuildContext, what: dict[str, Any]) -> str:
+    doc = {
+        "format": LAYER_FORMAT,
+        "compression": ctx.compression,
+        "epoch": ctx.project.source_date_epoch,
+        **what,
+    }
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def _cached_layers(ctx: BuildContext, key: str) -> list[Layer] | None:
+    path = ctx.store.root / "layerforge" / "layers" / f"{key}.json"
+    if not path.is_file():
+        return None
+    layers = [Layer.from_json(x) for x in json.loads(path.read_text())]
+    if all(ctx.store.has_blob(layer.descriptor.digest) for layer in layers):
+        return layers
+    return None
+
+
+def _remember_layers(ctx: BuildContext, key: str, layers: list[Layer]) -> None:
+    path = ctx.store.root / "layerforge" / "layers" / f"{key}.json"
+    atomic_write(path, json.dumps([x.to_json() for x in layers], indent=1).encode())
+
+
+def _write(ctx: BuildContext, task: str, entries: list[Entry], created_by: str) -> Layer:
+    total = sum(e.size for e in entries)
+    ctx.reporter.emit(Event("start", task, created_by, total=total))
+    blob = write_layer_to_store(
+        ctx.store,
+        entries,
+        compression=ctx.compression,
+        mtime=ctx.project.source_date_epoch,
+        progress=lambda n: ctx.reporter.emit(Event("progress", task, done=n, total=total)),
+    )
+    ctx.reporter.emit(Event("finish", task, data={"ok": True, "bytes": blob.uncompressed_size}))
+    return Layer.from_blob(blob, created_by)
+
+
+def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
+    key = _cache_key(ctx, {"venv": [executable, version]})
+    cached = _cached_layers(ctx, key)
+    if cached:
+        return cached[0]
+    entries = pydeps.venv_entries(executable, version)
+    layer = _write(ctx, "layer:venv", entries, f"layerforge: venv /opt/venv (python {version})")
+    _remember_layers(ctx, key, [layer])
+    return layer
+
+
+def _dependency_layers(
+    ctx: BuildContext, node: Node, packages: tuple[Package, ...], python: str
+) -> list[Layer]:
+    key = _cache_key(
+        ctx,
+        {
+            "python": python,
+            "platform": ctx.lock.platform,
+            "threshold": ctx.project.layer_threshold,
+            "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
+        },
+    )
+    cached = _cached_layers(ctx, key)
+    if cached is not None:
+        ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))
+        return cached
+    stage_root = ctx.cache_dir / "stage"
+    stage_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{node.name}-", dir=stage_root))
+    try:
+        task = f"install:{node.name}"
+        ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
+        pydeps.install(ctx.project, packages, work / "prefix")
+        ctx.reporter.emit(Event("finish", task, data={"ok": True}))
+        dists = pydeps.collect(work / "prefix", python)
+        layers = [
+            _write(ctx, f"layer:{node.name}:{g.label}", g.entries, f"layerforge: pip {g.label}")
+            for g in pydeps.group(dists, ctx.project.layer_threshold)
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _remember_layers(ctx, key, layers)
+    return layers
+
+
+def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
+    assert node.workdir is not None
+    prefix = node.workdir.strip("/")
+    entries = [Entry(prefix, "dir", 0o755)] if prefix else []
+    for f in tree.files:
+        member = f"{prefix}/{f.path}" if prefix else f.path
+        if f.sha256.startswith("link:"):
+            entries.append(Entry(member, "symlink", 0o777, linkname=f.sha256[5:]))
+        else:
+            entries.append(Entry(member, "file", f.mode, f.size, source=tree.root / f.path))
+    return _write(ctx, f"layer:{node.name}:app", entries, f"layerforge: COPY {node.workdir}")

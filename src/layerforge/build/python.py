@@ -1,0 +1,204 @@
+"""Python dependency layers: locked wheels installed with uv into a staging prefix, then
+split by distribution into layers under ``/opt/venv``.
+
+uv installs for the *target* Python and platform (``--python-version``, ``--python-platform``,
+``--no-deps``, ``--require-hashes``). Each distribution's files are known from its RECORD;
+a distribution larger than the threshold gets a layer of its own (so every image holding
+that version shares the layer by digest), the rest share one layer. Entry-point scripts
+carry the host interpreter in their shebang: they are rewritten to ``/opt/venv/bin/python``
+and their RECORD lines updated. Files no RECORD lists (uv's ``.lock``) never reach a layer.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from layerforge import cmd
+from layerforge.build.layer import Entry
+from layerforge.errors import BuildError
+from layerforge.lockfile import Package
+from layerforge.manifest import Project
+from layerforge.resolve import uv_platform
+
+VENV = "opt/venv"
+SHEBANG = b"#!/opt/venv/bin/python"
+
+
+@dataclass(frozen=True)
+class DistFiles:
+    name: str
+    version: str
+    entries: tuple[Entry, ...]
+    installed_size: int
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """Distributions that share one layer, and their files."""
+
+    label: str  # e.g. "torch 2.13.0" or "12 packages"
+    dists: tuple[DistFiles, ...]
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [e for d in self.dists for e in d.entries]
+
+    @property
+    def size(self) -> int:
+        return sum(d.installed_size for d in self.dists)
+
+
+def venv_entries(python_executable: str, version: str) -> list[Entry]:
+    """The skeleton of /opt/venv, pointing at the image's own interpreter."""
+    cfg = (
+        f"home = {PurePosixPath(python_executable).parent}\n"
+        "include-system-site-packages = false\n"
+        f"version = {version}\n"
+        f"executable = {python_executable}\n"
+    ).encode()
+    return [
+        Entry(f"{VENV}/pyvenv.cfg", "file", 0o644, len(cfg), data=cfg),
+        Entry(f"{VENV}/bin", "dir", 0o755),
+        Entry(f"{VENV}/bin/python", "symlink", 0o777, linkname=python_executable),
+        Entry(f"{VENV}/bin/python3", "symlink", 0o777, linkname="python"),
+        Entry(f"{VENV}/bin/python{version}", "symlink", 0o777, linkname="python"),
+        Entry(f"{VENV}/lib/python{version}/site-packages", "dir", 0o755),
+        Entry(f"{VENV}/lib64", "symlink", 0o777, linkname="lib"),
+    ]
+
+
+def install(project: Project, packages: Sequence[Package], stage: Path) -> None:
+    """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``."""
+    lines = [f"{p.pin} --hash=sha256:{p.sha256}" for p in sorted(packages)]
+    reqs = stage.parent / f"{stage.name}.requirements.txt"
+    reqs.write_text("\n".join(lines) + "\n")
+    argv = [
+        cmd.find_uv(),
+        "pip",
+        "install",
+        "--prefix",
+        str(stage),
+        "--no-deps",
+        "--require-hashes",
+        "--only-binary",
+        ":all:",
+        "-r",
+        str(reqs),
+        "--python",
+        sys.executable,
+        "--python-version",
+        project.python,
+        "--python-platform",
+        uv_platform(project),
+        "--link-mode",
+        "hardlink",
+        "--no-compile",
+        "--quiet",
+    ]
+    if project.index_url:
+        argv += ["--index-url", project.index_url]
+    for link in project.find_links:
+        argv += ["--find-links", str(link)]
+    result = cmd.run(argv, check=False)
+    reqs.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise BuildError(
+            f"uv could not install the locked wheels:\n{cmd.tail(result.stderr)}",
+            hint="check network access to the package index, or run `layerforge lock` again",
+        )
+
+
+def _record_hash(data: bytes) -> str:
+    raw = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + raw.decode()
+
+
+def _read_record(path: Path) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(path.read_text())) if row]
+
+
+def _write_record(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def collect(stage: Path, python: str) -> list[DistFiles]:
+    """Files of each installed distribution, as layer entries under /opt/venv."""
+    site = stage / "lib" / f"python{python}" / "site-packages"
+    dists: list[DistFiles] = []
+    for record in sorted(site.glob("*.dist-info/RECORD")):
+        dists.append(_dist_files(stage, site, record, python))
+    return dists
+
+
+def _dist_files(stage: Path, site: Path, record: Path, python: str) -> DistFiles:
+    name, _, version = record.parent.name.removesuffix(".dist-info").partition("-")
+    rows = _read_record(record)
+    entries: list[Entry] = []
+    size = 0
+    new_rows: list[list[str]] = []
+    for row in rows:
+        rel = row[0]
+        path = (site / rel).resolve()
+        if path == record.resolve():
+            new_rows.append(row)
+            continue
+        member = _member(stage, path, python)
+        data = _fixed_script(path) if member.startswith(f"{VENV}/bin/") else None
+        if data is not None:
+            new_rows.append([rel, _record_hash(data), str(len(data))])
+            entries.append(Entry(member, "file", 0o755, len(data), data=data))
+            size += len(data)
+            continue
+        st = path.lstat()
+        mode = 0o755 if st.st_mode & 0o111 else 0o644
+        entries.append(Entry(member, "file", mode, st.st_size, source=path))
+        size += st.st_size
+        new_rows.append(row)
+    record_bytes = _write_record(new_rows)
+    entries.append(
+        Entry(_member(stage, record, python), "file", 0o644, len(record_bytes), data=record_bytes)
+    )
+    return DistFiles(name, version, tuple(entries), size + len(record_bytes))
+
+
+def _member(stage: Path, path: Path, python: str) -> str:
+    try:
+        rel = path.relative_to(stage.resolve())
+    except ValueError:
+        raise BuildError(f"a wheel installs outside the venv: {path}") from None
+    del python
+    return f"{VENV}/{rel.as_posix()}"
+
+
+def _fixed_script(path: Path) -> bytes | None:
+    """Entry-point scripts with a host-python shebang, rewritten for the image."""
+    with path.open("rb") as fh:
+        head = fh.read(2)
+        if head != b"#!":
+            return None
+        rest = fh.read()
+    first, sep, body = (head + rest).partition(b"\n")
+    if b"python" not in first:
+        return None
+    return SHEBANG + sep + body
+
+
+def group(dists: list[DistFiles], threshold: int) -> list[LayerGroup]:
+    """Large distributions alone (by name), then everything else in one group."""
+    big = sorted((d for d in dists if d.installed_size > threshold), key=lambda d: d.name)
+    rest = tuple(d for d in dists if d.installed_size <= threshold)
+    groups = [LayerGroup(f"{d.name} {d.version}", (d,)) for d in big]
+    if rest:
+        label = f"{rest[0].name} {rest[0].version}" if len(rest) == 1 else f"{len(rest)} packages"
+        groups.append(LayerGroup(label, rest))
+    return groups

@@ -1,0 +1,117 @@
+"""A service's source tree: which files go into its application layer, and their digest.
+
+Honours ``.dockerignore`` (patterns relative to the source root, ``**``, ``!`` negation,
+last match wins). ``__pycache__``, ``*.pyc``, ``.git`` and the ignore file itself never ship.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+ALWAYS_IGNORED = ("**/__pycache__", "**/*.pyc", "**/*.pyo", ".git", ".dockerignore", "**/.DS_Store")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # relative POSIX path
+    mode: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    root: Path
+    files: tuple[SourceFile, ...]
+
+    @property
+    def digest(self) -> str:
+        doc = [[f.path, f.mode, f.sha256] for f in self.files]
+        raw = json.dumps(doc, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    def file_map(self) -> dict[str, str]:
+        return {f.path: f"{f.mode:o}:{f.sha256}" for f in self.files}
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True)
+class IgnoreRules:
+    rules: tuple[tuple[bool, str], ...]  # (negated, pattern)
+
+    @classmethod
+    def load(cls, root: Path) -> IgnoreRules:
+        rules = [(False, p) for p in ALWAYS_IGNORED]
+        path = root / ".dockerignore"
+        if path.is_file():
+            for raw in path.read_text().splitlines():
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                negated = line.startswith("!")
+                pattern = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
+                rules.append((negated, pattern))
+        return cls(tuple(rules))
+
+    def ignored(self, rel: str) -> bool:
+        """Last matching rule wins; a pattern matching a parent directory matches below it."""
+        result = False
+        for negated, pattern in self.rules:
+            if _matches(pattern, rel):
+                result = not negated
+        return result
+
+
+def _matches(pattern: str, rel: str) -> bool:
+    parts = rel.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for candidate in candidates:
+        if fnmatch.fnmatchcase(candidate, pattern):
+            return True
+        if pattern.startswith("**/") and (
+            fnmatch.fnmatchcase(candidate, pattern[3:])
+            or fnmatch.fnmatchcase(candidate.rsplit("/", 1)[-1], pattern[3:])
+        ):
+            return True
+    return False
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scan(root: Path) -> SourceTree:
+    """Walk ``root`` (not following symlinked dirs), applying the ignore rules."""
+    rules = IgnoreRules.load(root)
+    files: list[SourceFile] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
+        dirnames[:] = sorted(d for d in dirnames if not rules.ignored(f"{rel_dir}/{d}".lstrip("/")))
+        for name in sorted(filenames):
+            rel = f"{rel_dir}/{name}".lstrip("/")
+            if rules.ignored(rel):
+                continue
+            full = Path(dirpath) / name
+            st = full.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(full)
+                files.append(SourceFile(rel, 0o777, 0, "link:" + target))
+            elif stat.S_ISREG(st.st_mode):
+                mode = 0o755 if st.st_mode & 0o111 else 0o644
+                files.append(SourceFile(rel, mode, st.st_size, _hash_file(full)))
+    files.sort(key=lambda f: f.path)
+    return SourceTree(root, tuple(files))

@@ -1,0 +1,63 @@
+"""The command line: parse arguments, render events, map errors to exit codes.
+
+Exit codes: 0 ok, 1 build/verify failure, 2 usage or manifest error, 3 registry/network error.
+This is the only module that prints or exits.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from layerforge import __version__
+from layerforge.cliutil import console
+from layerforge.errors import LayerforgeError, UsageError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="layerforge")
+def cli() -> None:
+    """Reproducible, layered OCI images for fleets of Python services, without a daemon."""
+
+
+from layerforge.commands import COMMANDS  # noqa: E402
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="layerforge",
+            standalone_mode=False,
+        )
+    except LayerforgeError as exc:
+        from rich.text import Text  # noqa: PLC0415
+
+        message = Text("error: ", style="bold red") + Text(str(exc))
+        console(stderr=True).print(message, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+def fail_usage(message: str, hint: str | None = None) -> None:
+    raise UsageError(message, hint=hint)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

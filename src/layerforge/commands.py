@@ -1,0 +1,254 @@
+"""The CLI verbs. Each parses its options, calls one function of :mod:`layerforge.api`,
+and renders the result (rich tables, or one JSON document with ``--json``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from layerforge import cliutil as c
+from layerforge.sizes import format_size
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@click.option("--name", default=None, help="Project name (default: the directory name).")
+def init(directory: Path, name: str | None) -> None:
+    """Write a starter layerforge.toml in DIRECTORY."""
+    from layerforge.init import write_starter  # noqa: PLC0415
+
+    path = write_starter(directory.resolve(), name)
+    click.echo(f"wrote {path}; next: `layerforge lock`, then `layerforge build`")
+
+
+@click.command()
+@c.common
+@click.option("--check", is_flag=True, help="Exit 2 if layerforge.lock is stale; write nothing.")
+@click.option("--upgrade", is_flag=True, help="Re-resolve every node to the newest versions.")
+@click.option(
+    "--upgrade-package",
+    "-P",
+    "upgrade_packages",
+    multiple=True,
+    metavar="NAME",
+    help="Let only this package move (repeatable).",
+)
+def lock(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    check: bool,
+    upgrade: bool,
+    upgrade_packages: tuple[str, ...],
+) -> None:
+    """Resolve every node with uv and write layerforge.lock."""
+    from layerforge import api  # noqa: PLC0415
+    from layerforge.errors import LockError  # noqa: PLC0415
+    from layerforge.resolve import ResolveOptions  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    if check:
+        stale = api.check_lock(project, ws)
+        if as_json:
+            c.emit_json({"lock": str(ws.lock_path), "stale": stale})
+        if stale:
+            raise LockError(
+                f"{ws.lock_path} is out of date for: {', '.join(stale)}",
+                hint="run `layerforge lock` and commit layerforge.lock",
+            )
+        if not as_json:
+            click.echo(f"{ws.lock_path.name} is up to date")
+        return
+    options = ResolveOptions(upgrade=upgrade, upgrade_packages=upgrade_packages)
+    result = api.lock_project(project, ws, options, c.reporter(as_json))
+    if as_json:
+        c.emit_json(_lock_json(result.lock, ws.lock_path, result.changed))
+        return
+    _print_lock(c.console(), result.lock, project)
+    verb = "wrote" if result.changed else "unchanged:"
+    click.echo(f"{verb} {ws.lock_path}")
+
+
+@click.command()
+@c.common
+@click.argument("nodes", nargs=-1)
+@click.option("--revision", default=None, help="Source revision recorded in the images.")
+def plan(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    nodes: tuple[str, ...],
+    revision: str | None,
+) -> None:
+    """Show each node's content key, whether the store has it, and why it must be built."""
+    from layerforge import api  # noqa: PLC0415
+    from layerforge.plan import PlanOptions  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    result = api.plan_project(project, ws, list(nodes), PlanOptions(revision=revision))
+    if as_json:
+        c.emit_json({"steps": [_step_json(s) for s in result.steps]})
+        return
+    _print_plan(c.console(), result)
+
+
+@click.command()
+@c.common
+@click.argument("nodes", nargs=-1)
+@click.option("--jobs", "-j", default=2, show_default=True, help="Nodes built in parallel.")
+@click.option("--revision", default=None, help="Source revision recorded in the images.")
+@click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
+def build(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    nodes: tuple[str, ...],
+    jobs: int,
+    revision: str | None,
+    dry_run: bool,
+) -> None:
+    """Build NODES (default: all) and their ancestors into the local store."""
+    from layerforge import api  # noqa: PLC0415
+    from layerforge.plan import PlanOptions  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    options = PlanOptions(revision=revision)
+    if dry_run:
+        result = api.plan_project(project, ws, list(nodes), options)
+        if as_json:
+            c.emit_json({"steps": [_step_json(s) for s in result.steps]})
+        else:
+            _print_plan(c.console(), result)
+        return
+    rep = c.reporter(as_json)
+    if hasattr(rep, "__enter__"):
+        with rep:
+            _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs)
+    else:
+        _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs)
+    if as_json:
+        c.emit_json({"store": str(ws.store), "images": [_result_json(r) for r in results.values()]})
+        return
+    _print_build(c.console(), results, ws.store)
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of layerforge.toml."""
+    from layerforge.schema import json_schema_text  # noqa: PLC0415
+
+    click.echo(json_schema_text(), nl=False)
+
+
+COMMANDS = [init, lock, plan, build, schema]
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def _lock_json(lock: Any, path: Path, changed: bool) -> dict[str, Any]:
+    return {
+        "lock": str(path),
+        "changed": changed,
+        "nodes": {
+            name: {
+                "packages": [
+                    {"name": p.name, "version": p.version, "size": p.size} for p in node.packages
+                ],
+                "source": dict(node.source),
+            }
+            for name, node in lock.nodes.items()
+        },
+    }
+
+
+def _print_lock(console: Any, lock: Any, project: Any) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title="layerforge.lock", title_justify="left")
+    for col in ("node", "own packages", "wheel bytes", "largest"):
+        table.add_column(col)
+    for name in project.nodes:
+        node = lock.nodes[name]
+        largest = sorted(node.packages, key=lambda p: -p.size)[:3]
+        table.add_row(
+            name,
+            str(len(node.packages)),
+            format_size(sum(p.size for p in node.packages)),
+            ", ".join(f"{p.name} {p.version}" for p in largest),
+        )
+    console.print(table)
+
+
+def _step_json(step: Any) -> dict[str, Any]:
+    return {
+        "node": step.node,
+        "kind": step.kind,
+        "key": step.key,
+        "tag": step.tag,
+        "status": step.status,
+        "reasons": list(step.reasons),
+        "parent": step.parent,
+    }
+
+
+def _print_plan(console: Any, plan: Any) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title="plan", title_justify="left")
+    for col in ("node", "key", "status", "why"):
+        table.add_column(col)
+    for s in plan.steps:
+        status = "[green]cached[/]" if s.status == "cached" else "[yellow]build[/]"
+        table.add_row(s.node, s.tag, status, "; ".join(s.reasons))
+    console.print(table)
+
+
+def _result_json(r: Any) -> dict[str, Any]:
+    layers = r.record.layers
+    return {
+        "node": r.node,
+        "status": r.status,
+        "key": r.record.key,
+        "manifest": r.record.manifest.digest,
+        "layers": len(layers),
+        "size": sum(x.descriptor.size for x in layers),
+        "uncompressed_size": sum(x.uncompressed_size for x in layers),
+        "seconds": round(r.seconds, 3),
+        "written": r.new_bytes,
+    }
+
+
+def _print_build(console: Any, results: dict[str, Any], store: Path) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"images in {store}", title_justify="left")
+    for col, justify in (
+        ("image", "left"),
+        ("layers", "right"),
+        ("size", "right"),
+        ("key", "left"),
+        ("status", "left"),
+        ("time", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in results.values():
+        doc = _result_json(r)
+        status = "[green]cached[/]" if r.status == "cached" else "[yellow]built[/]"
+        table.add_row(
+            f"{r.node}:latest",
+            str(doc["layers"]),
+            format_size(doc["size"]),
+            r.record.key.split(":", 1)[1][:12],
+            status,
+            f"{r.seconds:.2f}s",
+        )
+    console.print(table)

@@ -1,0 +1,100 @@
+"""The exceptions layerforge raises, and the exit code each maps to.
+
+Tree::
+
+    LayerforgeError                 exit 1 unless a subclass says otherwise
+    ├── UsageError                  exit 2: bad command-line arguments
+    ├── ManifestError               exit 2: layerforge.toml is invalid (file, key, fix)
+    ├── LockError                   exit 2: layerforge.lock missing, stale or unreadable
+    ├── ResolveError                exit 2: uv could not resolve a node's requirements
+    ├── SourceError                 exit 2: an OS source cannot be used (wrong Python, missing file)
+    ├── BuildError                  exit 1: a build step failed
+    │   └── VerifyError             exit 1: a verify statement failed inside the image
+    ├── StoreError                  exit 1: the local OCI store is damaged or a blob is corrupt
+    ├── SandboxError                exit 1: unpacking or running inside an image failed
+    ├── ToolError                   exit 1: an external tool is missing or failed
+    └── RegistryError               exit 3: talking to a registry failed
+
+Every message says what went wrong *and* what to do next.
+"""
+
+from __future__ import annotations
+
+
+class LayerforgeError(Exception):
+    """Root of every error layerforge raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class UsageError(LayerforgeError):
+    exit_code = 2
+
+
+class ManifestError(LayerforgeError):
+    """layerforge.toml is invalid. Carries the file and the dotted key at fault."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        prefix = ""
+        if file:
+            prefix = f"{file}: "
+        if key:
+            prefix += f"{key}: "
+        super().__init__(prefix + message, hint=hint)
+        self.file = file
+        self.key = key
+
+
+class LockError(LayerforgeError):
+    exit_code = 2
+
+
+class ResolveError(LayerforgeError):
+    exit_code = 2
+
+
+class SourceError(LayerforgeError):
+    exit_code = 2
+
+
+class BuildError(LayerforgeError):
+    exit_code = 1
+
+
+class VerifyError(BuildError):
+    exit_code = 1
+
+
+class StoreError(LayerforgeError):
+    exit_code = 1
+
+
+class SandboxError(LayerforgeError):
+    exit_code = 1
+
+
+class ToolError(LayerforgeError):
+    exit_code = 1
+
+
+class RegistryError(LayerforgeError):
+    exit_code = 3

@@ -1,0 +1,41 @@
+"""``layerforge init``: a starter manifest a user can build right away."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from layerforge.errors import UsageError
+from layerforge.manifest import MANIFEST_NAME
+from layerforge.oci.layout import atomic_write
+
+STARTER = '''\
+# layerforge.toml: one base image for the fleet, one service on it.
+# Reference: docs/manifest.md.  Next: `layerforge lock`, then `layerforge build`.
+
+[project]
+name = "{name}"
+python = "3.11"                       # must match the Python of the OS source
+
+[bases.cpu]
+from = {{ debootstrap = "bookworm" }}   # a Debian root filesystem, no registry needed
+requirements = ["six"]               # shared by every service on this base
+verify = ["import six"]
+
+# [services.api]
+# base = "cpu"
+# source = "services/api"            # the only thing in the service's own layer
+# command = ["python", "-m", "api"]
+'''
+
+
+def write_starter(directory: Path, name: str | None) -> Path:
+    path = directory / MANIFEST_NAME
+    if path.exists():
+        raise UsageError(
+            f"{path} already exists; layerforge init never overwrites a manifest",
+            hint="edit it, or remove it first",
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    project = name or directory.name.lower().replace(" ", "-") or "fleet"
+    atomic_write(path, STARTER.format(name=project).encode())
+    return path

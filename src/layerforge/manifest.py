@@ -1,0 +1,444 @@
+"""``layerforge.toml`` -> :class:`Project`: typed, frozen, validated once at the boundary.
+
+Every error is a :class:`ManifestError` naming the file, the dotted key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.utils import canonicalize_name
+from pydantic import ValidationError
+
+from layerforge.errors import ManifestError
+from layerforge.requirements import Requirements, read_requirements
+from layerforge.schema import (
+    NAME_RE,
+    BaseModelConfig,
+    DebootstrapModel,
+    ManifestModel,
+    ServiceModel,
+)
+from layerforge.sizes import parse_size
+
+MANIFEST_NAME = "layerforge.toml"
+SourceKind = Literal["rootfs", "oci", "debootstrap", "registry"]
+NodeKind = Literal["base", "service"]
+
+
+@dataclass(frozen=True)
+class OSSource:
+    """Where a root base's filesystem comes from."""
+
+    kind: SourceKind
+    spec: str  # path, layout[:tag], suite, or registry reference, as written
+    path: Path | None = None  # rootfs / oci: absolute path
+    tag: str | None = None  # oci: tag inside the layout
+    packages: tuple[str, ...] = ()  # debootstrap
+    variant: str = "minbase"  # debootstrap
+
+    def describe(self) -> str:
+        if self.kind == "debootstrap":
+            extra = f" + {', '.join(self.packages)}" if self.packages else ""
+            return f"debootstrap {self.spec}{extra}"
+        return f"{self.kind}:{self.spec}" if self.kind != "registry" else self.spec
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    kind: NodeKind
+    parent: str | None  # base name; None for a root base
+    os_source: OSSource | None  # only for root bases
+    requirements: Requirements
+    env: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    verify: tuple[str, ...] = ()
+    max_size: int | None = None
+    system: tuple[str, ...] = ()
+    run: tuple[str, ...] = ()
+    network: bool = True
+    source: Path | None = None  # services: absolute path of the source tree
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    workdir: str | None = None
+
+    @property
+    def section(self) -> str:
+        return f"{'bases' if self.kind == 'base' else 'services'}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    python: str
+    platforms: tuple[str, ...]
+    root: Path  # directory holding layerforge.toml
+    manifest: Path
+    nodes: dict[str, Node] = field(default_factory=dict)  # topological order, parents first
+    registry: str | None = None
+    version: str | None = None
+    layer_threshold: int = 200_000_000
+    compression: Literal["gzip", "zstd"] = "gzip"
+    index_url: str | None = None
+    find_links: tuple[Path, ...] = ()
+    source_date_epoch: int = 0
+
+    def ancestors(self, name: str) -> list[Node]:
+        """Parents of ``name``, nearest first."""
+        out: list[Node] = []
+        parent = self.nodes[name].parent
+        while parent is not None:
+            out.append(self.nodes[parent])
+            parent = self.nodes[parent].parent
+        return out
+
+    def descendants(self, name: str) -> list[str]:
+        out: list[str] = []
+        for node in self.nodes.values():
+            if any(a.name == name for a in self.ancestors(node.name)):
+                out.append(node.name)
+        return out
+
+    def root_of(self, name: str) -> Node:
+        chain = self.ancestors(name)
+        return chain[-1] if chain else self.nodes[name]
+
+    def select(self, names: tuple[str, ...] | list[str]) -> list[str]:
+        """Names plus their ancestors, in build order; unknown names are a ManifestError."""
+        wanted: set[str] = set()
+        for name in names:
+            if name not in self.nodes:
+                raise ManifestError(
+                    f"no node named {name!r}{did_you_mean(name, self.nodes)}",
+                    file=str(self.manifest),
+                    hint=f"nodes: {', '.join(self.nodes)}",
+                )
+            wanted.add(name)
+            wanted.update(a.name for a in self.ancestors(name))
+        return [n for n in self.nodes if n in wanted]
+
+
+def did_you_mean(word: str, choices: object) -> str:
+    options = [str(c) for c in choices]  # type: ignore[attr-defined]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def find_manifest(start: Path) -> Path:
+    """``start`` itself if it is a file, else ``start/layerforge.toml``."""
+    path = start / MANIFEST_NAME if start.is_dir() else start
+    if not path.is_file():
+        raise ManifestError(
+            f"{path} not found",
+            hint="run `layerforge init` to create one, or pass --manifest PATH",
+        )
+    return path
+
+
+def load(path: Path) -> Project:
+    path = path.resolve()
+    shown = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path} not found", hint="run `layerforge init`") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"invalid TOML: {exc}", file=shown) from None
+    try:
+        model = ManifestModel.model_validate(raw)
+    except ValidationError as exc:
+        raise _translate(exc, raw, shown) from None
+    return _build_project(model, path)
+
+
+def _build_project(model: ManifestModel, path: Path) -> Project:
+    shown = str(path)
+    root = path.parent
+    _check_names(model, shown)
+    nodes: dict[str, Node] = {}
+    for name, base in model.bases.items():
+        nodes[name] = _base_node(name, base, model, root, shown)
+    for name, svc in model.services.items():
+        nodes[name] = _service_node(name, svc, model, root, shown)
+    ordered = _topological(nodes, shown)
+    _check_pins(ordered, shown)
+    p = model.project
+    return Project(
+        name=p.name,
+        python=p.python,
+        platforms=p.platforms,
+        root=root,
+        manifest=path,
+        nodes=ordered,
+        registry=p.registry,
+        version=p.version,
+        layer_threshold=parse_size(p.layer_threshold),
+        compression=p.compression,
+        index_url=p.index_url,
+        find_links=tuple((root / f).resolve() for f in p.find_links),
+        source_date_epoch=p.source_date_epoch,
+    )
+
+
+def _check_names(model: ManifestModel, shown: str) -> None:
+    for section, names in (("bases", model.bases), ("services", model.services)):
+        for name in names:
+            if not NAME_RE.match(name):
+                raise ManifestError(
+                    f"{name!r} is not a valid image name",
+                    file=shown,
+                    key=f"{section}.{name}",
+                    hint="use lowercase letters, digits, '.', '_' or '-', starting with a letter "
+                    "or digit",
+                )
+    both = set(model.bases) & set(model.services)
+    if both:
+        name = sorted(both)[0]
+        raise ManifestError(
+            f"{name!r} is both a base and a service; image names must be unique",
+            file=shown,
+            key=f"services.{name}",
+            hint="rename one of them",
+        )
+    if not model.bases:
+        raise ManifestError(
+            "no [bases.*] section: a fleet needs at least one base",
+            file=shown,
+            key="bases",
+            hint='add e.g. [bases.cpu] with from = { debootstrap = "bookworm" }',
+        )
+
+
+def _parse_from(
+    value: str | DebootstrapModel, model: ManifestModel, root: Path, shown: str, key: str
+) -> tuple[str | None, OSSource | None]:
+    if isinstance(value, DebootstrapModel):
+        return None, OSSource(
+            "debootstrap", value.debootstrap, packages=value.packages, variant=value.variant
+        )
+    if value in model.bases:
+        return value, None
+    if value.startswith("rootfs:"):
+        spec = value.removeprefix("rootfs:")
+        path = (root / spec).resolve()
+        if not path.exists():
+            raise ManifestError(
+                f"root filesystem {spec!r} does not exist (looked for {path})",
+                file=shown,
+                key=key,
+                hint="point rootfs: at a directory or a .tar/.tar.gz of a root filesystem",
+            )
+        return None, OSSource("rootfs", spec, path=path)
+    if value.startswith("oci:"):
+        spec = value.removeprefix("oci:")
+        layout, _, tag = spec.partition(":")
+        path = (root / layout).resolve()
+        if not (path / "oci-layout").is_file():
+            raise ManifestError(
+                f"{layout!r} is not an OCI image layout (no oci-layout file in {path})",
+                file=shown,
+                key=key,
+                hint="use oci:DIR[:TAG] with a directory written by skopeo, umoci or layerforge",
+            )
+        return None, OSSource("oci", spec, path=path, tag=tag or None)
+    if any(c in value for c in ":/@."):
+        return None, OSSource("registry", value)
+    raise ManifestError(
+        f"no base named {value!r}{did_you_mean(value, model.bases)}",
+        file=shown,
+        key=key,
+        hint="name a base defined under [bases], or an OS source such as "
+        "'rootfs:DIR', 'oci:DIR:TAG' or { debootstrap = 'bookworm' }",
+    )
+
+
+def _common(node: BaseModelConfig | ServiceModel) -> dict[str, Any]:
+    return {
+        "env": tuple(sorted(node.env.items())),
+        "labels": tuple(sorted(node.labels.items())),
+        "verify": node.verify,
+        "max_size": None if node.max_size is None else parse_size(node.max_size),
+    }
+
+
+def _base_node(
+    name: str, base: BaseModelConfig, model: ManifestModel, root: Path, shown: str
+) -> Node:
+    parent, source = _parse_from(base.from_, model, root, shown, f"bases.{name}.from")
+    reqs = read_requirements(
+        base.requirements, root=root, manifest=shown, key=f"bases.{name}.requirements"
+    )
+    return Node(
+        name=name,
+        kind="base",
+        parent=parent,
+        os_source=source,
+        requirements=reqs,
+        system=base.system,
+        run=base.run,
+        network=base.network,
+        **_common(base),
+    )
+
+
+def _service_node(
+    name: str, svc: ServiceModel, model: ManifestModel, root: Path, shown: str
+) -> Node:
+    key = f"services.{name}"
+    if svc.base not in model.bases:
+        raise ManifestError(
+            f"no base named {svc.base!r}{did_you_mean(svc.base, model.bases)}",
+            file=shown,
+            key=f"{key}.base",
+            hint=f"bases defined: {', '.join(model.bases)}",
+        )
+    source: Path | None = None
+    if svc.source is not None:
+        source = (root / svc.source).resolve()
+        if not source.is_dir():
+            raise ManifestError(
+                f"source directory {svc.source!r} does not exist (looked for {source})",
+                file=shown,
+                key=f"{key}.source",
+                hint="point source at the service's code, relative to layerforge.toml",
+            )
+    if not svc.workdir.startswith("/"):
+        raise ManifestError(
+            f"workdir must be an absolute path, not {svc.workdir!r}",
+            file=shown,
+            key=f"{key}.workdir",
+            hint="e.g. workdir = '/app'",
+        )
+    reqs = read_requirements(svc.requirements, root=root, manifest=shown, key=f"{key}.requirements")
+    return Node(
+        name=name,
+        kind="service",
+        parent=svc.base,
+        os_source=None,
+        requirements=reqs,
+        source=source,
+        command=svc.command,
+        entrypoint=svc.entrypoint,
+        workdir=svc.workdir,
+        **_common(svc),
+    )
+
+
+def _topological(nodes: dict[str, Node], shown: str) -> dict[str, Node]:
+    ordered: dict[str, Node] = {}
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        if name in visiting:
+            cycle = [*visiting[visiting.index(name) :], name]
+            raise ManifestError(
+                f"bases form a cycle: {' -> '.join(cycle)}",
+                file=shown,
+                key=f"bases.{name}.from",
+                hint="every chain of 'from' must end in an OS source",
+            )
+        visiting.append(name)
+        parent = nodes[name].parent
+        if parent is not None:
+            visit(parent)
+        visiting.pop()
+        ordered[name] = nodes[name]
+
+    for kind in ("base", "service"):
+        for name, node in nodes.items():
+            if node.kind == kind:
+                visit(name)
+    return ordered
+
+
+def _check_pins(nodes: dict[str, Node], shown: str) -> None:
+    """A child may not ask for a version that an ancestor pins with '=='."""
+    for node in nodes.values():
+        for dist, req in node.requirements.names().items():
+            parent = node.parent
+            while parent is not None:
+                above = nodes[parent]
+                pinned = above.requirements.names().get(dist)
+                if pinned is not None:
+                    _compare_pin(
+                        node, req_text=str(req), above=above, pinned=str(pinned), shown=shown
+                    )
+                parent = above.parent
+
+
+def _compare_pin(node: Node, *, req_text: str, above: Node, pinned: str, shown: str) -> None:
+    from packaging.requirements import Requirement  # noqa: PLC0415
+
+    pin = Requirement(pinned)
+    exact = [s.version for s in pin.specifier if s.operator in ("==", "===")]
+    child = Requirement(req_text)
+    if exact and not any(child.specifier.contains(v, prereleases=True) for v in exact):
+        raise ManifestError(
+            f"{req_text!r} conflicts with {above.section}, which pins {pinned!r}",
+            file=shown,
+            key=f"{node.section}.requirements",
+            hint=f"a base pin is never changed by a child: change the pin in {above.section}, "
+            f"or relax {canonicalize_name(child.name)} here",
+        )
+
+
+def _translate(exc: ValidationError, raw: dict[str, Any], shown: str) -> ManifestError:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+    loc = [p for p in loc if p not in ("str", "DebootstrapModel", "tuple[str,...]", "int", "list")]
+    key = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        return _unknown_key(loc, shown)
+    if err["type"] == "missing":
+        return ManifestError("this key is required", file=shown, key=key, hint=_required_hint(loc))
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return ManifestError(message, file=shown, key=key, hint=_type_hint(err["type"]))
+
+
+def _unknown_key(loc: list[str], shown: str) -> ManifestError:
+    from layerforge.schema import ProjectModel  # noqa: PLC0415
+
+    word = loc[-1]
+    model: type[Any]
+    if len(loc) == 1:
+        model = ManifestModel
+    elif loc[0] == "project":
+        model = ProjectModel
+    elif loc[0] == "bases":
+        model = BaseModelConfig if len(loc) == 3 else DebootstrapModel
+    else:
+        model = ServiceModel
+    fields = [f.alias or n for n, f in model.model_fields.items()]
+    return ManifestError(
+        f"unknown key {word!r}{did_you_mean(word, fields)}",
+        file=shown,
+        key=".".join(loc),
+        hint=f"allowed keys here: {', '.join(fields)}",
+    )
+
+
+def _required_hint(loc: list[str]) -> str:
+    if loc and loc[-1] == "from":
+        return "set from = 'PARENT' or an OS source, e.g. { debootstrap = 'bookworm' }"
+    if loc and loc[-1] == "base":
+        return "set base = 'NAME' of a base defined under [bases]"
+    if loc == ["project"]:
+        return "add a [project] table with at least name = '...'"
+    return "add it"
+
+
+def _type_hint(kind: str) -> str | None:
+    return {
+        "string_type": "write a quoted string",
+        "tuple_type": "write a list, e.g. ['a', 'b']",
+        "bool_type": "write true or false",
+        "int_type": "write a whole number",
+        "dict_type": "write a table, e.g. { KEY = 'value' }",
+    }.get(kind)

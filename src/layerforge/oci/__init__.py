@@ -1,0 +1,1 @@
+"""OCI image layout store, media types, and (later) registry client."""

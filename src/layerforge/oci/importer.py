@@ -1,0 +1,65 @@
+"""Copy an image from another OCI image layout into the store (``oci:LAYOUT[:TAG]`` sources)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+from layerforge.errors import SourceError, StoreError
+from layerforge.oci import media
+from layerforge.oci.layout import Descriptor, Store
+
+
+def _pick(src: Store, tag: str | None, where: str) -> Descriptor:
+    tags = src.tags()
+    if tag is not None:
+        desc = tags.get(tag)
+        if desc is None:
+            raise SourceError(
+                f"{where}: no image tagged {tag!r} in {src.root}",
+                hint=f"tags there: {', '.join(sorted(tags)) or '(none)'}",
+            )
+        return desc
+    index = json.loads((src.root / "index.json").read_text())
+    entries = index.get("manifests", [])
+    if len(entries) != 1:
+        raise SourceError(
+            f"{where}: {src.root} holds {len(entries)} images; name one as oci:DIR:TAG",
+            hint=f"tags there: {', '.join(sorted(tags)) or '(none)'}",
+        )
+    return Descriptor.from_json(entries[0])
+
+
+def _platform_manifest(src: Store, desc: Descriptor, where: str) -> Descriptor:
+    if desc.media_type not in (media.OCI_INDEX, media.DOCKER_LIST):
+        return desc
+    index = src.read_json(desc.digest)
+    for entry in index.get("manifests", []):
+        platform = entry.get("platform", {})
+        if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+            return Descriptor.from_json(entry)
+    raise SourceError(f"{where}: the index {desc.digest} has no linux/amd64 image")
+
+
+def _copy_blob(src: Store, dst: Store, digest: str) -> None:
+    if dst.has_blob(digest):
+        return
+    try:
+        with src.blob_path(digest).open("rb") as fh, dst.ingest() as writer:
+            shutil.copyfileobj(fh, writer, 1 << 20)
+            writer.commit(digest)
+    except FileNotFoundError:
+        raise StoreError(f"blob {digest} is missing from {src.root}") from None
+
+
+def import_image(src: Store, tag: str | None, dst: Store, where: str) -> tuple[str, dict[str, Any]]:
+    """Copy config, layers and manifest (in that order); returns (manifest digest, config)."""
+    desc = _platform_manifest(src, _pick(src, tag, where), where)
+    manifest = src.read_json(desc.digest)
+    config_digest = str(manifest["config"]["digest"])
+    for layer in manifest.get("layers", []):
+        _copy_blob(src, dst, str(layer["digest"]))
+    _copy_blob(src, dst, config_digest)
+    _copy_blob(src, dst, desc.digest)
+    return desc.digest, dst.read_json(config_digest)

@@ -1,0 +1,286 @@
+"""The local store: an OCI image layout directory (image-spec v1.1, image-layout.md).
+
+``oci-layout``, ``index.json`` and ``blobs/sha256/<hex>``. Tags are
+``org.opencontainers.image.ref.name`` annotations on the index's manifest descriptors,
+written as ``NODE:TAG`` so that ``skopeo inspect oci:STORE:NODE:TAG`` finds them.
+
+Writes are atomic: a blob is written to a temporary file in ``blobs/sha256/``,
+verified against its digest, then renamed; ``index.json`` is replaced by rename.
+A crash never leaves a blob under its final name with the wrong bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from layerforge.errors import StoreError
+from layerforge.oci.media import OCI_INDEX, REF_NAME
+
+LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    annotations: tuple[tuple[str, str], ...] = ()
+    platform: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.platform:
+            out["platform"] = dict(self.platform)
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Descriptor:
+        return cls(
+            media_type=str(data["mediaType"]),
+            digest=str(data["digest"]),
+            size=int(data["size"]),
+            annotations=tuple(
+                sorted((str(k), str(v)) for k, v in data.get("annotations", {}).items())
+            ),
+            platform=tuple(sorted((str(k), str(v)) for k, v in data.get("platform", {}).items())),
+        )
+
+    def without_annotations(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, self.size, (), self.platform)
+
+    @property
+    def hex(self) -> str:
+        return self.digest.split(":", 1)[1]
+
+
+def canonical_json(value: object) -> bytes:
+    """Compact, sorted JSON: the same value always gives the same bytes (and digest)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _check_digest(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        raise StoreError(f"not a sha256 digest: {digest!r}")
+    return hexpart
+
+
+class BlobWriter:
+    """A temporary file in the store that becomes a blob on :meth:`commit`.
+
+    Hashes while writing; ``commit`` renames the file under its digest (verifying
+    ``expected`` if given). Dropped without commit, the temp file is removed.
+    """
+
+    def __init__(self, fileobj: IO[bytes], path: Path, store: Store) -> None:
+        self._file = fileobj
+        self._path = path
+        self._store = store
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.committed: str | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+    def commit(self, expected: str | None = None) -> str:
+        digest = self.digest
+        if expected is not None and expected != digest:
+            raise StoreError(f"blob digest mismatch: expected {expected}, wrote {digest}")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final = self._store.blob_path(digest)
+        self._path.replace(final)
+        self.committed = digest
+        return digest
+
+
+@dataclass
+class Store:
+    """An OCI image layout on disk. Thread-safe for concurrent blob writes and tagging."""
+
+    root: Path
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def open(cls, root: Path, *, create: bool = True) -> Store:
+        root = Path(root)
+        layout = root / "oci-layout"
+        if not layout.exists():
+            if not create:
+                raise StoreError(
+                    f"{root} is not an OCI image layout (no oci-layout file)",
+                    hint="run `layerforge build` first, or pass the right --store",
+                )
+            (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            _atomic_write(layout, canonical_json(LAYOUT_VERSION))
+            _atomic_write(root / "index.json", _index_bytes([]))
+        else:
+            try:
+                data = json.loads(layout.read_text())
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"{layout} is unreadable: {exc}") from exc
+            if data.get("imageLayoutVersion") != "1.0.0":
+                raise StoreError(f"{layout}: unsupported imageLayoutVersion {data!r}")
+            (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    # -- blobs -------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / _check_digest(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    @contextlib.contextmanager
+    def ingest(self) -> Iterator[BlobWriter]:
+        """Write a blob of unknown digest; call ``writer.commit()`` inside the block."""
+        directory = self.root / "blobs" / "sha256"
+        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        path = Path(name)
+        writer = BlobWriter(os.fdopen(fd, "wb", buffering=1 << 20), path, self)
+        try:
+            yield writer
+        finally:
+            if writer.committed is None:
+                with contextlib.suppress(OSError):
+                    writer._file.close()
+                path.unlink(missing_ok=True)
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = sha256_digest(data)
+        if not self.has_blob(digest):
+            with self.ingest() as writer:
+                writer.write(data)
+                writer.commit(digest)
+        return digest
+
+    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
+        try:
+            data = self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(
+                f"blob {digest} is missing from {self.root}",
+                hint="the store is incomplete; rebuild with `layerforge build`",
+            ) from None
+        if verify and sha256_digest(data) != digest:
+            raise StoreError(f"blob {digest} in {self.root} is corrupt (content does not match)")
+        return data
+
+    def read_json(self, digest: str) -> dict[str, Any]:
+        value = json.loads(self.read_bytes(digest))
+        if not isinstance(value, dict):
+            raise StoreError(f"blob {digest} is not a JSON object")
+        return value
+
+    def blobs(self) -> set[str]:
+        directory = self.root / "blobs" / "sha256"
+        return {"sha256:" + p.name for p in directory.iterdir() if not p.name.startswith(".")}
+
+    # -- index and tags -------------------------------------------------------------------
+    def _read_index(self) -> list[dict[str, Any]]:
+        try:
+            data = json.loads((self.root / "index.json").read_text())
+        except FileNotFoundError:
+            return []
+        except ValueError as exc:
+            raise StoreError(f"{self.root / 'index.json'} is not valid JSON: {exc}") from exc
+        manifests = data.get("manifests", [])
+        if not isinstance(manifests, list):
+            raise StoreError(f"{self.root / 'index.json'}: 'manifests' is not a list")
+        return manifests
+
+    def tags(self) -> dict[str, Descriptor]:
+        """ref name (``node:tag``) -> manifest descriptor (without the ref annotation)."""
+        out: dict[str, Descriptor] = {}
+        for entry in self._read_index():
+            desc = Descriptor.from_json(entry)
+            ref = dict(desc.annotations).get(REF_NAME)
+            if ref:
+                out[ref] = desc.without_annotations()
+        return out
+
+    def resolve(self, ref: str) -> Descriptor | None:
+        return self.tags().get(ref)
+
+    def tag(self, ref: str, desc: Descriptor) -> None:
+        self.tag_many({ref: desc})
+
+    def tag_many(self, refs: dict[str, Descriptor]) -> None:
+        """Point each ref at its descriptor, replacing older entries, in one atomic write."""
+        with self._lock:
+            entries = [
+                e for e in self._read_index() if e.get("annotations", {}).get(REF_NAME) not in refs
+            ]
+            for ref, desc in refs.items():
+                annotated = Descriptor(
+                    desc.media_type,
+                    desc.digest,
+                    desc.size,
+                    tuple(sorted({**dict(desc.annotations), REF_NAME: ref}.items())),
+                    desc.platform,
+                )
+                entries.append(annotated.to_json())
+            entries.sort(key=lambda e: str(e.get("annotations", {}).get(REF_NAME, "")))
+            _atomic_write(self.root / "index.json", _index_bytes(entries))
+
+    def untag(self, refs: list[str]) -> None:
+        with self._lock:
+            drop = set(refs)
+            entries = [
+                e for e in self._read_index() if e.get("annotations", {}).get(REF_NAME) not in drop
+            ]
+            _atomic_write(self.root / "index.json", _index_bytes(entries))
+
+
+def _index_bytes(manifests: list[dict[str, Any]]) -> bytes:
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+    return json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(name).replace(path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` so that readers see the old or the new content, never a mix."""
+    _atomic_write(path, data)

@@ -1,0 +1,360 @@
+"""OS sources of root bases: materialize them as layers in the store, find their Python.
+
+Kinds (a dict of implementations, not a hierarchy):
+
+- ``debootstrap``: run ``debootstrap`` once per (suite, variant, packages) and cache the root
+  filesystem under the cache directory; its identity is the exact list of Debian packages.
+- ``rootfs``: a directory or a ``.tar[.gz]`` of a root filesystem; identity = the layer diff_id.
+- ``oci``: an image in a local OCI layout; identity = its manifest digest.
+- ``registry``: a registry reference, pulled through :mod:`layerforge.oci.transfer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layerforge import cmd
+from layerforge.build.layer import LayerBlob, entries_from_tree, write_layer_to_store
+from layerforge.errors import SourceError
+from layerforge.events import Event, Reporter
+from layerforge.manifest import OSSource
+from layerforge.oci.layout import Descriptor, Store, atomic_write
+
+SOURCE_FORMAT = 1
+_PY_RE = re.compile(r"^python3\.(\d+)$")
+# Never part of an OS layer: kernel file systems, device nodes, package caches, logs.
+_ROOTFS_EXCLUDE = (
+    "dev/",
+    "proc/",
+    "sys/",
+    "run/",
+    "tmp/",
+    "var/cache/apt/",
+    "var/lib/apt/lists/",
+    "var/log/",
+)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer as an image references it: descriptor, diff_id, and what made it."""
+
+    descriptor: Descriptor
+    diff_id: str
+    created_by: str
+    uncompressed_size: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "descriptor": self.descriptor.to_json(),
+            "diff_id": self.diff_id,
+            "created_by": self.created_by,
+            "uncompressed_size": self.uncompressed_size,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Layer:
+        return cls(
+            Descriptor.from_json(data["descriptor"]),
+            str(data["diff_id"]),
+            str(data["created_by"]),
+            int(data.get("uncompressed_size", 0)),
+        )
+
+    @classmethod
+    def from_blob(cls, blob: LayerBlob, created_by: str) -> Layer:
+        desc = Descriptor(blob.media_type, blob.digest, blob.size)
+        return cls(desc, blob.diff_id, created_by, blob.uncompressed_size)
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    executable: str  # absolute path inside the image, e.g. /usr/bin/python3.11
+    version: str  # MAJOR.MINOR
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A materialized OS source: its layers in the store plus what a child needs to know."""
+
+    identity: str  # sha256:... that feeds the content key of the root base
+    description: str
+    layers: tuple[Layer, ...]
+    env: tuple[str, ...]  # KEY=VALUE from the source image config
+    python: PythonInfo
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": SOURCE_FORMAT,
+            "identity": self.identity,
+            "description": self.description,
+            "layers": [layer.to_json() for layer in self.layers],
+            "env": list(self.env),
+            "python": {"executable": self.python.executable, "version": self.python.version},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BaseImage:
+        return cls(
+            identity=str(data["identity"]),
+            description=str(data["description"]),
+            layers=tuple(Layer.from_json(x) for x in data["layers"]),
+            env=tuple(str(e) for e in data["env"]),
+            python=PythonInfo(str(data["python"]["executable"]), str(data["python"]["version"])),
+        )
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    store: Store
+    cache_dir: Path
+    reporter: Reporter
+    python: str  # the project's target MAJOR.MINOR
+    compression: str = "gzip"
+    mtime: int = 0
+
+
+def _rootfs_exclude(rel: str) -> bool:
+    probe = rel + "/"
+    return any(probe.startswith(p) and probe != p for p in _ROOTFS_EXCLUDE)
+
+
+def find_python(rootfs: Path, wanted: str, where: str) -> PythonInfo:
+    found: dict[str, str] = {}
+    for directory in ("usr/local/bin", "usr/bin"):
+        base = rootfs / directory
+        if not base.is_dir():
+            continue
+        for entry in sorted(base.iterdir()):
+            match = _PY_RE.match(entry.name)
+            if match and f"3.{match.group(1)}" not in found:
+                found[f"3.{match.group(1)}"] = f"/{directory}/{entry.name}"
+    if wanted in found:
+        return PythonInfo(found[wanted], wanted)
+    if not found:
+        raise SourceError(
+            f"{where}: no Python interpreter found (looked for python3.X in /usr/local/bin "
+            "and /usr/bin)",
+            hint="use an OS source that ships Python, e.g. add 'python3' to debootstrap packages",
+        )
+    raise SourceError(
+        f"{where}: the image has Python {', '.join(sorted(found))} but project.python is "
+        f"{wanted!r}; wheels for the wrong Python would not import",
+        hint=f"set project.python = {sorted(found)[-1]!r}, or use an OS source with "
+        f"Python {wanted}",
+    )
+
+
+def _layer_from_dir(ctx: SourceContext, rootfs: Path, label: str) -> Layer:
+    entries = entries_from_tree(rootfs, "", exclude=_rootfs_exclude)
+    task = f"source:{label}"
+    ctx.reporter.emit(Event("start", task, f"writing OS layer of {label}"))
+    blob = write_layer_to_store(
+        ctx.store,
+        entries,
+        compression=_compression(ctx),
+        mtime=ctx.mtime,
+        progress=lambda n: ctx.reporter.emit(Event("progress", task, done=n)),
+    )
+    ctx.reporter.emit(Event("finish", task, data={"ok": True, "bytes": blob.uncompressed_size}))
+    return Layer.from_blob(blob, f"layerforge: OS root filesystem ({label})")
+
+
+def _compression(ctx: SourceContext) -> Any:
+    return ctx.compression
+
+
+# -- debootstrap --------------------------------------------------------------------------
+
+
+def debootstrap_key(source: OSSource) -> str:
+    doc = [SOURCE_FORMAT, source.spec, source.variant, sorted({"python3", *source.packages})]
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:24]
+
+
+def debootstrap_rootfs(source: OSSource, cache_dir: Path, reporter: Reporter) -> Path:
+    """Run debootstrap once per inputs; return the cached root filesystem directory."""
+    final = cache_dir / "debootstrap" / debootstrap_key(source)
+    if (final / "rootfs").is_dir():
+        return final / "rootfs"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    packages = ",".join(sorted({"python3", *source.packages}))
+    work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    task = f"debootstrap:{source.spec}"
+    reporter.emit(Event("start", task, f"debootstrap {source.spec} ({packages})"))
+    try:
+        cmd.run(
+            [
+                "debootstrap",
+                f"--variant={source.variant}",
+                f"--include={packages}",
+                source.spec,
+                str(work / "rootfs"),
+            ]
+        )
+        _normalize_debian(work / "rootfs")
+        work.rename(final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    reporter.emit(Event("finish", task, data={"ok": True}))
+    return final / "rootfs"
+
+
+def _normalize_debian(rootfs: Path) -> None:
+    """Drop what differs between two runs and never belongs in a layer."""
+    for rel in ("var/cache/apt", "var/lib/apt/lists", "var/log", "var/cache/debconf"):
+        directory = rootfs / rel
+        if directory.is_dir():
+            for child in directory.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                elif child.name != "lock":
+                    child.unlink()
+    for stale in ("var/cache/ldconfig/aux-cache", "etc/machine-id"):
+        (rootfs / stale).unlink(missing_ok=True)
+
+
+def _dpkg_identity(rootfs: Path) -> str:
+    status = rootfs / "var/lib/dpkg/status"
+    pkgs: list[str] = []
+    name = ""
+    for line in status.read_text(errors="replace").splitlines():
+        if line.startswith("Package: "):
+            name = line.split(": ", 1)[1]
+        elif line.startswith("Version: ") and name:
+            pkgs.append(f"{name}={line.split(': ', 1)[1]}")
+    raw = json.dumps(sorted(pkgs)).encode()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _materialize_debootstrap(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
+    rootfs = debootstrap_rootfs(source, ctx.cache_dir, ctx.reporter)
+    python = find_python(rootfs, ctx.python, where)
+    layer = _layer_from_dir(ctx, rootfs, source.describe())
+    return BaseImage(_dpkg_identity(rootfs), source.describe(), (layer,), _DEFAULT_ENV, python)
+
+
+_DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+
+
+# -- rootfs -------------------------------------------------------------------------------
+
+
+def _materialize_rootfs(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
+    assert source.path is not None
+    path = source.path
+    if path.is_dir():
+        python = find_python(path, ctx.python, where)
+        layer = _layer_from_dir(ctx, path, source.describe())
+    else:
+        from layerforge.sandbox.unpack import unpack_layers  # noqa: PLC0415
+
+        digest = _file_sha256(path)
+        target = ctx.cache_dir / "rootfs" / digest[:24]
+        if not target.is_dir():
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_mkdir(target.parent)))
+            try:
+                unpack_layers([(path, _tar_media(path))], tmp)
+                tmp.rename(target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        python = find_python(target, ctx.python, where)
+        layer = _layer_from_dir(ctx, target, source.describe())
+    return BaseImage(layer.diff_id, source.describe(), (layer,), _DEFAULT_ENV, python)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _tar_media(path: Path) -> str:
+    from layerforge.oci import media  # noqa: PLC0415
+
+    if path.name.endswith((".tar.gz", ".tgz")):
+        return media.OCI_LAYER_GZIP
+    if path.name.endswith(".tar.zst"):
+        return media.OCI_LAYER_ZSTD
+    return media.OCI_LAYER_TAR
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- oci layout ---------------------------------------------------------------------------
+
+
+def _materialize_oci(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
+    from layerforge.oci.importer import import_image  # noqa: PLC0415
+
+    assert source.path is not None
+    src = Store.open(source.path, create=False)
+    manifest_digest, config = import_image(src, source.tag, ctx.store, where)
+    return _image_from_manifest(manifest_digest, config, source.describe(), ctx, where)
+
+
+def _image_from_manifest(
+    manifest_digest: str, config: dict[str, Any], description: str, ctx: SourceContext, where: str
+) -> BaseImage:
+    from layerforge.sandbox.unpack import unpack_image  # noqa: PLC0415
+
+    manifest = ctx.store.read_json(manifest_digest)
+    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+    layers = []
+    for index, raw in enumerate(manifest["layers"]):
+        created = history[index].get("created_by", "") if index < len(history) else ""
+        layers.append(Layer(Descriptor.from_json(raw), str(diff_ids[index]), str(created)))
+    rootfs = unpack_image(ctx.store, manifest_digest, ctx.cache_dir / "unpacked")
+    python = find_python(rootfs, ctx.python, where)
+    env = tuple(config.get("config", {}).get("Env") or _DEFAULT_ENV)
+    return BaseImage(manifest_digest, description, tuple(layers), env, python)
+
+
+def _materialize_registry(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
+    raise SourceError(
+        f"{where}: registry references ({source.spec!r}) are not supported yet",
+        hint="use { debootstrap = 'bookworm' }, 'rootfs:DIR' or 'oci:LAYOUT:TAG' "
+        "(e.g. after `skopeo copy docker://IMAGE oci:LAYOUT:TAG`)",
+    )
+
+
+MATERIALIZERS: dict[str, Callable[[OSSource, SourceContext, str], BaseImage]] = {
+    "debootstrap": _materialize_debootstrap,
+    "rootfs": _materialize_rootfs,
+    "oci": _materialize_oci,
+    "registry": _materialize_registry,
+}
+
+
+def record_path(store: Store, source: OSSource) -> Path:
+    spec = json.dumps([source.kind, source.spec, list(source.packages), source.variant])
+    key = hashlib.sha256(spec.encode()).hexdigest()[:24]
+    return store.root / "layerforge" / "sources" / f"{key}.json"
+
+
+def materialize(source: OSSource, ctx: SourceContext, where: str, *, refresh: bool) -> BaseImage:
+    """The OS source as layers in the store, reusing the last record unless ``refresh``."""
+    path = record_path(ctx.store, source)
+    if not refresh and path.is_file():
+        image = BaseImage.from_json(json.loads(path.read_text()))
+        if all(ctx.store.has_blob(layer.descriptor.digest) for layer in image.layers):
+            return image
+    image = MATERIALIZERS[source.kind](source, ctx, where)
+    atomic_write(path, json.dumps(image.to_json(), indent=2, sort_keys=True).encode())
+    return image

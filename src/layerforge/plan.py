@@ -1,0 +1,254 @@
+"""Plan: content keys, what the store holds, and why anything must be (re)built.
+
+A pure step: (project, lock, source trees, store tags, previous build records) -> Plan.
+It reads no blob and touches no network.
+
+The content key of a node is sha256 over a canonical encoding of everything that
+determines its bytes: the parent's key (or the OS source identity), the node's locked
+distributions, system packages and run steps, configuration, the source tree digest
+(services), and the layer format version. Same key, same image, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from layerforge.build.source import SourceTree, scan
+from layerforge.errors import LockError
+from layerforge.lockfile import Lock
+from layerforge.manifest import Node, Project
+from layerforge.resolve import stale_nodes
+
+LAYER_FORMAT = 1
+Status = Literal["cached", "build"]
+
+
+@dataclass(frozen=True)
+class NodeInputs:
+    """Everything that goes into a node's key, kept so a later plan can say what changed."""
+
+    doc: dict[str, Any]
+    source_files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        raw = json.dumps(self.doc, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"doc": self.doc, "source_files": self.source_files}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodeInputs:
+        return cls(dict(data["doc"]), dict(data.get("source_files", {})))
+
+
+def short(key: str) -> str:
+    return "lf-" + key.split(":", 1)[1][:12]
+
+
+@dataclass(frozen=True)
+class Step:
+    node: str
+    kind: str  # base | service
+    key: str
+    status: Status
+    reasons: tuple[str, ...]
+    inputs: NodeInputs
+    parent: str | None
+
+    @property
+    def tag(self) -> str:
+        return short(self.key)
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+
+    def by_node(self) -> dict[str, Step]:
+        return {s.node: s for s in self.steps}
+
+    @property
+    def to_build(self) -> list[Step]:
+        return [s for s in self.steps if s.status == "build"]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    revision: str | None = None
+    locked: bool = True  # refuse a stale lock
+
+
+def node_inputs(
+    project: Project, lock: Lock, node: Node, parent_key: str | None, tree: SourceTree | None
+) -> NodeInputs:
+    locked = lock.nodes[node.name]
+    doc: dict[str, Any] = {
+        "format": LAYER_FORMAT,
+        "parent": parent_key,
+        "python": project.python,
+        "platform": lock.platform,
+        "packages": [[p.name, p.version, p.sha256] for p in sorted(locked.packages)],
+        "threshold": project.layer_threshold,
+        "compression": project.compression,
+        "epoch": project.source_date_epoch,
+        "system": list(node.system),
+        "run": list(node.run),
+        "env": [list(e) for e in node.env],
+        "labels": [list(e) for e in node.labels],
+        "command": list(node.command) if node.command is not None else None,
+        "entrypoint": list(node.entrypoint) if node.entrypoint is not None else None,
+        "workdir": node.workdir,
+        "version": project.version,
+        "kind": node.kind,
+        "name": node.name,
+    }
+    if node.os_source is not None:
+        source = dict(locked.source)
+        if "identity" not in source:
+            raise LockError(
+                f"layerforge.lock has no OS source identity for {node.section}",
+                hint="run `layerforge lock`",
+            )
+        doc["os"] = source["identity"]
+    files: dict[str, str] = {}
+    if tree is not None:
+        doc["source"] = tree.digest
+        files = tree.file_map()
+    return NodeInputs(doc, files)
+
+
+def scan_sources(project: Project) -> dict[str, SourceTree]:
+    return {n.name: scan(n.source) for n in project.nodes.values() if n.source is not None}
+
+
+def make_plan(
+    project: Project,
+    lock: Lock,
+    trees: Mapping[str, SourceTree],
+    store_tags: Mapping[str, str],
+    previous: Mapping[str, NodeInputs],
+    options: PlanOptions | None = None,
+    selected: list[str] | None = None,
+) -> Plan:
+    """``store_tags``: ref ('node:tag') -> manifest digest; ``previous``: node -> last inputs."""
+    options = options or PlanOptions()
+    stale = stale_nodes(project, lock)
+    if stale:
+        raise LockError(
+            f"layerforge.lock is out of date for: {', '.join(stale)}",
+            hint="run `layerforge lock` (and commit layerforge.lock)",
+        )
+    steps: dict[str, Step] = {}
+    for name in selected or list(project.nodes):
+        node = project.nodes[name]
+        parent = steps.get(node.parent) if node.parent else None
+        inputs = node_inputs(project, lock, node, parent.key if parent else None, trees.get(name))
+        if options.revision:
+            inputs.doc["revision"] = options.revision
+        key = inputs.key
+        cached = f"{name}:{short(key)}" in store_tags
+        reasons: tuple[str, ...] = ()
+        if not cached:
+            reasons = tuple(explain(inputs, previous.get(name), parent, project))
+        steps[name] = Step(
+            name, node.kind, key, "cached" if cached else "build", reasons, inputs, node.parent
+        )
+    return Plan(tuple(steps.values()))
+
+
+def explain(
+    new: NodeInputs, old: NodeInputs | None, parent: Step | None, project: Project
+) -> list[str]:
+    if old is None:
+        return ["new"]
+    reasons: list[str] = []
+    a, b = old.doc, new.doc
+    if parent is not None and a.get("parent") != b.get("parent"):
+        verb = "changes" if parent.status == "build" else "changed"
+        reasons.append(f"parent {parent.node} {verb}")
+    if a.get("os") != b.get("os"):
+        reasons.append("OS source changed")
+    if a.get("packages") != b.get("packages"):
+        reasons.append("requirements changed: " + _package_diff(a["packages"], b["packages"]))
+    if a.get("source") != b.get("source"):
+        reasons.append(_source_diff(old.source_files, new.source_files))
+    config = [
+        k
+        for k in ("env", "labels", "command", "entrypoint", "workdir", "version")
+        if a.get(k) != b.get(k)
+    ]
+    if config:
+        reasons.append("config changed: " + ", ".join(config))
+    if a.get("system") != b.get("system") or a.get("run") != b.get("run"):
+        reasons.append("system packages or run steps changed")
+    other = [
+        k
+        for k in ("format", "python", "platform", "threshold", "compression", "epoch", "revision")
+        if a.get(k) != b.get(k)
+    ]
+    if other:
+        reasons.append("build settings changed: " + ", ".join(other))
+    del project
+    return reasons or ["not in the store"]
+
+
+def _package_diff(old: list[list[str]], new: list[list[str]]) -> str:
+    before = {p[0]: p[1] for p in old}
+    after = {p[0]: p[1] for p in new}
+    parts: list[str] = []
+    for name in sorted(set(before) | set(after)):
+        if name not in before:
+            parts.append(f"+{name} {after[name]}")
+        elif name not in after:
+            parts.append(f"-{name} {before[name]}")
+        elif before[name] != after[name]:
+            parts.append(f"{name} {before[name]} -> {after[name]}")
+    if not parts:
+        return "same versions, different files"
+    more = f" (+{len(parts) - 5} more)" if len(parts) > 5 else ""
+    return ", ".join(parts[:5]) + more
+
+
+def _source_diff(old: dict[str, str], new: dict[str, str]) -> str:
+    changed = sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
+    noun = "file" if len(changed) == 1 else "files"
+    shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+    return f"source changed: {len(changed)} {noun} ({shown})"
+
+
+# -- build records: what the last build of each node was made from ---------------------------
+
+
+def records_dir(store_root: Path) -> Path:
+    return store_root / "layerforge" / "keys"
+
+
+def load_previous(store_root: Path, store_tags: Mapping[str, str]) -> dict[str, NodeInputs]:
+    """Inputs of each node's ``latest`` build, from the records written by ``build``."""
+    out: dict[str, NodeInputs] = {}
+    directory = records_dir(store_root)
+    for ref in store_tags:
+        node, _, tag = ref.partition(":")
+        if tag != "latest":
+            continue
+        for candidate in _keys_of(store_tags, node, store_tags[ref]):
+            path = directory / f"{candidate}.json"
+            if path.is_file():
+                out[node] = NodeInputs.from_json(json.loads(path.read_text())["inputs"])
+                break
+    return out
+
+
+def _keys_of(store_tags: Mapping[str, str], node: str, digest: str) -> list[str]:
+    return [
+        ref.split(":lf-", 1)[1]
+        for ref, d in store_tags.items()
+        if d == digest and ref.startswith(f"{node}:lf-")
+    ]

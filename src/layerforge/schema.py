@@ -1,0 +1,150 @@
+"""The raw shape of ``layerforge.toml``: pydantic models, the single source of truth.
+
+``manifest.py`` validates TOML against these models and turns the result into the
+frozen :class:`layerforge.manifest.Project`. ``json_schema()`` is generated from the same
+models and shipped as ``layerforge.schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from layerforge.sizes import parse_size
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _size(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str | int):
+        return parse_size(value)
+    raise ValueError("a size must be a number of bytes or a string like '200MB'")
+
+
+Size = Annotated[
+    int | str,
+    Field(description="Bytes, or a string such as '200MB', '9GB', '512MiB'."),
+]
+
+
+class ProjectModel(_Model):
+    name: str = Field(description="Name of the fleet; images are named after their node.")
+    python: str = Field(
+        "3.11", pattern=r"^3\.\d{1,2}$", description="Target interpreter, MAJOR.MINOR."
+    )
+    platforms: tuple[str, ...] = Field(
+        ("linux/amd64",), description="Target platforms; only linux/amd64 is built today."
+    )
+    registry: str | None = Field(
+        None, description="Registry namespace to push to, e.g. 'registry.example/acme'."
+    )
+    version: str | None = Field(None, description="Project version, pushed as a tag.")
+    layer_threshold: Size = Field(
+        "200MB",
+        description="Distributions whose installed size exceeds this get a layer of their own.",
+    )
+    compression: Literal["gzip", "zstd"] = "gzip"
+    index_url: str | None = Field(None, description="Package index for uv (default: PyPI).")
+    find_links: tuple[str, ...] = Field(
+        (), description="Extra directories of wheels for uv (--find-links), relative paths allowed."
+    )
+    source_date_epoch: int = Field(
+        0, ge=0, description="mtime written into every layer entry (SOURCE_DATE_EPOCH)."
+    )
+
+    @field_validator("layer_threshold")
+    @classmethod
+    def _check_threshold(cls, value: int | str) -> int | str:
+        _size(value)
+        return value
+
+    @field_validator("platforms")
+    @classmethod
+    def _check_platforms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for platform in value:
+            if platform != "linux/amd64":
+                raise ValueError(f"platform {platform!r} is not supported yet; use 'linux/amd64'")
+        if not value:
+            raise ValueError("at least one platform is required")
+        return value
+
+
+class DebootstrapModel(_Model):
+    debootstrap: str = Field(description="Debian suite, e.g. 'bookworm'.")
+    packages: tuple[str, ...] = Field((), description="Extra Debian packages to include.")
+    variant: str = "minbase"
+
+
+Requirements = str | tuple[str, ...]
+
+
+class _NodeModel(_Model):
+    requirements: Requirements | None = Field(
+        None,
+        description="PEP 508 lines inline, or a path to a requirements file or pyproject.toml.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Environment of the image.")
+    verify: tuple[str, ...] = Field(
+        (), description="Python statements (or 'sh:' commands) that must succeed in the image."
+    )
+    max_size: Size | None = Field(None, description="Size budget of the whole image.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra image labels.")
+
+    @field_validator("max_size")
+    @classmethod
+    def _check_size(cls, value: int | str | None) -> int | str | None:
+        _size(value)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+
+class BaseModelConfig(_NodeModel):
+    from_: str | DebootstrapModel = Field(
+        alias="from",
+        description="Parent base name, or an OS source: 'rootfs:PATH', 'oci:LAYOUT[:TAG]', "
+        "a registry reference, or { debootstrap = SUITE, packages = [...] }.",
+    )
+    system: tuple[str, ...] = Field((), description="Debian packages installed with apt.")
+    run: tuple[str, ...] = Field((), description="Shell steps run in the sandbox.")
+    network: bool = Field(True, description="Allow network access to system/run steps.")
+
+
+class ServiceModel(_NodeModel):
+    base: str = Field(description="The base this service runs on.")
+    source: str | None = Field(None, description="Directory copied into the application layer.")
+    command: tuple[str, ...] | None = Field(None, description="Default command (image Cmd).")
+    entrypoint: tuple[str, ...] | None = Field(None, description="Image Entrypoint.")
+    workdir: str = Field("/app", description="Working directory; the source is copied here.")
+
+
+class ManifestModel(_Model):
+    project: ProjectModel
+    bases: dict[str, BaseModelConfig] = Field(default_factory=dict)
+    services: dict[str, ServiceModel] = Field(default_factory=dict)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = ManifestModel.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "layerforge.toml"
+    return schema
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
