@@ -8,7 +8,7 @@ from layerforge.errors import UsageError
 from layerforge.manifest import MANIFEST_NAME
 from layerforge.oci.layout import atomic_write
 
-STARTER = '''\
+STARTER = """\
 # layerforge.toml: one base image for the fleet, one service on it.
 # Reference: docs/manifest.md.  Next: `layerforge lock`, then `layerforge build`.
 
@@ -25,7 +25,7 @@ verify = ["import six"]
 # base = "cpu"
 # source = "services/api"            # the only thing in the service's own layer
 # command = ["python", "-m", "api"]
-'''
+"""
 
 
 def write_starter(directory: Path, name: str | None) -> Path:

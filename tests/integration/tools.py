@@ -1,0 +1,75 @@
+"""Thin wrappers over the third-party tools that read and run what we build."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def run(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    proc = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+            f"{proc.stderr[-3000:]}"
+        )
+    return proc.stdout + proc.stderr
+
+
+def skopeo_inspect(store: Path, ref: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["skopeo", "inspect", f"oci:{store}:{ref}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def skopeo_raw(store: Path, ref: str, *, config: bool = False) -> dict[str, Any]:
+    args = ["skopeo", "inspect", "--raw"] + (["--config"] if config else [])
+    out = subprocess.run(
+        [*args, f"oci:{store}:{ref}"], capture_output=True, text=True, check=True, timeout=120
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+class Buildah:
+    """buildah with a private storage root, vfs driver and chroot isolation."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {
+            **os.environ,
+            "STORAGE_DRIVER": "vfs",
+            "BUILDAH_ISOLATION": "chroot",
+        }
+
+    def _base(self) -> list[str]:
+        return [
+            "buildah",
+            "--root",
+            str(self.root / "root"),
+            "--runroot",
+            str(self.root / "run"),
+            "--storage-driver",
+            "vfs",
+        ]
+
+    def __call__(self, *args: str, timeout: float = 900) -> str:
+        return run([*self._base(), *args], env=self.env, timeout=timeout)
+
+    def from_oci(self, store: Path, ref: str) -> str:
+        out = self("from", "--pull-never", "--quiet", f"oci:{store}:{ref}")
+        return out.strip().splitlines()[-1]
+
+    def run_in(self, container: str, *argv: str, timeout: float = 300) -> str:
+        return self("run", container, "--", *argv, timeout=timeout)
