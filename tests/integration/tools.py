@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -68,7 +69,13 @@ class Buildah:
         return run([*self._base(), *args], env=self.env, timeout=timeout)
 
     def from_oci(self, store: Path, ref: str) -> str:
-        out = self("from", "--pull-never", "--quiet", f"oci:{store}:{ref}")
+        # buildah names the image after the layout's path, and rejects a path with a
+        # component starting with a dot (".layerforge"): reach the layout through a link.
+        link = self.root / "layouts" / hashlib.sha256(str(store).encode()).hexdigest()[:12]
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(store)
+        out = self("from", "--pull-never", "--quiet", f"oci:{link}:{ref}")
         return out.strip().splitlines()[-1]
 
     def run_in(self, container: str, *argv: str, timeout: float = 300) -> str:

@@ -1,0 +1,124 @@
+"""Deterministic and incremental builds, asserted blob by blob."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from layerforge.cli import main
+from layerforge.oci.layout import Store
+from tests.conftest import EXAMPLE, require_tools
+from tests.integration.test_fleet import build_fleet
+
+pytestmark = pytest.mark.integration
+
+
+def copy_example(target: Path) -> Path:
+    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".layerforge"))
+    return target
+
+
+def digests(directory: Path) -> dict[str, str]:
+    store = Store.open(directory / ".layerforge", create=False)
+    return {ref: d.digest for ref, d in store.tags().items() if ref.endswith(":latest")}
+
+
+def blobs(directory: Path) -> set[str]:
+    return Store.open(directory / ".layerforge", create=False).blobs()
+
+
+def media_types(directory: Path, new: set[str]) -> list[str]:
+    """What each new blob is: 'manifest', 'config' or 'layer'."""
+    store = Store.open(directory / ".layerforge", create=False)
+    kinds = []
+    for digest in new:
+        try:
+            doc = json.loads(store.read_bytes(digest))
+        except (UnicodeDecodeError, ValueError):
+            kinds.append("layer")
+            continue
+        kinds.append("manifest" if "layers" in doc else "config")
+    return sorted(kinds)
+
+
+@pytest.fixture
+def fleet_a(tmp_path: Path, shared_cache: Path) -> Path:
+    require_tools("debootstrap")
+    directory = copy_example(tmp_path / "a")
+    build_fleet(directory, shared_cache)
+    return directory
+
+
+def test_two_fresh_builds_give_identical_digests(
+    fleet_a: Path, tmp_path: Path, shared_cache: Path
+) -> None:
+    b = copy_example(tmp_path / "b")
+    build_fleet(b, shared_cache)
+    first, second = digests(fleet_a), digests(b)
+    assert len(first) == 7
+    assert first == second
+    assert blobs(fleet_a) == blobs(b)
+
+
+def test_noop_build_writes_nothing(fleet_a: Path, shared_cache: Path) -> None:
+    before = blobs(fleet_a)
+    images = build_fleet(fleet_a, shared_cache)
+    assert {i["status"] for i in images.values()} == {"cached"}
+    assert blobs(fleet_a) == before
+
+
+def test_source_change_writes_only_app_layer_config_and_manifest(
+    fleet_a: Path, shared_cache: Path
+) -> None:
+    before, tags = blobs(fleet_a), digests(fleet_a)
+    main_py = fleet_a / "services/api/api/main.py"
+    main_py.write_text(main_py.read_text() + "\n# a one-line change\n")
+    images = build_fleet(fleet_a, shared_cache)
+    assert {n for n, i in images.items() if i["status"] == "built"} == {"api"}
+    new = blobs(fleet_a) - before
+    assert media_types(fleet_a, new) == ["config", "layer", "manifest"]
+    after = digests(fleet_a)
+    assert {r for r in after if after[r] != tags[r]} == {"api:latest"}
+
+
+def test_base_requirement_change_rebuilds_it_and_descendants_only(
+    fleet_a: Path, shared_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before, tags = blobs(fleet_a), digests(fleet_a)
+    manifest = fleet_a / "layerforge.toml"
+    manifest.write_text(
+        manifest.read_text().replace(
+            'requirements = ["safetensors", "tokenizers"]',
+            'requirements = ["safetensors", "tokenizers", "tabulate"]',
+        )
+    )
+    assert main(["lock", "-f", str(fleet_a), "--cache-dir", str(shared_cache)]) == 0
+    capsys.readouterr()
+    assert main(["plan", "-f", str(fleet_a), "--json"]) == 0
+    plan = {s["node"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert {n for n, s in plan.items() if s["status"] == "build"} == {"gpu", "training"}
+    assert plan["gpu"]["reasons"] == ["requirements changed: +tabulate 0.10.0"]
+    assert plan["training"]["reasons"] == ["parent gpu changes"]
+    images = build_fleet(fleet_a, shared_cache)
+    assert {n for n, i in images.items() if i["status"] == "built"} == {"gpu", "training"}
+    new = blobs(fleet_a) - before
+    # gpu: its dependency layer, config, manifest; training: config, manifest (its app
+    # layer is byte-identical to the one it had, so it is not written again).
+    assert media_types(fleet_a, new) == ["config", "config", "layer", "manifest", "manifest"]
+    after = digests(fleet_a)
+    assert {r for r in after if after[r] != tags[r]} == {"gpu:latest", "training:latest"}
+
+
+def test_interrupted_build_leaves_the_store_valid(fleet_a: Path) -> None:
+    """A blob being written sits under a temporary name until it is verified and renamed."""
+    store = Store.open(fleet_a / ".layerforge", create=False)
+    with pytest.raises(RuntimeError), store.ingest() as writer:
+        writer.write(b"half a layer")
+        raise RuntimeError("killed")
+    names = [p.name for p in (fleet_a / ".layerforge/blobs/sha256").iterdir()]
+    assert not [n for n in names if n.startswith(".tmp-")]
+    for ref, desc in store.tags().items():
+        assert store.has_blob(desc.digest), ref
