@@ -85,13 +85,11 @@ def buildah_cold(root: Path, wheels: Path, store: Path) -> float | None:
         shutil.copytree(root / "svc", ctx / "svc")
         shutil.copytree(wheels, ctx / "wheels")
         (ctx / "Containerfile").write_text(
-            "FROM oci:{store}:torch-os\n"
+            f"FROM oci:{store}:torch-os\n"
             "RUN python3 -m venv /opt/venv\n"
             "COPY wheels /wheels\n"
             "RUN /opt/venv/bin/pip install --no-cache-dir --find-links /wheels torch==2.13.0\n"
-            'COPY svc /app\nWORKDIR /app\nCMD ["/opt/venv/bin/python", "-m", "svc"]\n'.format(
-                store=store
-            )
+            'COPY svc /app\nWORKDIR /app\nCMD ["/opt/venv/bin/python", "-m", "svc"]\n'
         )
         base = ["buildah", "--root", str(work / "r"), "--runroot", str(work / "rr")]
         start = time.perf_counter()

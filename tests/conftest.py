@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,8 @@ def shared_cache() -> Path:
 
 
 @pytest.fixture
-def example_copy(tmp_path: Path) -> Iterator[Path]:
+def example_copy(tmp_path: Path) -> Path:
     """A private copy of examples/fleet (without any store)."""
     target = tmp_path / "fleet"
     shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".layerforge", "__pycache__"))
-    yield target
+    return target

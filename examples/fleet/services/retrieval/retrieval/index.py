@@ -13,4 +13,4 @@ CORPUS = [
 def search(query: str, corpus: list[str] = CORPUS) -> list[tuple[float, str]]:
     vectorizer = TfidfVectorizer().fit(corpus)
     scores = cosine_similarity(vectorizer.transform([query]), vectorizer.transform(corpus))[0]
-    return sorted(zip(scores.tolist(), corpus), reverse=True)
+    return sorted(zip(scores.tolist(), corpus, strict=True), reverse=True)
