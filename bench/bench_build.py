@@ -1,12 +1,13 @@
 """Benchmark: build a service on a base holding the torch CPU wheel.
 
 Scenarios (each a fresh `layerforge` process, timed from the outside):
-  cold       - empty store; wheels already in uv's cache (one warm-up run first)
-  no-op      - nothing changed
-  code       - one line of the service's source changed
-  requirement- a small requirement added to the base (rebuilds base + service)
-Also: `buildah bud` of the equivalent Containerfile (pip install of the same wheels in a
-RUN step, on the same debootstrap base), cold, for comparison.
+  cold         empty store; wheels already in uv's cache (one warm-up run first)
+  no-op        nothing changed
+  code         one line of the service's source changed
+  requirement  a small requirement added to the torch base (rebuilds base + service)
+Then the torch layer's writing speed beside a single-threaded read + sha256 + ISA-L pass over
+the same tar bytes, and `buildah bud` of the equivalent Containerfile (pip install of the same
+wheels in a RUN step, on the same Debian base), cold.
 
     .venv/bin/python bench/bench_build.py [--wheel-dir /opt/wheels] [--skip-buildah]
 """
@@ -14,6 +15,8 @@ RUN step, on the same debootstrap base), cold, for comparison.
 from __future__ import annotations
 
 import argparse
+import gzip
+import hashlib
 import json
 import os
 import resource
@@ -23,8 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
 LAYERFORGE = [sys.executable, "-m", "layerforge"]
 
 MANIFEST = """
@@ -33,8 +36,11 @@ name = "bench"
 python = "3.11"
 find_links = ["{wheels}"]
 
+[bases.os]
+from = {{ debootstrap = "bookworm", packages = ["python3-venv", "python3-pip"] }}
+
 [bases.torch]
-from = {{ debootstrap = "bookworm" }}
+from = "os"
 requirements = ["torch==2.13.0"{extra}]
 
 [services.svc]
@@ -47,61 +53,112 @@ command = ["python", "-m", "svc"]
 def write_project(root: Path, wheels: Path, extra: str = "") -> None:
     (root / "svc/svc").mkdir(parents=True, exist_ok=True)
     (root / "svc/svc/__init__.py").write_text("")
-    (root / "svc/svc/__main__.py").write_text("import torch\nprint(torch.ones(2).sum())\n")
+    main = root / "svc/svc/__main__.py"
+    if not main.exists():
+        main.write_text("import torch\nprint(torch.ones(2).sum())\n")
     (root / "layerforge.toml").write_text(MANIFEST.format(wheels=wheels, extra=extra))
 
 
-def timed(args: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of the child."""
+def run_lf(root: Path, *args: str) -> tuple[float, float, list[dict[str, Any]]]:
+    """Wall seconds, peak RSS (MB) of the child, and its JSON events."""
+    argv = [*LAYERFORGE, *args, "-f", str(root), "--json"]
     start = time.perf_counter()
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        sys.exit(f"{' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return wall, peak
+    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    return wall, peak, events
 
 
-def lf(root: Path, *args: str) -> list[str]:
-    return [*LAYERFORGE, *args, "-f", str(root)]
+def torch_layer(events: list[dict[str, Any]]) -> dict[str, Any]:
+    for event in events:
+        if event["event"] == "finish" and event["task"].startswith("layer:torch:torch"):
+            data: dict[str, Any] = event["data"]
+            return data
+    raise SystemExit("no torch layer was written")
 
 
-def layer_stats(root: Path) -> tuple[int, float]:
-    """Uncompressed bytes of the torch base's own layers and the time the build spent on them."""
-    out = subprocess.run(
-        lf(root, "build", "--json"), capture_output=True, text=True, check=True
-    ).stdout
-    images = {i["node"]: i for i in json.loads(out)["images"]}
-    return int(images["torch"]["uncompressed_size"]), float(images["torch"]["seconds"])
+def baseline(store: Path, digest: str) -> float:
+    """Seconds for one thread to read the same tar bytes, sha256 them and ISA-L compress them."""
+    from isal import isal_zlib
 
-
-def buildah_cold(root: Path, wheels: Path, store: Path) -> float | None:
-    if shutil.which("buildah") is None:
-        return None
-    env = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
-    work = Path(tempfile.mkdtemp(prefix="lf-bench-buildah-"))
+    tar = Path(tempfile.mkdtemp(prefix="lf-bench-tar-")) / "layer.tar"
     try:
-        ctx = work / "ctx"
-        shutil.copytree(root / "svc", ctx / "svc")
-        shutil.copytree(wheels, ctx / "wheels")
-        (ctx / "Containerfile").write_text(
-            f"FROM oci:{store}:torch-os\n"
-            "RUN python3 -m venv /opt/venv\n"
-            "COPY wheels /wheels\n"
-            "RUN /opt/venv/bin/pip install --no-cache-dir --find-links /wheels torch==2.13.0\n"
-            'COPY svc /app\nWORKDIR /app\nCMD ["/opt/venv/bin/python", "-m", "svc"]\n'
-        )
-        base = ["buildah", "--root", str(work / "r"), "--runroot", str(work / "rr")]
+        with (
+            gzip.open(store / "blobs/sha256" / digest.split(":")[1], "rb") as src,
+            tar.open("wb") as dst,
+        ):
+            shutil.copyfileobj(src, dst, 1 << 20)
         start = time.perf_counter()
-        subprocess.run(
-            [*base, "bud", "--layers", "-t", "bench", str(ctx)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        digest_in, digest_out = hashlib.sha256(), hashlib.sha256()
+        comp = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)
+        with tar.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest_in.update(chunk)
+                digest_out.update(comp.compress(chunk))
+        digest_out.update(comp.flush())
         return time.perf_counter() - start
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(tar.parent, ignore_errors=True)
+
+
+def download_wheels(lock: Path, target: Path) -> None:
+    """The locked wheels of the torch base, for the buildah comparison."""
+    import tomllib
+
+    data = tomllib.loads(lock.read_text())
+    pins = [f"{p['name']}=={p['version']}" for p in data["nodes"]["torch"]["packages"]]
+    target.mkdir(parents=True, exist_ok=True)
+    for wheel in Path("/opt/wheels").glob("torch-*.whl"):
+        shutil.copy(wheel, target)
+    pins = [p for p in pins if not p.startswith("torch==")]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "-d",
+            str(target),
+            *pins,
+        ],
+        check=True,
+    )
+
+
+def buildah_cold(root: Path, work: Path) -> float:
+    env = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
+    ctx = work / "ctx"
+    shutil.copytree(root / "svc", ctx / "svc")
+    download_wheels(root / "layerforge.lock", ctx / "wheels")
+    link = work / "store"
+    link.symlink_to(root / ".layerforge")
+    (ctx / "Containerfile").write_text(
+        f"FROM oci:{link}:os:latest\n"
+        "RUN python3 -m venv /opt/pipvenv\n"
+        "COPY wheels /wheels\n"
+        "RUN /opt/pipvenv/bin/pip install --no-cache-dir --no-index --find-links /wheels "
+        "torch==2.13.0 && rm -rf /wheels\n"
+        'COPY svc /app\nWORKDIR /app\nCMD ["/opt/pipvenv/bin/python", "-m", "svc"]\n'
+    )
+    base = ["buildah", "--root", str(work / "r"), "--runroot", str(work / "rr")]
+    start = time.perf_counter()
+    subprocess.run(
+        [*base, "bud", "--layers", "-t", "bench", str(ctx)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -114,31 +171,40 @@ def main() -> None:
     write_project(root, args.wheel_dir)
     rows: list[tuple[str, float, float]] = []
     try:
-        timed(lf(root, "lock"), root)
-        timed(lf(root, "build"), root)  # warm uv's cache and the debootstrap cache
+        run_lf(root, "lock")
+        run_lf(root, "build")  # warm uv's cache and the debootstrap cache
         shutil.rmtree(root / ".layerforge")
-        timed(lf(root, "lock"), root)
-        wall, peak = timed(lf(root, "build"), root)
+        run_lf(root, "lock")
+        wall, peak, events = run_lf(root, "build")
         rows.append(("cold build (empty store)", wall, peak))
-        wall, peak = timed(lf(root, "build"), root)
+        layer = torch_layer(events)
+        wall, peak, _ = run_lf(root, "build")
         rows.append(("no-op build", wall, peak))
         main_py = root / "svc/svc/__main__.py"
         main_py.write_text(main_py.read_text() + "# changed\n")
-        wall, peak = timed(lf(root, "build"), root)
+        wall, peak, _ = run_lf(root, "build")
         rows.append(("code-change rebuild", wall, peak))
         write_project(root, args.wheel_dir, extra=', "six"')
-        main_py.write_text(main_py.read_text() + "# changed\n")
-        timed(lf(root, "lock"), root)
-        wall, peak = timed(lf(root, "build"), root)
+        run_lf(root, "lock")
+        wall, peak, _ = run_lf(root, "build")
         rows.append(("requirement-change rebuild", wall, peak))
-        print(f"{'scenario':32} {'wall s':>8} {'peak RSS MB':>12}")
+        print(f"{'scenario':34} {'wall s':>8} {'peak RSS MB':>12}")
         for name, wall, peak in rows:
-            print(f"{name:32} {wall:8.2f} {peak:12.0f}")
-        if not args.skip_buildah:
-            seconds = buildah_cold(root, args.wheel_dir, root / ".layerforge")
-            if seconds is not None:
-                print(f"{'buildah bud (cold, pip install)':32} {seconds:8.2f}")
-                print(f"speed-up of the cold build: {seconds / rows[0][1]:.1f}x")
+            print(f"{name:34} {wall:8.2f} {peak:12.0f}")
+        mb = layer["bytes"] / 1e6
+        base = baseline(root / ".layerforge", layer["digest"])
+        print(f"torch layer: {mb:.0f} MB uncompressed -> {layer['compressed'] / 1e6:.0f} MB gzip")
+        print(
+            f"  layerforge write (tar+sha256+ISA-L, 2 threads): {layer['seconds']:.2f} s "
+            f"= {mb / layer['seconds']:.0f} MB/s"
+        )
+        print(
+            f"  baseline read+sha256+ISA-L, 1 thread, no tar:  {base:.2f} s = {mb / base:.0f} MB/s"
+        )
+        if not args.skip_buildah and shutil.which("buildah"):
+            seconds = buildah_cold(root, work / "buildah")
+            print(f"{'buildah bud (cold, pip install)':34} {seconds:8.2f}")
+            print(f"cold-build speed-up over buildah: {seconds / rows[0][1]:.1f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -231,6 +231,7 @@ def _remember_layers(ctx: BuildContext, key: str, layers: list[Layer]) -> None:
 def _write(ctx: BuildContext, task: str, entries: list[Entry], created_by: str) -> Layer:
     total = sum(e.size for e in entries)
     ctx.reporter.emit(Event("start", task, created_by, total=total))
+    started = time.perf_counter()
     blob = write_layer_to_store(
         ctx.store,
         entries,
@@ -238,7 +239,10 @@ def _write(ctx: BuildContext, task: str, entries: list[Entry], created_by: str) 
         mtime=ctx.project.source_date_epoch,
         progress=lambda n: ctx.reporter.emit(Event("progress", task, done=n, total=total)),
     )
-    ctx.reporter.emit(Event("finish", task, data={"ok": True, "bytes": blob.uncompressed_size}))
+    seconds = time.perf_counter() - started
+    data: dict[str, object] = {"ok": True, "bytes": blob.uncompressed_size, "seconds": seconds}
+    data.update(digest=blob.digest, compressed=blob.size)
+    ctx.reporter.emit(Event("finish", task, data=data))
     return Layer.from_blob(blob, created_by)
 
 
