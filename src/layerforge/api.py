@@ -105,12 +105,12 @@ def plan_project(
     selected: list[str] | None = None,
     options: PlanOptions | None = None,
 ) -> Plan:
+    names = project.select(selected) if selected else None
     lock = read_lock(project, ws)
     store = Store.open(ws.store)
     tags = {ref: desc.digest for ref, desc in store.tags().items()}
     tags = {ref: d for ref, d in tags.items() if store.has_blob(d)}
     previous = load_previous(ws.store, tags)
-    names = project.select(selected) if selected else None
     return make_plan(project, lock, scan_sources(project), tags, previous, options, names)
 
 
@@ -123,11 +123,11 @@ def build_project(
     jobs: int = 2,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
+    names = project.select(selected) if selected else None
     lock = read_lock(project, ws)
     store = Store.open(ws.store)
     tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
     trees = scan_sources(project)
-    names = project.select(selected) if selected else None
     plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
     ctx = BuildContext(project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs)
     return plan, execute(plan, ctx)

@@ -12,6 +12,7 @@ Tree::
     │   └── VerifyError             exit 1: a verify statement failed inside the image
     ├── StoreError                  exit 1: the local OCI store is damaged or a blob is corrupt
     ├── SandboxError                exit 1: unpacking or running inside an image failed
+    │   └── UnpackError             exit 1: a layer is hostile or damaged (escaping paths...)
     ├── ToolError                   exit 1: an external tool is missing or failed
     └── RegistryError               exit 3: talking to a registry failed
 
@@ -89,6 +90,12 @@ class StoreError(LayerforgeError):
 
 
 class SandboxError(LayerforgeError):
+    exit_code = 1
+
+
+class UnpackError(SandboxError):
+    """A layer cannot be unpacked safely: a member escapes the root, or the tar is damaged."""
+
     exit_code = 1
 
 

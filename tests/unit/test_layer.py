@@ -15,7 +15,7 @@ import pytest
 import zstandard
 
 from layerforge.build.layer import (
-    GZIP_CHUNK,
+    CHUNK,
     Entry,
     entries_from_tree,
     write_layer,
@@ -100,7 +100,7 @@ def test_mtime_is_clamped_to_the_epoch_given(tmp_path: Path) -> None:
 
 def test_large_stream_spans_many_gzip_chunks_and_stays_one_member(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(GZIP_CHUNK) * 3 + b"tail")
+    big.write_bytes(os.urandom(CHUNK) * 3 + b"tail")
     entries = [Entry("big.bin", "file", 0o644, big.stat().st_size, source=big)]
     data, raw = layer_bytes(entries)
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:

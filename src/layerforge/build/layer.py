@@ -34,10 +34,10 @@ from layerforge.oci.layout import Store
 EntryKind = Literal["file", "dir", "symlink", "hardlink"]
 Compression = Literal["gzip", "zstd"]
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20  # pieces handed to the hasher and the compressors
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
-QUEUE_DEPTH = 8
+QUEUE_DEPTH = 4
 PROGRESS_EVERY = 8 << 20
 DEFAULT_LEVEL: dict[str, int] = {"gzip": 1, "zstd": 3}
 
@@ -169,7 +169,7 @@ _TYPES = {
 }
 
 
-def _header(entry: Entry, mtime: int) -> bytes:
+def _tarfile_header(entry: Entry, mtime: int) -> bytes:
     info = tarfile.TarInfo(entry.path)
     info.type = _TYPES[entry.kind]
     info.mode = entry.mode & 0o7777
@@ -181,64 +181,170 @@ def _header(entry: Entry, mtime: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def _file_chunks(entry: Entry) -> Iterator[bytes]:
-    if entry.data is not None:
-        if len(entry.data) != entry.size:
-            raise BuildError(
-                f"{entry.path}: inline data is {len(entry.data)} bytes, not {entry.size}"
-            )
-        yield entry.data
-        return
-    if entry.source is None:
-        raise BuildError(f"{entry.path}: a file entry needs a source or data")
-    remaining = entry.size
-    with entry.source.open("rb") as fh:
-        while remaining > 0:
-            chunk = fh.read(min(CHUNK, remaining))
-            if not chunk:
-                raise BuildError(f"{entry.source} shrank while it was being written to a layer")
-            remaining -= len(chunk)
-            yield chunk
+_MAX_OCTAL_11 = 8**11
 
 
-def tar_stream(entries: list[Entry], mtime: int) -> Iterator[bytes]:
-    """The tar bytes of already-normalized entries, in pieces."""
-    total = 0
+def _octal(value: int, digits: int) -> bytes:
+    return b"%0*o\0" % (digits - 1, value)
+
+
+def _header(entry: Entry, mtime: int) -> bytes:
+    """The tar header tarfile writes in PAX format, built directly for the common case
+    (ASCII names of at most 100 bytes): tarfile spends ~50 us per entry, this ~5 us.
+    Anything else (long or non-ASCII names, huge sizes) goes through tarfile itself."""
+    name = entry.path + "/" if entry.kind == "dir" else entry.path
+    size = entry.size if entry.kind == "file" else 0
+    if (
+        not (name.isascii() and entry.linkname.isascii())
+        or len(name) > 100
+        or len(entry.linkname) > 100
+        or size >= _MAX_OCTAL_11
+        or mtime >= _MAX_OCTAL_11
+    ):
+        return _tarfile_header(entry, mtime)
+    head = b"".join(
+        (
+            name.encode().ljust(100, b"\0"),
+            _octal(entry.mode & 0o7777, 8),
+            _octal(0, 8),
+            _octal(0, 8),
+            _octal(size, 12),
+            _octal(mtime, 12),
+            b"        ",
+            _TYPES[entry.kind],
+            entry.linkname.encode().ljust(100, b"\0"),
+            b"ustar\x0000",
+            b"\0" * 64,
+            _octal(0, 8),
+            _octal(0, 8),
+        )
+    )
+    head = head.ljust(BLOCK, b"\0")
+    checksum = b"%06o\0" % sum(head)
+    return head[:148] + checksum + head[155:]
+
+
+class Chunk:
+    """A filled piece of the tar stream in a pooled buffer, returned to the pool once both the
+    hasher and the encoder have called :meth:`release` (fresh 4 MiB buffers cost page faults
+    that would take as long as compressing them)."""
+
+    __slots__ = ("_buf", "_lock", "_pending", "_pool", "view")
+
+    def __init__(self, buf: bytearray, length: int, pool: queue.Queue[bytearray]) -> None:
+        self._buf = buf
+        self.view = memoryview(buf)[:length]
+        self._pool = pool
+        self._pending = 2
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending:
+                return
+        self.view.release()
+        self._pool.put(self._buf)
+
+
+class _Chunker:
+    """Fills pooled fixed-size buffers with the tar stream; file content is read straight into
+    them (``readinto`` on an unbuffered file: no intermediate copies)."""
+
+    def __init__(self, size: int, buffers: int) -> None:
+        self.size = size
+        self.pool: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(buffers):
+            self.pool.put(bytearray(size))
+        self.ready: list[Chunk] = []
+        self.total = 0
+        self._take()
+
+    def _take(self) -> None:
+        self.buf = self.pool.get()
+        self.view = memoryview(self.buf)
+        self.pos = 0
+
+    def _roll(self) -> None:
+        self.view.release()
+        self.ready.append(Chunk(self.buf, self.size, self.pool))
+        self._take()
+
+    def put(self, data: bytes) -> None:
+        offset = 0
+        while offset < len(data):
+            n = min(len(data) - offset, self.size - self.pos)
+            self.view[self.pos : self.pos + n] = data[offset : offset + n]
+            self.pos += n
+            offset += n
+            self.total += n
+            if self.pos == self.size:
+                self._roll()
+
+    def put_file(self, entry: Entry) -> None:
+        if entry.data is not None:
+            if len(entry.data) != entry.size:
+                raise BuildError(
+                    f"{entry.path}: inline data is {len(entry.data)} bytes, not {entry.size}"
+                )
+            self.put(entry.data)
+            return
+        if entry.source is None:
+            raise BuildError(f"{entry.path}: a file entry needs a source or data")
+        remaining = entry.size
+        with entry.source.open("rb", buffering=0) as fh:
+            while remaining > 0:
+                want = min(remaining, self.size - self.pos)
+                n = fh.readinto(self.view[self.pos : self.pos + want])
+                if not n:
+                    raise BuildError(f"{entry.source} shrank while it was being written to a layer")
+                self.pos += n
+                self.total += n
+                remaining -= n
+                if self.pos == self.size:
+                    self._roll()
+
+    def finish(self) -> None:
+        self.view.release()
+        self.ready.append(Chunk(self.buf, self.pos, self.pool))
+
+
+def tar_chunks(
+    entries: list[Entry], mtime: int, size: int = CHUNK, buffers: int = 12
+) -> Iterator[Chunk]:
+    """The tar stream of normalized entries, in chunks of exactly ``size`` bytes (the last one
+    shorter), ending with two zero blocks and padding to the tar record size. Each chunk must
+    be released twice before its buffer is reused; at most ``buffers`` are alive at once."""
+    chunker = _Chunker(size, buffers)
     for entry in entries:
-        header = _header(entry, mtime)
-        total += len(header)
-        yield header
+        chunker.put(_header(entry, mtime))
         if entry.kind == "file" and entry.size:
-            yield from _file_chunks(entry)
+            chunker.put_file(entry)
             pad = -entry.size % BLOCK
-            total += entry.size + pad
             if pad:
-                yield b"\0" * pad
+                chunker.put(b"\0" * pad)
+        if chunker.ready:
+            yield from chunker.ready
+            chunker.ready.clear()
     end = 2 * BLOCK
-    end += -(total + end) % RECORD
-    yield b"\0" * end
+    end += -(chunker.total + end) % RECORD
+    chunker.put(b"\0" * end)
+    chunker.finish()
+    yield from chunker.ready
 
 
 # -- compression -------------------------------------------------------------------------------
 #
-# gzip: pigz-style. The tar stream is cut into fixed 4 MiB chunks; each chunk is deflated on
-# its own (ISA-L, raw deflate ending in a sync flush, the last one finished) by a pool of
-# threads, and the pieces are concatenated behind one gzip header, with the CRC-32 and size
-# of the whole stream as trailer. One valid gzip member, byte-identical for identical input
-# (chunk boundaries are fixed), and both cores compress at once: ISA-L releases the GIL.
-#
-# zstd: one zstandard compressor with its own worker threads, fed from a bounded queue.
+# The calling thread only reads files and builds the tar stream, cut into fixed 4 MiB chunks.
+# A hasher thread computes the diff_id over the chunks in order. gzip is pigz-style: each
+# chunk is deflated on its own by a pool of threads (ISA-L, raw deflate ending in a sync
+# flush; the last one finished) and the pieces are written in order behind one gzip header,
+# with the combined CRC-32 and the size as trailer: one valid gzip member, byte-identical for
+# identical input since chunk boundaries are fixed. zstd: one compressor with its own worker
+# threads. sha256, ISA-L and zstd release the GIL, so both cores work; every queue is
+# bounded, so memory stays flat whatever the layer's size.
 
-GZIP_CHUNK = 4 << 20
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no mtime, no name, OS unknown
-
-
-class _Encoder(Protocol):
-    """Takes the tar stream in order; writes compressed bytes (hashing them) to ``out``."""
-
-    def feed(self, data: bytes) -> None: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
 
 
 class _HashingOut:
@@ -254,49 +360,62 @@ class _HashingOut:
             self.out.write(data)
 
 
-def _deflate_chunk(level: int, chunk: bytes, last: bool) -> bytes:
+class _Encoder(Protocol):
+    def feed(self, chunk: Chunk) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+def _deflate_chunk(level: int, chunk: Chunk, last: bool) -> tuple[bytes, int, int]:
     from isal import isal_zlib  # noqa: PLC0415
 
-    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
-    body: bytes = compressor.compress(chunk)
-    mode = isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH
-    return body + compressor.flush(mode)
+    try:
+        compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
+        body: bytes = compressor.compress(chunk.view)
+        body += compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
+        return body, isal_zlib.crc32(chunk.view), len(chunk.view)
+    finally:
+        chunk.release()
 
 
 class _ParallelGzip:
     def __init__(self, out: _HashingOut, level: int, threads: int) -> None:
         from isal import isal_zlib  # noqa: PLC0415
 
-        self._crc32 = isal_zlib.crc32
+        self._combine = isal_zlib.crc32_combine
         self.out = out
         self.level = level
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="lf-gz")
-        self.inflight: deque[Future[bytes]] = deque()
-        self.limit = max(2, 2 * threads)
-        self.buffer = bytearray()
+        self.inflight: deque[Future[tuple[bytes, int, int]]] = deque()
+        self.limit = 2 * max(1, threads) + 1
+        self.held: Chunk | None = None  # the newest chunk: only the last one may finish
         self.crc = 0
         self.total = 0
         out.write(GZIP_HEADER)
 
-    def feed(self, data: bytes) -> None:
-        self.crc = self._crc32(data, self.crc)
-        self.total += len(data)
-        self.buffer += data
-        while len(self.buffer) > GZIP_CHUNK:  # keep one chunk back: the last must finish
-            chunk = bytes(self.buffer[:GZIP_CHUNK])
-            del self.buffer[:GZIP_CHUNK]
-            self._submit(chunk, last=False)
+    def feed(self, chunk: Chunk) -> None:
+        if self.held is not None:
+            self._submit(self.held, last=False)
+        self.held = chunk
 
-    def _submit(self, chunk: bytes, *, last: bool) -> None:
+    def _submit(self, chunk: Chunk, *, last: bool) -> None:
         self.inflight.append(self.pool.submit(_deflate_chunk, self.level, chunk, last))
         while len(self.inflight) >= self.limit:
-            self.out.write(self.inflight.popleft().result())
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        body, crc, length = self.inflight.popleft().result()
+        self.out.write(body)
+        self.crc = self._combine(self.crc, crc, length)
+        self.total += length
 
     def close(self) -> None:
-        self._submit(bytes(self.buffer), last=True)
-        self.buffer.clear()
+        if self.held is None:
+            raise BuildError("internal error: a tar stream always has a last chunk")
+        self._submit(self.held, last=True)
+        self.held = None
         while self.inflight:
-            self.out.write(self.inflight.popleft().result())
+            self._drain_one()
         self.pool.shutdown()
         self.out.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.total & 0xFFFFFFFF))
 
@@ -306,6 +425,41 @@ class _ParallelGzip:
         self.pool.shutdown(wait=True)
 
 
+class _Worker:
+    """A thread applying ``func`` to chunks in order (then releasing them), fed through a
+    bounded queue."""
+
+    def __init__(self, func: Callable[[memoryview], object], name: str) -> None:
+        self.func = func
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[Chunk | None] = queue.Queue(QUEUE_DEPTH)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (chunk := self.queue.get()) is not None:
+                try:
+                    self.func(chunk.view)
+                finally:
+                    chunk.release()
+        except BaseException as exc:  # handed to the producer, re-raised there
+            self.error = exc
+            while (rest := self.queue.get()) is not None:
+                rest.release()
+
+    def put(self, chunk: Chunk) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def join(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class _ThreadedZstd:
     def __init__(self, out: _HashingOut, level: int, threads: int) -> None:
         import zstandard  # noqa: PLC0415
@@ -313,41 +467,18 @@ class _ThreadedZstd:
         cctx = zstandard.ZstdCompressor(level=level, threads=max(1, threads), write_checksum=True)
         self.compressor = cctx.compressobj()
         self.out = out
-        self.error: BaseException | None = None
-        self.queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_DEPTH)
-        self.thread = threading.Thread(target=self._run, name="lf-zstd", daemon=True)
-        self.pending = bytearray()
-        self.thread.start()
+        self.worker = _Worker(lambda chunk: out.write(self.compressor.compress(chunk)), "lf-zstd")
 
-    def _run(self) -> None:
-        try:
-            while (chunk := self.queue.get()) is not None:
-                self.out.write(self.compressor.compress(chunk))
-            self.out.write(self.compressor.flush())
-        except BaseException as exc:  # handed to the producer, re-raised there
-            self.error = exc
-            while self.queue.get() is not None:
-                pass
-
-    def feed(self, data: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        self.pending += data
-        if len(self.pending) >= CHUNK:
-            self.queue.put(bytes(self.pending))
-            self.pending.clear()
+    def feed(self, chunk: Chunk) -> None:
+        self.worker.put(chunk)
 
     def close(self) -> None:
-        if self.pending:
-            self.queue.put(bytes(self.pending))
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
+        self.worker.join()
+        self.out.write(self.compressor.flush())
 
     def abort(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+        self.worker.queue.put(None)
+        self.worker.thread.join()
 
 
 ENCODERS: dict[str, tuple[Callable[[_HashingOut, int, int], _Encoder], str]] = {
@@ -368,21 +499,24 @@ def write_layer(
 ) -> LayerBlob:
     """Write the compressed layer to ``out``; return its digests and sizes (one pass)."""
     factory, media_type = ENCODERS[compression]
-    sink = _HashingOut(out)
     ordered = normalize(entries)
+    sink = _HashingOut(out)
     encoder = factory(sink, DEFAULT_LEVEL[compression] if level is None else level, threads)
     diff = hashlib.sha256()
+    hasher = _Worker(diff.update, "lf-hash")
     written = reported = 0
     try:
-        for piece in tar_stream(ordered, mtime):
-            diff.update(piece)
-            written += len(piece)
-            encoder.feed(piece)
+        for chunk in tar_chunks(ordered, mtime):
+            written += len(chunk.view)
+            hasher.put(chunk)
+            encoder.feed(chunk)
             if progress is not None and written - reported >= PROGRESS_EVERY:
                 progress(written)
                 reported = written
+        hasher.join()
         encoder.close()
     except BaseException:
+        hasher.queue.put(None)
         encoder.abort()
         raise
     if progress is not None:
