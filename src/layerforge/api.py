@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerforge import lockfile
 from layerforge.build.executor import BuildContext, NodeResult, execute
@@ -19,6 +20,9 @@ from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
 from layerforge.resolve import ResolveOptions, resolve, stale_nodes
+
+if TYPE_CHECKING:
+    from layerforge.oci.remote import RegistryCache
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,13 @@ def lock_project(
     for name, node in project.nodes.items():
         if node.os_source is None:
             continue
-        image = materialize(node.os_source, ctx, node.section, refresh=options.upgrade)
+        old = previous.nodes.get(name) if previous and not options.upgrade else None
+        pinned = (
+            dict(old.source).get("identity") if old and old.inputs == nodes[name].inputs else None
+        )
+        image = materialize(
+            node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
+        )
         fields = {**dict(nodes[name].source), "identity": image.identity}
         nodes[name] = LockedNode(nodes[name].inputs, nodes[name].packages, tuple(fields.items()))
     lock = replace(lock, nodes=nodes)
@@ -104,6 +114,7 @@ def plan_project(
     ws: Workspace,
     selected: list[str] | None = None,
     options: PlanOptions | None = None,
+    remote: RegistryCache | None = None,
 ) -> Plan:
     names = project.select(selected) if selected else None
     lock = read_lock(project, ws)
@@ -111,7 +122,16 @@ def plan_project(
     tags = {ref: desc.digest for ref, desc in store.tags().items()}
     tags = {ref: d for ref, d in tags.items() if store.has_blob(d)}
     previous = load_previous(ws.store, tags)
-    return make_plan(project, lock, scan_sources(project), tags, previous, options, names)
+    plan = make_plan(project, lock, scan_sources(project), tags, previous, options, names)
+    return _with_remote(plan, remote)
+
+
+def _with_remote(plan: Plan, remote: RegistryCache | None) -> Plan:
+    if remote is None or not plan.to_build:
+        return plan
+    from layerforge.oci.remote import mark_remote  # noqa: PLC0415
+
+    return mark_remote(plan, remote.present(plan))
 
 
 def build_project(
@@ -121,6 +141,7 @@ def build_project(
     options: PlanOptions | None = None,
     reporter: Reporter | None = None,
     jobs: int = 2,
+    remote: RegistryCache | None = None,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
@@ -129,5 +150,8 @@ def build_project(
     tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
     trees = scan_sources(project)
     plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
-    ctx = BuildContext(project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs)
+    plan = _with_remote(plan, remote)
+    ctx = BuildContext(
+        project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs, remote=remote
+    )
     return plan, execute(plan, ctx)

@@ -80,3 +80,20 @@ def console(*, stderr: bool = False) -> Any:
 
 def emit_json(doc: object) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+remote_cache_option = click.option(
+    "--remote-cache/--no-remote-cache",
+    default=True,
+    show_default=True,
+    help="Reuse nodes that project.registry already holds (NODE:lf-<key12>).",
+)
+
+
+def registry_cache(project: Any, enabled: bool, reporter: Any) -> Any:
+    """A RegistryCache for the project's registry, or None (no registry, or disabled)."""
+    if not enabled or not project.registry:
+        return None
+    from layerforge.oci.remote import RegistryCache, default_config  # noqa: PLC0415
+
+    return RegistryCache(project, default_config(), reporter)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from layerforge import cliutil as c
+from layerforge.commands_registry import REGISTRY_COMMANDS
 from layerforge.sizes import format_size
 
 
@@ -77,6 +78,7 @@ def lock(
 @c.common
 @click.argument("nodes", nargs=-1)
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
+@c.remote_cache_option
 def plan(
     manifest: Path | None,
     store: Path | None,
@@ -84,6 +86,7 @@ def plan(
     as_json: bool,
     nodes: tuple[str, ...],
     revision: str | None,
+    remote_cache: bool,
 ) -> None:
     """Show each node's content key, whether the store has it, and why it must be built."""
     from layerforge import api  # noqa: PLC0415
@@ -91,7 +94,8 @@ def plan(
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
-    result = api.plan_project(project, ws, list(nodes), PlanOptions(revision=revision))
+    remote = c.registry_cache(project, remote_cache, c.reporter(as_json))
+    result = api.plan_project(project, ws, list(nodes), PlanOptions(revision=revision), remote)
     if as_json:
         c.emit_json({"steps": [_step_json(s) for s in result.steps]})
         return
@@ -104,6 +108,10 @@ def plan(
 @click.option("--jobs", "-j", default=2, show_default=True, help="Nodes built in parallel.")
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
+@c.remote_cache_option
+@click.option(
+    "--push", "push_after", is_flag=True, help="Push the built images to project.registry."
+)
 def build(
     manifest: Path | None,
     store: Path | None,
@@ -113,6 +121,8 @@ def build(
     jobs: int,
     revision: str | None,
     dry_run: bool,
+    remote_cache: bool,
+    push_after: bool,
 ) -> None:
     """Build NODES (default: all) and their ancestors into the local store."""
     from layerforge import api  # noqa: PLC0415
@@ -121,8 +131,9 @@ def build(
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
     options = PlanOptions(revision=revision)
+    remote = c.registry_cache(project, remote_cache, c.reporter(as_json))
     if dry_run:
-        result = api.plan_project(project, ws, list(nodes), options)
+        result = api.plan_project(project, ws, list(nodes), options, remote)
         if as_json:
             c.emit_json({"steps": [_step_json(s) for s in result.steps]})
         else:
@@ -131,9 +142,15 @@ def build(
     rep = c.reporter(as_json)
     if hasattr(rep, "__enter__"):
         with rep:
-            _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs)
+            _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, remote)
     else:
-        _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs)
+        _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, remote)
+    if push_after:
+        from layerforge import commands_registry as cr  # noqa: PLC0415
+
+        pushed = cr.run_push(ws, project, list(results), as_json)
+        if not as_json:
+            cr.print_push(pushed, str(project.registry))
     if as_json:
         c.emit_json({"store": str(ws.store), "images": [_result_json(r) for r in results.values()]})
         return
@@ -148,7 +165,7 @@ def schema() -> None:
     click.echo(json_schema_text(), nl=False)
 
 
-COMMANDS = [init, lock, plan, build, schema]
+COMMANDS = [init, lock, plan, build, schema, *REGISTRY_COMMANDS]
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -207,7 +224,9 @@ def _print_plan(console: Any, plan: Any) -> None:
     for col in ("node", "key", "status", "why"):
         table.add_column(col)
     for s in plan.steps:
-        status = "[green]cached[/]" if s.status == "cached" else "[yellow]build[/]"
+        status = {"cached": "[green]cached[/]", "remote": "[cyan]in registry[/]"}.get(
+            s.status, "[yellow]build[/]"
+        )
         table.add_row(s.node, s.tag, status, "; ".join(s.reasons))
     console.print(table)
 
@@ -242,7 +261,9 @@ def _print_build(console: Any, results: dict[str, Any], store: Path) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in results.values():
         doc = _result_json(r)
-        status = "[green]cached[/]" if r.status == "cached" else "[yellow]built[/]"
+        status = {"cached": "[green]cached[/]", "remote": "[cyan]from registry[/]"}.get(
+            r.status, "[yellow]built[/]"
+        )
         table.add_row(
             f"{r.node}:latest",
             str(doc["layers"]),

@@ -6,7 +6,8 @@ Kinds (a dict of implementations, not a hierarchy):
   filesystem under the cache directory; its identity is the exact list of Debian packages.
 - ``rootfs``: a directory or a ``.tar[.gz]`` of a root filesystem; identity = the layer diff_id.
 - ``oci``: an image in a local OCI layout; identity = its manifest digest.
-- ``registry``: a registry reference, pulled through :mod:`layerforge.oci.transfer`.
+- ``registry``: a registry reference, pulled through :mod:`layerforge.oci.remote`;
+  identity = the linux/amd64 manifest digest (the lock pins it).
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class SourceContext:
     python: str  # the project's target MAJOR.MINOR
     compression: str = "gzip"
     mtime: int = 0
+    pinned: str | None = None  # registry sources: the manifest digest the lock recorded
 
 
 def _rootfs_exclude(rel: str) -> bool:
@@ -327,11 +329,9 @@ def _image_from_manifest(
 
 
 def _materialize_registry(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
-    raise SourceError(
-        f"{where}: registry references ({source.spec!r}) are not supported yet",
-        hint="use { debootstrap = 'bookworm' }, 'rootfs:DIR' or 'oci:LAYOUT:TAG' "
-        "(e.g. after `skopeo copy docker://IMAGE oci:LAYOUT:TAG`)",
-    )
+    from layerforge.oci.remote import materialize_reference  # noqa: PLC0415
+
+    return materialize_reference(source, ctx, where)
 
 
 MATERIALIZERS: dict[str, Callable[[OSSource, SourceContext, str], BaseImage]] = {
@@ -353,7 +353,8 @@ def materialize(source: OSSource, ctx: SourceContext, where: str, *, refresh: bo
     path = record_path(ctx.store, source)
     if not refresh and path.is_file():
         image = BaseImage.from_json(json.loads(path.read_text()))
-        if all(ctx.store.has_blob(layer.descriptor.digest) for layer in image.layers):
+        pinned = source.kind != "registry" or ctx.pinned in (None, image.identity)
+        if pinned and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers):
             return image
     image = MATERIALIZERS[source.kind](source, ctx, where)
     atomic_write(path, json.dumps(image.to_json(), indent=2, sort_keys=True).encode())

@@ -25,7 +25,7 @@ from layerforge.manifest import Node, Project
 from layerforge.resolve import stale_nodes
 
 LAYER_FORMAT = 1
-Status = Literal["cached", "build"]
+Status = Literal["cached", "build", "remote"]  # remote: in the registry (remote cache)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from layerforge.build import python as pydeps
 from layerforge.build.image import (
@@ -41,6 +41,12 @@ from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
 from layerforge.plan import LAYER_FORMAT, Plan, Step, short
 
 
+class RemoteCache(Protocol):
+    """Fetches a node the registry already holds (see layerforge.oci.remote.RegistryCache)."""
+
+    def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord: ...
+
+
 @dataclass
 class BuildContext:
     project: Project
@@ -50,6 +56,7 @@ class BuildContext:
     reporter: Reporter
     trees: dict[str, SourceTree]
     jobs: int = 2
+    remote: RemoteCache | None = None
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -94,6 +101,9 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
             ctx.reporter.emit(Event("info", f"build:{step.node}", "cached", data={"key": step.key}))
             return NodeResult(step.node, "cached", record, time.perf_counter() - started)
     parent = results[step.parent].record if step.parent else None
+    if step.status == "remote" and ctx.remote is not None:
+        record = ctx.remote.fetch(step, ctx.store, parent)
+        return NodeResult(step.node, "remote", record, time.perf_counter() - started)
     task = f"build:{step.node}"
     ctx.reporter.emit(Event("start", task, f"building {step.node}", data={"key": step.key}))
     try:
@@ -177,8 +187,9 @@ def _image_spec(
 
 def _os_base(node: Node, ctx: BuildContext) -> BaseImage:
     assert node.os_source is not None
-    image = materialize(node.os_source, _source_ctx(ctx), node.section, refresh=False)
     locked = dict(ctx.lock.nodes[node.name].source).get("identity")
+    source_ctx = replace(_source_ctx(ctx), pinned=locked)
+    image = materialize(node.os_source, source_ctx, node.section, refresh=False)
     if locked is not None and locked != image.identity:
         raise BuildError(
             f"{node.section}: the OS source {node.os_source.describe()} is not the one the lock "

@@ -1,0 +1,152 @@
+"""CLI verbs that talk to registries: ``push``, ``login``, ``export archive``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from layerforge import cliutil as c
+from layerforge.sizes import format_size
+
+
+def run_push(
+    ws: Any, project: Any, nodes: list[str], as_json: bool, extra_tags: tuple[str, ...] = ()
+) -> list[Any]:
+    """Push NODES (default: all) with a progress display; returns PushResults."""
+    from layerforge.oci import remote  # noqa: PLC0415
+    from layerforge.oci.layout import Store  # noqa: PLC0415
+
+    names = project.select(nodes) if nodes else list(project.nodes)
+    store = Store.open(ws.store, create=False)
+    rep = c.reporter(as_json)
+    config = remote.default_config()
+    if hasattr(rep, "__enter__"):
+        with rep:
+            return remote.push_nodes(project, store, names, config, rep, extra_tags)
+    return remote.push_nodes(project, store, names, config, rep, extra_tags)
+
+
+def push_json(results: list[Any], registry: str) -> dict[str, Any]:
+    return {
+        "registry": registry,
+        "images": [
+            {
+                "repository": r.repository,
+                "digest": r.digest,
+                "tags": list(r.tags),
+                "uploaded_bytes": r.uploaded_bytes,
+                "blobs": {o: r.count(o) for o in ("present", "mounted", "uploaded")},
+            }
+            for r in results
+        ],
+    }
+
+
+def print_push(results: list[Any], registry: str) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"pushed to {registry}", title_justify="left")
+    for col in ("repository", "digest", "tags", "uploaded", "blobs (new/mounted/present)"):
+        table.add_column(col)
+    for r in results:
+        counts = "/".join(str(r.count(o)) for o in ("uploaded", "mounted", "present"))
+        table.add_row(
+            r.repository, r.digest[:19], ", ".join(r.tags), format_size(r.uploaded_bytes), counts
+        )
+    c.console().print(table)
+
+
+@click.command()
+@c.common
+@click.argument("nodes", nargs=-1)
+@click.option("--tag", "-t", "tags", multiple=True, help="Extra tag to push (repeatable).")
+def push(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    nodes: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> None:
+    """Push NODES (default: all, with their ancestors) to project.registry."""
+    from layerforge import api  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    results = run_push(ws, project, list(nodes), as_json, tags)
+    if as_json:
+        c.emit_json(push_json(results, str(project.registry)))
+    else:
+        print_push(results, str(project.registry))
+
+
+@click.command()
+@click.argument("registry")
+@click.option("--username", "-u", required=True, help="User name.")
+@click.option("--password", "-p", default=None, help="Password or token (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password or token from stdin.")
+def login(registry: str, username: str, password: str | None, password_stdin: bool) -> None:
+    """Check credentials for REGISTRY and store them in the Docker config.json."""
+    from layerforge.errors import UsageError  # noqa: PLC0415
+    from layerforge.oci import remote  # noqa: PLC0415
+    from layerforge.oci.auth import Credential  # noqa: PLC0415
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise UsageError("no password given", hint="pass --password-stdin (or -p PASSWORD)")
+    path = remote.login(registry, Credential(username, password), remote.default_config())
+    click.echo(f"login succeeded; credentials stored in {path}")
+
+
+@click.group()
+def export() -> None:
+    """Export images and build files."""
+
+
+@export.command("archive")
+@c.common
+@click.argument("node")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Archive to write."
+)
+@click.option("--tag", default="latest", show_default=True, help="Tag of NODE in the store.")
+def archive(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    node: str,
+    output: Path,
+    tag: str,
+) -> None:
+    """Write NODE as a tar loadable by `docker load` and `podman load`."""
+    from layerforge import api  # noqa: PLC0415
+    from layerforge.oci import remote  # noqa: PLC0415
+    from layerforge.oci.archive import write_archive  # noqa: PLC0415
+    from layerforge.oci.layout import Store  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    project.select([node])
+    local = Store.open(ws.store, create=False)
+    if project.registry:
+        remote.fetch_missing(project, local, node, remote.default_config())
+    name = f"{project.name}/{node}:{tag}"
+    if project.registry:
+        from layerforge.oci.reference import split_namespace  # noqa: PLC0415
+
+        host, namespace = split_namespace(project.registry)
+        name = f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
+    result = write_archive(local, f"{node}:{tag}", output.resolve(), name)
+    doc = {"archive": str(result.path), "image": name, "digest": result.manifest.digest}
+    if as_json:
+        c.emit_json({**doc, "size": result.size})
+    else:
+        click.echo(f"wrote {result.path} ({format_size(result.size)}): {name} {doc['digest']}")
+
+
+REGISTRY_COMMANDS = [push, login, export]

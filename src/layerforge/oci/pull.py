@@ -1,0 +1,134 @@
+"""Pull an image from a registry into the local store, every digest verified.
+
+Manifest (an index or Docker list picks ``linux/amd64``), then config and layers streamed
+into the store (temp file, hashed while written, renamed under its digest only if it
+matches), then the manifest itself. A blob already in the store is not fetched again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from layerforge.errors import RegistryError, StoreError
+from layerforge.events import Event, NullReporter, Reporter
+from layerforge.oci import media
+from layerforge.oci.layout import Descriptor, Store, sha256_digest
+from layerforge.oci.reference import Reference
+from layerforge.oci.registry import Client, check
+
+ACCEPT = ", ".join((media.OCI_INDEX, media.OCI_MANIFEST, media.DOCKER_LIST, media.DOCKER_MANIFEST))
+
+
+@dataclass(frozen=True)
+class Pulled:
+    descriptor: Descriptor  # the platform manifest, as stored
+    config: dict[str, Any]
+
+
+def fetch_manifest(client: Client, ref: Reference, reference: str) -> tuple[bytes, str] | None:
+    """(bytes, media type) of a manifest or index; None if the registry has no such tag."""
+    resp = client.request(
+        "GET",
+        f"/v2/{ref.repository}/manifests/{reference}",
+        headers={"Accept": ACCEPT},
+        scope=f"repository:{ref.repository}:pull",
+    )
+    if resp.status == 404:
+        return None
+    check(resp, ref.registry, ref.repository, "pull from")
+    data = resp.data
+    if reference.startswith("sha256:") and sha256_digest(data) != reference:
+        raise RegistryError(
+            f"registry {ref.registry}: manifest of {ref.repository} does not match its digest "
+            f"{reference}",
+            hint="the registry or a proxy altered the manifest; nothing was stored",
+        )
+    kind = resp.header("Content-Type").split(";")[0].strip() or str(
+        json.loads(data).get("mediaType", "")
+    )
+    return data, kind
+
+
+def _platform(data: bytes, ref: Reference) -> str:
+    index = json.loads(data)
+    for entry in index.get("manifests", []):
+        platform = entry.get("platform", {})
+        if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+            return str(entry["digest"])
+    raise RegistryError(
+        f"{ref}: the image index has no linux/amd64 image",
+        hint="use an image built for linux/amd64",
+    )
+
+
+def resolve_manifest(client: Client, ref: Reference) -> tuple[str, bytes, str]:
+    """(digest, bytes, media type) of the linux/amd64 image manifest behind ``ref``."""
+    found = fetch_manifest(client, ref, ref.reference)
+    if found is None:
+        raise RegistryError(
+            f"registry {ref.registry}: {ref.repository} has no manifest {ref.reference!r}",
+            hint="check the tag (or digest), e.g. with `skopeo list-tags docker://REPO`",
+        )
+    data, kind = found
+    if kind in (media.OCI_INDEX, media.DOCKER_LIST) or "manifests" in json.loads(data):
+        digest = _platform(data, ref)
+        inner = fetch_manifest(client, ref, digest)
+        if inner is None:
+            raise RegistryError(f"registry {ref.registry}: {ref} lists {digest} but lacks it")
+        data, kind = inner
+    return sha256_digest(data), data, kind
+
+
+def pull_blob(
+    client: Client, ref: Reference, store: Store, desc: Descriptor, reporter: Reporter
+) -> None:
+    if store.has_blob(desc.digest):
+        return
+    task = f"pull:{ref.repository}@{desc.digest[7:19]}"
+    reporter.emit(Event("start", task, f"pull {desc.digest[7:19]}", total=desc.size))
+    with store.ingest() as writer:
+        resp = client.request(
+            "GET",
+            f"/v2/{ref.repository}/blobs/{desc.digest}",
+            scope=f"repository:{ref.repository}:pull",
+            sink=_Counting(writer, lambda n: reporter.emit(Event("progress", task, done=n))),
+        )
+        check(resp, ref.registry, ref.repository, "pull from")
+        try:
+            writer.commit(desc.digest)
+        except StoreError:
+            raise RegistryError(
+                f"registry {ref.registry}: blob {desc.digest} of {ref.repository} does not "
+                "match its digest; nothing was stored",
+                hint="retry; if it persists the registry holds a corrupt blob",
+            ) from None
+    reporter.emit(Event("finish", task, data={"ok": True, "bytes": desc.size}))
+
+
+class _Counting:
+    def __init__(self, inner: Any, progress: Any) -> None:
+        self._inner = inner
+        self._progress = progress
+        self.done = 0
+
+    def write(self, data: bytes) -> int:
+        self.done += len(data)
+        self._progress(self.done)
+        return int(self._inner.write(data))
+
+
+def pull(client: Client, ref: Reference, store: Store, reporter: Reporter | None = None) -> Pulled:
+    """Config, layers, then the manifest into ``store``; returns the manifest descriptor."""
+    reporter = reporter or NullReporter()
+    digest, data, kind = resolve_manifest(client, ref)
+    manifest = json.loads(data)
+    config_desc = Descriptor.from_json(manifest["config"])
+    for raw in [*manifest.get("layers", []), manifest["config"]]:
+        pull_blob(client, ref, store, Descriptor.from_json(raw), reporter)
+    store.put_bytes(data)
+    desc = Descriptor(
+        kind, digest, len(data), platform=(("architecture", "amd64"), ("os", "linux"))
+    )
+    return Pulled(desc, store.read_json(config_desc.digest))

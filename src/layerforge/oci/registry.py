@@ -1,0 +1,318 @@
+"""A small OCI distribution client on :mod:`http.client` (no third-party HTTP stack).
+
+- HTTPS, or plain HTTP for loopback hosts and registries marked insecure.
+- Auth: on a 401 it reads the ``WWW-Authenticate`` challenge; ``Bearer`` fetches a token
+  from the realm (``service``, ``scope``; ``token`` or ``access_token``; Basic credentials
+  or an identity token), ``Basic`` sends the credentials. A 401 later in a long push (an
+  expired token) fetches a new token and repeats the request once.
+- Bodies are bytes or a file streamed from disk in 1 MiB chunks; downloads stream into a
+  writer. Nothing holds a whole blob in memory.
+- 429 and 5xx (and dropped connections) are retried with ``Retry-After`` or exponential
+  backoff. Redirects are followed; ``Authorization`` is dropped when the host changes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from layerforge.errors import RegistryError
+from layerforge.oci.auth import Challenge, Credential, parse_challenge
+from layerforge.oci.reference import is_loopback
+
+CHUNK = 1 << 20
+RETRIES = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body that can be sent again (bytes, or a whole file read from disk)."""
+
+    data: bytes = b""
+    path: Path | None = None
+    progress: Callable[[int], None] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path is not None else len(self.data)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    data: bytes
+    url: str
+
+    def header(self, name: str) -> str:
+        lowered = {k.lower(): v for k, v in self.headers.items()}
+        return lowered.get(name.lower(), "")
+
+    def json(self) -> dict[str, object]:
+        value = json.loads(self.data or b"{}")
+        return value if isinstance(value, dict) else {}
+
+
+class _Progress:
+    """A file wrapper that reports bytes read (http.client reads it in blocksize chunks)."""
+
+    def __init__(self, fh: IO[bytes], progress: Callable[[int], None] | None) -> None:
+        self._fh = fh
+        self._progress = progress
+        self._done = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._done += len(data)
+        if self._progress is not None and data:
+            self._progress(self._done)
+        return data
+
+
+@dataclass
+class Client:
+    """Talks to one registry host. Thread-safe: each thread takes its own connection."""
+
+    host: str  # host[:port] (the API endpoint)
+    credential: Credential | None = None
+    insecure: bool = False
+    user_agent: str = "layerforge"
+    sleep: Callable[[float], None] = time.sleep
+    _tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    _basic: bool = field(default=False, repr=False)
+    _idle: list[http.client.HTTPConnection] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.insecure or is_loopback(self.host) else "https"
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{self.host}{path}"
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        if scheme == "https":
+            return http.client.HTTPSConnection(netloc, timeout=300, blocksize=CHUNK)
+        return http.client.HTTPConnection(netloc, timeout=300, blocksize=CHUNK)
+
+    @contextmanager
+    def _connection(self, scheme: str, netloc: str) -> Iterator[http.client.HTTPConnection]:
+        own = scheme == self.scheme and netloc == self.host
+        conn = None
+        if own:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+        conn = conn or self._connect(scheme, netloc)
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        if own:
+            with self._lock:
+                self._idle.append(conn)
+        else:
+            conn.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
+
+    # -- one exchange ------------------------------------------------------------------------
+    def _once(
+        self, method: str, url: str, headers: dict[str, str], body: Body | None, sink: Sink | None
+    ) -> Response:
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        with self._connection(parts.scheme, parts.netloc) as conn:
+            headers = {"User-Agent": self.user_agent, **headers}
+            if body is None:
+                if method in ("PUT", "POST", "PATCH"):
+                    headers["Content-Length"] = "0"
+                conn.request(method, target, headers=headers)
+            elif body.path is not None:
+                headers["Content-Length"] = str(body.size)
+                with body.path.open("rb") as fh:
+                    conn.request(method, target, _Progress(fh, body.progress), headers)
+            else:
+                headers["Content-Length"] = str(len(body.data))
+                conn.request(method, target, body.data, headers)
+            resp = conn.getresponse()
+            data = b""
+            if sink is not None and resp.status == 200:
+                while chunk := resp.read(CHUNK):
+                    sink.write(chunk)
+            else:
+                data = resp.read()
+            return Response(resp.status, dict(resp.getheaders()), data, url)
+
+    # -- the request loop --------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: Body | None = None,
+        scope: str = "",
+        sink: Sink | None = None,
+    ) -> Response:
+        """Send with auth, retries and redirects; returns the final response (any status)."""
+        url = path if "://" in path else self.url(path)
+        refreshed = False
+        attempt = 0
+        redirects = 0
+        while True:
+            send = dict(headers or {})
+            if urllib.parse.urlsplit(url).netloc == self.host:
+                send.update(self._auth_header(scope))
+            try:
+                resp = self._once(method, url, send, body, sink)
+            except (OSError, http.client.HTTPException) as exc:
+                attempt += 1
+                if attempt >= RETRIES:
+                    raise self._unreachable(exc) from None
+                self.sleep(min(0.25 * 2**attempt, 8.0))
+                continue
+            if resp.status == 401 and not refreshed:
+                refreshed = True
+                if self._answer(resp, scope):
+                    continue
+            if _retryable(resp) and attempt + 1 < RETRIES:
+                attempt += 1
+                self.sleep(_retry_after(resp, attempt))
+                continue
+            if resp.status in _REDIRECTS and resp.header("Location") and redirects < 5:
+                redirects += 1
+                url = urllib.parse.urljoin(url, resp.header("Location"))
+                method, body = ("GET", None) if resp.status == 303 else (method, body)
+                continue
+            return resp
+
+    def _unreachable(self, exc: BaseException) -> RegistryError:
+        return RegistryError(
+            f"registry {self.host} is unreachable ({self.scheme}): {exc}",
+            hint="check the registry address and your network; for a plain-HTTP registry "
+            "that is not on this machine, list it in LAYERFORGE_INSECURE_REGISTRIES",
+        )
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        token = self._tokens.get(scope) or self._tokens.get("")
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        if self._basic and self.credential is not None:
+            return {"Authorization": self.credential.basic_header()}
+        return {}
+
+    def _answer(self, resp: Response, scope: str) -> bool:
+        """React to a 401: True if the request should be sent again with new auth."""
+        header = resp.header("WWW-Authenticate")
+        if not header:
+            return False
+        challenge = parse_challenge(header)
+        if challenge.scheme == "basic":
+            self._basic = True
+            return self.credential is not None
+        if challenge.scheme == "bearer":
+            self._tokens[scope] = self._fetch_token(challenge, scope)
+            return True
+        return False
+
+    def _fetch_token(self, challenge: Challenge, scope: str) -> str:
+        realm = challenge.get("realm")
+        if not realm:
+            raise RegistryError(f"registry {self.host} sent a Bearer challenge without a realm")
+        scopes = [s for s in (challenge.get("scope"), *scope.split(" ")) if s]
+        query: list[tuple[str, str]] = []
+        if challenge.get("service"):
+            query.append(("service", challenge.get("service") or ""))
+        query += [("scope", s) for s in dict.fromkeys(scopes)]
+        cred = self.credential
+        if cred is not None and cred.identity_token:
+            form = [("grant_type", "refresh_token"), ("refresh_token", cred.identity_token),
+                    ("client_id", self.user_agent), *query]  # fmt: skip
+            req = urllib.request.Request(realm, urllib.parse.urlencode(form).encode())  # noqa: S310
+        else:
+            sep = "&" if "?" in realm else "?"
+            req = urllib.request.Request(realm + sep + urllib.parse.urlencode(query))  # noqa: S310
+            if cred is not None and (cred.username or cred.password):
+                req.add_unredirected_header("Authorization", cred.basic_header())
+        return _read_token(req, self.host)
+
+    def ping(self) -> Response:
+        return self.request("GET", "/v2/")
+
+
+def _read_token(req: urllib.request.Request, host: str) -> str:
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - realm from registry
+            doc = json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raise RegistryError(
+            f"registry {host}: the token service {req.full_url.split('?')[0]} refused the "
+            f"credentials (HTTP {exc.code})",
+            hint=f"run `layerforge login {host}` with a user that may access this repository",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"registry {host}: token service failed: {exc}") from None
+    token = doc.get("token") or doc.get("access_token")
+    if not token:
+        raise RegistryError(f"registry {host}: the token service returned no token")
+    return str(token)
+
+
+def _retryable(resp: Response) -> bool:
+    return resp.status == 429 or resp.status >= 500
+
+
+def _retry_after(resp: Response, attempt: int) -> float:
+    value = resp.header("Retry-After")
+    if value.strip().isdigit():
+        return min(float(value), 60.0)
+    return min(0.5 * 2.0**attempt, 16.0)
+
+
+def auth_error(resp: Response, host: str, repository: str, action: str) -> RegistryError:
+    """401/403 as a message that names the registry, the repository and how to log in."""
+    verb = "denied" if resp.status == 403 else "requires authentication"
+    return RegistryError(
+        f"registry {host}: {action} {repository} {verb} (HTTP {resp.status})",
+        hint=f"run `layerforge login {host}` (or `docker login {host}`) with an account that "
+        f"may {'push to' if 'push' in action else 'pull from'} {repository}",
+    )
+
+
+def check(resp: Response, host: str, repository: str, action: str) -> Response:
+    """Raise a RegistryError for any non-2xx response."""
+    if 200 <= resp.status < 300:
+        return resp
+    if resp.status in (401, 403):
+        raise auth_error(resp, host, repository, action)
+    detail = resp.data[:300].decode(errors="replace").strip()
+    raise RegistryError(
+        f"registry {host}: {action} {repository} failed: HTTP {resp.status} {detail}",
+        hint="check the reference; retry later if the registry is overloaded",
+    )
