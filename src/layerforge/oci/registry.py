@@ -193,7 +193,7 @@ class Client:
                 resp = self._once(method, url, send, body, sink)
             except (OSError, http.client.HTTPException) as exc:
                 attempt += 1
-                if attempt >= RETRIES:
+                if attempt >= (RETRIES if isinstance(exc, http.client.HTTPException) else 3):
                     raise self._unreachable(exc) from None
                 self.sleep(min(0.25 * 2**attempt, 8.0))
                 continue
