@@ -145,16 +145,21 @@ def build(
             _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, remote)
     else:
         _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, remote)
-    if push_after:
-        from layerforge import commands_registry as cr  # noqa: PLC0415
-
-        pushed = cr.run_push(ws, project, list(results), as_json)
-        if not as_json:
-            cr.print_push(pushed, str(project.registry))
+    pushed = _push_after(ws, project, list(results), as_json) if push_after else None
     if as_json:
-        c.emit_json({"store": str(ws.store), "images": [_result_json(r) for r in results.values()]})
+        doc = {"store": str(ws.store), "images": [_result_json(r) for r in results.values()]}
+        c.emit_json({**doc, **({"push": pushed} if pushed else {})})
         return
     _print_build(c.console(), results, ws.store)
+
+
+def _push_after(ws: Any, project: Any, nodes: list[str], as_json: bool) -> dict[str, Any]:
+    from layerforge import commands_registry as cr  # noqa: PLC0415
+
+    pushed = cr.run_push(ws, project, nodes, as_json)
+    if not as_json:
+        cr.print_push(pushed, str(project.registry))
+    return cr.push_json(pushed, str(project.registry))
 
 
 @click.command()

@@ -56,14 +56,16 @@ class Registry:
     def _wait(self) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            conn = http.client.HTTPConnection(self.host, timeout=2)
             try:
-                conn = http.client.HTTPConnection(self.host, timeout=2)
                 conn.request("GET", "/v2/")
                 conn.getresponse().read()
-                conn.close()
-                return
             except OSError:
                 time.sleep(0.1)
+            else:
+                return
+            finally:
+                conn.close()
         raise AssertionError(f"registry did not start: {(self.root / 'registry.log').read_text()}")
 
     def stop(self) -> None:
@@ -85,7 +87,9 @@ class TokenGate:
         self.lock = threading.Lock()
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        self.server = ThreadingHTTPServer(
+            ("127.0.0.1", self.port), type("Handler", (GateHandler,), {"gate": self})
+        )
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -112,64 +116,60 @@ class TokenGate:
         self.server.server_close()
 
 
-def _handler(gate: TokenGate) -> Any:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class GateHandler(BaseHTTPRequestHandler):
+    gate: TokenGate
+    protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
-        def _reply(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+    def _reply(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-        def _token(self) -> None:
-            if self.headers.get("Authorization") != gate.basic:
-                self._reply(401, {})
-                return
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-            token = gate.issue(query)
-            self._reply(
-                200, {"Content-Type": "application/json"}, f'{{"token":"{token}"}}'.encode()
-            )
+    def _token(self) -> None:
+        if self.headers.get("Authorization") != self.gate.basic:
+            self._reply(401, {})
+            return
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        token = self.gate.issue(query)
+        self._reply(200, {"Content-Type": "application/json"}, f'{{"token":"{token}"}}'.encode())
 
-        def _forward(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if not gate.accept(self.headers.get("Authorization", "")):
-                self.rfile.read(length)
-                realm = f"http://{gate.host}/token"
-                challenge = f'Bearer realm="{realm}",service="gate",scope="repository:x:pull"'
-                self._reply(401, {"WWW-Authenticate": challenge})
-                return
-            conn = http.client.HTTPConnection(gate.upstream, timeout=300)
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
-            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            for key, value in headers.items():
-                conn.putheader(key, value)
-            conn.endheaders()
-            left = length
-            while left:
-                chunk = self.rfile.read(min(left, 1 << 20))
-                conn.send(chunk)
-                left -= len(chunk)
-            resp = conn.getresponse()
-            body = resp.read()
-            out = {k: v for k, v in resp.getheaders() if k.lower() != "content-length"}
-            out.pop("Transfer-Encoding", None)
-            conn.close()
-            self._reply(resp.status, out, body)
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not self.gate.accept(self.headers.get("Authorization", "")):
+            self.rfile.read(length)
+            realm = f"http://{self.gate.host}/token"
+            challenge = f'Bearer realm="{realm}",service="gate",scope="repository:x:pull"'
+            self._reply(401, {"WWW-Authenticate": challenge})
+            return
+        conn = http.client.HTTPConnection(self.gate.upstream, timeout=300)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
+        conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+        for key, value in headers.items():
+            conn.putheader(key, value)
+        conn.endheaders()
+        left = length
+        while left:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            conn.send(chunk)
+            left -= len(chunk)
+        resp = conn.getresponse()
+        body = resp.read()
+        out = {k: v for k, v in resp.getheaders() if k.lower() != "content-length"}
+        out.pop("Transfer-Encoding", None)
+        conn.close()
+        self._reply(resp.status, out, body)
 
-        def _dispatch(self) -> None:
-            if self.path.startswith("/token"):
-                self._token()
-            else:
-                self._forward()
+    def _dispatch(self) -> None:
+        if self.path.startswith("/token"):
+            self._token()
+        else:
+            self._forward()
 
-        do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _dispatch  # noqa: N815
-
-    return Handler
+    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _dispatch

@@ -217,7 +217,7 @@ def test_basic_auth_errors_and_login(fleet: Path, tmp_path: Path, docker_config:
         code, _, err = cli("login", reg.host, "-u", "alice", "-p", "wrong")
         assert code == 3 and "rejected" in err
         assert not docker_config.exists()
-        code, out, err = cli("login", reg.host, "-u", "alice", "-p", "wonder")
+        code, _, err = cli("login", reg.host, "-u", "alice", "-p", "wonder")
         assert code == 0, err
         assert reg.host in json.loads(docker_config.read_text())["auths"]
         doc = cli_json(*args)

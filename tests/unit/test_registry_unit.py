@@ -118,7 +118,7 @@ def test_bad_config_json_is_a_registry_error(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="not valid JSON"):
         read_config(path)
     path.write_text(json.dumps({"auths": {"r.example": {"auth": "!!!"}}}))
-    with pytest.raises(RegistryError, match="login r.example"):
+    with pytest.raises(RegistryError, match=r"login r\.example"):
         lookup(read_config(path), "r.example")
 
 
@@ -150,11 +150,11 @@ def _serve(script: _Script, answer: Any) -> Iterator[ThreadingHTTPServer]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
-            port = str(self.server.server_address[1])
+        def do_GET(self) -> None:
+            port = str(getattr(self.server, "server_port", ""))
             script.seen.append((port, self.path, self.headers.get("Authorization", "")))
             status, headers, body = answer(self, script)
             self.send_response(status)
@@ -199,13 +199,15 @@ def test_redirect_to_another_host_drops_credentials() -> None:
     def blobs(h: Any, s: _Script) -> tuple[int, dict[str, str], bytes]:
         return 200, {}, b"blob bytes"
 
-    for other in _serve(script, blobs):
-        target = f"http://127.0.0.1:{other.server_address[1]}/storage/x"
+    target: list[str] = []
 
-        def registry(h: Any, s: _Script) -> tuple[int, dict[str, str], bytes]:
-            if h.headers.get("Authorization") is None:
-                return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
-            return 307, {"Location": target}, b""
+    def registry(h: Any, s: _Script) -> tuple[int, dict[str, str], bytes]:
+        if h.headers.get("Authorization") is None:
+            return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
+        return 307, {"Location": target[0]}, b""
+
+    for other in _serve(script, blobs):
+        target.append(f"http://127.0.0.1:{other.server_address[1]}/storage/x")
 
         for server in _serve(script, registry):
             port = server.server_address[1]
@@ -225,3 +227,24 @@ def test_unreachable_registry_is_exit_3() -> None:
         client.ping()
     assert info.value.exit_code == 3
     assert "unreachable" in str(info.value)
+
+
+def test_a_blob_that_does_not_match_its_digest_is_not_stored(tmp_path: Path) -> None:
+    from layerforge.events import NullReporter
+    from layerforge.oci.layout import Descriptor, Store, sha256_digest
+    from layerforge.oci.pull import pull_blob
+
+    good = b"the real layer"
+
+    def tampered(h: Any, s: _Script) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, b"something else"
+
+    store = Store.open(tmp_path / "store")
+    desc = Descriptor("application/octet-stream", sha256_digest(good), len(good))
+    for server in _serve(_Script(), tampered):
+        host = f"127.0.0.1:{server.server_address[1]}"
+        with Client(host) as client, pytest.raises(RegistryError) as info:
+            pull_blob(client, parse(f"{host}/repo:t"), store, desc, NullReporter())
+    assert info.value.exit_code == 3 and "does not match its digest" in str(info.value)
+    assert not store.has_blob(desc.digest)
+    assert list((tmp_path / "store/blobs/sha256").iterdir()) == []
