@@ -158,6 +158,17 @@ def test_remote_cache_archive_podman_and_buildah(
     assert not any(fresh.has_blob(x["digest"]) for x in layers)  # fetched only when needed
     again = cli_json("build", "-f", str(project), "--store", store, "api")
     assert {i["status"] for i in again["images"]} == {"cached"}
+    # a changed service on another fresh machine: its base comes from the registry, with
+    # the layers (the local build sits on them), and only the service is built
+    changed = tmp_path / "changed"
+    shutil.copytree(project, changed)
+    main_py = changed / "services/api/api/main.py"
+    main_py.write_text(main_py.read_text() + "# changed\n")
+    other = tmp_path / "other-store"
+    mixed = cli_json("build", "-f", str(changed), "--store", str(other), "api")
+    assert {i["node"]: i["status"] for i in mixed["images"]} == {"cpu": "remote", "api": "built"}
+    cpu = Store.open(other, create=False).read_json(local_digests(other)["cpu"])
+    assert all((other / "blobs/sha256" / x["digest"][7:]).is_file() for x in cpu["layers"])
 
     archive = tmp_path / "api.tar"
     doc = cli_json(
@@ -165,20 +176,25 @@ def test_remote_cache_archive_podman_and_buildah(
     )
     expected = local_digests(fleet / ".layerforge")["api"]
     assert doc["digest"] == expected
-    runroot = Path(tempfile.mkdtemp(prefix="lf-pm-"))  # podman: runroot under 50 characters
-    podman = ["podman", "--root", str(tmp_path / "pm"), "--runroot", str(runroot),
+    # podman and buildah share one storage (vfs): buildah then reuses the loaded layers.
+    # podman wants a runroot under 50 characters, hence a short directory in /tmp.
+    short = Path(tempfile.mkdtemp(prefix="lf-pm-"))
+    buildah = Buildah(short)
+    buildah.env.pop("DOCKER_CONFIG")  # buildah insists that an auth file it is told of exists
+    podman = ["podman", "--root", str(short / "root"), "--runroot", str(short / "run"),
               "--storage-driver", "vfs"]  # fmt: skip
     try:
         out = run([*podman, "load", "-i", str(archive)])
         assert "Loaded image" in out, out
         info = json.loads(run([*podman, "image", "inspect", doc["image"]]))
+        assert info[0]["Digest"] == expected
+        container = buildah("from", "--pull-never", "--quiet", f"oci-archive:{archive}")
+        ok = buildah.run_in(
+            container.split()[-1], "python", "-c", "import api.main; print('imported', 6 * 7)"
+        )
     finally:
-        shutil.rmtree(runroot, ignore_errors=True)
-    assert info[0]["Digest"] == expected
-    buildah = Buildah(tmp_path / "buildah")
-    buildah.env.pop("DOCKER_CONFIG")  # buildah insists that an auth file it is told of exists
-    container = buildah("from", "--pull-never", "--quiet", f"oci-archive:{archive}").split()[-1]
-    assert "api ok" in buildah.run_in(container, "python", "-c", "import api.main; print('api ok')")
+        shutil.rmtree(short, ignore_errors=True)
+    assert "imported 42" in ok
 
 
 def test_killed_push_resumes(fleet: Path, registry: Registry, tmp_path: Path) -> None:

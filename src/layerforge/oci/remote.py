@@ -169,6 +169,7 @@ class RegistryCache:
     config: RegistryConfig
     reporter: Reporter = field(default_factory=NullReporter)
     _client: Client | None = field(default=None, repr=False)
+    _feeds_a_build: set[str] = field(default_factory=set, repr=False)
 
     @property
     def target(self) -> Target:
@@ -203,6 +204,10 @@ class RegistryCache:
             )
         finally:
             self.close()
+        # a node that a local build sits on needs its layers (verify unpacks them)
+        self._feeds_a_build = {
+            s.parent for s in plan.to_build if s.parent and f"{s.node}:{s.tag}" not in found
+        }
         return found
 
     def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord:
@@ -218,6 +223,9 @@ class RegistryCache:
         pull_blob(
             self.client(), ref, store, Descriptor.from_json(manifest["config"]), self.reporter
         )
+        if step.node in self._feeds_a_build:
+            for raw in manifest["layers"]:
+                pull_blob(self.client(), ref, store, Descriptor.from_json(raw), self.reporter)
         store.put_bytes(data)
         config = store.read_json(str(manifest["config"]["digest"]))
         diff_ids = config["rootfs"]["diff_ids"]
