@@ -19,6 +19,7 @@ def run_push(
     from layerforge.oci import remote  # noqa: PLC0415
     from layerforge.oci.layout import Store  # noqa: PLC0415
 
+    remote.Target.of(project)  # no registry: a usage error before anything else
     names = project.select(nodes) if nodes else list(project.nodes)
     store = Store.open(ws.store, create=False)
     rep = c.reporter(as_json)

@@ -248,3 +248,37 @@ def test_a_blob_that_does_not_match_its_digest_is_not_stored(tmp_path: Path) -> 
     assert info.value.exit_code == 3 and "does not match its digest" in str(info.value)
     assert not store.has_blob(desc.digest)
     assert list((tmp_path / "store/blobs/sha256").iterdir()) == []
+
+
+def test_push_without_a_registry_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from layerforge.cli import main
+
+    (tmp_path / "layerforge.toml").write_text(
+        '[project]\nname = "x"\n[bases.cpu]\nfrom = { debootstrap = "bookworm" }\n'
+    )
+    assert main(["push", "-f", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "project.registry is not set" in err and "registry = " in err
+
+
+def test_login_with_a_bad_password_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from layerforge.cli import main
+
+    def basic(h: Any, s: _Script) -> tuple[int, dict[str, str], bytes]:
+        good = Credential("u", "right").basic_header()
+        if h.headers.get("Authorization") == good:
+            return 200, {}, b"{}"
+        return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    for server in _serve(_Script(), basic):
+        host = f"127.0.0.1:{server.server_address[1]}"
+        assert main(["login", host, "-u", "u", "-p", "wrong"]) == 3
+        assert f"registry {host} rejected" in capsys.readouterr().err
+        assert not (tmp_path / "config.json").exists()
+        assert main(["login", host, "-u", "u", "-p", "right"]) == 0
+        assert lookup(read_config(tmp_path / "config.json"), host) == Credential("u", "right")

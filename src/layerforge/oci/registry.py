@@ -93,6 +93,9 @@ class Client:
     user_agent: str = "layerforge"
     sleep: Callable[[float], None] = time.sleep
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    # scope -> (challenge, monotonic expiry): a token about to expire is renewed before a
+    # request (a registry may cut a long upload short with a 401 instead of reading it)
+    _renew: dict[str, tuple[Challenge, float]] = field(default_factory=dict, repr=False)
     _basic: bool = field(default=False, repr=False)
     _idle: list[http.client.HTTPConnection] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -220,6 +223,9 @@ class Client:
         )
 
     def _auth_header(self, scope: str) -> dict[str, str]:
+        renew = self._renew.get(scope)
+        if renew is not None and time.monotonic() > renew[1]:
+            self._store_token(renew[0], scope)
         token = self._tokens.get(scope) or self._tokens.get("")
         if token:
             return {"Authorization": f"Bearer {token}"}
@@ -237,11 +243,16 @@ class Client:
             self._basic = True
             return self.credential is not None
         if challenge.scheme == "bearer":
-            self._tokens[scope] = self._fetch_token(challenge, scope)
+            self._store_token(challenge, scope)
             return True
         return False
 
-    def _fetch_token(self, challenge: Challenge, scope: str) -> str:
+    def _store_token(self, challenge: Challenge, scope: str) -> None:
+        token, lifetime = self._fetch_token(challenge, scope)
+        self._tokens[scope] = token
+        self._renew[scope] = (challenge, time.monotonic() + max(lifetime - 15.0, 5.0))
+
+    def _fetch_token(self, challenge: Challenge, scope: str) -> tuple[str, float]:
         realm = challenge.get("realm")
         if not realm:
             raise RegistryError(f"registry {self.host} sent a Bearer challenge without a realm")
@@ -266,7 +277,8 @@ class Client:
         return self.request("GET", "/v2/")
 
 
-def _read_token(req: urllib.request.Request, host: str) -> str:
+def _read_token(req: urllib.request.Request, host: str) -> tuple[str, float]:
+    """(token, lifetime in seconds: ``expires_in``, 60 when absent as the spec says)."""
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - realm from registry
             doc = json.loads(resp.read() or b"{}")
@@ -281,7 +293,11 @@ def _read_token(req: urllib.request.Request, host: str) -> str:
     token = doc.get("token") or doc.get("access_token")
     if not token:
         raise RegistryError(f"registry {host}: the token service returned no token")
-    return str(token)
+    try:
+        lifetime = float(doc.get("expires_in") or 60)
+    except (TypeError, ValueError):
+        lifetime = 60.0
+    return str(token), lifetime
 
 
 def _retryable(resp: Response) -> bool:
