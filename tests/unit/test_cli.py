@@ -133,3 +133,10 @@ def test_every_manifest_error_exits_2_names_the_key_and_writes_nothing(
         for fragment in expected:
             assert fragment in err, (fragment, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layerforge.toml"]
+
+
+def test_cli_reference_is_current() -> None:
+    from layerforge.clidoc import render
+
+    current = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    assert current == render(), "run: python -m layerforge.clidoc > docs/cli.md"
