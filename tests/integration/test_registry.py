@@ -23,11 +23,9 @@ from layerforge.oci.layout import Descriptor, Store, canonical_json, sha256_dige
 from layerforge.oci.media import OCI_CONFIG, OCI_MANIFEST
 from tests.conftest import require_tools
 from tests.integration.registry_server import Registry, TokenGate
-from tests.integration.test_fleet import fleet
 from tests.integration.tools import Buildah, run
 
 pytestmark = pytest.mark.integration
-__all__ = ["fleet"]  # the session fixture, shared with test_fleet
 
 
 def cli(*args: str) -> tuple[int, str, str]:
