@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from layerforge.errors import RegistryError
+from layerforge.errors import RegistryError, StoreError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.registry import Body, Client, Response, check
@@ -90,6 +90,12 @@ def _with_query(location: str, **params: str) -> str:
 def upload(session: PushSession, store: Store, repo: str, desc: Descriptor) -> BlobOutcome:
     if has_blob(session, repo, desc.digest):
         return "present"
+    if not store.has_blob(desc.digest):
+        raise StoreError(
+            f"blob {desc.digest} of {repo} is not in {store.root} and not in the registry",
+            hint="the image came from another registry's cache: rebuild it with "
+            "`layerforge build --no-remote-cache`",
+        )
     mounted, location = _start(session, repo, desc.digest)
     if mounted:
         return "mounted"

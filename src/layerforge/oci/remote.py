@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from layerforge import cmd
 from layerforge.errors import LayerforgeError, RegistryError, StoreError, UsageError
 from layerforge.events import Event, NullReporter, Reporter
+from layerforge.oci import media
 from layerforge.oci.auth import Credential, default_config_path, lookup, read_config, save_login
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.pull import pull, pull_blob, resolve_manifest
@@ -251,8 +252,6 @@ class RegistryCache:
 
 def mark_remote(plan: Plan, present: set[str]) -> Plan:
     """The plan with every step the registry holds marked ``remote`` ("in registry")."""
-    from dataclasses import replace  # noqa: PLC0415
-
     from layerforge.plan import Plan as PlanType  # noqa: PLC0415
 
     steps = tuple(
@@ -297,9 +296,17 @@ def materialize_reference(source: OSSource, ctx: SourceContext, where: str) -> B
         ref = ref.with_digest(pinned)
     with default_config().client(ref.registry) as client:
         pulled = pull(client, ref, ctx.store, ctx.reporter)
-    return _image_from_manifest(
+    image = _image_from_manifest(
         pulled.descriptor.digest, pulled.config, source.describe(), ctx, where
     )
+    # Docker-typed gzip layers are the same bytes as OCI gzip layers: our manifests use OCI
+    layers = tuple(
+        replace(x, descriptor=replace(x.descriptor, media_type=media.OCI_LAYER_GZIP))
+        if x.descriptor.media_type == media.DOCKER_LAYER_GZIP
+        else x
+        for x in image.layers
+    )
+    return replace(image, layers=layers)
 
 
 # -- login --------------------------------------------------------------------------------
