@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from layerforge.errors import RegistryError, StoreError
@@ -118,36 +119,61 @@ def upload(session: PushSession, store: Store, repo: str, desc: Descriptor) -> B
     return "uploaded"
 
 
+def _tag_digest(session: PushSession, repo: str, tag: str) -> str | None:
+    """The digest ``repo:tag`` points at in the registry (None: no such tag)."""
+    from layerforge.oci.pull import ACCEPT  # noqa: PLC0415
+
+    resp = session.client.request(
+        "HEAD", f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT}, scope=_scope(repo)
+    )
+    if resp.status == 404:
+        return None
+    check(resp, session.registry, repo, "push to")
+    return resp.header("Docker-Content-Digest") or None
+
+
+def _put_manifest(
+    session: PushSession, repo: str, tag: str, raw: bytes, media_type: str, digest: str
+) -> None:
+    resp = session.client.request(
+        "PUT",
+        f"/v2/{repo}/manifests/{tag}",
+        headers={"Content-Type": media_type},
+        body=Body(raw),
+        scope=_scope(repo),
+    )
+    check(resp, session.registry, repo, "push to")
+    returned = resp.header("Docker-Content-Digest")
+    if returned and returned != digest:
+        raise RegistryError(
+            f"registry {session.registry}: {repo}:{tag} stored as {returned}, expected {digest}",
+            hint="the registry rewrote the manifest; use a registry that keeps OCI bytes",
+        )
+
+
 def push_image(
     session: PushSession, store: Store, manifest: Descriptor, repo: str, tags: Iterable[str]
 ) -> PushResult:
-    """Blobs (in parallel), then the manifest under each tag."""
+    """Blobs (in parallel), then the manifest under each tag that does not point at it yet.
+
+    A manifest is only accepted once all its blobs are in, so when every tag already points
+    at this digest there is nothing to upload and the blobs are not even asked about."""
     doc = store.read_json(manifest.digest)
     blobs = [Descriptor.from_json(x) for x in [*doc.get("layers", []), doc["config"]]]
     unique = list({b.digest: b for b in blobs}.values())
+    tag_list = tuple(dict.fromkeys(tags))
     with ThreadPoolExecutor(max_workers=max(1, session.jobs)) as pool:
-        outcomes = list(pool.map(lambda d: upload(session, store, repo, d), unique))
+        current = list(pool.map(lambda t: _tag_digest(session, repo, t), tag_list))
+        missing = [t for t, d in zip(tag_list, current, strict=True) if d != manifest.digest]
+        outcomes: list[BlobOutcome] = ["present"] * len(unique)
+        if missing:
+            outcomes = list(pool.map(lambda d: upload(session, store, repo, d), unique))
+        raw = store.read_bytes(manifest.digest)
+        media_type = str(doc.get("mediaType") or manifest.media_type)
+        put = partial(_put_manifest, session, repo, raw=raw, media_type=media_type)
+        list(pool.map(lambda t: put(tag=t, digest=manifest.digest), missing))
     for blob in unique:
         session.holders[blob.digest] = repo
-    raw = store.read_bytes(manifest.digest)
-    media_type = str(doc.get("mediaType") or manifest.media_type)
-    tag_list = tuple(dict.fromkeys(tags))
-    for tag in tag_list:
-        resp = session.client.request(
-            "PUT",
-            f"/v2/{repo}/manifests/{tag}",
-            headers={"Content-Type": media_type},
-            body=Body(raw),
-            scope=_scope(repo),
-        )
-        check(resp, session.registry, repo, "push to")
-        returned = resp.header("Docker-Content-Digest")
-        if returned and returned != manifest.digest:
-            raise RegistryError(
-                f"registry {session.registry}: {repo}:{tag} stored as {returned}, "
-                f"expected {manifest.digest}",
-                hint="the registry rewrote the manifest; use a registry that keeps OCI bytes",
-            )
     uploaded = sum(b.size for b, o in zip(unique, outcomes, strict=True) if o == "uploaded")
     return PushResult(
         repo,

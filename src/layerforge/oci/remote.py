@@ -106,9 +106,6 @@ def tags_for(project: Project, key: str, extra: tuple[str, ...] = ()) -> list[st
     tags = [short(key), "latest"]
     if project.version:
         tags.append(project.version)
-    commit = git_commit(project.root)
-    if commit:
-        tags.append(commit)
     return [*tags, *extra]
 
 
@@ -125,8 +122,10 @@ def push_nodes(
     rep = reporter or NullReporter()
     session = PushSession(config.client(target.registry), target.registry, rep)
     ordered = [n for n in project.nodes if n in set(names)]
+    commit = git_commit(project.root)  # once per push, not per node
+    tags = (*([commit] if commit else []), *extra_tags)
     with session.client:
-        return [_push_one(project, store, session, target, name, extra_tags) for name in ordered]
+        return [_push_one(project, store, session, target, name, tags) for name in ordered]
 
 
 def _push_one(
