@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench_build import write_project  # noqa: E402  (bench/ is sys.path[0])
+from layerforge.sizes import format_size  # noqa: E402
 from tests.integration.registry_server import Registry  # noqa: E402
 
 LAYERFORGE = [sys.executable, "-m", "layerforge"]
@@ -116,9 +117,9 @@ def main() -> None:
         )
         copy = skopeo_copy(store, f"{node}:latest", f"{registry.host}/skopeo/{node}:latest")
         print(f"image {node}: {size / 1e6:.0f} MB compressed layers")
-        print(f"{'scenario':30} {'wall s':>8} {'peak RSS MB':>12} {'uploaded MB':>12}")
+        print(f"{'scenario':30} {'wall s':>8} {'peak RSS MB':>12} {'uploaded':>12}")
         for name, wall, peak, sent in rows:
-            print(f"{name:30} {wall:8.2f} {peak:12.0f} {sent / 1e6:12.1f}")
+            print(f"{name:30} {wall:8.2f} {peak:12.0f} {format_size(sent):>12}")
         print(f"{'skopeo copy (first push)':30} {copy:8.2f}")
         print(f"first push throughput: {size / 1e6 / rows[0][1]:.0f} MB/s")
     finally:

@@ -103,12 +103,7 @@ def login(registry: str, username: str, password: str | None, password_stdin: bo
     click.echo(f"login succeeded; credentials stored in {path}")
 
 
-@click.group()
-def export() -> None:
-    """Export images and build files."""
-
-
-@export.command("archive")
+@click.command("archive")
 @c.common
 @click.argument("node")
 @click.option(
@@ -149,5 +144,13 @@ def archive(
     else:
         click.echo(f"wrote {result.path} ({format_size(result.size)}): {name} {doc['digest']}")
 
+
+@click.group()
+def export() -> None:
+    """Export images and build files."""
+
+
+# When another module owns the `export` group, it adds `archive` with export.add_command.
+export.add_command(archive)
 
 REGISTRY_COMMANDS = [push, login, export]
