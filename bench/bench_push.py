@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench_build import write_project  # noqa: E402  (bench/ is sys.path[0])
-from layerforge.sizes import format_size  # noqa: E402
 from tests.integration.registry_server import Registry  # noqa: E402
+
+from layerforge.sizes import format_size  # noqa: E402
 
 LAYERFORGE = [sys.executable, "-m", "layerforge"]
 
