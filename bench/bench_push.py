@@ -6,7 +6,7 @@ process alone):
   no-op push           everything already there (HEADs only)
   code change          one line of the service changed: `build --push` (rebuild + push)
 Beside it, `skopeo copy oci:STORE:svc:latest docker://...` of the same image into an empty
-repository (the daemonless equivalent of `buildah push`).
+registry (the daemonless equivalent of `buildah push`). Each scenario runs --repeat times.
 
     .venv/bin/python bench/bench_push.py [--wheel-dir /opt/wheels] [--small]
 
@@ -77,6 +77,15 @@ def skopeo_copy(store: Path, ref: str, target: str) -> float:
     return time.perf_counter() - start
 
 
+def skopeo_fresh(directory: Path, store: Path, node: str) -> float:
+    """skopeo copy into a registry of its own (skopeo would otherwise mount known blobs)."""
+    registry = Registry(directory)
+    try:
+        return skopeo_copy(store, f"{node}:latest", f"{registry.host}/skopeo/{node}:latest")
+    finally:
+        registry.stop()
+
+
 def measure(root: Path, *args: str) -> tuple[float, float, int]:
     wall, peak, doc = run_lf(root, *args)
     return wall, peak, uploaded(doc)
@@ -124,10 +133,7 @@ def main() -> None:
             touched.write_text(touched.read_text() + "# changed\n")
             rows[2][1].append(measure(root, "build", "--push", node))
         store = root / ".layerforge"
-        copies = [
-            skopeo_copy(store, f"{node}:latest", f"{registry.host}/skopeo{i}/{node}:latest")
-            for i in range(args.repeat)
-        ]
+        copies = [skopeo_fresh(work / f"skopeo{i}", store, node) for i in range(args.repeat)]
         size = image_size(store, f"{node}:latest")
         print(f"image {node}: {size / 1e6:.0f} MB compressed layers; {args.repeat} runs each")
         print(f"{'scenario':28} {'best s':>7} {'median s':>9} {'peak RSS MB':>12} {'uploaded':>10}")

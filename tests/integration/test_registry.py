@@ -20,7 +20,7 @@ import pytest
 
 from layerforge.cli import main
 from layerforge.oci.layout import Descriptor, Store, canonical_json, sha256_digest
-from layerforge.oci.media import OCI_CONFIG, OCI_MANIFEST
+from layerforge.oci.media import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
 from tests.conftest import require_tools
 from tests.integration.registry_server import Registry, TokenGate
 from tests.integration.tools import Buildah, run
@@ -263,8 +263,9 @@ def test_bearer_token_expiring_mid_push(
 # -- registry references as OS sources ---------------------------------------------------------
 
 
-def os_image(fleet: Path, layout: Path, marker: str) -> str:
-    """An OCI layout holding just the fleet's debootstrap layer (plus a marker label)."""
+def os_image(fleet: Path, layout: Path, marker: str, *, index: bool = False) -> str:
+    """An OCI layout holding just the fleet's debootstrap layer (plus a marker label);
+    with ``index``, tagged as a multi-platform index whose linux/amd64 entry is the image."""
     src = Store.open(fleet / ".layerforge", create=False)
     record = json.loads(next((fleet / ".layerforge/layerforge/sources").glob("*.json")).read_text())
     layer = record["layers"][0]
@@ -284,7 +285,15 @@ def os_image(fleet: Path, layout: Path, marker: str) -> str:
         "layers": [layer["descriptor"]],
     })  # fmt: skip
     digest = dst.put_bytes(manifest)
-    dst.tag("base", Descriptor(OCI_MANIFEST, digest, len(manifest)))
+    desc = Descriptor(OCI_MANIFEST, digest, len(manifest))
+    if index:
+        entries = [
+            {**desc.to_json(), "platform": {"architecture": arch, "os": "linux"}}
+            for arch in ("arm64", "amd64")
+        ]
+        raw = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+        desc = Descriptor(OCI_INDEX, dst.put_bytes(raw), len(raw))
+    dst.tag("base", desc)
     return digest
 
 
@@ -302,7 +311,7 @@ def test_fleet_from_a_registry_reference(
     fleet: Path, registry: Registry, tmp_path: Path, shared_cache: Path
 ) -> None:
     first = os_image(fleet, tmp_path / "os1", "one")
-    second = os_image(fleet, tmp_path / "os2", "two")
+    second = os_image(fleet, tmp_path / "os2", "two", index=True)
     ref = f"{registry.host}/base/bookworm:1"
     copy = ["skopeo", "copy", "--dest-tls-verify=false"]
     run([*copy, f"oci:{tmp_path / 'os1'}:base", f"docker://{ref}"])
@@ -318,14 +327,14 @@ def test_fleet_from_a_registry_reference(
     out = json.loads(run(["skopeo", "inspect", "--raw", f"oci:{store}:hello:latest"]))
     assert out["layers"][0] == os_layer
     # the tag moves: nothing changes until lock --upgrade
-    run([*copy, f"oci:{tmp_path / 'os2'}:base", f"docker://{ref}"])
+    run([*copy, "--all", f"oci:{tmp_path / 'os2'}:base", f"docker://{ref}"])
     shutil.rmtree(store)
     assert cli("lock", "-f", str(project), *cache)[0] == 0
     assert (project / "layerforge.lock").read_text() == lock
     again = {i["node"]: i for i in cli_json("build", "-f", str(project), *cache)["images"]}
     assert again["hello"]["manifest"] == hello["manifest"]
     assert cli("lock", "--upgrade", "-f", str(project), *cache)[0] == 0
-    assert second in (project / "layerforge.lock").read_text()
+    assert second in (project / "layerforge.lock").read_text()  # picked out of the index
 
 
 def test_registry_source_errors_exit_3(registry: Registry, tmp_path: Path) -> None:
