@@ -11,6 +11,7 @@ registry (the daemonless equivalent of `buildah push`). Each scenario runs --rep
     .venv/bin/python bench/bench_push.py [--wheel-dir /opt/wheels] [--small]
 
 ``--small`` pushes the example fleet's `api` service instead (no torch, a ~100 MB image).
+``--big 3`` pushes one 3 GB layer instead and reports the pushing process's peak RSS.
 """
 
 from __future__ import annotations
@@ -108,12 +109,81 @@ def prepare(work: Path, small: bool, wheels: Path) -> tuple[Path, str, Path]:
     return root, "svc", root / "svc/svc/__main__.py"
 
 
+def big_store(directory: Path, gigabytes: float) -> str:
+    """A store holding one image with a single incompressible layer of that size."""
+    from layerforge.oci.layout import Descriptor, Store, canonical_json
+    from layerforge.oci.media import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
+
+    store = Store.open(directory)
+    left = int(gigabytes * 1e9)
+    with store.ingest() as writer:
+        while left > 0:
+            chunk = os.urandom(min(left, 8 << 20))
+            writer.write(chunk)
+            left -= len(chunk)
+        size = writer.size
+        layer = writer.commit()
+    config = canonical_json({"architecture": "amd64", "os": "linux", "rootfs": {"diff_ids": []}})
+    manifest = canonical_json({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": store.put_bytes(config), "size": len(config)},
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer, "size": size}],
+    })  # fmt: skip
+    digest = store.put_bytes(manifest)
+    store.tag("big", Descriptor(OCI_MANIFEST, digest, len(manifest)))
+    return digest
+
+
+def big_child(store_dir: str, host: str) -> None:
+    """Push the big image with the library (run in a child process to measure its RSS)."""
+    from layerforge.oci.layout import Store
+    from layerforge.oci.push import PushSession, push_image
+    from layerforge.oci.registry import Client
+
+    store = Store.open(Path(store_dir), create=False)
+    desc = store.resolve("big")
+    assert desc is not None
+    with Client(host) as client:
+        push_image(PushSession(client, host), store, desc, "big/layer", ["latest"])
+
+
+def big_push(work: Path, gigabytes: float) -> None:
+    big_store(work / "big", gigabytes)
+    registry = Registry(work / "big-registry")
+    try:
+        argv = [sys.executable, __file__, "--big-child", str(work / "big"), registry.host]
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status):
+            sys.exit("the big push failed")
+        print(
+            f"push of one {gigabytes:g} GB layer: {wall:.2f} s "
+            f"({gigabytes * 1e3 / wall:.0f} MB/s), peak RSS {usage.ru_maxrss / 1024:.0f} MB"
+        )
+    finally:
+        registry.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--wheel-dir", type=Path, default=Path("/opt/wheels"))
     parser.add_argument("--small", action="store_true", help="the example fleet's api instead")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario")
+    parser.add_argument("--big", type=float, default=0, help="also push one layer of N GB")
+    parser.add_argument("--big-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.big_child:
+        big_child(*args.big_child)
+        return
+    if args.big:
+        work = Path(tempfile.mkdtemp(prefix="lf-bench-big-"))
+        try:
+            big_push(work, args.big)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     work = Path(tempfile.mkdtemp(prefix="lf-bench-push-"))
     registry = Registry(work / "registry")
     try:
