@@ -85,7 +85,7 @@ def test_holds_ranks_distributions_files_or_directories() -> None:
     assert layer_kind("/bin/sh -c apt-get install") == "other"
 
 
-# -- waste ----------------------------------------------------------------------------------------
+# -- waste --------------------------------------------------------------------------------------
 
 
 def f(path: str, size: int = 0, kind: str = "file") -> FileEntry:
@@ -118,7 +118,7 @@ def test_waste_is_zero_for_disjoint_layers_and_same_layer_files() -> None:
     assert [(i.path, i.size) for i in result.items] == [("d/x", 8)]
 
 
-# -- fleet figures ----------------------------------------------------------------------------------
+# -- fleet figures ------------------------------------------------------------------------------
 
 
 def _layer(digest: str, size: int, owner: str, inherited: bool, kind: str = "deps") -> LayerReport:
@@ -180,7 +180,7 @@ def test_budget_error_lists_every_breach() -> None:
     assert err.breaches == (("cpu", 2_000_000, 1_000_000), ("gpu", 9, 5))
 
 
-# -- disk -------------------------------------------------------------------------------------------
+# -- disk ---------------------------------------------------------------------------------------
 
 
 def test_disk_needs_add_up_on_one_filesystem(tmp_path: Path) -> None:
@@ -213,7 +213,7 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
     assert cache_bytes == pytest.approx(expected, abs=10)
 
 
-# -- gc ---------------------------------------------------------------------------------------------
+# -- gc -----------------------------------------------------------------------------------------
 
 
 def _fake_image(store: Store, node: str, payload: bytes, hex12: str, age: float) -> set[str]:
@@ -263,7 +263,7 @@ def test_gc_keeps_the_newest_keys_and_what_latest_reaches(tmp_path: Path) -> Non
     assert set(store.tags()) == {"api:latest", f"api:lf-{'a' * 12}"}
 
 
-# -- timings ----------------------------------------------------------------------------------------
+# -- timings ------------------------------------------------------------------------------------
 
 
 class _Clock:
