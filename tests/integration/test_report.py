@@ -153,7 +153,22 @@ def test_html_report_renders_in_chromium(fleet: Path, tmp_path: Path) -> None:  
     assert "Layers per image" in dom and "Largest distributions" in dom
 
 
-def test_budget_breach_fails_build_and_check(fleet: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_build_reports_timings_per_node_and_step(fleet: Path) -> None:  # noqa: F811
+    doc = json.loads((fleet / "build.json").read_text())  # the fixture's `build --json`
+    timings = doc["timings"]
+    assert list(timings["nodes"]) == NODES or set(timings["nodes"]) == set(NODES)
+    cpu = timings["nodes"]["cpu"]
+    assert cpu["seconds"] > 0 and {"install", "compress"} <= set(cpu["steps"])
+    assert sum(cpu["steps"].values()) <= cpu["seconds"] + 0.01
+    assert set(timings["nodes"]["api"]["steps"]) == {"compress"}  # its application layer
+    assert timings["total"] >= max(n["seconds"] for n in timings["nodes"].values())
+
+
+def test_budget_breach_fails_build_and_check(
+    fleet: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """The fleet's own manifest, with tiny budgets, against the fleet's store."""
     project = tmp_path / "tight"
     shutil.copytree(fleet, project, ignore=shutil.ignore_patterns(".layerforge", "build.json"))
@@ -171,9 +186,14 @@ def test_budget_breach_fails_build_and_check(fleet: Path, tmp_path: Path) -> Non
     assert {b["node"] for b in doc["budgets"]} == {"cpu", "gpu"}
     assert cli("report", "-f", str(fleet), "--check")[0] == 0  # the real budgets hold
 
+    capsys.readouterr()
     assert main(["build", *common, "cpu"]) == 1
+    assert "cpu: 235 MB uncompressed, over its max_size of 1 MB" in capsys.readouterr().err
     assert (store / "index.json").read_bytes() == index  # nothing tagged
     assert main(["build", *common, "--allow-oversize", "cpu"]) == 0
+    out = capsys.readouterr()
+    assert "over its max_size" in out.err  # a warning, not an error
+    assert "timings (seconds)" in out.out and "cpu:latest" in out.out
 
 
 def test_budget_breach_fails_a_fresh_build_before_tagging(

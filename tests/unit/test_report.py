@@ -317,3 +317,30 @@ def test_timings_attribute_unnamed_tasks_to_the_thread_node() -> None:
         t.join()
     owners = {s.label: s.node for s in rep.timings().steps}
     assert owners == {"source:a-os": "a", "source:b-os": "b"}
+
+
+def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -> None:
+    from layerforge import lockfile
+    from layerforge.build.executor import BuildContext, deps_cache_key
+    from layerforge.events import NullReporter
+    from layerforge.manifest import load
+    from layerforge.ossource import Layer
+    from layerforge.plan import make_plan, scan_sources
+    from tests.conftest import EXAMPLE
+
+    project = load(EXAMPLE / "layerforge.toml")
+    lock = lockfile.read(EXAMPLE / "layerforge.lock")
+    trees = scan_sources(project)
+    plan = make_plan(project, lock, trees, {}, {})
+    store = Store.open(tmp_path / "store")
+    before, _ = disk.estimate(plan, project, lock, store, tmp_path, trees, 2)
+    blob = store.put_bytes(b"a dependency layer")
+    layer = Layer(Descriptor(media.OCI_LAYER_GZIP, blob, 18), blob, "layerforge: pip x")
+    ctx = BuildContext(project, lock, store, tmp_path, NullReporter(), trees)
+    key = deps_cache_key(ctx, lock.nodes["ml"].packages, project.python)
+    cached = store.root / "layerforge" / "layers" / f"{key}.json"
+    cached.parent.mkdir(parents=True)
+    cached.write_text(json.dumps([layer.to_json()]))
+    after, _ = disk.estimate(plan, project, lock, store, tmp_path, trees, 2)
+    ml_wheels = sum(p.size for p in lock.nodes["ml"].packages)
+    assert before - after == int(ml_wheels * disk.LAYER_FACTOR)

@@ -272,18 +272,25 @@ def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
     return layer
 
 
+def deps_cache_key(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> str:
+    """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
+    what = {
+        "python": python,
+        "platform": ctx.lock.platform,
+        "threshold": ctx.project.layer_threshold,
+        "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
+    }
+    return _cache_key(ctx, what)
+
+
+def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> bool:
+    return _cached_layers(ctx, deps_cache_key(ctx, packages, python)) is not None
+
+
 def _dependency_layers(
     ctx: BuildContext, node: Node, packages: tuple[Package, ...], python: str
 ) -> list[Layer]:
-    key = _cache_key(
-        ctx,
-        {
-            "python": python,
-            "platform": ctx.lock.platform,
-            "threshold": ctx.project.layer_threshold,
-            "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
-        },
-    )
+    key = deps_cache_key(ctx, packages, python)
     cached = _cached_layers(ctx, key)
     if cached is not None:
         ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))

@@ -4,9 +4,11 @@ Estimates, per node the plan builds (conservative on purpose, it is cheaper to r
 to fail halfway through a 10 GB build):
 
 - store: its dependency layers, ``LAYER_FACTOR`` x the wheel bytes of its locked
-  distributions (a layer is the installed files gzip'ed, a little larger than the wheel);
-  for a root base, its OS layers (their size in the last image of that node if the store
-  has one, else ``OS_LAYER_GUESS``); for a service, its source tree;
+  distributions (a layer is the installed files gzip'ed, a little larger than the wheel),
+  unless the layer cache already holds them;
+  for a root base, its OS layers (nothing if ``lock`` already put them in the store, else
+  their size in the last image of that node, else ``OS_LAYER_GUESS``); for a service, its
+  source tree;
 - cache: staging of the installed distributions (``INSTALL_FACTOR`` x wheel bytes), for the
   ``jobs`` largest nodes at once (staging is removed after each node); for a debootstrap
   source not cached yet, ``DEBOOTSTRAP_GUESS``.
@@ -16,6 +18,7 @@ Needs on the same filesystem add up; each filesystem's total must fit in its fre
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -24,10 +27,11 @@ from pathlib import Path
 from layerforge.build.image import read_record
 from layerforge.build.source import SourceTree
 from layerforge.errors import DiskSpaceError
+from layerforge.events import NullReporter
 from layerforge.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
-from layerforge.ossource import debootstrap_key
+from layerforge.ossource import debootstrap_key, record_path
 from layerforge.plan import Plan
 from layerforge.sizes import format_size
 
@@ -56,7 +60,14 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _os_layers(store: Store, node: str) -> int:
+def _os_layers(store: Store, project: Project, node: str) -> int:
+    source = project.nodes[node].os_source
+    if source is not None:
+        path = record_path(store, source)  # written when `lock` materialized the source
+        if path.is_file():
+            layers = json.loads(path.read_text()).get("layers", [])
+            if all(store.has_blob(str(x["descriptor"]["digest"])) for x in layers):
+                return 0
     record = read_record(store, f"{node}:latest")
     if record is None:
         return OS_LAYER_GUESS
@@ -81,15 +92,20 @@ def estimate(
     jobs: int = 2,
 ) -> tuple[int, int]:
     """(bytes the store needs, bytes the cache needs) to build ``plan``."""
+    from layerforge.build.executor import BuildContext, has_cached_deps  # noqa: PLC0415
+
+    ctx = BuildContext(project, lock, store, cache_dir, NullReporter(), trees, jobs=jobs)
     store_bytes = 0
     staging: list[int] = []
     cache_bytes = 0
     for step in plan.to_build:
-        wheels = sum(p.size for p in lock.nodes[step.node].packages)
+        packages = lock.nodes[step.node].packages
+        reused = bool(packages) and has_cached_deps(ctx, packages, project.python)
+        wheels = 0 if reused else sum(p.size for p in packages)
         store_bytes += int(wheels * LAYER_FACTOR)
         staging.append(int(wheels * INSTALL_FACTOR))
         if project.nodes[step.node].os_source is not None:
-            store_bytes += _os_layers(store, step.node)
+            store_bytes += _os_layers(store, project, step.node)
             cache_bytes += _os_cache(project, step.node, cache_dir)
         tree = trees.get(step.node)
         if tree is not None:
