@@ -39,7 +39,7 @@ def report(
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
-    selected = project.select(list(nodes)) if nodes else None
+    selected = [n for n in project.select(list(nodes)) if n in nodes] if nodes else None
     lock = lockfile.read_optional(ws.lock_path)
     result = fleet_report(Store.open(ws.store, create=False), project, lock, selected)
     if html_file is not None:
