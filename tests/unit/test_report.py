@@ -344,3 +344,29 @@ def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -
     after, _ = disk.estimate(plan, project, lock, store, tmp_path, trees, 2)
     ml_wheels = sum(p.size for p in lock.nodes["ml"].packages)
     assert before - after == int(ml_wheels * disk.LAYER_FACTOR)
+
+
+def test_owners_match_layers_by_digest_along_the_chain() -> None:
+    from layerforge.build.image import ImageRecord
+    from layerforge.manifest import load
+    from layerforge.ossource import Layer, PythonInfo
+    from layerforge.report.sizes import _owners
+    from tests.conftest import EXAMPLE
+
+    project = load(EXAMPLE / "layerforge.toml")
+
+    def rec(node: str, *digits: str) -> ImageRecord:
+        layers = tuple(
+            Layer(Descriptor(media.OCI_LAYER_GZIP, "sha256:" + d * 64, 1), "x", "x") for d in digits
+        )
+        desc = Descriptor(media.OCI_MANIFEST, "sha256:" + "f" * 64, 1)
+        return ImageRecord(node, "k", desc, {}, layers, PythonInfo("/usr/bin/python3", "3.11"))
+
+    records = {"cpu": rec("cpu", "1", "2"), "ml": rec("ml", "1", "2", "3"),
+               "batch": rec("batch", "1", "2", "3", "4", "5")}  # fmt: skip
+    assert _owners(project, records, "batch") == ["cpu", "cpu", "ml", "batch", "batch"]
+    # ml was rebuilt since batch was built: batch's third layer is no longer ml's
+    records["ml"] = rec("ml", "1", "2", "9")
+    assert _owners(project, records, "batch") == ["cpu", "cpu", "batch", "batch", "batch"]
+    del records["cpu"]
+    assert _owners(project, records, "batch")[:2] == ["ml", "ml"]

@@ -161,15 +161,20 @@ def load_records(store: Store, project: Project) -> dict[str, ImageRecord]:
 
 
 def _owners(project: Project, records: dict[str, ImageRecord], node: str) -> list[str]:
-    """For each layer index of ``node``'s image, the node that added that layer."""
-    chain = [a.name for a in reversed(project.ancestors(node))] + [node]
+    """For each layer of ``node``'s image, the node that added it: the first ancestor (root
+    first) whose own image has the same layer at the same position, else ``node`` itself."""
+    chain = [a.name for a in reversed(project.ancestors(node))]
+    digests = [x.descriptor.digest for x in records[node].layers]
     owners: list[str] = []
-    for name in chain:
-        record = records.get(name)
-        count = len(record.layers) if record is not None else len(owners)
-        owners += [name] * (count - len(owners))
-    total = len(records[node].layers)
-    return (owners + [node] * total)[:total]
+    for index, digest in enumerate(digests):
+        owner = node
+        for name in chain:
+            layers = records[name].layers if name in records else ()
+            if index < len(layers) and layers[index].descriptor.digest == digest:
+                owner = name
+                break
+        owners.append(owner)
+    return owners
 
 
 def image_report(
