@@ -24,7 +24,7 @@ from layerforge.oci.media import OCI_LAYER_GZIP, OCI_MANIFEST
 from layerforge.plan import records_dir
 from layerforge.sizes import format_size
 from tests.conftest import EXAMPLE, require_tools
-from tests.integration.test_fleet import NODES, fleet  # noqa: F401 - the session fixture
+from tests.integration.test_fleet import NODES
 from tests.integration.tools import run, skopeo_inspect, skopeo_raw
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def gunzipped_size(path: Path) -> int:
     return total
 
 
-def test_report_figures_match_the_blobs(fleet: Path) -> None:  # noqa: F811
+def test_report_figures_match_the_blobs(fleet: Path) -> None:
     store = fleet / ".layerforge"
     doc = report_json(fleet)
     images = {i["node"]: i for i in doc["images"]}
@@ -131,7 +131,7 @@ def chromium(*args: str, user_dir: Path) -> str:
     return proc.stdout
 
 
-def test_html_report_renders_in_chromium(fleet: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_html_report_renders_in_chromium(fleet: Path, tmp_path: Path) -> None:
     require_tools("chromium")
     page = tmp_path / "report.html"
     code, out = cli("report", "-f", str(fleet), "--html", str(page))
@@ -153,7 +153,7 @@ def test_html_report_renders_in_chromium(fleet: Path, tmp_path: Path) -> None:  
     assert "Layers per image" in dom and "Largest distributions" in dom
 
 
-def test_build_reports_timings_per_node_and_step(fleet: Path) -> None:  # noqa: F811
+def test_build_reports_timings_per_node_and_step(fleet: Path) -> None:
     doc = json.loads((fleet / "build.json").read_text())  # the fixture's `build --json`
     timings = doc["timings"]
     assert list(timings["nodes"]) == NODES or set(timings["nodes"]) == set(NODES)
@@ -165,7 +165,7 @@ def test_build_reports_timings_per_node_and_step(fleet: Path) -> None:  # noqa: 
 
 
 def test_budget_breach_fails_build_and_check(
-    fleet: Path,  # noqa: F811
+    fleet: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -270,7 +270,7 @@ def _orphan_image(store: Store, config_digest: str, config_size: int) -> tuple[s
     return ref, {layer, digest}
 
 
-def test_gc_removes_exactly_the_unreachable_blobs(fleet: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_gc_removes_exactly_the_unreachable_blobs(fleet: Path, tmp_path: Path) -> None:
     require_tools("skopeo")
     project = tmp_path / "copy"
     shutil.copytree(fleet, project, ignore=shutil.ignore_patterns(".layerforge"))
