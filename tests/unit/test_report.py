@@ -370,3 +370,20 @@ def test_owners_match_layers_by_digest_along_the_chain() -> None:
     assert _owners(project, records, "batch") == ["cpu", "cpu", "batch", "batch", "batch"]
     del records["cpu"]
     assert _owners(project, records, "batch")[:2] == ["ml", "ml"]
+
+
+def test_waste_from_real_layers_in_a_store(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    lower = write_layer_to_store(store, [
+        Entry("etc/app.conf", "file", 0o644, 300, data=b"a" * 300),
+        Entry("var/cache/pkgs/big.deb", "file", 0o644, 5000, data=b"b" * 5000),
+    ])  # fmt: skip
+    upper = write_layer_to_store(store, [
+        Entry("etc/app.conf", "file", 0o644, 10, data=b"c" * 10),
+        Entry("var/cache/.wh.pkgs", "file", 0o644, 0, data=b""),
+    ])  # fmt: skip
+    result = waste([listing(store, lower.digest).entries, listing(store, upper.digest).entries])
+    assert [(i.path, i.size, i.how) for i in result.items] == [
+        ("var/cache/pkgs/big.deb", 5000, "deleted"),
+        ("etc/app.conf", 300, "shadowed"),
+    ]

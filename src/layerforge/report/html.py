@@ -232,6 +232,11 @@ def render(report: FleetReport, title: str | None = None) -> str:
     parts: list[Any] = [
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{heading}</title>",
         f"<style>{CSS}</style></head><body><h1>{heading}</h1>{alert}",
+        "<p class=muted>Container images built as a hierarchy of shared base images. "
+        "<i>Layered</i> is what was built: images share their bases' layers, so a layer is "
+        "stored and pulled once. <i>Naive</i> is the same services built the usual way, one "
+        "self-contained image each. Sizes are compressed bytes (what is stored and pulled) "
+        "unless marked uncompressed.</p>",
         _totals(report),
         "<h2>Before and after</h2>",
         _before_after(report),

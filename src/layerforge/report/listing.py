@@ -8,6 +8,7 @@ owns. The result is cached next to the store's other bookkeeping
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -178,5 +179,6 @@ def listing(store: Store, digest: str) -> Listing:
             hint="rebuild with `layerforge build`",
         )
     result = read_listing(store.blob_path(digest), digest)
-    atomic_write(cache, json.dumps(result.to_json(), separators=(",", ":")).encode())
+    with contextlib.suppress(OSError):  # a read-only store is still reported on
+        atomic_write(cache, json.dumps(result.to_json(), separators=(",", ":")).encode())
     return result
