@@ -19,6 +19,7 @@ from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
+from layerforge.report.disk import preflight
 from layerforge.resolve import ResolveOptions, resolve, stale_nodes
 
 if TYPE_CHECKING:
@@ -142,6 +143,8 @@ def build_project(
     reporter: Reporter | None = None,
     jobs: int = 2,
     remote: RegistryCache | None = None,
+    *,
+    allow_oversize: bool = False,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
@@ -151,7 +154,9 @@ def build_project(
     trees = scan_sources(project)
     plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
     plan = _with_remote(plan, remote)
+    preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
     ctx = BuildContext(
-        project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs, remote=remote
-    )
+        project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
+        allow_oversize=allow_oversize, remote=remote,
+    )  # fmt: skip
     return plan, execute(plan, ctx)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from layerforge import cliutil as c
+from layerforge import commands_report
 from layerforge.commands_registry import REGISTRY_COMMANDS
 from layerforge.sizes import format_size
 
@@ -108,6 +109,7 @@ def plan(
 @click.option("--jobs", "-j", default=2, show_default=True, help="Nodes built in parallel.")
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
+@click.option("--allow-oversize", is_flag=True, help="Warn, not fail, when over max_size.")
 @c.remote_cache_option
 @click.option(
     "--push", "push_after", is_flag=True, help="Push the built images to project.registry."
@@ -121,6 +123,7 @@ def build(
     jobs: int,
     revision: str | None,
     dry_run: bool,
+    allow_oversize: bool,
     remote_cache: bool,
     push_after: bool,
 ) -> None:
@@ -139,18 +142,21 @@ def build(
         else:
             _print_plan(c.console(), result)
         return
-    rep = c.reporter(as_json)
-    if hasattr(rep, "__enter__"):
-        with rep:
-            _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, remote)
-    else:
-        _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, remote)
+    from layerforge.commands_report import print_timings  # noqa: PLC0415
+    from layerforge.report.timings import TimingReporter  # noqa: PLC0415
+
+    with TimingReporter(c.reporter(as_json)) as rep:
+        _plan, results = api.build_project(
+            project, ws, list(nodes), options, rep, jobs, remote, allow_oversize=allow_oversize
+        )
     pushed = _push_after(ws, project, list(results), as_json) if push_after else None
+    images = [_result_json(r) for r in results.values()]
     if as_json:
-        doc = {"store": str(ws.store), "images": [_result_json(r) for r in results.values()]}
+        doc = {"store": str(ws.store), "images": images, "timings": rep.timings().to_json()}
         c.emit_json({**doc, **({"push": pushed} if pushed else {})})
         return
     _print_build(c.console(), results, ws.store)
+    print_timings(c.console(), rep.timings())
 
 
 def _push_after(ws: Any, project: Any, nodes: list[str], as_json: bool) -> dict[str, Any]:
@@ -170,7 +176,7 @@ def schema() -> None:
     click.echo(json_schema_text(), nl=False)
 
 
-COMMANDS = [init, lock, plan, build, schema, *REGISTRY_COMMANDS]
+COMMANDS = [init, lock, plan, build, schema, *commands_report.COMMANDS, *REGISTRY_COMMANDS]
 
 
 # -- rendering ----------------------------------------------------------------------------------
