@@ -81,6 +81,7 @@ class TokenGate:
         self.upstream = upstream
         self.basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.uses = uses
+        self.refresh_token = secrets.token_hex(8)  # an identity token, as config.json holds
         self.tokens: dict[str, int] = {}
         self.issued: list[dict[str, list[str]]] = []
         self.expired = 0
@@ -133,12 +134,22 @@ class GateHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _token(self) -> None:
-        if self.headers.get("Authorization") != self.gate.basic:
+        """GET with Basic credentials answers ``token``; POST of an OAuth2 refresh-token
+        grant (identity tokens) answers ``access_token``."""
+        if self.command == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            query = urllib.parse.parse_qs(self.rfile.read(length).decode())
+            valid = query.get("refresh_token") == [self.gate.refresh_token]
+            key = "access_token"
+        else:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            valid = self.headers.get("Authorization") == self.gate.basic
+            key = "token"
+        if not valid:
             self._reply(401, {})
             return
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         token = self.gate.issue(query)
-        self._reply(200, {"Content-Type": "application/json"}, f'{{"token":"{token}"}}'.encode())
+        self._reply(200, {"Content-Type": "application/json"}, f'{{"{key}":"{token}"}}'.encode())
 
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

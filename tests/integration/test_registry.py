@@ -260,6 +260,22 @@ def test_bearer_token_expiring_mid_push(
         gate.stop()
 
 
+def test_identity_token_from_config_json(
+    fleet: Path, registry: Registry, tmp_path: Path, docker_config: Path
+) -> None:
+    gate = TokenGate(registry.host, "bob", "builder")
+    try:
+        docker_config.write_text(
+            json.dumps({"auths": {f"http://{gate.host}": {"identitytoken": gate.refresh_token}}})
+        )
+        project = project_copy(fleet, tmp_path / "p", f"{gate.host}/identity")
+        cli_json("push", "cpu", "-f", str(project), "--store", str(fleet / ".layerforge"))
+        assert gate.issued, "no token was exchanged"
+        assert all(q.get("grant_type") == ["refresh_token"] for q in gate.issued)
+    finally:
+        gate.stop()
+
+
 # -- registry references as OS sources ---------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,6 +111,26 @@ def test_config_json_credentials(tmp_path: Path) -> None:
 def test_missing_credential_helper_is_no_credential(tmp_path: Path) -> None:
     config = {"credHelpers": {"reg.example": "layerforge-test-nonexistent"}}
     assert lookup(config, "reg.example") is None
+
+
+def test_credential_helpers_are_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hand-written docker-credential-* helper on PATH (the protocol: server on stdin)."""
+    helper = tmp_path / "bin" / "docker-credential-lftest"
+    helper.parent.mkdir()
+    helper.write_text(
+        "#!/bin/sh\nread server\n"
+        'if [ "$server" = "helper.example" ]; then\n'
+        '  echo \'{"Username": "carol", "Secret": "from-helper"}\'\n'
+        'elif [ "$server" = "tok.example" ]; then\n'
+        '  echo \'{"Username": "<token>", "Secret": "refresh"}\'\n'
+        "else exit 1; fi\n"
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    config = {"credHelpers": {"helper.example": "lftest", "tok.example": "lftest"}}
+    assert lookup(config, "helper.example") == Credential("carol", "from-helper")
+    assert lookup(config, "tok.example") == Credential(identity_token="refresh")
+    assert lookup({"credsStore": "lftest"}, "other.example") is None
 
 
 def test_bad_config_json_is_a_registry_error(tmp_path: Path) -> None:
