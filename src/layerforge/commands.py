@@ -148,7 +148,9 @@ def schema() -> None:
     click.echo(json_schema_text(), nl=False)
 
 
-COMMANDS = [init, lock, plan, build, schema]
+from layerforge.commands_export import export  # noqa: E402
+
+COMMANDS = [init, lock, plan, build, schema, export]
 
 
 # -- rendering ----------------------------------------------------------------------------------
