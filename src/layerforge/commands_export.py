@@ -38,6 +38,7 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
         workflow=_abs(paths.get("workflow"), repo / ".github" / "workflows" / "layerforge.yml"),
         repo_root=repo,
         builder=paths.get("builder") or "layerforge",
+        copy_link=paths.get("copy_link", True),
     )
     ctx = make_context(project, api.read_lock(project, ws), options)
     result = run_export(
@@ -83,6 +84,13 @@ def _abs(value: Path | None, default: Path) -> Path:
     help="Write rootfs.tar.gz for root bases whose OS source Docker cannot pull "
     "(debootstrap, rootfs:), from the local store.",
 )
+@click.option(
+    "--copy-link/--no-copy-link",
+    default=True,
+    show_default=True,
+    help="Copy service sources with COPY --link (BuildKit). Builders that reject the flag "
+    "(buildah before 1.33, Docker's legacy builder) need --no-copy-link.",
+)
 def dockerfiles(
     manifest: Path | None,
     store: Path | None,
@@ -90,6 +98,7 @@ def dockerfiles(
     as_json: bool,
     output: Path | None,
     rootfs: bool,
+    copy_link: bool,
 ) -> None:
     """One Dockerfile per node, chained by content-key tags, installs from the lock."""
     _run(
@@ -100,6 +109,7 @@ def dockerfiles(
         cache_dir=cache_dir,
         rootfs=rootfs,
         dockerfiles=output,
+        copy_link=copy_link,
     )
 
 

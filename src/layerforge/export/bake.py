@@ -31,7 +31,7 @@ from layerforge.export.common import (
     push_tags,
     rel,
 )
-from layerforge.export.dockerfile import annotations, node_paths
+from layerforge.export.dockerfile import image_annotations, node_paths
 from layerforge.manifest import Node
 
 PARENT_CONTEXT = "parent"
@@ -115,8 +115,9 @@ def _target(ctx: ExportContext, node: Node) -> list[str]:
         f"target {_q(node.name)} {{",
         '  inherits = ["_layerforge"]',
         f"  dockerfile = {_q(paths.dockerfile)}",
-        f"  tags = concat({_inline(tags)}, GIT_COMMIT == \"\" ? [] : [{_q(commit)}])",
-        "  annotations = " + "\n".join(_list([f"{k}={v}" for k, v in annotations(ctx, node)])),
+        f'  tags = concat({_inline(tags)}, GIT_COMMIT == "" ? [] : [{_q(commit)}])',
+        "  annotations = "
+        + "\n".join(_list([f"{k}={v}" for k, v in image_annotations(ctx, node)])),
         f'  cache-from = CACHE_REGISTRY == "" ? [] : [{_q("type=registry,ref=" + cache)}]',
         f'  cache-to = CACHE_REGISTRY == "" ? [] : [{_q(f"type=registry,ref={cache},mode=max")}]',
     ]

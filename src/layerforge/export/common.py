@@ -31,6 +31,7 @@ class ExportOptions:
     workflow: Path  # default: <repo>/.github/workflows/layerforge.yml
     repo_root: Path  # the git checkout holding the project (workflow paths are relative)
     builder: Builder = "layerforge"  # what the workflow builds with
+    copy_link: bool = True  # COPY --link (BuildKit; buildah < 1.33 rejects the flag)
 
 
 @dataclass(frozen=True)

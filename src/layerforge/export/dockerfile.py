@@ -42,6 +42,9 @@ from layerforge.manifest import Node, Project
 VENV = "/opt/venv"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REQUIREMENTS = "requirements.txt"
+# Ids of the optional BuildKit secrets (pip settings, a CA bundle): names, not credentials.
+PIP_CONF_SECRET = "pip.conf"  # noqa: S105
+PIP_CA_SECRET = "pip-ca"  # noqa: S105
 ROOTFS = "rootfs.tar.gz"
 _REQ_MOUNT = "/tmp/layerforge/requirements.txt"  # noqa: S108 (a bind mount, not a temp file)
 _APT_CACHES = (
@@ -230,7 +233,11 @@ def _install(paths: NodePaths) -> list[str]:
     return [
         f"# Locked requirements of this node ({paths.requirements}), before any source so",
         "# that Docker's cache holds: exact versions, checked against the lock's hashes.",
+        "# A private index or proxy: --secret id=pip.conf,src=PIP.CONF (and id=pip-ca,src=CA.pem,",
+        "# mounted at /run/secrets/pip-ca); neither lands in a layer.",
         "RUN --mount=type=cache,target=/root/.cache/pip \\",
+        f"    --mount=type=secret,id={PIP_CONF_SECRET},target=/etc/pip.conf \\",
+        f"    --mount=type=secret,id={PIP_CA_SECRET} \\",
         f"    --mount=type=bind,source={paths.requirements},target={_REQ_MOUNT} \\",
         f"    PYTHONDONTWRITEBYTECODE=1 {VENV}/bin/python -m pip install --no-deps "
         "--require-hashes \\",
@@ -250,7 +257,9 @@ def _config(ctx: ExportContext, node: Node) -> list[str]:
         lines.append("ENV " + " \\\n    ".join(f"{k}={_quote(v)}" for k, v in env))
     if node.workdir:
         lines.append(f"WORKDIR {node.workdir}")
-    lines.append("LABEL " + " \\\n      ".join(f"{k}={_quote(v)}" for k, v in labels(ctx, node)))
+    lines.append(
+        "LABEL " + " \\\n      ".join(f"{k}={_quote(v)}" for k, v in image_labels(ctx, node))
+    )
     if node.entrypoint is not None:
         lines.append(f"ENTRYPOINT {json.dumps(list(node.entrypoint))}")
     if node.command is not None:
@@ -258,7 +267,7 @@ def _config(ctx: ExportContext, node: Node) -> list[str]:
     return [*lines, ""]
 
 
-def labels(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
+def image_labels(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
     """The labels our builder writes into the image config (minus the parent's digest,
     which only exists once the parent is built)."""
     out = {
@@ -273,9 +282,9 @@ def labels(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
     return sorted(out.items())
 
 
-def annotations(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
+def image_annotations(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
     """The manifest annotations our builder writes (the bake file sets them)."""
-    out = dict(labels(ctx, node))
+    out = dict(image_labels(ctx, node))
     for key in list(out):
         if not key.startswith("org.opencontainers"):
             del out[key]
@@ -289,12 +298,13 @@ def _quote(value: str) -> str:
 
 
 def _copy_source(ctx: ExportContext, node: Node) -> list[str]:
-    assert node.source is not None and node.workdir is not None
+    assert node.source is not None
+    assert node.workdir is not None
     src = _source_rel(ctx.project, node)
     target = node.workdir.rstrip("/") + "/"
     return [
         "# The service's own code, alone in the last layer: a code change rebuilds only this.",
-        f"COPY --link {src}/ {target}",
+        f"COPY {'--link ' if ctx.options.copy_link else ''}{src}/ {target}",
     ]
 
 

@@ -59,7 +59,9 @@ def workflow_lines(ctx: ExportContext) -> list[str]:
     registry = project.registry or "${{ vars.LAYERFORGE_REGISTRY }}"
     lines = [*header(ctx, "github")]
     if not project.registry:
-        lines.append("# project.registry is not set: set the repository variable LAYERFORGE_REGISTRY.")
+        lines.append(
+            "# project.registry is not set: set the repository variable LAYERFORGE_REGISTRY."
+        )
     lines += [
         "name: layerforge images",
         "",
@@ -123,7 +125,7 @@ def _plan_job(ctx: ExportContext) -> list[str]:
         "        id: keys",
         "        run: |",
         "          layerforge plan --json > plan.json",
-        f"          python -c {_shell_quote(script)} >> \"$GITHUB_OUTPUT\"",
+        f'          python -c {_shell_quote(script)} >> "$GITHUB_OUTPUT"',
         "",
     ]
 
@@ -137,7 +139,7 @@ def _base_job(ctx: ExportContext, node: Node) -> list[str]:
     parent_expr = None
     if node.parent is not None:
         needs.append(job_id(ctx.project.nodes[node.parent]))
-        parent_expr = _q(node.parent)
+        parent_expr = f"'{node.parent}'"
     lines = [
         f"  {job_id(node)}:",
         f"    name: base {node.name}",
@@ -145,11 +147,11 @@ def _base_job(ctx: ExportContext, node: Node) -> list[str]:
         f"    runs-on: {RUNNER}",
         "    env:",
         f"      NODE: {_q(node.name)}",
-        f"      TAG: ${{{{ fromJSON(needs.plan.outputs.tags)[{_q(node.name)}] }}}}",
+        f"      TAG: ${{{{ fromJSON(needs.plan.outputs.tags)['{node.name}'] }}}}",
     ]
     if parent_expr is not None:
         lines += [
-            f"      PARENT: {parent_expr}",
+            f"      PARENT: {_q(node.parent or '')}",
             f"      PARENT_TAG: ${{{{ fromJSON(needs.plan.outputs.tags)[{parent_expr}] }}}}",
         ]
     lines += ["    steps:", *_build_steps(ctx, root=node.parent is None and needs_rootfs(node))]
@@ -187,11 +189,12 @@ def _services_job(ctx: ExportContext) -> list[str]:
 
 def _build_steps(ctx: ExportContext, *, root: bool) -> list[str]:
     todo = "steps.check.outputs.hit != 'true'"
-    registry = ctx.project.registry or ""
+    registry = ctx.project.registry
+    host = _registry_host(registry) if registry else "${{ vars.LAYERFORGE_REGISTRY_HOST }}"
     login = [
         f"      - uses: {_LOGIN}",
         "        with:",
-        f"          registry: {_q(_registry_host(registry)) if registry else _q('${{ vars.LAYERFORGE_REGISTRY_HOST }}')}",
+        f"          registry: {_q(host)}",
         "          username: ${{ secrets.REGISTRY_USERNAME }}",
         "          password: ${{ secrets.REGISTRY_PASSWORD }}",
     ]
@@ -255,7 +258,8 @@ def _bake_steps(todo: str, *, root: bool) -> list[str]:
         "        run: |",
         '          set -- --push "$NODE"',
         '          if [ -n "${PARENT:-}" ]; then',
-        '            set -- --set "$NODE.contexts.parent=docker-image://$REGISTRY/$PARENT:$PARENT_TAG" "$@"',
+        '            parent="docker-image://$REGISTRY/$PARENT:$PARENT_TAG"',
+        '            set -- --set "$NODE.contexts.parent=$parent" "$@"',
         "          fi",
         '          docker buildx bake "$@"',
     ]

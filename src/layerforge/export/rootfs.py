@@ -78,5 +78,5 @@ def _zstd_to_gzip(source: Path, target: Path) -> None:
     import zstandard  # noqa: PLC0415
     from isal import igzip  # noqa: PLC0415
 
-    with source.open("rb") as raw, igzip.open(target, "wb", compresslevel=1) as out:
+    with source.open("rb") as raw, igzip.open(target, "wb", compresslevel=1) as out:  # type: ignore[no-untyped-call]
         shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(raw), out, 1 << 20)
