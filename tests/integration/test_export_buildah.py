@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -89,9 +90,8 @@ def bud(buildah: Buildah, directory: Path, node: str, key: str, secrets: list[st
 
 
 def diff_ids(buildah: Buildah, ref: str) -> list[str]:
-    out = buildah("inspect", "--type", "image", "--format", "{{json .OCIv1.RootFS.DiffIDs}}", ref)
-    ids: list[str] = json.loads(out.strip().splitlines()[-1])
-    return ids
+    out = buildah("inspect", "--type", "image", "--format", "{{.OCIv1.RootFS.DiffIDs}}", ref)
+    return re.findall(r"sha256:[0-9a-f]{64}", out)
 
 
 def test_images_pass_the_verify_imports(built: tuple[Path, Buildah, dict[str, str]]) -> None:
@@ -103,12 +103,12 @@ def test_images_pass_the_verify_imports(built: tuple[Path, Buildah, dict[str, st
             buildah("run", container, "--", "python", "-c", statement)
         env = buildah("run", container, "--", "sh", "-c", "echo $VIRTUAL_ENV; command -v python")
         assert env.split() == ["/opt/venv", "/opt/venv/bin/python"]
+        if node == "api":
+            listing = buildah("run", container, "--", "sh", "-c", "ls /app /app/api")
+            assert "main.py" in listing and "tests" not in listing
+            pycache = buildah("run", container, "--", "find", "/opt/venv", "-name", "__pycache__")
+            assert pycache.strip() == ""
         buildah("rm", container)
-    container = buildah("from", "--pull-never", "--quiet", "api:latest").split()[-1]
-    listing = buildah("run", container, "--", "sh", "-c", "ls /app /app/api")
-    assert "main.py" in listing and "tests" not in listing
-    pycache = buildah("run", container, "--", "find", "/opt/venv", "-name", "__pycache__")
-    assert pycache.strip() == ""
 
 
 def test_children_sit_on_their_parents_layers(
