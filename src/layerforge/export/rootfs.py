@@ -8,6 +8,7 @@ export directory's ``.gitignore`` keeps it out of git.
 
 from __future__ import annotations
 
+import filecmp
 import shutil
 from pathlib import Path
 
@@ -28,10 +29,11 @@ def write_rootfs(
     cache_dir: Path,
     directory: Path,
     reporter: Reporter,
-) -> list[Path]:
+) -> tuple[list[Path], list[Path]]:
     """Write ``DIR/NODE/rootfs.tar.gz`` for each root base that needs one; returns the
-    paths written (a tarball already holding the same bytes is left alone)."""
+    paths written and those left alone (already holding the same bytes)."""
     written: list[Path] = []
+    unchanged: list[Path] = []
     for node in project.nodes.values():
         if not needs_rootfs(node):
             continue
@@ -53,23 +55,23 @@ def write_rootfs(
         if _copy_gzip(store, layer.descriptor.digest, layer.descriptor.media_type, target):
             reporter.emit(Event("info", f"export:{node.name}", f"wrote {target}"))
             written.append(target)
-    return written
+        else:
+            unchanged.append(target)
+    return written, unchanged
 
 
 def _copy_gzip(store: Store, digest: str, media_type: str, target: Path) -> bool:
+    """Put the layer at ``target`` as a gzip (or plain) tar; False if it already was."""
     source = store.blob_path(digest)
-    if target.is_file() and target.stat().st_size == source.stat().st_size:
-        import hashlib  # noqa: PLC0415
-
-        with target.open("rb") as fh:
-            if "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest() == digest:
-                return False
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     if media_type == media.OCI_LAYER_ZSTD:
         _zstd_to_gzip(source, tmp)
     else:
         shutil.copyfile(source, tmp)
+    if target.is_file() and filecmp.cmp(tmp, target, shallow=False):
+        tmp.unlink()
+        return False
     tmp.replace(target)
     return True
 
@@ -78,5 +80,9 @@ def _zstd_to_gzip(source: Path, target: Path) -> None:
     import zstandard  # noqa: PLC0415
     from isal import igzip  # noqa: PLC0415
 
-    with source.open("rb") as raw, igzip.open(target, "wb", compresslevel=1) as out:  # type: ignore[no-untyped-call]
+    with (
+        source.open("rb") as raw,
+        target.open("wb") as sink,
+        igzip.IGzipFile(fileobj=sink, mode="wb", compresslevel=1, mtime=0) as out,  # type: ignore[no-untyped-call]
+    ):
         shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(raw), out, 1 << 20)

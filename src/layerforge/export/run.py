@@ -38,7 +38,7 @@ def export(
         from layerforge.export.rootfs import write_rootfs  # noqa: PLC0415
         from layerforge.oci.layout import Store  # noqa: PLC0415
 
-        tarballs = write_rootfs(
+        written, unchanged = write_rootfs(
             ctx.project,
             ctx.lock,
             Store.open(store),
@@ -46,5 +46,9 @@ def export(
             ctx.options.dockerfiles,
             reporter or NullReporter(),
         )
-        result = replace(result, written=(*result.written, *tarballs))
+        result = replace(
+            result,
+            written=(*result.written, *written),
+            unchanged=(*result.unchanged, *unchanged),
+        )
     return result
