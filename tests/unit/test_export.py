@@ -43,6 +43,15 @@ def fleet_context(root: Path, builder: str = "layerforge") -> ExportContext:
     return make_context(project, lock, options_for(root, builder))
 
 
+def with_registry(root: Path) -> Path:
+    manifest = root / "layerforge.toml"
+    text = manifest.read_text().replace(
+        "[project]\n", '[project]\nregistry = "registry.example/acme"\n'
+    )
+    manifest.write_text(text)
+    return root
+
+
 def rendered(ctx: ExportContext, kind: str) -> dict[str, str]:
     root = ctx.project.root
     return {
@@ -226,6 +235,7 @@ def test_output_outside_the_project_is_a_usage_error(
 
 
 def test_regenerating_is_idempotent(example_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with_registry(example_copy)
     args = ["-f", str(example_copy), "--json"]
     for verb in (["dockerfiles", "--no-rootfs"], ["bake"], ["github"]):
         assert main(["export", *verb, *args]) == 0
@@ -299,7 +309,7 @@ def actionlint() -> str:
 
 @pytest.mark.parametrize("builder", ["layerforge", "bake"])
 def test_workflow_passes_actionlint(example_copy: Path, builder: str) -> None:
-    ctx = fleet_context(example_copy, builder)
+    ctx = fleet_context(with_registry(example_copy), builder)
     for f in EXPORTERS["github"].render(ctx):
         f.path.parent.mkdir(parents=True, exist_ok=True)
         f.path.write_bytes(f.content)
@@ -315,7 +325,7 @@ def test_workflow_passes_actionlint(example_copy: Path, builder: str) -> None:
 
 
 def test_workflow_orders_bases_and_runs_services_as_a_matrix(example_copy: Path) -> None:
-    ctx = fleet_context(example_copy, "bake")
+    ctx = fleet_context(with_registry(example_copy), "bake")
     text = rendered(ctx, "github")[".github/workflows/layerforge.yml"]
     assert "needs: [plan, base-cpu]" in text  # ml after cpu
     assert "needs: [plan, base-ml]" in text  # gpu after ml
@@ -325,8 +335,15 @@ def test_workflow_orders_bases_and_runs_services_as_a_matrix(example_copy: Path)
     assert text.count("df -h /") == 2 * 4  # before and after, in each of the 4 jobs
     assert "docker buildx bake" in text and "layerforge plan --json" in text
     assert 'docker manifest inspect "$REGISTRY/$NODE:$TAG"' in text
+    assert 'REGISTRY: "registry.example/acme"' in text and 'registry: "registry.example"' in text
     plain = rendered(fleet_context(example_copy), "github")[".github/workflows/layerforge.yml"]
     assert 'layerforge build --push "$NODE"' in plain and "buildx" not in plain
+
+
+def test_workflow_needs_a_registry(example_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "github", "-f", str(example_copy)]) == 2
+    assert "project.registry is not set" in capsys.readouterr().err
+    assert not (example_copy / ".github").exists()
 
 
 def test_writes_go_through_the_dict_of_exporters(example_copy: Path) -> None:

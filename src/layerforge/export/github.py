@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 from layerforge import __version__
+from layerforge.errors import UsageError
 from layerforge.export.common import (
     ExportContext,
     GeneratedFile,
@@ -55,13 +56,15 @@ def _registry_host(registry: str) -> str:
 
 def workflow_lines(ctx: ExportContext) -> list[str]:
     project = ctx.project
-    workdir = rel(project.root, ctx.options.repo_root)
-    registry = project.registry or "${{ vars.LAYERFORGE_REGISTRY }}"
-    lines = [*header(ctx, "github")]
-    if not project.registry:
-        lines.append(
-            "# project.registry is not set: set the repository variable LAYERFORGE_REGISTRY."
+    registry = project.registry
+    if not registry:
+        raise UsageError(
+            f"{project.manifest}: project.registry is not set; the workflow pushes every "
+            "image there and skips the nodes whose content-key tag it already holds",
+            hint="add e.g. registry = 'ghcr.io/ORG' to [project]",
         )
+    workdir = rel(project.root, ctx.options.repo_root)
+    lines = [*header(ctx, "github")]
     lines += [
         "name: layerforge images",
         "",
@@ -189,8 +192,7 @@ def _services_job(ctx: ExportContext) -> list[str]:
 
 def _build_steps(ctx: ExportContext, *, root: bool) -> list[str]:
     todo = "steps.check.outputs.hit != 'true'"
-    registry = ctx.project.registry
-    host = _registry_host(registry) if registry else "${{ vars.LAYERFORGE_REGISTRY_HOST }}"
+    host = _registry_host(ctx.project.registry or "")
     login = [
         f"      - uses: {_LOGIN}",
         "        with:",
@@ -199,6 +201,7 @@ def _build_steps(ctx: ExportContext, *, root: bool) -> list[str]:
         "          password: ${{ secrets.REGISTRY_PASSWORD }}",
     ]
     lines = [
+        f"      - uses: {_CHECKOUT}",
         "      - name: Disk space before",
         "        run: df -h /",
         *login,
@@ -211,8 +214,6 @@ def _build_steps(ctx: ExportContext, *, root: bool) -> list[str]:
         "          else",
         '            echo "hit=false" >> "$GITHUB_OUTPUT"',
         "          fi",
-        f"      - uses: {_CHECKOUT}",
-        f"        if: {todo}",
     ]
     if ctx.options.builder == "bake":
         lines += _bake_steps(todo, root=root)
