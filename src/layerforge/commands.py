@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from layerforge import cliutil as c
+from layerforge import commands_report
 from layerforge.sizes import format_size
 
 
@@ -104,6 +105,7 @@ def plan(
 @click.option("--jobs", "-j", default=2, show_default=True, help="Nodes built in parallel.")
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
+@click.option("--allow-oversize", is_flag=True, help="Warn, not fail, when over max_size.")
 def build(
     manifest: Path | None,
     store: Path | None,
@@ -113,6 +115,7 @@ def build(
     jobs: int,
     revision: str | None,
     dry_run: bool,
+    allow_oversize: bool,
 ) -> None:
     """Build NODES (default: all) and their ancestors into the local store."""
     from layerforge import api  # noqa: PLC0415
@@ -128,16 +131,19 @@ def build(
         else:
             _print_plan(c.console(), result)
         return
-    rep = c.reporter(as_json)
-    if hasattr(rep, "__enter__"):
-        with rep:
-            _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs)
-    else:
-        _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs)
+    from layerforge.commands_report import print_timings  # noqa: PLC0415
+    from layerforge.report.timings import TimingReporter  # noqa: PLC0415
+
+    with TimingReporter(c.reporter(as_json)) as rep:
+        _plan, results = api.build_project(
+            project, ws, list(nodes), options, rep, jobs, allow_oversize=allow_oversize
+        )
+    images = [_result_json(r) for r in results.values()]
     if as_json:
-        c.emit_json({"store": str(ws.store), "images": [_result_json(r) for r in results.values()]})
+        c.emit_json({"store": str(ws.store), "images": images, "timings": rep.timings().to_json()})
         return
     _print_build(c.console(), results, ws.store)
+    print_timings(c.console(), rep.timings())
 
 
 @click.command()
@@ -150,7 +156,7 @@ def schema() -> None:
 
 from layerforge.commands_export import export  # noqa: E402
 
-COMMANDS = [init, lock, plan, build, schema, export]
+COMMANDS = [init, lock, plan, build, schema, *commands_report.COMMANDS, export]
 
 
 # -- rendering ----------------------------------------------------------------------------------

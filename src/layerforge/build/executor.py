@@ -51,6 +51,7 @@ class BuildContext:
     trees: dict[str, SourceTree]
     jobs: int = 2
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    allow_oversize: bool = False
 
     @property
     def compression(self) -> Compression:
@@ -90,6 +91,7 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
     if step.status == "cached":
         record = read_record(ctx.store, ref)
         if record is not None:
+            _check_budget(ctx, ctx.project.nodes[step.node], record)
             ctx.store.tag(f"{step.node}:latest", record.manifest)
             ctx.reporter.emit(Event("info", f"build:{step.node}", "cached", data={"key": step.key}))
             return NodeResult(step.node, "cached", record, time.perf_counter() - started)
@@ -134,10 +136,23 @@ def _build_node(
         updates.append(("PYTHONPATH", node.workdir))
     spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
     record = assemble(ctx.store, spec, parent_config, parent_layers, new_layers, python)
+    _check_budget(ctx, node, record)
     ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
                         f"{node.name}:latest": record.manifest})  # fmt: off
     write_record(ctx.store.root, record, step.inputs.to_json())
     return record, sum(layer.descriptor.size for layer in new_layers)
+
+
+def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> None:
+    """max_size: fail before tagging an oversize image, or warn with --allow-oversize."""
+    from layerforge.report import budget  # noqa: PLC0415
+
+    breach = budget.check(node, record)
+    if breach is None:
+        return
+    if not ctx.allow_oversize:
+        raise budget.error([breach], building=True)
+    ctx.reporter.emit(Event("warning", f"build:{node.name}", breach.describe()))
 
 
 def _image_spec(
@@ -257,18 +272,25 @@ def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
     return layer
 
 
+def deps_cache_key(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> str:
+    """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
+    what = {
+        "python": python,
+        "platform": ctx.lock.platform,
+        "threshold": ctx.project.layer_threshold,
+        "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
+    }
+    return _cache_key(ctx, what)
+
+
+def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> bool:
+    return _cached_layers(ctx, deps_cache_key(ctx, packages, python)) is not None
+
+
 def _dependency_layers(
     ctx: BuildContext, node: Node, packages: tuple[Package, ...], python: str
 ) -> list[Layer]:
-    key = _cache_key(
-        ctx,
-        {
-            "python": python,
-            "platform": ctx.lock.platform,
-            "threshold": ctx.project.layer_threshold,
-            "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
-        },
-    )
+    key = deps_cache_key(ctx, packages, python)
     cached = _cached_layers(ctx, key)
     if cached is not None:
         ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))

@@ -218,7 +218,7 @@ class _LayerApplier:
     def _finish(self, host: str, info: tarfile.TarInfo) -> None:
         if self.fs._same_uid:
             with contextlib.suppress(OSError):
-                os.lchown(host, info.uid, info.gid, follow_symlinks=False)  # type: ignore[call-arg]
+                os.lchown(host, info.uid, info.gid)
         if not info.issym():
             os.chmod(host, info.mode & 0o7777)
         with contextlib.suppress(OSError):
