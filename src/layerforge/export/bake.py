@@ -12,7 +12,8 @@ Run from the project root (paths are relative to it)::
 - Groups: ``default`` (everything), ``bases``, ``services``, and ``tierN`` (bases N levels
   below an OS source; services are in the tier below their base).
 - Tags as our pushes use them: ``lf-<key12>``, ``latest``, the project version, and the git
-  commit when ``GIT_COMMIT`` is set (``GIT_COMMIT=$(git rev-parse HEAD) docker buildx bake``).
+  commit (12 hex, as our pushes) when ``GIT_COMMIT`` is set
+  (``GIT_COMMIT=$(git rev-parse HEAD) docker buildx bake``).
 - Registry cache: ``cache-from``/``cache-to`` ``type=registry`` at
   ``${CACHE_REGISTRY}/NODE:buildcache`` (``mode=max``); ``CACHE_REGISTRY`` defaults to
   ``project.registry`` and the cache is off when it is empty.
@@ -109,7 +110,7 @@ def _groups(ctx: ExportContext) -> list[str]:
 def _target(ctx: ExportContext, node: Node) -> list[str]:
     paths = node_paths(ctx, node.name)
     tags = push_tags(ctx, node.name)
-    commit = f"{image_name(ctx.project, node.name)}:${{GIT_COMMIT}}"
+    commit = f"{image_name(ctx.project, node.name)}:${{substr(GIT_COMMIT, 0, 12)}}"
     cache = f"${{CACHE_REGISTRY}}/{node.name}:buildcache"
     lines = [
         f"target {_q(node.name)} {{",
