@@ -176,7 +176,12 @@ def schema() -> None:
     click.echo(json_schema_text(), nl=False)
 
 
-COMMANDS = [init, lock, plan, build, schema, *commands_report.COMMANDS, *REGISTRY_COMMANDS]
+from layerforge.commands_export import export  # noqa: E402
+from layerforge.commands_registry import archive  # noqa: E402
+
+export.add_command(archive)
+
+COMMANDS = [init, lock, plan, build, schema, *commands_report.COMMANDS, *REGISTRY_COMMANDS, export]
 
 
 # -- rendering ----------------------------------------------------------------------------------

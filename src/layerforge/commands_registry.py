@@ -145,12 +145,5 @@ def archive(
         click.echo(f"wrote {result.path} ({format_size(result.size)}): {name} {doc['digest']}")
 
 
-@click.group()
-def export() -> None:
-    """Export images and build files."""
-
-
-# When another module owns the `export` group, it adds `archive` with export.add_command.
-export.add_command(archive)
-
-REGISTRY_COMMANDS = [push, login, export]
+# `archive` joins the `export` group of layerforge.commands_export (see commands.py).
+REGISTRY_COMMANDS = [push, login]

@@ -1,0 +1,171 @@
+"""``layerforge export ...``: files for teams that build with Docker/BuildKit or in CI.
+
+``export`` is a click group; each exporter is a subcommand. Another module adds its own with
+``export.add_command(cmd)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from layerforge import cliutil as c
+
+
+@click.group()
+def export() -> None:
+    """Write Dockerfiles, a docker-bake file or a CI workflow for the fleet."""
+
+
+def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
+    from layerforge import api  # noqa: PLC0415
+    from layerforge.export import export as run_export  # noqa: PLC0415
+    from layerforge.export import make_context  # noqa: PLC0415
+    from layerforge.export.common import ExportOptions, find_repo_root  # noqa: PLC0415
+
+    store = paths.pop("store", None)
+    cache_dir = paths.pop("cache_dir", None)
+    rootfs = paths.pop("rootfs", False)
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    root = project.root
+    repo = find_repo_root(root)
+    options = ExportOptions(
+        dockerfiles=_abs(paths.get("dockerfiles"), root / "docker"),
+        bake_file=_abs(paths.get("bake_file"), root / "docker-bake.hcl"),
+        workflow=_abs(paths.get("workflow"), repo / ".github" / "workflows" / "layerforge.yml"),
+        repo_root=repo,
+        builder=paths.get("builder") or "layerforge",
+        copy_link=paths.get("copy_link", True),
+    )
+    ctx = make_context(project, api.read_lock(project, ws), options)
+    result = run_export(
+        kind,
+        ctx,
+        store=ws.store if rootfs else None,
+        cache_dir=ws.cache_dir if rootfs else None,
+        reporter=c.reporter(as_json),
+    )
+    if as_json:
+        c.emit_json(
+            {
+                "export": kind,
+                "written": [str(p) for p in result.written],
+                "unchanged": [str(p) for p in result.unchanged],
+                "keys": {n: ctx.tag(n) for n in project.nodes},
+            }
+        )
+        return
+    for path in result.written:
+        click.echo(f"wrote {path}")
+    if result.unchanged:
+        click.echo(f"{len(result.unchanged)} file(s) unchanged")
+
+
+def _abs(value: Path | None, default: Path) -> Path:
+    return value.resolve() if value is not None else default
+
+
+@export.command("dockerfiles")
+@c.common
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory for the Dockerfiles, inside the project (default: <project>/docker).",
+)
+@click.option(
+    "--rootfs/--no-rootfs",
+    default=True,
+    show_default=True,
+    help="Write rootfs.tar.gz for root bases whose OS source Docker cannot pull "
+    "(debootstrap, rootfs:), from the local store.",
+)
+@click.option(
+    "--copy-link/--no-copy-link",
+    default=True,
+    show_default=True,
+    help="Copy service sources with COPY --link (BuildKit). Builders that reject the flag "
+    "(buildah before 1.33, Docker's legacy builder) need --no-copy-link.",
+)
+def dockerfiles(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    output: Path | None,
+    rootfs: bool,
+    copy_link: bool,
+) -> None:
+    """One Dockerfile per node, chained by content-key tags, installs from the lock."""
+    _run(
+        "dockerfiles",
+        manifest,
+        as_json,
+        store=store,
+        cache_dir=cache_dir,
+        rootfs=rootfs,
+        dockerfiles=output,
+        copy_link=copy_link,
+    )
+
+
+@export.command("bake")
+@c.common
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The bake file (default: <project>/docker-bake.hcl).",
+)
+@click.option(
+    "--dockerfiles",
+    "dockerfiles_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where `export dockerfiles` wrote them (default: <project>/docker).",
+)
+def bake(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    output: Path | None,
+    dockerfiles_dir: Path | None,
+) -> None:
+    """A docker-bake.hcl: one target per node, children linked to parents by contexts."""
+    del store, cache_dir
+    _run("bake", manifest, as_json, bake_file=output, dockerfiles=dockerfiles_dir)
+
+
+@export.command("github")
+@c.common
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The workflow file (default: <repository>/.github/workflows/layerforge.yml).",
+)
+@click.option(
+    "--builder",
+    type=click.Choice(["layerforge", "bake"]),
+    default="layerforge",
+    show_default=True,
+    help="Build with layerforge itself, or with docker buildx bake.",
+)
+def github(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    output: Path | None,
+    builder: str,
+) -> None:
+    """A GitHub Actions workflow: bases in dependency order, services as a matrix."""
+    del store, cache_dir
+    _run("github", manifest, as_json, workflow=output, builder=builder)

@@ -1,0 +1,358 @@
+"""One Dockerfile per node, laid out like the best hand-written multi-stage setup.
+
+Written to ``DIR/NODE/`` (default ``DIR`` = ``<project>/docker``); the build context of
+every node is the project root::
+
+    docker build -f docker/cpu/Dockerfile -t cpu:lf-<key12> .
+
+- A base chains ``FROM ${PARENT_IMAGE}``, whose default is the parent's content-key tag
+  (``NODE:lf-<key12>``, prefixed with ``project.registry``), so the bake file can link it to
+  the parent target through ``contexts``.
+- A root base starts from its OS source: a registry reference becomes ``FROM ref`` (pinned
+  by the locked digest when the lock has one); a debootstrap or rootfs source cannot be
+  pulled by Docker, so it becomes ``FROM scratch`` + ``ADD rootfs.tar.gz``, a tarball of the
+  very root filesystem layerforge built from it (written next to the Dockerfile by
+  :func:`layerforge.export.rootfs.write_rootfs`); an ``oci:`` layout becomes the build arg
+  ``ROOT_IMAGE`` (the bake file points it at an ``oci-layout://`` context).
+- The venv lives at /opt/venv (``VIRTUAL_ENV``, ``PATH``), as in our builder's images.
+- The node's locked requirements (``name==version --hash=sha256:...``, from the lock) are
+  bind-mounted and installed with ``--require-hashes --no-deps`` *before* any source, with
+  BuildKit cache mounts for pip and apt; ``__pycache__`` is removed in the same ``RUN``.
+- A service ``COPY --link``s only its source tree, last, after every label and setting.
+- ``Dockerfile.dockerignore`` (BuildKit reads it for this Dockerfile) lets only the node's
+  own inputs into the context, and keeps the service's own ``.dockerignore`` rules.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from layerforge.build.image import KEY_ANNOTATION, NODE_ANNOTATION, created_at
+from layerforge.build.source import ALWAYS_IGNORED, IgnoreRules
+from layerforge.export.common import (
+    ExportContext,
+    GeneratedFile,
+    header,
+    image_ref,
+    inside,
+)
+from layerforge.manifest import Node, Project
+
+VENV = "/opt/venv"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+REQUIREMENTS = "requirements.txt"
+# Ids of the optional BuildKit secrets (pip settings, a CA bundle): names, not credentials.
+PIP_CONF_SECRET = "pip.conf"  # noqa: S105
+PIP_CA_SECRET = "pip-ca"  # noqa: S105
+ROOTFS = "rootfs.tar.gz"
+_REQ_MOUNT = "/tmp/layerforge/requirements.txt"  # noqa: S108 (a bind mount, not a temp file)
+_APT_CACHES = (
+    "--mount=type=cache,target=/var/cache/apt,sharing=locked",
+    "--mount=type=cache,target=/var/lib/apt/lists,sharing=locked",
+)
+_APT_CLEAN = "rm -rf /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old"
+_PYCACHE_CLEAN = f"find {VENV} -depth -name __pycache__ -type d -exec rm -rf {{}} +"
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Context-relative (POSIX) paths of one node's generated files."""
+
+    directory: str
+
+    @property
+    def dockerfile(self) -> str:
+        return f"{self.directory}/Dockerfile"
+
+    @property
+    def requirements(self) -> str:
+        return f"{self.directory}/{REQUIREMENTS}"
+
+    @property
+    def rootfs(self) -> str:
+        return f"{self.directory}/{ROOTFS}"
+
+
+def node_paths(ctx: ExportContext, node: str) -> NodePaths:
+    base = inside(
+        ctx.options.dockerfiles,
+        ctx.project.root,
+        "the Dockerfile directory",
+        "write Dockerfiles inside the project (the build context is the project root)",
+    )
+    return NodePaths(f"{base}/{node}" if base != "." else node)
+
+
+def needs_rootfs(node: Node) -> bool:
+    return node.os_source is not None and node.os_source.kind in ("debootstrap", "rootfs")
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+class DockerfileExporter:
+    name = "dockerfiles"
+    description = "one Dockerfile (+ .dockerignore, locked requirements) per node"
+
+    def render(self, ctx: ExportContext) -> list[GeneratedFile]:
+        out: list[GeneratedFile] = []
+        directory = ctx.options.dockerfiles
+        for name, node in ctx.project.nodes.items():
+            out.append(GeneratedFile(directory / name / "Dockerfile", _text(dockerfile(ctx, node))))
+            out.append(
+                GeneratedFile(
+                    directory / name / "Dockerfile.dockerignore", _text(dockerignore(ctx, node))
+                )
+            )
+            if ctx.lock.nodes[name].packages:
+                out.append(
+                    GeneratedFile(directory / name / REQUIREMENTS, _text(requirements(ctx, node)))
+                )
+        if any(needs_rootfs(n) for n in ctx.project.nodes.values()):
+            ignore = [*header(ctx, "dockerfiles"), f"/*/{ROOTFS}"]
+            out.append(GeneratedFile(directory / ".gitignore", _text(ignore)))
+        return out
+
+
+def _text(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def dockerfile(ctx: ExportContext, node: Node) -> list[str]:
+    paths = node_paths(ctx, node.name)
+    lines = ["# syntax=docker/dockerfile:1", *header(ctx, "dockerfiles")]
+    lines += _usage(ctx, node, paths)
+    lines += _from(ctx, node, paths)
+    if node.kind == "base":
+        lines += _system(node)
+    if ctx.lock.nodes[node.name].packages:
+        lines += _install(paths)
+    lines += _config(ctx, node)
+    if node.source is not None:
+        lines += _copy_source(ctx, node)
+    return lines
+
+
+def _usage(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
+    what = "service" if node.kind == "service" else "base"
+    tag = image_ref(ctx, node.name) if node.kind == "base" else f"{node.name}:latest"
+    return [
+        f"# {what} {node.name!r} of project {ctx.project.name!r}; build it from the project root:",
+        f"#   docker build -f {paths.dockerfile} -t {tag} .",
+        "",
+    ]
+
+
+def _from(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
+    if node.parent is not None:
+        return [
+            f"ARG PARENT_IMAGE={image_ref(ctx, node.parent)}",
+            "FROM ${PARENT_IMAGE}",
+            "",
+        ]
+    return [*_root_from(ctx, node, paths), "", *_venv(ctx, node)]
+
+
+def _root_from(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
+    source = node.os_source
+    assert source is not None
+    locked = dict(ctx.lock.nodes[node.name].source)
+    if source.kind == "registry":
+        ref = source.spec
+        digest = locked.get("digest") or locked.get("identity")
+        if "@" not in ref and digest and digest.startswith("sha256:"):
+            ref = f"{ref}@{digest}"
+        return [f"FROM {ref}"]
+    if source.kind == "oci":
+        return [
+            f"# OS source {source.describe()}: a local OCI layout, which Docker cannot pull.",
+            "# docker-bake.hcl points ROOT_IMAGE at it (an oci-layout:// context); with plain",
+            "# `docker build`, load it first (e.g. skopeo copy to docker-daemon:) and pass",
+            "# --build-arg ROOT_IMAGE=NAME:TAG.",
+            "ARG ROOT_IMAGE=layerforge-root",
+            "FROM ${ROOT_IMAGE}",
+        ]
+    return [
+        f"# OS source {source.describe()}: no registry image Docker could pull. Its root",
+        "# filesystem, exactly as layerforge built it, is the tarball next to this file",
+        f"# ({paths.rootfs}, written by `layerforge export dockerfiles`; not committed).",
+        "FROM scratch",
+        f"ADD {paths.rootfs} /",
+    ]
+
+
+def _venv(ctx: ExportContext, node: Node) -> list[str]:
+    """Create /opt/venv with the image's own interpreter (pip comes with ensurepip)."""
+    assert node.os_source is not None
+    python = f"python{ctx.project.python}"
+    path = "${PATH}" if node.os_source.kind in ("registry", "oci") else DEFAULT_PATH
+    return [
+        "# The venv our builder lays down, at the same place. Debian's python3 lacks ensurepip",
+        "# until python3-venv is installed, hence the fallback.",
+        f"RUN {_APT_CACHES[0]} \\",
+        f"    {_APT_CACHES[1]} \\",
+        f"    ({python} -m venv {VENV} 2>/dev/null \\",
+        f"     || (rm -rf {VENV} && apt-get update \\",
+        "         && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends"
+        " python3-venv \\",
+        f"         && {python} -m venv {VENV})) \\",
+        f"    && {_APT_CLEAN} \\",
+        f"    && {_PYCACHE_CLEAN}",
+        f"ENV VIRTUAL_ENV={VENV} \\",
+        f"    PATH={VENV}/bin:{path}",
+        "",
+    ]
+
+
+def _system(node: Node) -> list[str]:
+    lines: list[str] = []
+    if node.system:
+        packages = " ".join(sorted(node.system))
+        lines += [
+            f"# System packages ({node.section}.system).",
+            f"RUN {_APT_CACHES[0]} \\",
+            f"    {_APT_CACHES[1]} \\",
+            "    apt-get update \\",
+            "    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+            f"{packages} \\",
+            f"    && {_APT_CLEAN}",
+        ]
+    network = "" if node.network else "--network=none "
+    for step in node.run:
+        lines += [f"# {node.section}.run", f"RUN {network}{_shell_line(step)}"]
+    return [*lines, ""] if lines else []
+
+
+def _shell_line(step: str) -> str:
+    """A run step as one Dockerfile line (continuations for embedded newlines)."""
+    return " \\\n    ".join(line for line in step.strip().splitlines() if line.strip())
+
+
+def _install(paths: NodePaths) -> list[str]:
+    return [
+        f"# Locked requirements of this node ({paths.requirements}), before any source so",
+        "# that Docker's cache holds: exact versions, checked against the lock's hashes.",
+        "# A private index or proxy: --secret id=pip.conf,src=PIP.CONF (and id=pip-ca,src=CA.pem,",
+        "# mounted at /run/secrets/pip-ca); neither lands in a layer.",
+        "RUN --mount=type=cache,target=/root/.cache/pip \\",
+        f"    --mount=type=secret,id={PIP_CONF_SECRET},target=/etc/pip.conf \\",
+        f"    --mount=type=secret,id={PIP_CA_SECRET} \\",
+        f"    --mount=type=bind,source={paths.requirements},target={_REQ_MOUNT} \\",
+        f"    PYTHONDONTWRITEBYTECODE=1 {VENV}/bin/python -m pip install --no-deps "
+        "--require-hashes \\",
+        "        --only-binary=:all: --no-compile --disable-pip-version-check \\",
+        f"        -r {_REQ_MOUNT} \\",
+        f"    && {_PYCACHE_CLEAN}",
+        "",
+    ]
+
+
+def _config(ctx: ExportContext, node: Node) -> list[str]:
+    env = list(node.env)
+    if node.source is not None and node.workdir:
+        env = [("PYTHONPATH", node.workdir), *env]
+    lines: list[str] = []
+    if env:
+        lines.append("ENV " + " \\\n    ".join(f"{k}={_quote(v)}" for k, v in env))
+    if node.workdir:
+        lines.append(f"WORKDIR {node.workdir}")
+    lines.append(
+        "LABEL " + " \\\n      ".join(f"{k}={_quote(v)}" for k, v in image_labels(ctx, node))
+    )
+    if node.entrypoint is not None:
+        lines.append(f"ENTRYPOINT {json.dumps(list(node.entrypoint))}")
+    if node.command is not None:
+        lines.append(f"CMD {json.dumps(list(node.command))}")
+    return [*lines, ""]
+
+
+def image_labels(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
+    """The labels our builder writes into the image config (minus the parent's digest,
+    which only exists once the parent is built)."""
+    out = {
+        "org.opencontainers.image.created": created_at(ctx.project.source_date_epoch),
+        "org.opencontainers.image.title": node.name,
+    }
+    if node.parent is not None:
+        out["org.opencontainers.image.base.name"] = f"{node.parent}:{ctx.tag(node.parent)}"
+    if ctx.project.version:
+        out["org.opencontainers.image.version"] = ctx.project.version
+    out.update(dict(node.labels))
+    return sorted(out.items())
+
+
+def image_annotations(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
+    """The manifest annotations our builder writes (the bake file sets them)."""
+    out = dict(image_labels(ctx, node))
+    for key in list(out):
+        if not key.startswith("org.opencontainers"):
+            del out[key]
+    out[KEY_ANNOTATION] = ctx.keys[node.name]
+    out[NODE_ANNOTATION] = node.name
+    return sorted(out.items())
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value)
+
+
+def _copy_source(ctx: ExportContext, node: Node) -> list[str]:
+    assert node.source is not None
+    assert node.workdir is not None
+    src = _source_rel(ctx.project, node)
+    target = node.workdir.rstrip("/") + "/"
+    return [
+        "# The service's own code, alone in the last layer: a code change rebuilds only this.",
+        f"COPY {'--link ' if ctx.options.copy_link else ''}{src}/ {target}",
+    ]
+
+
+def _source_rel(project: Project, node: Node) -> str:
+    assert node.source is not None
+    return inside(
+        node.source,
+        project.root,
+        f"{node.section}.source",
+        "keep service sources inside the project directory (the build context)",
+    )
+
+
+# -- requirements and ignore files -----------------------------------------------------------
+
+
+def requirements(ctx: ExportContext, node: Node) -> list[str]:
+    lines = [*header(ctx, "dockerfiles")]
+    lines.append(f"# Locked distributions of {node.section}, for the image's Python.")
+    if ctx.project.index_url:
+        lines.append(f"--index-url {ctx.project.index_url}")
+    for pkg in sorted(ctx.lock.nodes[node.name].packages):
+        lines.append(f"{pkg.pin} \\")
+        lines.append(f"    --hash=sha256:{pkg.sha256}")
+    return lines
+
+
+def dockerignore(ctx: ExportContext, node: Node) -> list[str]:
+    """Allow-list: the context holds only this node's inputs."""
+    paths = node_paths(ctx, node.name)
+    lines = [*header(ctx, "dockerfiles"), "**"]
+    if ctx.lock.nodes[node.name].packages:
+        lines.append(f"!{paths.requirements}")
+    if needs_rootfs(node):
+        lines.append(f"!{paths.rootfs}")
+    if node.source is not None:
+        src = _source_rel(ctx.project, node)
+        lines.append(f"!{src}")
+        for negated, pattern in IgnoreRules.load(node.source).rules:
+            lines += _translate_ignore(src, pattern, negated)
+    return lines
+
+
+def _translate_ignore(prefix: str, pattern: str, negated: bool) -> list[str]:
+    """A source-relative ignore rule as context-relative rule(s)."""
+    bang = "!" if negated else ""
+    pattern = pattern.removeprefix("**/") if pattern in ALWAYS_IGNORED else pattern
+    out = [f"{bang}{prefix}/{pattern}"]
+    if "/" not in pattern:
+        out.append(f"{bang}{prefix}/**/{pattern}")
+    return out

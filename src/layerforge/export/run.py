@@ -1,0 +1,54 @@
+"""Run one exporter: read the lock, compute the content keys, render, write idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from layerforge.events import NullReporter, Reporter
+from layerforge.export.common import (
+    ExportContext,
+    ExportOptions,
+    WriteResult,
+    content_keys,
+    write_files,
+)
+from layerforge.lockfile import Lock
+from layerforge.manifest import Project
+
+
+def make_context(project: Project, lock: Lock, options: ExportOptions) -> ExportContext:
+    return ExportContext(project, lock, content_keys(project, lock), options)
+
+
+def export(
+    kind: str,
+    ctx: ExportContext,
+    *,
+    store: Path | None = None,
+    cache_dir: Path | None = None,
+    reporter: Reporter | None = None,
+) -> WriteResult:
+    """Render and write the files of exporter ``kind``. With ``store`` (dockerfiles only),
+    also write the root filesystem tarballs the Dockerfiles of root bases ``ADD``."""
+    from layerforge.export import EXPORTERS  # noqa: PLC0415
+
+    result = write_files(EXPORTERS[kind].render(ctx))
+    if kind == "dockerfiles" and store is not None and cache_dir is not None:
+        from layerforge.export.rootfs import write_rootfs  # noqa: PLC0415
+        from layerforge.oci.layout import Store  # noqa: PLC0415
+
+        written, unchanged = write_rootfs(
+            ctx.project,
+            ctx.lock,
+            Store.open(store),
+            cache_dir,
+            ctx.options.dockerfiles,
+            reporter or NullReporter(),
+        )
+        result = replace(
+            result,
+            written=(*result.written, *written),
+            unchanged=(*result.unchanged, *unchanged),
+        )
+    return result
