@@ -121,6 +121,9 @@ def build_project(
     options: PlanOptions | None = None,
     reporter: Reporter | None = None,
     jobs: int = 2,
+    *,
+    verify: bool = True,
+    runner: str | None = None,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
@@ -129,5 +132,6 @@ def build_project(
     tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
     trees = scan_sources(project)
     plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
-    ctx = BuildContext(project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs)
+    ctx = BuildContext(project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
+                       verify=verify, runner=runner)  # fmt: skip
     return plan, execute(plan, ctx)

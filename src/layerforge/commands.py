@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from layerforge import cliutil as c
+from layerforge.commands_verify import verify as verify_cmd
 from layerforge.sizes import format_size
 
 
@@ -104,6 +105,8 @@ def plan(
 @click.option("--jobs", "-j", default=2, show_default=True, help="Nodes built in parallel.")
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
+@click.option("--no-verify", is_flag=True, help="Do not run the verify statements of each node.")
+@click.option("--runner", default=None, help="Sandbox runner: bwrap (default), chroot, podman.")
 def build(
     manifest: Path | None,
     store: Path | None,
@@ -113,6 +116,8 @@ def build(
     jobs: int,
     revision: str | None,
     dry_run: bool,
+    no_verify: bool,
+    runner: str | None,
 ) -> None:
     """Build NODES (default: all) and their ancestors into the local store."""
     from layerforge import api  # noqa: PLC0415
@@ -129,11 +134,12 @@ def build(
             _print_plan(c.console(), result)
         return
     rep = c.reporter(as_json)
+    kw: dict[str, Any] = {"verify": not no_verify, "runner": runner}
     if hasattr(rep, "__enter__"):
         with rep:
-            _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs)
+            _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, **kw)
     else:
-        _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs)
+        _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, **kw)
     if as_json:
         c.emit_json({"store": str(ws.store), "images": [_result_json(r) for r in results.values()]})
         return
@@ -148,7 +154,7 @@ def schema() -> None:
     click.echo(json_schema_text(), nl=False)
 
 
-COMMANDS = [init, lock, plan, build, schema]
+COMMANDS = [init, lock, plan, build, schema, verify_cmd]
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -109,6 +109,8 @@ def node_inputs(
         "kind": node.kind,
         "name": node.name,
     }
+    if node.system or node.run:
+        doc["network"] = node.network
     if node.os_source is not None:
         source = dict(locked.source)
         if "identity" not in source:
@@ -125,7 +127,9 @@ def node_inputs(
 
 
 def scan_sources(project: Project) -> dict[str, SourceTree]:
-    return {n.name: scan(n.source) for n in project.nodes.values() if n.source is not None}
+    trees = {n.name: scan(n.source) for n in project.nodes.values() if n.source is not None}
+    trees.update({n.name: scan(n.context) for n in project.nodes.values() if n.context})
+    return trees
 
 
 def make_plan(
@@ -186,7 +190,7 @@ def explain(
     ]
     if config:
         reasons.append("config changed: " + ", ".join(config))
-    if a.get("system") != b.get("system") or a.get("run") != b.get("run"):
+    if any(a.get(k) != b.get(k) for k in ("system", "run", "network")):
         reasons.append("system packages or run steps changed")
     other = [
         k

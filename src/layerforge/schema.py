@@ -123,6 +123,11 @@ class BaseModelConfig(_NodeModel):
     system: tuple[str, ...] = Field((), description="Debian packages installed with apt.")
     run: tuple[str, ...] = Field((), description="Shell steps run in the sandbox.")
     network: bool = Field(True, description="Allow network access to system/run steps.")
+    context: str | None = Field(
+        None,
+        description="Directory mounted read-only at /context during run steps; its files are "
+        "part of the content key.",
+    )
 
 
 class ServiceModel(_NodeModel):

@@ -39,6 +39,8 @@ from layerforge.manifest import Node, Project
 from layerforge.oci.layout import Store, atomic_write
 from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
 from layerforge.plan import LAYER_FORMAT, Plan, Step, short
+from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
+from layerforge.sandbox.verify import verify_image
 
 
 @dataclass
@@ -50,6 +52,8 @@ class BuildContext:
     reporter: Reporter
     trees: dict[str, SourceTree]
     jobs: int = 2
+    verify: bool = True  # run each built node's verify statements in its image
+    runner: str | None = None  # sandbox runner (bwrap by default)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -98,6 +102,9 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
     ctx.reporter.emit(Event("start", task, f"building {step.node}", data={"key": step.key}))
     try:
         record, written = _build_node(step, ctx, parent)
+        if ctx.verify:
+            verify_image(ctx.store, record, ctx.project.nodes[step.node], ctx.cache_dir,
+                         ctx.reporter, ctx.runner)  # fmt: skip
     except LayerforgeError:
         ctx.reporter.emit(Event("finish", task, data={"ok": False}))
         raise
@@ -120,10 +127,8 @@ def _build_node(
         parent_layers, parent_config = parent.layers, parent.config
         env, python = parent.env, parent.python
     if node.system or node.run:
-        raise BuildError(
-            f"{node.section}: system packages and run steps are not supported yet",
-            hint="remove 'system' and 'run' from this base for now",
-        )
+        image_env = merge_env(env, venv_env(env))
+        new_layers.append(_system_layer(ctx, node, (*parent_layers, *new_layers), image_env))
     packages = ctx.lock.nodes[node.name].packages
     if packages:
         new_layers.extend(_dependency_layers(ctx, node, packages, python.version))
@@ -290,6 +295,32 @@ def _dependency_layers(
         shutil.rmtree(work, ignore_errors=True)
     _remember_layers(ctx, key, layers)
     return layers
+
+
+def _system_layer(
+    ctx: BuildContext, node: Node, parent_layers: tuple[Layer, ...], env: list[str]
+) -> Layer:
+    """apt packages and run steps in the sandbox, as one layer (cached like the others)."""
+    tree = ctx.trees.get(node.name) if node.context else None
+    spec = SystemSpec(node.section, node.system, node.run, node.network, node.context)
+    key = _cache_key(ctx, {
+        "system": [list(node.system), list(node.run), node.network],
+        "context": tree.digest if tree else None,
+        "chain": [x.descriptor.digest for x in parent_layers],
+    })  # fmt: skip
+    cached = _cached_layers(ctx, key)
+    if cached:
+        return cached[0]
+    sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
+                      ctx.project.source_date_epoch)  # fmt: skip
+    label = ", ".join([*node.system[:3], *(["run steps"] if node.run else [])])
+    layer = system_layer(
+        spec, parent_layers, env, sandbox,
+        lambda entries: _write(ctx, f"layer:{node.name}:system", entries,
+                               f"layerforge: system ({label})"),
+    )  # fmt: skip
+    _remember_layers(ctx, key, [layer])
+    return layer
 
 
 def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
