@@ -102,9 +102,6 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
     ctx.reporter.emit(Event("start", task, f"building {step.node}", data={"key": step.key}))
     try:
         record, written = _build_node(step, ctx, parent)
-        if ctx.verify:
-            verify_image(ctx.store, record, ctx.project.nodes[step.node], ctx.cache_dir,
-                         ctx.reporter, ctx.runner)  # fmt: skip
     except LayerforgeError:
         ctx.reporter.emit(Event("finish", task, data={"ok": False}))
         raise
@@ -139,6 +136,8 @@ def _build_node(
         updates.append(("PYTHONPATH", node.workdir))
     spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
     record = assemble(ctx.store, spec, parent_config, parent_layers, new_layers, python)
+    if ctx.verify:  # before tagging: an image that fails its checks gets no tag
+        verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
     ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
                         f"{node.name}:latest": record.manifest})  # fmt: off
     write_record(ctx.store.root, record, step.inputs.to_json())
