@@ -7,13 +7,12 @@ inside each image and each service's command starts.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from layerforge.cli import main
-from tests.conftest import EXAMPLE, require_tools
+from tests.conftest import require_tools
 from tests.integration.tools import Buildah, run, skopeo_inspect, skopeo_raw
 
 pytestmark = pytest.mark.integration
@@ -35,15 +34,6 @@ def build_fleet(directory: Path, cache: Path, *extra: str) -> dict[str, dict[str
     out.write_text(buf.getvalue())
     doc = json.loads(buf.getvalue())
     return {img["node"]: img for img in doc["images"]}
-
-
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
-    require_tools("debootstrap")
-    directory = tmp_path_factory.mktemp("fleet") / "fleet"
-    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".layerforge"))
-    build_fleet(directory, shared_cache)
-    return directory
 
 
 def test_every_image_opens_with_skopeo(fleet: Path) -> None:

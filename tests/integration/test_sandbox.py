@@ -18,7 +18,6 @@ import pytest
 from layerforge.cli import main
 from layerforge.oci.layout import Store
 from tests.conftest import require_tools
-from tests.integration.test_fleet import fleet  # noqa: F401 - the session fixture
 from tests.integration.tools import run, skopeo_raw
 
 pytestmark = pytest.mark.integration
@@ -44,7 +43,7 @@ verify = ["import api.main", "import not_installed_anywhere"]
 
 
 @pytest.fixture(scope="module")
-def extended(fleet: Path, tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:  # noqa: F811
+def extended(fleet: Path, tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
     """A copy of the fleet's project with three more nodes, sharing the fleet's store."""
     directory = tmp_path_factory.mktemp("extended") / "fleet"
     shutil.copytree(fleet, directory, ignore=shutil.ignore_patterns(".layerforge", "build.json"))
@@ -60,7 +59,7 @@ def build(directory: Path, store: Path, cache: Path, *args: str) -> int:
     )
 
 
-def test_system_layer_is_one_layer_between_venv_and_dependencies(fleet: Path) -> None:  # noqa: F811
+def test_system_layer_is_one_layer_between_venv_and_dependencies(fleet: Path) -> None:
     config = skopeo_raw(fleet / ".layerforge", "cpu:latest", config=True)
     created = [h["created_by"] for h in config["history"] if not h.get("empty_layer")]
     system = [i for i, c in enumerate(created) if c.startswith("layerforge: system")]
@@ -70,7 +69,7 @@ def test_system_layer_is_one_layer_between_venv_and_dependencies(fleet: Path) ->
 
 
 def test_run_steps_reach_the_image_and_deletions_are_whiteouts(
-    fleet: Path,  # noqa: F811
+    fleet: Path,
     tmp_path: Path,
 ) -> None:
     require_tools("umoci")
@@ -93,7 +92,7 @@ def test_run_steps_reach_the_image_and_deletions_are_whiteouts(
 
 
 def test_verify_verb_runs_every_check_in_the_images(
-    fleet: Path,  # noqa: F811
+    fleet: Path,
     shared_cache: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -110,7 +109,7 @@ def test_verify_verb_runs_every_check_in_the_images(
 
 
 def test_network_false_runs_without_network(
-    fleet: Path,  # noqa: F811
+    fleet: Path,
     extended: Path,
     shared_cache: Path,
 ) -> None:
@@ -119,7 +118,7 @@ def test_network_false_runs_without_network(
 
 
 def test_failing_run_step_shows_command_exit_code_and_output_and_stores_nothing(
-    fleet: Path,  # noqa: F811
+    fleet: Path,
     extended: Path,
     shared_cache: Path,
     capsys: pytest.CaptureFixture[str],
@@ -139,7 +138,7 @@ def test_failing_run_step_shows_command_exit_code_and_output_and_stores_nothing(
 
 
 def test_failing_verify_fails_the_build_with_statement_and_exception(
-    fleet: Path,  # noqa: F811
+    fleet: Path,
     extended: Path,
     shared_cache: Path,
     capsys: pytest.CaptureFixture[str],

@@ -39,6 +39,7 @@ from layerforge.manifest import Node, Project
 from layerforge.oci.layout import Store, atomic_write
 from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
 from layerforge.plan import LAYER_FORMAT, Plan, Step, short
+from layerforge.sandbox import system as sysl
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
 
@@ -310,6 +311,10 @@ def _system_layer(
     cached = _cached_layers(ctx, key)
     if cached:
         return cached[0]
+    made_before = sysl.machine_cached(ctx.store, ctx.cache_dir, key)
+    if made_before is not None:
+        _remember_layers(ctx, key, [made_before])
+        return made_before
     sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
                       ctx.project.source_date_epoch)  # fmt: skip
     label = ", ".join([*node.system[:3], *(["run steps"] if node.run else [])])
@@ -319,6 +324,7 @@ def _system_layer(
                                f"layerforge: system ({label})"),
     )  # fmt: skip
     _remember_layers(ctx, key, [layer])
+    sysl.remember(ctx.store, ctx.cache_dir, key, layer)
     return layer
 
 

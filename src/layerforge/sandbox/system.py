@@ -16,6 +16,8 @@ output; nothing is stored.
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import shutil
 import tempfile
@@ -29,7 +31,7 @@ from layerforge import cmd
 from layerforge.build.layer import Entry
 from layerforge.errors import BuildError
 from layerforge.events import Event, Reporter
-from layerforge.oci.layout import Store
+from layerforge.oci.layout import Store, atomic_write
 from layerforge.ossource import Layer
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.diff import diff_trees
@@ -178,3 +180,46 @@ def _run_step(
             f"{command}\n--- output (last {OUTPUT_TAIL} lines) ---\n{output}",
             hint=hint,
         )
+
+
+# -- machine-wide cache of system layers ---------------------------------------------------------
+#
+# A system layer takes seconds to minutes (apt, compilers) and does not depend on the store:
+# keep each one under the cache directory too (a hardlink to the store's immutable blob
+# where possible), so that a fresh store or a second project on the same machine reuses it.
+
+
+def _machine_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
+    base = cache_dir / "sandbox" / "layers"
+    return base / f"{key}.json", base / f"{key}.blob"
+
+
+def machine_cached(store: Store, cache_dir: Path, key: str) -> Layer | None:
+    """The system layer made earlier on this machine with the same inputs, imported into
+    ``store`` (digest verified), or None."""
+    meta, blob = _machine_paths(cache_dir, key)
+    if not meta.is_file():
+        return None
+    layer = Layer.from_json(json.loads(meta.read_text()))
+    digest = layer.descriptor.digest
+    if not store.has_blob(digest):
+        if not blob.is_file():
+            return None
+        with store.ingest() as writer, blob.open("rb") as src:
+            while chunk := src.read(1 << 20):
+                writer.write(chunk)
+            writer.commit(digest)
+    return layer
+
+
+def remember(store: Store, cache_dir: Path, key: str, layer: Layer) -> None:
+    meta, blob = _machine_paths(cache_dir, key)
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    tmp = blob.with_name(f".tmp-{os.getpid()}-{blob.name}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(store.blob_path(layer.descriptor.digest), tmp)
+    except OSError:
+        shutil.copyfile(store.blob_path(layer.descriptor.digest), tmp)
+    tmp.replace(blob)
+    atomic_write(meta, json.dumps(layer.to_json(), indent=1).encode())
