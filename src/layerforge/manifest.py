@@ -59,6 +59,7 @@ class Node:
     labels: tuple[tuple[str, str], ...] = ()
     verify: tuple[str, ...] = ()
     max_size: int | None = None
+    compile_bytecode: bool = False
     system: tuple[str, ...] = ()
     run: tuple[str, ...] = ()
     network: bool = True
@@ -264,6 +265,7 @@ def _common(node: BaseModelConfig | ServiceModel) -> dict[str, Any]:
         "labels": tuple(sorted(node.labels.items())),
         "verify": node.verify,
         "max_size": None if node.max_size is None else parse_size(node.max_size),
+        "compile_bytecode": node.compile_bytecode,
     }
 
 

@@ -111,6 +111,8 @@ def node_inputs(
     }
     if node.system or node.run:
         doc["network"] = node.network
+    if node.compile_bytecode:
+        doc["bytecode"] = True
     if node.os_source is not None:
         source = dict(locked.source)
         if "identity" not in source:
@@ -197,6 +199,8 @@ def explain(
         for k in ("format", "python", "platform", "threshold", "compression", "epoch", "revision")
         if a.get(k) != b.get(k)
     ]
+    if a.get("bytecode") != b.get("bytecode"):
+        reasons.append("compile_bytecode changed")
     if other:
         reasons.append("build settings changed: " + ", ".join(other))
     del project

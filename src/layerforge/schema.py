@@ -98,6 +98,11 @@ class _NodeModel(_Model):
     )
     max_size: Size | None = Field(None, description="Size budget of the whole image.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra image labels.")
+    compile_bytecode: bool = Field(
+        False,
+        description="Byte-compile this node's wheels with the image's own Python (in the "
+        "sandbox) into its dependency layers.",
+    )
 
     @field_validator("max_size")
     @classmethod

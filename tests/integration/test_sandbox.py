@@ -152,3 +152,24 @@ def test_failing_verify_fails_the_build_with_statement_and_exception(
     store = Store.open(fleet / ".layerforge", create=False)
     assert not [ref for ref in store.tags() if ref.startswith("broken:")]
     assert build(extended, fleet / ".layerforge", shared_cache, "--no-verify", "broken") == 0
+
+
+def test_compile_bytecode_puts_pyc_of_the_image_python_in_the_dependency_layer(
+    fleet: Path,
+) -> None:
+    """gpu sets compile_bytecode = true (its verify checks the magic number in the image)."""
+    store = Store.open(fleet / ".layerforge", create=False)
+    layers = skopeo_raw(fleet / ".layerforge", "gpu:latest")["layers"]
+    with tarfile.open(store.blob_path(layers[-1]["digest"])) as tar:
+        names = set(tar.getnames())
+        site = "opt/venv/lib/python3.11/site-packages"
+        assert f"{site}/safetensors/__pycache__/__init__.cpython-311.pyc" in names
+        record = next(
+            n for n in names if n.startswith(f"{site}/safetensors-") and n.endswith("RECORD")
+        )
+        member = tar.extractfile(record)
+        assert member is not None
+        assert "safetensors/__pycache__/__init__.cpython-311.pyc,sha256=" in member.read().decode()
+    ml_layers = skopeo_raw(fleet / ".layerforge", "ml:latest")["layers"]
+    with tarfile.open(store.blob_path(ml_layers[-1]["digest"])) as tar:
+        assert not [n for n in tar.getnames() if n.endswith(".pyc")]  # ml does not ask for it

@@ -91,3 +91,12 @@ def test_missing_context_directory_is_a_manifest_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as err:
         load(manifest)
     assert err.value.key == "bases.cpu.context" and "does not exist" in str(err.value)
+
+
+def test_compile_bytecode_changes_the_key(tmp_path: Path) -> None:
+    first = first_plan(tmp_path)
+    steps = rebuilt(
+        tmp_path, first, 'context = "native"', 'context = "native"\ncompile_bytecode = true'
+    )
+    assert building(steps) == {"cpu", "ml", "api", "rag"}
+    assert steps["cpu"].reasons == ("compile_bytecode changed",)

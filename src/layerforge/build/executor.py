@@ -40,6 +40,7 @@ from layerforge.oci.layout import Store, atomic_write
 from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
 from layerforge.plan import LAYER_FORMAT, Plan, Step, short
 from layerforge.sandbox import system as sysl
+from layerforge.sandbox.bytecode import compile_stage
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
 
@@ -129,7 +130,8 @@ def _build_node(
         new_layers.append(_system_layer(ctx, node, (*parent_layers, *new_layers), image_env))
     packages = ctx.lock.nodes[node.name].packages
     if packages:
-        new_layers.extend(_dependency_layers(ctx, node, packages, python.version))
+        below = (*parent_layers, *new_layers)  # the image the wheels land in
+        new_layers.extend(_dependency_layers(ctx, node, packages, python.version, below))
     if node.source is not None:
         new_layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
     updates = venv_env(env)
@@ -263,7 +265,11 @@ def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
 
 
 def _dependency_layers(
-    ctx: BuildContext, node: Node, packages: tuple[Package, ...], python: str
+    ctx: BuildContext,
+    node: Node,
+    packages: tuple[Package, ...],
+    python: str,
+    below: tuple[Layer, ...] = (),
 ) -> list[Layer]:
     key = _cache_key(
         ctx,
@@ -272,6 +278,7 @@ def _dependency_layers(
             "platform": ctx.lock.platform,
             "threshold": ctx.project.layer_threshold,
             "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
+            **({"bytecode": [x.descriptor.digest for x in below]} if node.compile_bytecode else {}),
         },
     )
     cached = _cached_layers(ctx, key)
@@ -286,6 +293,10 @@ def _dependency_layers(
         ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
         pydeps.install(ctx.project, packages, work / "prefix")
         ctx.reporter.emit(Event("finish", task, data={"ok": True}))
+        if node.compile_bytecode:
+            sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
+                              ctx.project.source_date_epoch)  # fmt: skip
+            compile_stage(work / "prefix", python, below, sandbox, f"bytecode:{node.name}")
         dists = pydeps.collect(work / "prefix", python)
         layers = [
             _write(ctx, f"layer:{node.name}:{g.label}", g.entries, f"layerforge: pip {g.label}")
