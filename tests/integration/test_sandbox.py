@@ -9,6 +9,7 @@ store check failures (a failing step, a failing verify) and ``network = false``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -173,3 +174,15 @@ def test_compile_bytecode_puts_pyc_of_the_image_python_in_the_dependency_layer(
     ml_layers = skopeo_raw(fleet / ".layerforge", "ml:latest")["layers"]
     with tarfile.open(store.blob_path(ml_layers[-1]["digest"])) as tar:
         assert not [n for n in tar.getnames() if n.endswith(".pyc")]  # ml does not ask for it
+
+
+def test_chroot_runner_verifies_too(
+    fleet: Path, shared_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("the chroot runner needs root and unshare")
+    capsys.readouterr()
+    args = ["verify", "-f", str(fleet), "--cache-dir", str(shared_cache), "--json"]
+    assert main([*args, "--runner", "chroot", "cpu", "api"]) == 0
+    checks = json.loads(capsys.readouterr().out)["checks"]
+    assert len(checks) == 5 and all(c["ok"] for c in checks)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -181,13 +181,3 @@ def prepare(inv: Invocation) -> None:
             path.mkdir(parents=True, exist_ok=True)
     for sub in ("proc", "dev", *(p.lstrip("/") for p in inv.tmpfs)):
         (inv.rootfs / sub).mkdir(parents=True, exist_ok=True)
-
-
-def run(
-    runner: Runner, inv: Invocation, *, timeout: float | None = None
-) -> cmd.Result:  # pragma: no cover - thin
-    return cmd.run(runner.argv(inv), env=dict(os.environ), check=False, timeout=timeout)
-
-
-def describe(argv: Sequence[str]) -> str:
-    return shlex.join(argv)
