@@ -18,6 +18,7 @@ from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
+from layerforge.report.disk import preflight
 from layerforge.resolve import ResolveOptions, resolve, stale_nodes
 
 
@@ -124,6 +125,7 @@ def build_project(
     *,
     verify: bool = True,
     runner: str | None = None,
+    allow_oversize: bool = False,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
@@ -132,6 +134,9 @@ def build_project(
     tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
     trees = scan_sources(project)
     plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
-    ctx = BuildContext(project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
-                       verify=verify, runner=runner)  # fmt: skip
+    preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
+    ctx = BuildContext(
+        project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
+        allow_oversize=allow_oversize, verify=verify, runner=runner,
+    )  # fmt: skip
     return plan, execute(plan, ctx)

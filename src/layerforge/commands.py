@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from layerforge import cliutil as c
+from layerforge import commands_report
 from layerforge.commands_verify import verify as verify_cmd
 from layerforge.sizes import format_size
 
@@ -105,6 +106,7 @@ def plan(
 @click.option("--jobs", "-j", default=2, show_default=True, help="Nodes built in parallel.")
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
+@click.option("--allow-oversize", is_flag=True, help="Warn, not fail, when over max_size.")
 @click.option("--no-verify", is_flag=True, help="Do not run the verify statements of each node.")
 @click.option("--runner", default=None, help="Sandbox runner: bwrap (default), chroot, podman.")
 def build(
@@ -116,6 +118,7 @@ def build(
     jobs: int,
     revision: str | None,
     dry_run: bool,
+    allow_oversize: bool,
     no_verify: bool,
     runner: str | None,
 ) -> None:
@@ -133,17 +136,20 @@ def build(
         else:
             _print_plan(c.console(), result)
         return
-    rep = c.reporter(as_json)
-    kw: dict[str, Any] = {"verify": not no_verify, "runner": runner}
-    if hasattr(rep, "__enter__"):
-        with rep:
-            _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, **kw)
-    else:
-        _plan, results = api.build_project(project, ws, list(nodes), options, rep, jobs, **kw)
+    from layerforge.commands_report import print_timings  # noqa: PLC0415
+    from layerforge.report.timings import TimingReporter  # noqa: PLC0415
+
+    with TimingReporter(c.reporter(as_json)) as rep:
+        _plan, results = api.build_project(
+            project, ws, list(nodes), options, rep, jobs, allow_oversize=allow_oversize,
+            verify=not no_verify, runner=runner,
+        )  # fmt: skip
+    images = [_result_json(r) for r in results.values()]
     if as_json:
-        c.emit_json({"store": str(ws.store), "images": [_result_json(r) for r in results.values()]})
+        c.emit_json({"store": str(ws.store), "images": images, "timings": rep.timings().to_json()})
         return
     _print_build(c.console(), results, ws.store)
+    print_timings(c.console(), rep.timings())
 
 
 @click.command()
@@ -154,7 +160,7 @@ def schema() -> None:
     click.echo(json_schema_text(), nl=False)
 
 
-COMMANDS = [init, lock, plan, build, schema, verify_cmd]
+COMMANDS = [init, lock, plan, build, schema, *commands_report.COMMANDS, verify_cmd]
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ Tree::
     ├── ResolveError                exit 2: uv could not resolve a node's requirements
     ├── SourceError                 exit 2: an OS source cannot be used (wrong Python, missing file)
     ├── BuildError                  exit 1: a build step failed
-    │   └── VerifyError             exit 1: a verify statement failed inside the image
+    │   ├── VerifyError             exit 1: a verify statement failed inside the image
+    │   ├── BudgetError             exit 1: an image is larger than its max_size
+    │   └── DiskSpaceError          exit 1: the build would not fit in the free disk space
     ├── StoreError                  exit 1: the local OCI store is damaged or a blob is corrupt
     ├── SandboxError                exit 1: unpacking or running inside an image failed
     │   └── UnpackError             exit 1: a layer is hostile or damaged (escaping paths...)
@@ -83,6 +85,32 @@ class BuildError(LayerforgeError):
 
 class VerifyError(BuildError):
     exit_code = 1
+
+
+class BudgetError(BuildError):
+    """One or more images exceed their ``max_size``; ``breaches`` lists (node, size, limit)."""
+
+    exit_code = 1
+
+    def __init__(
+        self, message: str, *, breaches: tuple[tuple[str, int, int], ...], hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.breaches = breaches
+
+
+class DiskSpaceError(BuildError):
+    """Refused before building: ``needed`` bytes would not fit in ``free`` bytes at ``path``."""
+
+    exit_code = 1
+
+    def __init__(
+        self, message: str, *, path: str, needed: int, free: int, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.needed = needed
+        self.free = free
 
 
 class StoreError(LayerforgeError):

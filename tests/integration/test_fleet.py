@@ -6,34 +6,16 @@ inside each image and each service's command starts.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from layerforge.cli import main
 from tests.conftest import require_tools
 from tests.integration.tools import Buildah, run, skopeo_inspect, skopeo_raw
 
 pytestmark = pytest.mark.integration
 
 NODES = ["cpu", "ml", "gpu", "api", "retrieval", "batch", "training"]
-
-
-def build_fleet(directory: Path, cache: Path, *extra: str) -> dict[str, dict[str, object]]:
-    """lock (if needed) and build; returns the --json document's images by node."""
-    assert main(["lock", "-f", str(directory), "--cache-dir", str(cache)]) == 0
-    out = directory / "build.json"
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(["build", "-f", str(directory), "--cache-dir", str(cache), "--json", *extra])
-    assert code == 0, buf.getvalue()
-    out.write_text(buf.getvalue())
-    doc = json.loads(buf.getvalue())
-    return {img["node"]: img for img in doc["images"]}
 
 
 def test_every_image_opens_with_skopeo(fleet: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from layerforge.cli import main
 from layerforge.oci.layout import Store
 from tests.conftest import EXAMPLE, require_tools
-from tests.integration.test_fleet import build_fleet
+from tests.integration.conftest import build_fleet
 
 pytestmark = pytest.mark.integration
 

@@ -84,3 +84,59 @@ def test_unknown_node_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (tmp_path / "layerforge.lock").write_text('version = 1\npython = "3.11"\nplatform = "x"\n')
     assert main(["plan", "-f", str(tmp_path), "cpux"]) == 2
     assert "did you mean 'cpu'" in capsys.readouterr().err
+
+
+BAD_MANIFESTS = {
+    "unknown key": (
+        '[project]\nname = "x"\n[bases.cpu]\nfrom = { debootstrap = "bookworm" }\n'
+        'requirments = ["six"]\n',
+        ["bases.cpu", "requirments", "did you mean 'requirements'"],
+    ),
+    "cycle": (
+        '[project]\nname = "x"\n[bases.a]\nfrom = "b"\n[bases.b]\nfrom = "a"\n',
+        ["cycle", "a", "b"],
+    ),
+    "unknown base": (
+        '[project]\nname = "x"\n[bases.cpu]\nfrom = { debootstrap = "bookworm" }\n'
+        '[services.api]\nbase = "cpuu"\n',
+        ["services.api.base", "did you mean 'cpu'"],
+    ),
+    "missing file": (
+        '[project]\nname = "x"\n[bases.cpu]\nfrom = { debootstrap = "bookworm" }\n'
+        'requirements = "reqs/cpu.txt"\n',
+        ["bases.cpu.requirements", "reqs/cpu.txt"],
+    ),
+    "invalid requirement": (
+        '[project]\nname = "x"\n[bases.cpu]\nfrom = { debootstrap = "bookworm" }\n'
+        'requirements = ["numpy=>2"]\n',
+        ["bases.cpu.requirements", "numpy=>2"],
+    ),
+    "pin conflict": (
+        '[project]\nname = "x"\n[bases.cpu]\nfrom = { debootstrap = "bookworm" }\n'
+        'requirements = ["six==1.16.0"]\n[services.api]\nbase = "cpu"\n'
+        'requirements = ["six==1.17.0"]\n',
+        ["services.api", "six==1.17.0", "bases.cpu", "1.16.0"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_every_manifest_error_exits_2_names_the_key_and_writes_nothing(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, expected = BAD_MANIFESTS[case]
+    (tmp_path / "layerforge.toml").write_text(text)
+    for verb in ("lock", "plan", "build"):
+        assert main([verb, "-f", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]) == 2
+        err = capsys.readouterr().err
+        assert str(tmp_path / "layerforge.toml") in err, err
+        for fragment in expected:
+            assert fragment in err, (fragment, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layerforge.toml"]
+
+
+def test_cli_reference_is_current() -> None:
+    from layerforge.clidoc import render
+
+    current = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    assert current == render(), "run: python -m layerforge.clidoc > docs/cli.md"

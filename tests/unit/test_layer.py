@@ -18,6 +18,8 @@ from layerforge.build.layer import (
     CHUNK,
     Entry,
     entries_from_tree,
+    normalize,
+    tar_chunks,
     write_layer,
     write_layer_to_store,
 )
@@ -163,3 +165,32 @@ def test_store_write_is_atomic_and_verified(tmp_path: Path) -> None:
         write_layer_to_store(store, [Entry("b", "file", 0o644, 5, source=missing)])
     names = [p.name for p in (tmp_path / "store/blobs/sha256").iterdir()]
     assert names == [blob.digest.split(":")[1]]
+
+
+@pytest.mark.timeout(60)
+def test_a_file_larger_than_every_buffer_does_not_deadlock(tmp_path: Path) -> None:
+    """Regression: full chunks of one large file were held back until the file ended, so a
+    file larger than the whole buffer pool waited forever for a free buffer."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 4096)  # 1 MiB, 64 times the pool below
+    entries = normalize([Entry("big.bin", "file", 0o644, big.stat().st_size, source=big)])
+    pieces = []
+    for chunk in tar_chunks(entries, 0, size=4096, buffers=4):
+        pieces.append(bytes(chunk.view))
+        chunk.release()
+        chunk.release()
+    with tarfile.open(fileobj=io.BytesIO(b"".join(pieces))) as tar:
+        member = tar.extractfile("big.bin")
+        assert member is not None and member.read() == big.read_bytes()
+
+
+@pytest.mark.timeout(120)
+def test_write_layer_with_a_file_larger_than_the_buffer_pool(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    with big.open("wb") as fh:
+        fh.truncate(64 << 20)  # more than 12 buffers of 4 MiB
+    out = io.BytesIO()
+    blob = write_layer([Entry("big.bin", "file", 0o644, 64 << 20, source=big)], out)
+    assert blob.uncompressed_size > 64 << 20
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(out.getvalue()))) as tar:
+        assert tar.getmember("big.bin").size == 64 << 20

@@ -57,6 +57,7 @@ class BuildContext:
     verify: bool = True  # run each built node's verify statements in its image
     runner: str | None = None  # sandbox runner (bwrap by default)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    allow_oversize: bool = False
 
     @property
     def compression(self) -> Compression:
@@ -96,6 +97,7 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
     if step.status == "cached":
         record = read_record(ctx.store, ref)
         if record is not None:
+            _check_budget(ctx, ctx.project.nodes[step.node], record)
             ctx.store.tag(f"{step.node}:latest", record.manifest)
             ctx.reporter.emit(Event("info", f"build:{step.node}", "cached", data={"key": step.key}))
             return NodeResult(step.node, "cached", record, time.perf_counter() - started)
@@ -139,12 +141,25 @@ def _build_node(
         updates.append(("PYTHONPATH", node.workdir))
     spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
     record = assemble(ctx.store, spec, parent_config, parent_layers, new_layers, python)
+    _check_budget(ctx, node, record)
     if ctx.verify:  # before tagging: an image that fails its checks gets no tag
         verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
     ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
                         f"{node.name}:latest": record.manifest})  # fmt: off
     write_record(ctx.store.root, record, step.inputs.to_json())
     return record, sum(layer.descriptor.size for layer in new_layers)
+
+
+def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> None:
+    """max_size: fail before tagging an oversize image, or warn with --allow-oversize."""
+    from layerforge.report import budget  # noqa: PLC0415
+
+    breach = budget.check(node, record)
+    if breach is None:
+        return
+    if not ctx.allow_oversize:
+        raise budget.error([breach], building=True)
+    ctx.reporter.emit(Event("warning", f"build:{node.name}", breach.describe()))
 
 
 def _image_spec(
@@ -264,6 +279,28 @@ def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
     return layer
 
 
+def deps_cache_key(
+    ctx: BuildContext,
+    packages: tuple[Package, ...],
+    python: str,
+    bytecode: list[str] | None = None,  # compile_bytecode: the layers of the image below
+) -> str:
+    """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
+    what: dict[str, Any] = {
+        "python": python,
+        "platform": ctx.lock.platform,
+        "threshold": ctx.project.layer_threshold,
+        "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
+    }
+    if bytecode is not None:
+        what["bytecode"] = bytecode
+    return _cache_key(ctx, what)
+
+
+def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> bool:
+    return _cached_layers(ctx, deps_cache_key(ctx, packages, python)) is not None
+
+
 def _dependency_layers(
     ctx: BuildContext,
     node: Node,
@@ -271,16 +308,8 @@ def _dependency_layers(
     python: str,
     below: tuple[Layer, ...] = (),
 ) -> list[Layer]:
-    key = _cache_key(
-        ctx,
-        {
-            "python": python,
-            "platform": ctx.lock.platform,
-            "threshold": ctx.project.layer_threshold,
-            "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
-            **({"bytecode": [x.descriptor.digest for x in below]} if node.compile_bytecode else {}),
-        },
-    )
+    below_digests = [x.descriptor.digest for x in below] if node.compile_bytecode else None
+    key = deps_cache_key(ctx, packages, python, below_digests)
     cached = _cached_layers(ctx, key)
     if cached is not None:
         ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))

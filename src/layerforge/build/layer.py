@@ -256,57 +256,69 @@ class _Chunker:
         self.pool: queue.Queue[bytearray] = queue.Queue()
         for _ in range(buffers):
             self.pool.put(bytearray(size))
-        self.ready: list[Chunk] = []
         self.total = 0
-        self._take()
-
-    def _take(self) -> None:
-        self.buf = self.pool.get()
-        self.view = memoryview(self.buf)
+        self.buf: bytearray | None = None
+        self.view: memoryview | None = None
         self.pos = 0
 
-    def _roll(self) -> None:
-        self.view.release()
-        self.ready.append(Chunk(self.buf, self.size, self.pool))
-        self._take()
+    def _current(self) -> memoryview:
+        """The buffer being filled, taken from the pool only when there is data for it."""
+        if self.view is None:
+            self.buf = self.pool.get()
+            self.view = memoryview(self.buf)
+            self.pos = 0
+        return self.view
 
-    def put(self, data: bytes) -> None:
+    def _roll(self) -> Chunk:
+        assert self.view is not None
+        assert self.buf is not None
+        self.view.release()
+        chunk = Chunk(self.buf, self.pos, self.pool)
+        self.buf = self.view = None
+        return chunk
+
+    def put(self, data: bytes) -> Iterator[Chunk]:
+        """Copy ``data`` in, yielding each chunk as soon as it is full (a full chunk must
+        reach the consumers before another buffer is waited for, or a large file would hold
+        every buffer of the pool itself)."""
         offset = 0
         while offset < len(data):
+            view = self._current()
             n = min(len(data) - offset, self.size - self.pos)
-            self.view[self.pos : self.pos + n] = data[offset : offset + n]
+            view[self.pos : self.pos + n] = data[offset : offset + n]
             self.pos += n
             offset += n
             self.total += n
             if self.pos == self.size:
-                self._roll()
+                yield self._roll()
 
-    def put_file(self, entry: Entry) -> None:
+    def put_file(self, entry: Entry) -> Iterator[Chunk]:
         if entry.data is not None:
             if len(entry.data) != entry.size:
                 raise BuildError(
                     f"{entry.path}: inline data is {len(entry.data)} bytes, not {entry.size}"
                 )
-            self.put(entry.data)
+            yield from self.put(entry.data)
             return
         if entry.source is None:
             raise BuildError(f"{entry.path}: a file entry needs a source or data")
         remaining = entry.size
         with entry.source.open("rb", buffering=0) as fh:
             while remaining > 0:
+                view = self._current()
                 want = min(remaining, self.size - self.pos)
-                n = fh.readinto(self.view[self.pos : self.pos + want])
+                n = fh.readinto(view[self.pos : self.pos + want])
                 if not n:
                     raise BuildError(f"{entry.source} shrank while it was being written to a layer")
                 self.pos += n
                 self.total += n
                 remaining -= n
                 if self.pos == self.size:
-                    self._roll()
+                    yield self._roll()
 
-    def finish(self) -> None:
-        self.view.release()
-        self.ready.append(Chunk(self.buf, self.pos, self.pool))
+    def finish(self) -> Chunk:
+        self._current()
+        return self._roll()
 
 
 def tar_chunks(
@@ -317,20 +329,16 @@ def tar_chunks(
     be released twice before its buffer is reused; at most ``buffers`` are alive at once."""
     chunker = _Chunker(size, buffers)
     for entry in entries:
-        chunker.put(_header(entry, mtime))
+        yield from chunker.put(_header(entry, mtime))
         if entry.kind == "file" and entry.size:
-            chunker.put_file(entry)
+            yield from chunker.put_file(entry)
             pad = -entry.size % BLOCK
             if pad:
-                chunker.put(b"\0" * pad)
-        if chunker.ready:
-            yield from chunker.ready
-            chunker.ready.clear()
+                yield from chunker.put(b"\0" * pad)
     end = 2 * BLOCK
     end += -(chunker.total + end) % RECORD
-    chunker.put(b"\0" * end)
-    chunker.finish()
-    yield from chunker.ready
+    yield from chunker.put(b"\0" * end)
+    yield chunker.finish()
 
 
 # -- compression -------------------------------------------------------------------------------

@@ -1,0 +1,198 @@
+"""CLI verbs ``report`` and ``gc``, and the timings table ``build`` prints at its end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from layerforge import cliutil as c
+from layerforge.sizes import format_size
+
+
+@click.command()
+@c.common
+@click.argument("nodes", nargs=-1)
+@click.option("--check", is_flag=True, help="Exit 1 if any image is over its max_size.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML report (charts, no network) to this file.",
+)
+def report(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    nodes: tuple[str, ...],
+    check: bool,
+    html_file: Path | None,
+) -> None:
+    """Sizes, layers, sharing, waste and budgets of the images in the store."""
+    from layerforge import api, lockfile  # noqa: PLC0415
+    from layerforge.oci.layout import Store  # noqa: PLC0415
+    from layerforge.report import budget  # noqa: PLC0415
+    from layerforge.report.fleet import fleet_report  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    selected = [n for n in project.select(list(nodes)) if n in nodes] if nodes else None
+    lock = lockfile.read_optional(ws.lock_path)
+    result = fleet_report(Store.open(ws.store, create=False), project, lock, selected)
+    if html_file is not None:
+        from layerforge.report.html import render  # noqa: PLC0415
+
+        html_file.write_text(render(result), encoding="utf-8")
+    if as_json:
+        c.emit_json(result.to_json())
+    else:
+        print_report(c.console(), result)
+        if html_file is not None:
+            click.echo(f"wrote {html_file}")
+    if check and result.breaches:
+        raise budget.error(result.breaches, building=False)
+
+
+@click.command()
+@c.common
+@click.option(
+    "--keep",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Content-key tags kept per node (newest first; latest's is always kept).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+def gc(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    keep: int,
+    dry_run: bool,
+) -> None:
+    """Remove the blobs no tag reaches, after dropping all but the newest KEEP keys per node."""
+    from layerforge.oci.layout import Store  # noqa: PLC0415
+    from layerforge.report.gc import collect  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    result = collect(Store.open(ws.store, create=False), keep, dry_run=dry_run)
+    if as_json:
+        c.emit_json(result.to_json())
+        return
+    verb = "would free" if dry_run else "freed"
+    for ref in result.untagged:
+        click.echo(f"{'would untag' if dry_run else 'untagged'} {ref}")
+    click.echo(
+        f"{verb} {format_size(result.freed)} ({len(result.removed)} blobs); "
+        f"{result.kept} blobs still reachable"
+    )
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def _table(title: str, *columns: str) -> Any:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="left" if col.startswith("<") else "right")
+    for column in table.columns:
+        column.header = str(column.header).lstrip("<")
+    return table
+
+
+def print_report(console: Any, r: Any) -> None:
+    from layerforge.report.sizes import describe_layer  # noqa: PLC0415
+
+    images = _table(
+        "images", "<image", "compressed", "uncompressed", "inherited", "own", "waste", "<budget"
+    )
+    for i in r.images:
+        status = "-"
+        if i.max_size is not None:
+            state = "[red]over[/]" if i.over_budget else "[green]ok[/]"
+            status = f"{state} (max {format_size(i.max_size)})"
+        images.add_row(
+            i.node,
+            format_size(i.size),
+            format_size(i.uncompressed),
+            format_size(i.inherited),
+            format_size(i.own),
+            format_size(i.waste.total),
+            status,
+        )
+    console.print(images)
+    layers = _table(
+        "layers (each once, by the node that added it)",
+        "<added by",
+        "<kind",
+        "compressed",
+        "uncompressed",
+        "<holds",
+    )
+    for i in r.images:
+        for x in i.layers:
+            if not x.inherited:
+                layers.add_row(
+                    x.owner,
+                    x.kind,
+                    format_size(x.size),
+                    format_size(x.uncompressed),
+                    describe_layer(x),
+                )
+    console.print(layers)
+    _print_fleet(console, r)
+    for i in r.images:
+        for item in i.waste.items[:10]:
+            console.print(
+                f"[yellow]waste[/] {i.node}: {item.path} ({format_size(item.size)}, "
+                f"{item.how} by layer {item.upper})"
+            )
+    for name in r.missing:
+        console.print(f"[dim]· {name}: not in the store (run `layerforge build`)[/]")
+
+
+def _print_fleet(console: Any, r: Any) -> None:
+    fleet = _table(
+        "fleet: naive (one image per service, nothing shared) vs layered",
+        "<service",
+        "naive",
+        "layered",
+    )
+    for s in r.services:
+        fleet.add_row(s, format_size(r.naive[s]), format_size(r.pulls[s]))
+    fleet.add_row("[b]all services (pulled)[/]", format_size(r.naive_all), format_size(r.pull_all))
+    fleet.add_row("[b]stored[/]", format_size(r.naive_all), format_size(r.stored))
+    console.print(fleet)
+    share = 100 * r.saving_pulled / r.naive_all if r.naive_all else 0.0
+    console.print(
+        f"sharing saves {format_size(r.saving_pulled)} ({share:.0f}%) of what a node "
+        f"running every service pulls, {format_size(r.saving_stored)} stored"
+    )
+    if r.dists:
+        dists = _table("largest distributions", "<distribution", "installed", "images")
+        for d in r.dists[:10]:
+            dists.add_row(f"{d.name} {d.version}", format_size(d.size), str(len(d.images)))
+        console.print(dists)
+
+
+def print_timings(console: Any, timings: Any) -> None:
+    """Per node and per step seconds, and the totals, after a build."""
+    steps = sorted(timings.by_step())
+    table = _table("timings (seconds)", "<node", "total", *steps)
+    for node, seconds in timings.nodes.items():
+        own = timings.node_steps(node)
+        table.add_row(
+            node, f"{seconds:.2f}", *(f"{own[s]:.2f}" if s in own else "-" for s in steps)
+        )
+    totals = timings.by_step()
+    table.add_row("[b]total[/]", f"{timings.total:.2f}", *(f"{totals[s]:.2f}" for s in steps))
+    console.print(table)
+
+
+COMMANDS = [report, gc]

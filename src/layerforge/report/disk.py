@@ -1,0 +1,154 @@
+"""Disk preflight: estimate what a build writes, compare it with the free space, refuse early.
+
+Estimates, per node the plan builds (conservative on purpose, it is cheaper to refuse than
+to fail halfway through a 10 GB build):
+
+- store: its dependency layers, ``LAYER_FACTOR`` x the wheel bytes of its locked
+  distributions (a layer is the installed files gzip'ed, a little larger than the wheel),
+  unless the layer cache already holds them;
+  for a root base, its OS layers (nothing if ``lock`` already put them in the store, else
+  their size in the last image of that node, else ``OS_LAYER_GUESS``); for a service, its
+  source tree;
+- cache: staging of the installed distributions (``INSTALL_FACTOR`` x wheel bytes), for the
+  ``jobs`` largest nodes at once (staging is removed after each node); for a debootstrap
+  source not cached yet, ``DEBOOTSTRAP_GUESS``.
+
+Needs on the same filesystem add up; each filesystem's total must fit in its free space.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerforge.build.image import read_record
+from layerforge.build.source import SourceTree
+from layerforge.errors import DiskSpaceError
+from layerforge.events import NullReporter
+from layerforge.lockfile import Lock
+from layerforge.manifest import Project
+from layerforge.oci.layout import Store
+from layerforge.ossource import debootstrap_key, record_path
+from layerforge.plan import Plan
+from layerforge.sizes import format_size
+
+LAYER_FACTOR = 1.25
+INSTALL_FACTOR = 3.5
+OS_LAYER_GUESS = 150_000_000
+DEBOOTSTRAP_GUESS = 400_000_000
+
+
+@dataclass(frozen=True)
+class Need:
+    """``needed`` bytes on the filesystem holding ``path``, which has ``free`` bytes free."""
+
+    path: Path
+    needed: int
+    free: int
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.free
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _os_layers(store: Store, project: Project, node: str) -> int:
+    source = project.nodes[node].os_source
+    if source is not None:
+        path = record_path(store, source)  # written when `lock` materialized the source
+        if path.is_file():
+            layers = json.loads(path.read_text()).get("layers", [])
+            if all(store.has_blob(str(x["descriptor"]["digest"])) for x in layers):
+                return 0
+    record = read_record(store, f"{node}:latest")
+    if record is None:
+        return OS_LAYER_GUESS
+    return sum(x.descriptor.size for x in record.layers if "pip" not in x.created_by)
+
+
+def _os_cache(project: Project, node: str, cache_dir: Path) -> int:
+    source = project.nodes[node].os_source
+    if source is None or source.kind != "debootstrap":
+        return 0
+    cached = cache_dir / "debootstrap" / debootstrap_key(source) / "rootfs"
+    return 0 if cached.is_dir() else DEBOOTSTRAP_GUESS
+
+
+def estimate(
+    plan: Plan,
+    project: Project,
+    lock: Lock,
+    store: Store,
+    cache_dir: Path,
+    trees: dict[str, SourceTree],
+    jobs: int = 2,
+) -> tuple[int, int]:
+    """(bytes the store needs, bytes the cache needs) to build ``plan``."""
+    from layerforge.build.executor import BuildContext, has_cached_deps  # noqa: PLC0415
+
+    ctx = BuildContext(project, lock, store, cache_dir, NullReporter(), trees, jobs=jobs)
+    store_bytes = 0
+    staging: list[int] = []
+    cache_bytes = 0
+    for step in plan.to_build:
+        packages = lock.nodes[step.node].packages
+        reused = bool(packages) and has_cached_deps(ctx, packages, project.python)
+        wheels = 0 if reused else sum(p.size for p in packages)
+        store_bytes += int(wheels * LAYER_FACTOR)
+        staging.append(int(wheels * INSTALL_FACTOR))
+        if project.nodes[step.node].os_source is not None:
+            store_bytes += _os_layers(store, project, step.node)
+            cache_bytes += _os_cache(project, step.node, cache_dir)
+        tree = trees.get(step.node)
+        if tree is not None:
+            store_bytes += sum(f.size for f in tree.files)
+    cache_bytes += sum(sorted(staging, reverse=True)[: max(1, jobs)])
+    return store_bytes, cache_bytes
+
+
+def needs(store_root: Path, store_bytes: int, cache_dir: Path, cache_bytes: int) -> list[Need]:
+    """Group the two needs by filesystem and read each one's free space."""
+    by_device: dict[int, tuple[Path, int]] = {}
+    for path, amount in ((store_root, store_bytes), (cache_dir, cache_bytes)):
+        where = _existing(path)
+        device = os.stat(where).st_dev
+        first, total = by_device.get(device, (where, 0))
+        by_device[device] = (first, total + amount)
+    return [Need(p, n, shutil.disk_usage(p).free) for p, n in by_device.values()]
+
+
+def preflight(
+    plan: Plan,
+    project: Project,
+    lock: Lock,
+    store: Store,
+    cache_dir: Path,
+    trees: dict[str, SourceTree],
+    jobs: int = 2,
+) -> list[Need]:
+    """Raise DiskSpaceError if the build would not fit; else the needs, for the record."""
+    if not plan.to_build:
+        return []
+    store_bytes, cache_bytes = estimate(plan, project, lock, store, cache_dir, trees, jobs)
+    result = needs(store.root, store_bytes, cache_dir, cache_bytes)
+    for need in result:
+        if not need.fits:
+            raise DiskSpaceError(
+                f"not enough disk space for this build: it needs about "
+                f"{format_size(need.needed)} on the filesystem of {need.path}, which has "
+                f"{format_size(need.free)} free",
+                path=str(need.path),
+                needed=need.needed,
+                free=need.free,
+                hint="free some space (`layerforge gc` removes images no tag reaches), or "
+                "point --store / --cache-dir at a larger disk",
+            )
+    return result

@@ -1,0 +1,128 @@
+"""Garbage collection of the local store.
+
+1. Per node, keep the ``keep`` most recent content-key tags (``NODE:lf-<12 hex>``, newest
+   first by the time their build record was written; the key ``NODE:latest`` points at is
+   always kept) and drop the older ones. Every other tag (``latest``, versions, commits) stays.
+2. Mark every blob a remaining tag reaches (manifest or index, config, layers).
+3. Remove every other blob, and the bookkeeping of what was removed (build records of the
+   dropped keys, layer listings, layer-cache entries naming a removed blob).
+
+Temporary files of a build in progress (``.tmp-*``) are left alone; do not run gc while a
+build writes to the same store, as the blobs it has written are not tagged yet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layerforge.oci.layout import Descriptor, Store
+from layerforge.plan import records_dir
+
+DEFAULT_KEEP = 3
+
+
+@dataclass(frozen=True)
+class GcResult:
+    untagged: tuple[str, ...]
+    removed: tuple[tuple[str, int], ...]  # (digest, size)
+    kept: int  # blobs still reachable
+    dry_run: bool
+
+    @property
+    def freed(self) -> int:
+        return sum(size for _, size in self.removed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "untagged": list(self.untagged),
+            "removed": [{"digest": d, "size": s} for d, s in self.removed],
+            "freed": self.freed,
+            "kept": self.kept,
+        }
+
+
+def _key_tags(tags: dict[str, Descriptor]) -> dict[str, list[str]]:
+    by_node: dict[str, list[str]] = {}
+    for ref in tags:
+        node, _, tag = ref.rpartition(":")
+        if tag.startswith("lf-"):
+            by_node.setdefault(node, []).append(ref)
+    return by_node
+
+
+def _age(store: Store, ref: str) -> float:
+    record = records_dir(store.root) / f"{ref.rpartition(':lf-')[2]}.json"
+    return record.stat().st_mtime if record.is_file() else 0.0
+
+
+def stale_tags(store: Store, keep: int) -> list[str]:
+    """Content-key tags beyond the ``keep`` newest of each node (never ``latest``'s key)."""
+    tags = store.tags()
+    out: list[str] = []
+    for node, refs in _key_tags(tags).items():
+        latest = tags.get(f"{node}:latest")
+        ranked = sorted(refs, key=lambda r: (latest is not None and tags[r] == latest,
+                                             _age(store, r), r), reverse=True)  # fmt: skip
+        out += ranked[max(keep, 1 if latest is not None else 0) :]
+    return sorted(out)
+
+
+def reachable(store: Store, roots: list[Descriptor]) -> set[str]:
+    """Every blob these manifest or index descriptors reach (layers are never parsed)."""
+    seen: set[str] = set()
+    todo = [d.digest for d in roots]
+    while todo:
+        digest = todo.pop()
+        if digest in seen or not store.has_blob(digest):
+            continue
+        seen.add(digest)
+        doc = store.read_json(digest)
+        todo += [str(m["digest"]) for m in doc.get("manifests", [])]
+        if isinstance(doc.get("config"), dict):
+            seen.add(str(doc["config"]["digest"]))
+            seen.update(str(x["digest"]) for x in doc.get("layers", []))
+    return seen
+
+
+def collect(store: Store, keep: int = DEFAULT_KEEP, *, dry_run: bool = False) -> GcResult:
+    """Drop old key tags, then every blob no tag reaches. ``dry_run``: change nothing."""
+    drop = stale_tags(store, keep)
+    remaining = [d for ref, d in store.tags().items() if ref not in set(drop)]
+    live = reachable(store, remaining)
+    removed = sorted(
+        (digest, store.blob_path(digest).stat().st_size)
+        for digest in store.blobs() - live
+    )  # fmt: skip
+    if not dry_run:
+        store.untag(drop)
+        for digest, _ in removed:
+            store.blob_path(digest).unlink(missing_ok=True)
+        _forget(store, drop, {d for d, _ in removed})
+    return GcResult(tuple(drop), tuple(removed), len(live), dry_run)
+
+
+def _forget(store: Store, dropped: list[str], removed: set[str]) -> None:
+    base = store.root / "layerforge"
+    keys = {ref.rpartition(":lf-")[2] for ref in dropped}
+    still = {ref.rpartition(":lf-")[2] for ref in store.tags() if ":lf-" in ref}
+    for hex12 in keys - still:
+        (records_dir(store.root) / f"{hex12}.json").unlink(missing_ok=True)
+    for digest in removed:
+        (base / "listings" / f"{digest.split(':', 1)[1]}.json").unlink(missing_ok=True)
+    layers = base / "layers"
+    if layers.is_dir():
+        for path in layers.glob("*.json"):
+            if _names_any(path, removed):
+                path.unlink(missing_ok=True)
+
+
+def _names_any(path: Path, digests: set[str]) -> bool:
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return any(str(e.get("descriptor", {}).get("digest")) in digests for e in entries)
