@@ -144,6 +144,8 @@ def build_project(
     jobs: int = 2,
     remote: RegistryCache | None = None,
     *,
+    verify: bool = True,
+    runner: str | None = None,
     allow_oversize: bool = False,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
@@ -157,6 +159,6 @@ def build_project(
     preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
     ctx = BuildContext(
         project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
-        allow_oversize=allow_oversize, remote=remote,
+        allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
     )  # fmt: skip
     return plan, execute(plan, ctx)

@@ -11,6 +11,7 @@ import click
 from layerforge import cliutil as c
 from layerforge import commands_report
 from layerforge.commands_registry import REGISTRY_COMMANDS
+from layerforge.commands_verify import verify as verify_cmd
 from layerforge.sizes import format_size
 
 
@@ -114,6 +115,8 @@ def plan(
 @click.option(
     "--push", "push_after", is_flag=True, help="Push the built images to project.registry."
 )
+@click.option("--no-verify", is_flag=True, help="Do not run the verify statements of each node.")
+@click.option("--runner", default=None, help="Sandbox runner: bwrap (default), chroot, podman.")
 def build(
     manifest: Path | None,
     store: Path | None,
@@ -126,6 +129,8 @@ def build(
     allow_oversize: bool,
     remote_cache: bool,
     push_after: bool,
+    no_verify: bool,
+    runner: str | None,
 ) -> None:
     """Build NODES (default: all) and their ancestors into the local store."""
     from layerforge import api  # noqa: PLC0415
@@ -147,8 +152,9 @@ def build(
 
     with TimingReporter(c.reporter(as_json)) as rep:
         _plan, results = api.build_project(
-            project, ws, list(nodes), options, rep, jobs, remote, allow_oversize=allow_oversize
-        )
+            project, ws, list(nodes), options, rep, jobs, remote, allow_oversize=allow_oversize,
+            verify=not no_verify, runner=runner,
+        )  # fmt: skip
     pushed = _push_after(ws, project, list(results), as_json) if push_after else None
     images = [_result_json(r) for r in results.values()]
     if as_json:
@@ -181,7 +187,17 @@ from layerforge.commands_registry import archive  # noqa: E402
 
 export.add_command(archive)
 
-COMMANDS = [init, lock, plan, build, schema, *commands_report.COMMANDS, *REGISTRY_COMMANDS, export]
+COMMANDS = [
+    init,
+    lock,
+    plan,
+    build,
+    schema,
+    *commands_report.COMMANDS,
+    *REGISTRY_COMMANDS,
+    export,
+    verify_cmd,
+]
 
 
 # -- rendering ----------------------------------------------------------------------------------

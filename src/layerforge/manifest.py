@@ -59,9 +59,11 @@ class Node:
     labels: tuple[tuple[str, str], ...] = ()
     verify: tuple[str, ...] = ()
     max_size: int | None = None
+    compile_bytecode: bool = False
     system: tuple[str, ...] = ()
     run: tuple[str, ...] = ()
     network: bool = True
+    context: Path | None = None  # bases: directory mounted at /context for run steps
     source: Path | None = None  # services: absolute path of the source tree
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
@@ -263,6 +265,7 @@ def _common(node: BaseModelConfig | ServiceModel) -> dict[str, Any]:
         "labels": tuple(sorted(node.labels.items())),
         "verify": node.verify,
         "max_size": None if node.max_size is None else parse_size(node.max_size),
+        "compile_bytecode": node.compile_bytecode,
     }
 
 
@@ -282,8 +285,23 @@ def _base_node(
         system=base.system,
         run=base.run,
         network=base.network,
+        context=_context_dir(name, base, root, shown),
         **_common(base),
     )
+
+
+def _context_dir(name: str, base: BaseModelConfig, root: Path, shown: str) -> Path | None:
+    if base.context is None:
+        return None
+    path = (root / base.context).resolve()
+    if not path.is_dir():
+        raise ManifestError(
+            f"context directory {base.context!r} does not exist (looked for {path})",
+            file=shown,
+            key=f"bases.{name}.context",
+            hint="point context at a directory relative to layerforge.toml",
+        )
+    return path
 
 
 def _service_node(

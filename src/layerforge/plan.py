@@ -109,6 +109,10 @@ def node_inputs(
         "kind": node.kind,
         "name": node.name,
     }
+    if node.system or node.run:
+        doc["network"] = node.network
+    if node.compile_bytecode:
+        doc["bytecode"] = True
     if node.os_source is not None:
         source = dict(locked.source)
         if "identity" not in source:
@@ -125,7 +129,9 @@ def node_inputs(
 
 
 def scan_sources(project: Project) -> dict[str, SourceTree]:
-    return {n.name: scan(n.source) for n in project.nodes.values() if n.source is not None}
+    trees = {n.name: scan(n.source) for n in project.nodes.values() if n.source is not None}
+    trees.update({n.name: scan(n.context) for n in project.nodes.values() if n.context})
+    return trees
 
 
 def make_plan(
@@ -186,13 +192,15 @@ def explain(
     ]
     if config:
         reasons.append("config changed: " + ", ".join(config))
-    if a.get("system") != b.get("system") or a.get("run") != b.get("run"):
+    if any(a.get(k) != b.get(k) for k in ("system", "run", "network")):
         reasons.append("system packages or run steps changed")
     other = [
         k
         for k in ("format", "python", "platform", "threshold", "compression", "epoch", "revision")
         if a.get(k) != b.get(k)
     ]
+    if a.get("bytecode") != b.get("bytecode"):
+        reasons.append("compile_bytecode changed")
     if other:
         reasons.append("build settings changed: " + ", ".join(other))
     del project

@@ -98,6 +98,11 @@ class _NodeModel(_Model):
     )
     max_size: Size | None = Field(None, description="Size budget of the whole image.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra image labels.")
+    compile_bytecode: bool = Field(
+        False,
+        description="Byte-compile this node's wheels with the image's own Python (in the "
+        "sandbox) into its dependency layers.",
+    )
 
     @field_validator("max_size")
     @classmethod
@@ -123,6 +128,11 @@ class BaseModelConfig(_NodeModel):
     system: tuple[str, ...] = Field((), description="Debian packages installed with apt.")
     run: tuple[str, ...] = Field((), description="Shell steps run in the sandbox.")
     network: bool = Field(True, description="Allow network access to system/run steps.")
+    context: str | None = Field(
+        None,
+        description="Directory mounted read-only at /context during run steps; its files are "
+        "part of the content key.",
+    )
 
 
 class ServiceModel(_NodeModel):

@@ -156,6 +156,10 @@ def test_remote_cache_archive_podman_and_buildah(
     assert not any(fresh.has_blob(x["digest"]) for x in layers)  # fetched only when needed
     again = cli_json("build", "-f", str(project), "--store", store, "api")
     assert {i["status"] for i in again["images"]} == {"cached"}
+    # verify needs the layers: it fetches what the remote-cache hit left in the registry
+    checks = cli_json("verify", "-f", str(project), "--store", store, "api")["checks"]
+    assert checks and all(c["ok"] for c in checks)
+    assert all(fresh.has_blob(x["digest"]) for x in layers)
     # a changed service on another fresh machine: its base comes from the registry, with
     # the layers (the local build sits on them), and only the service is built
     changed = tmp_path / "changed"

@@ -160,7 +160,8 @@ def test_build_reports_timings_per_node_and_step(fleet: Path) -> None:
     cpu = timings["nodes"]["cpu"]
     assert cpu["seconds"] > 0 and {"install", "compress"} <= set(cpu["steps"])
     assert sum(cpu["steps"].values()) <= cpu["seconds"] + 0.01
-    assert set(timings["nodes"]["api"]["steps"]) == {"compress"}  # its application layer
+    # its application layer, then its verify checks in the image
+    assert set(timings["nodes"]["api"]["steps"]) == {"compress", "verify"}
     assert timings["total"] >= max(n["seconds"] for n in timings["nodes"].values())
 
 
@@ -174,8 +175,8 @@ def test_budget_breach_fails_build_and_check(
     shutil.copytree(fleet, project, ignore=shutil.ignore_patterns(".layerforge", "build.json"))
     text = (project / "layerforge.toml").read_text()
     text = text.replace('max_size = "400MB"', 'max_size = "1MB"')
-    gpu_verify = 'verify = ["import safetensors, tokenizers"]'
-    text = text.replace(gpu_verify, gpu_verify + '\nmax_size = "2MB"')
+    gpu_requirements = 'requirements = ["safetensors", "tokenizers"]'
+    text = text.replace(gpu_requirements, gpu_requirements + '\nmax_size = "2MB"')
     (project / "layerforge.toml").write_text(text)
     store = fleet / ".layerforge"
     index = (store / "index.json").read_bytes()
@@ -188,7 +189,7 @@ def test_budget_breach_fails_build_and_check(
 
     capsys.readouterr()
     assert main(["build", *common, "cpu"]) == 1
-    assert "cpu: 235 MB uncompressed, over its max_size of 1 MB" in capsys.readouterr().err
+    assert "cpu: 236 MB uncompressed, over its max_size of 1 MB" in capsys.readouterr().err
     assert (store / "index.json").read_bytes() == index  # nothing tagged
     assert main(["build", *common, "--allow-oversize", "cpu"]) == 0
     out = capsys.readouterr()

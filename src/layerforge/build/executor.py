@@ -39,6 +39,10 @@ from layerforge.manifest import Node, Project
 from layerforge.oci.layout import Store, atomic_write
 from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
 from layerforge.plan import LAYER_FORMAT, Plan, Step, short
+from layerforge.sandbox import system as sysl
+from layerforge.sandbox.bytecode import compile_stage
+from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
+from layerforge.sandbox.verify import verify_image
 
 
 class RemoteCache(Protocol):
@@ -57,6 +61,8 @@ class BuildContext:
     trees: dict[str, SourceTree]
     jobs: int = 2
     remote: RemoteCache | None = None
+    verify: bool = True  # run each built node's verify statements in its image
+    runner: str | None = None  # sandbox runner (bwrap by default)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     allow_oversize: bool = False
 
@@ -132,13 +138,12 @@ def _build_node(
         parent_layers, parent_config = parent.layers, parent.config
         env, python = parent.env, parent.python
     if node.system or node.run:
-        raise BuildError(
-            f"{node.section}: system packages and run steps are not supported yet",
-            hint="remove 'system' and 'run' from this base for now",
-        )
+        image_env = merge_env(env, venv_env(env))
+        new_layers.append(_system_layer(ctx, node, (*parent_layers, *new_layers), image_env))
     packages = ctx.lock.nodes[node.name].packages
     if packages:
-        new_layers.extend(_dependency_layers(ctx, node, packages, python.version))
+        below = (*parent_layers, *new_layers)  # the image the wheels land in
+        new_layers.extend(_dependency_layers(ctx, node, packages, python.version, below))
     if node.source is not None:
         new_layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
     updates = venv_env(env)
@@ -147,6 +152,8 @@ def _build_node(
     spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
     record = assemble(ctx.store, spec, parent_config, parent_layers, new_layers, python)
     _check_budget(ctx, node, record)
+    if ctx.verify:  # before tagging: an image that fails its checks gets no tag
+        verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
     ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
                         f"{node.name}:latest": record.manifest})  # fmt: off
     write_record(ctx.store.root, record, step.inputs.to_json())
@@ -283,14 +290,21 @@ def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
     return layer
 
 
-def deps_cache_key(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> str:
+def deps_cache_key(
+    ctx: BuildContext,
+    packages: tuple[Package, ...],
+    python: str,
+    bytecode: list[str] | None = None,  # compile_bytecode: the layers of the image below
+) -> str:
     """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
-    what = {
+    what: dict[str, Any] = {
         "python": python,
         "platform": ctx.lock.platform,
         "threshold": ctx.project.layer_threshold,
         "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
     }
+    if bytecode is not None:
+        what["bytecode"] = bytecode
     return _cache_key(ctx, what)
 
 
@@ -299,9 +313,14 @@ def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: st
 
 
 def _dependency_layers(
-    ctx: BuildContext, node: Node, packages: tuple[Package, ...], python: str
+    ctx: BuildContext,
+    node: Node,
+    packages: tuple[Package, ...],
+    python: str,
+    below: tuple[Layer, ...] = (),
 ) -> list[Layer]:
-    key = deps_cache_key(ctx, packages, python)
+    below_digests = [x.descriptor.digest for x in below] if node.compile_bytecode else None
+    key = deps_cache_key(ctx, packages, python, below_digests)
     cached = _cached_layers(ctx, key)
     if cached is not None:
         ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))
@@ -314,6 +333,10 @@ def _dependency_layers(
         ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
         pydeps.install(ctx.project, packages, work / "prefix")
         ctx.reporter.emit(Event("finish", task, data={"ok": True}))
+        if node.compile_bytecode:
+            sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
+                              ctx.project.source_date_epoch)  # fmt: skip
+            compile_stage(work / "prefix", python, below, sandbox, f"bytecode:{node.name}")
         dists = pydeps.collect(work / "prefix", python)
         layers = [
             _write(ctx, f"layer:{node.name}:{g.label}", g.entries, f"layerforge: pip {g.label}")
@@ -323,6 +346,37 @@ def _dependency_layers(
         shutil.rmtree(work, ignore_errors=True)
     _remember_layers(ctx, key, layers)
     return layers
+
+
+def _system_layer(
+    ctx: BuildContext, node: Node, parent_layers: tuple[Layer, ...], env: list[str]
+) -> Layer:
+    """apt packages and run steps in the sandbox, as one layer (cached like the others)."""
+    tree = ctx.trees.get(node.name) if node.context else None
+    spec = SystemSpec(node.section, node.system, node.run, node.network, node.context)
+    key = _cache_key(ctx, {
+        "system": [list(node.system), list(node.run), node.network],
+        "context": tree.digest if tree else None,
+        "chain": [x.descriptor.digest for x in parent_layers],
+    })  # fmt: skip
+    cached = _cached_layers(ctx, key)
+    if cached:
+        return cached[0]
+    made_before = sysl.machine_cached(ctx.store, ctx.cache_dir, key)
+    if made_before is not None:
+        _remember_layers(ctx, key, [made_before])
+        return made_before
+    sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
+                      ctx.project.source_date_epoch)  # fmt: skip
+    label = ", ".join([*node.system[:3], *(["run steps"] if node.run else [])])
+    layer = system_layer(
+        spec, parent_layers, env, sandbox,
+        lambda entries: _write(ctx, f"layer:{node.name}:system", entries,
+                               f"layerforge: system ({label})"),
+    )  # fmt: skip
+    _remember_layers(ctx, key, [layer])
+    sysl.remember(ctx.store, ctx.cache_dir, key, layer)
+    return layer
 
 
 def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:

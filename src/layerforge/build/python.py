@@ -143,6 +143,7 @@ def collect(stage: Path, python: str) -> list[DistFiles]:
 def _dist_files(stage: Path, site: Path, record: Path, python: str) -> DistFiles:
     name, _, version = record.parent.name.removesuffix(".dist-info").partition("-")
     rows = _read_record(record)
+    listed = {row[0] for row in rows}
     entries: list[Entry] = []
     size = 0
     new_rows: list[list[str]] = []
@@ -164,11 +165,37 @@ def _dist_files(stage: Path, site: Path, record: Path, python: str) -> DistFiles
         entries.append(Entry(member, "file", mode, st.st_size, source=path))
         size += st.st_size
         new_rows.append(row)
+        pyc = _bytecode_of(site, rel, path, python, listed)
+        if pyc is not None:  # compile_bytecode: compiled in the image, next to its source
+            new_rows.append(pyc[0])
+            entries.append(pyc[1])
+            size += pyc[1].size
     record_bytes = _write_record(new_rows)
     entries.append(
         Entry(_member(stage, record, python), "file", 0o644, len(record_bytes), data=record_bytes)
     )
     return DistFiles(name, version, tuple(entries), size + len(record_bytes))
+
+
+def _bytecode_of(
+    site: Path, rel: str, path: Path, python: str, listed: set[str]
+) -> tuple[list[str], Entry] | None:
+    """The RECORD row and entry of ``rel``'s compiled bytecode, if it was compiled."""
+    if not rel.endswith(".py") or rel.startswith(".."):
+        return None
+    pyc = path.parent / "__pycache__" / f"{path.stem}.cpython-{python.replace('.', '')}.pyc"
+    pyc_rel = (
+        f"{rel.rsplit('/', 1)[0]}/__pycache__/{pyc.name}"
+        if "/" in rel
+        else (f"__pycache__/{pyc.name}")
+    )
+    if pyc_rel in listed or not pyc.is_file():
+        return None
+    data = pyc.read_bytes()
+    member = f"{VENV}/lib/python{python}/site-packages/{pyc_rel}"
+    return [pyc_rel, _record_hash(data), str(len(data))], Entry(
+        member, "file", 0o644, len(data), data=data
+    )
 
 
 def _member(stage: Path, path: Path, python: str) -> str:

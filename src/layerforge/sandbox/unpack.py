@@ -20,15 +20,17 @@ unpack never appears under its final name (temp directory, then rename).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from layerforge import cmd
 from layerforge.errors import UnpackError
 from layerforge.oci import media
 from layerforge.oci.layout import Store
@@ -280,6 +282,47 @@ def unpack_image(store: Store, manifest_digest: str, cache_root: Path) -> Path:
             tmp.rename(final)
         except OSError:
             if not rootfs.is_dir():  # not a concurrent unpack of the same image
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    return rootfs
+
+
+def chain_id(digests: Sequence[str]) -> str:
+    """The identity of a stack of layers (like OCI's ChainID, over compressed digests)."""
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:32]
+
+
+def unpack_chain(store: Store, layers: Sequence[tuple[str, str]], cache_root: Path) -> Path:
+    """The root filesystem of ``(digest, media type)`` layers, cached by their chain.
+
+    The longest stack of lower layers already unpacked is reused through hardlinks (``cp
+    -al``) and only the layers above it are applied; the applier never writes into an
+    existing file (it unlinks and recreates), so the cached lower root filesystem stays
+    intact. Callers must treat the result as read-only.
+    """
+    digests = [d for d, _ in layers]
+    final = cache_root / chain_id(digests)
+    rootfs = final / "rootfs"
+    if rootfs.is_dir():
+        return rootfs
+    start, lower = 0, None
+    for n in range(len(layers) - 1, 0, -1):
+        candidate = cache_root / chain_id(digests[:n]) / "rootfs"
+        if candidate.is_dir():
+            start, lower = n, candidate
+            break
+    with _staging(final) as tmp:
+        if lower is not None:
+            cmd.run(["cp", "-al", str(lower), str(tmp / "rootfs")])
+        for index in range(start, len(layers)):
+            digest, media_type = layers[index]
+            label = f"layer {index} ({digest[:19]})"
+            apply_layer(tmp / "rootfs", store.blob_path(digest), media_type, label)
+        (tmp / "rootfs").mkdir(exist_ok=True)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not rootfs.is_dir():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     return rootfs

@@ -1,0 +1,225 @@
+"""The system layer of a base: apt packages and run steps, in a sandbox, as ONE layer.
+
+The parent image's root filesystem is unpacked (cached by its chain of layers), copied to
+a work directory, and the steps run there through a :mod:`~layerforge.sandbox.runner`:
+first ``apt-get install`` of ``system``, then each ``run`` step with ``/bin/sh -c``. Host
+cache directories are mounted over ``/var/cache/apt/archives``, ``/var/lib/apt/lists``,
+``/root/.cache/pip`` and ``/root/.cache/uv`` (the daemonless equivalent of BuildKit cache
+mounts), and the base's ``context`` directory (if any) read-only at ``/context``. The
+network is on unless ``network = false``.
+
+The before/after diff (:mod:`~layerforge.sandbox.diff`) becomes one layer, deletions as
+whiteouts; caches, logs and ``__pycache__`` never reach it. A failing step raises a
+:class:`~layerforge.errors.BuildError` with the command, its exit code and the tail of its
+output; nothing is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerforge import cmd
+from layerforge.build.layer import Entry
+from layerforge.errors import BuildError
+from layerforge.events import Event, Reporter
+from layerforge.oci.layout import Store, atomic_write
+from layerforge.ossource import Layer
+from layerforge.sandbox import runner as runners
+from layerforge.sandbox.diff import diff_trees
+from layerforge.sandbox.unpack import unpack_chain
+
+CONTEXT = "/context"
+OUTPUT_TAIL = 25
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """What a base asks of its system layer (all of it is part of the node's content key)."""
+
+    section: str
+    system: tuple[str, ...] = ()
+    run: tuple[str, ...] = ()
+    network: bool = True
+    context: Path | None = None
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where and how to run: the store, the host cache root, the runner, the reporter."""
+
+    store: Store
+    cache_dir: Path
+    reporter: Reporter
+    runner: str | None = None
+    epoch: int = 0
+
+
+def steps(spec: SystemSpec) -> list[tuple[str, str]]:
+    """(label, shell command) of each step, in order."""
+    out: list[tuple[str, str]] = []
+    if spec.system:
+        packages = shlex.join(spec.system)
+        out.append(
+            (
+                "system",
+                "apt-get update -q && apt-get install -y -q --no-install-recommends " + packages,
+            )
+        )
+    out += [(f"run[{i}]", step) for i, step in enumerate(spec.run)]
+    return out
+
+
+def cache_mounts(cache_dir: Path) -> list[runners.Mount]:
+    pairs = (
+        ("apt/archives", "/var/cache/apt/archives"),
+        ("apt/lists", "/var/lib/apt/lists"),
+        ("pip", "/root/.cache/pip"),
+        ("uv", "/root/.cache/uv"),
+    )
+    out = []
+    for sub, target in pairs:
+        host = cache_dir / "sandbox" / sub
+        host.mkdir(parents=True, exist_ok=True)
+        if sub.startswith("apt"):
+            (host / "partial").mkdir(exist_ok=True)
+        out.append(runners.Mount(host, target))
+    return out
+
+
+def sandbox_env(image_env: Sequence[str], epoch: int) -> tuple[tuple[str, str], ...]:
+    env = dict(e.partition("=")[::2] for e in image_env)
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.update(
+        HOME="/root",
+        LANG="C.UTF-8",
+        DEBIAN_FRONTEND="noninteractive",
+        PIP_CACHE_DIR="/root/.cache/pip",
+        UV_CACHE_DIR="/root/.cache/uv",
+        SOURCE_DATE_EPOCH=str(epoch),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return tuple(sorted(env.items()))
+
+
+@contextmanager
+def _work_copy(lower: Path, sandbox: Sandbox) -> Iterator[Path]:
+    stage = sandbox.cache_dir / "stage"
+    stage.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="system-", dir=stage))
+    try:
+        cmd.run(["cp", "-a", "--reflink=auto", str(lower), str(work / "rootfs")])
+        yield work / "rootfs"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def system_layer(
+    spec: SystemSpec,
+    parent_layers: Sequence[Layer],
+    image_env: Sequence[str],
+    sandbox: Sandbox,
+    write: Callable[[list[Entry]], Layer],
+) -> Layer:
+    """Run the steps over the parent's root filesystem; ``write`` stores the diff layer."""
+    runner = runners.get_runner(sandbox.runner)
+    chain = [(x.descriptor.digest, x.descriptor.media_type) for x in parent_layers]
+    lower = unpack_chain(sandbox.store, chain, sandbox.cache_dir / "rootfs")
+    mounts = cache_mounts(sandbox.cache_dir)
+    if spec.context is not None:
+        mounts.append(runners.Mount(spec.context, CONTEXT, read_only=True))
+    env = sandbox_env(image_env, sandbox.epoch)
+    with _work_copy(lower, sandbox) as rootfs:
+        skip: list[str] = []
+        for label, command in steps(spec):
+            inv = runners.Invocation(
+                rootfs=rootfs,
+                argv=("/bin/sh", "-c", "exec 2>&1\n" + command),
+                env=env,
+                mounts=tuple(mounts),
+                network=spec.network,
+                cwd="/",
+            )
+            runners.prepare(inv)
+            skip = runners.mount_points(inv)
+            _run_step(runner, inv, spec, label, command, sandbox.reporter)
+        entries = diff_trees(lower, rootfs, skip=skip)
+        return write(entries)
+
+
+def _run_step(
+    runner: runners.Runner,
+    inv: runners.Invocation,
+    spec: SystemSpec,
+    label: str,
+    command: str,
+    reporter: Reporter,
+) -> None:
+    task = f"sandbox:{spec.section}:{label}"
+    reporter.emit(Event("start", task, f"{spec.section}.{label}: {command[:60]}"))
+    started = time.perf_counter()
+    result = cmd.run(runner.argv(inv), check=False)
+    seconds = time.perf_counter() - started
+    ok = result.returncode == 0
+    reporter.emit(Event("finish", task, data={"ok": ok, "seconds": round(seconds, 3)}))
+    if not ok:
+        output = cmd.tail(result.stdout + result.stderr, OUTPUT_TAIL)
+        hint = "fix the step and build again; nothing was stored"
+        if not spec.network:
+            hint += " (network = false: the step has no network access)"
+        raise BuildError(
+            f"{spec.section}.{label} failed with exit code {result.returncode}: "
+            f"{command}\n--- output (last {OUTPUT_TAIL} lines) ---\n{output}",
+            hint=hint,
+        )
+
+
+# -- machine-wide cache of system layers ---------------------------------------------------------
+#
+# A system layer takes seconds to minutes (apt, compilers) and does not depend on the store:
+# keep each one under the cache directory too (a hardlink to the store's immutable blob
+# where possible), so that a fresh store or a second project on the same machine reuses it.
+
+
+def _machine_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
+    base = cache_dir / "sandbox" / "layers"
+    return base / f"{key}.json", base / f"{key}.blob"
+
+
+def machine_cached(store: Store, cache_dir: Path, key: str) -> Layer | None:
+    """The system layer made earlier on this machine with the same inputs, imported into
+    ``store`` (digest verified), or None."""
+    meta, blob = _machine_paths(cache_dir, key)
+    if not meta.is_file():
+        return None
+    layer = Layer.from_json(json.loads(meta.read_text()))
+    digest = layer.descriptor.digest
+    if not store.has_blob(digest):
+        if not blob.is_file():
+            return None
+        with store.ingest() as writer, blob.open("rb") as src:
+            while chunk := src.read(1 << 20):
+                writer.write(chunk)
+            writer.commit(digest)
+    return layer
+
+
+def remember(store: Store, cache_dir: Path, key: str, layer: Layer) -> None:
+    meta, blob = _machine_paths(cache_dir, key)
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    tmp = blob.with_name(f".tmp-{os.getpid()}-{blob.name}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(store.blob_path(layer.descriptor.digest), tmp)
+    except OSError:
+        shutil.copyfile(store.blob_path(layer.descriptor.digest), tmp)
+    tmp.replace(blob)
+    atomic_write(meta, json.dumps(layer.to_json(), indent=1).encode())

@@ -1,0 +1,165 @@
+"""Verify an image from the inside: its ``verify`` statements, run in its own root filesystem.
+
+Each statement is a Python statement run with ``/opt/venv/bin/python -c``, or a shell
+command with a ``sh:`` prefix run with ``/bin/sh -c``. A service also checks that the
+executable of its command (or entrypoint) exists on the image's PATH. Everything runs
+through a :mod:`~layerforge.sandbox.runner` over the unpacked image (cached by its chain
+of layers), read-only, without network, with the image's Env and WorkingDir.
+
+The first failure raises :class:`~layerforge.errors.VerifyError` with the statement and the
+exception text (the last line of the traceback) plus the tail of the output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from layerforge import cmd
+from layerforge.build.image import ImageRecord
+from layerforge.errors import VerifyError
+from layerforge.events import Event, NullReporter, Reporter
+from layerforge.manifest import Node, Project
+from layerforge.oci.layout import Store
+from layerforge.sandbox import runner as runners
+from layerforge.sandbox.unpack import unpack_chain
+
+if TYPE_CHECKING:
+    from layerforge.api import Workspace
+
+PYTHON = "/opt/venv/bin/python"
+OUTPUT_TAIL = 15
+
+
+@dataclass(frozen=True)
+class Check:
+    label: str  # the statement as written, or "command: NAME"
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    node: str
+    label: str
+    ok: bool
+    seconds: float
+
+
+def checks(node: Node) -> list[Check]:
+    out: list[Check] = []
+    for statement in node.verify:
+        if statement.startswith("sh:"):
+            out.append(Check(statement, ("/bin/sh", "-c", statement[3:].strip())))
+        else:
+            out.append(Check(statement, (PYTHON, "-c", statement)))
+    program = node.entrypoint or node.command
+    if node.kind == "service" and program:
+        exe = program[0]
+        test = 'test -x "$1"' if exe.startswith("/") else 'command -v "$1" >/dev/null'
+        script = f'{test} || {{ echo "$1: not found on PATH=$PATH" >&2; exit 127; }}'
+        out.append(Check(f"command: {exe}", ("/bin/sh", "-c", script, "sh", exe)))
+    return out
+
+
+def _config(record: ImageRecord) -> tuple[tuple[tuple[str, str], ...], str]:
+    inner = record.config.get("config", {})
+    env = dict(str(e).partition("=")[::2] for e in inner.get("Env") or [])
+    env.update(PYTHONDONTWRITEBYTECODE="1", HOME="/root", LANG="C.UTF-8")
+    return tuple(sorted(env.items())), str(inner.get("WorkingDir") or "/")
+
+
+def verify_image(
+    store: Store,
+    record: ImageRecord,
+    node: Node,
+    cache_dir: Path,
+    reporter: Reporter,
+    runner_name: str | None = None,
+) -> list[CheckResult]:
+    """Run every check of ``node`` inside ``record``; raise VerifyError on the first failure."""
+    todo = checks(node)
+    if not todo:
+        return []
+    runner = runners.get_runner(runner_name)
+    chain = [(x.descriptor.digest, x.descriptor.media_type) for x in record.layers]
+    rootfs = unpack_chain(store, chain, cache_dir / "rootfs")
+    env, cwd = _config(record)
+    results: list[CheckResult] = []
+    for check in todo:
+        inv = runners.Invocation(
+            rootfs=rootfs, argv=check.argv, env=env, network=False, read_only=True, cwd=cwd
+        )
+        runners.prepare(inv)
+        task = f"verify:{node.name}"
+        reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
+        started = time.perf_counter()
+        result = cmd.run(runner.argv(inv), check=False)
+        seconds = time.perf_counter() - started
+        ok = result.returncode == 0
+        reporter.emit(Event("finish", task, data={"ok": ok, "check": check.label}))
+        if not ok:
+            raise _failure(node, record, check, result)
+        results.append(CheckResult(node.name, check.label, ok, seconds))
+    return results
+
+
+def _failure(node: Node, record: ImageRecord, check: Check, result: cmd.Result) -> VerifyError:
+    output = (result.stderr + result.stdout).strip()
+    last = output.splitlines()[-1] if output else f"exit code {result.returncode}"
+    return VerifyError(
+        f"{node.section}.verify: {check.label!r} failed in {node.name} "
+        f"({record.manifest.digest[:19]}): {last}\n"
+        f"--- output (last {OUTPUT_TAIL} lines) ---\n{cmd.tail(output, OUTPUT_TAIL)}",
+        hint="fix the image (requirements, system packages, source) or the statement; "
+        "`layerforge build --no-verify` skips verification",
+    )
+
+
+def verify_project(
+    project: Project,
+    ws: Workspace,
+    names: list[str] | None = None,
+    reporter: Reporter | None = None,
+    runner_name: str | None = None,
+) -> list[CheckResult]:
+    """Verify the images of ``names`` (default: every node) as the manifest describes them
+    now: each node's content-key tag must be in the store (else: build it first)."""
+    from layerforge import api  # noqa: PLC0415 - api imports the executor, which imports us
+    from layerforge.build.image import read_record  # noqa: PLC0415
+
+    reporter = reporter or NullReporter()
+    plan = api.plan_project(project, ws, names or None)
+    wanted = set(names) if names else set(project.nodes)
+    store = Store.open(ws.store)
+    results: list[CheckResult] = []
+    for step in plan.steps:
+        if step.node not in wanted:
+            continue
+        record = read_record(store, f"{step.node}:{step.tag}")
+        if record is None:
+            raise VerifyError(
+                f"{step.node} is not built for the current manifest ({step.tag} is not in "
+                f"{ws.store})",
+                hint=f"run `layerforge build {step.node}` first",
+            )
+        node = project.nodes[step.node]
+        _ensure_layers(project, store, record)
+        results += verify_image(store, record, node, ws.cache_dir, reporter, runner_name)
+    return results
+
+
+def _ensure_layers(project: Project, store: Store, record: ImageRecord) -> None:
+    """A node reused from the registry (remote cache) has only its manifest and config in
+    the store: fetch its layers before unpacking it."""
+    if all(store.has_blob(layer.descriptor.digest) for layer in record.layers):
+        return
+    if not project.registry:
+        raise VerifyError(
+            f"{record.node}: layers of its image are missing from {store.root}",
+            hint=f"rebuild it with `layerforge build {record.node}`",
+        )
+    from layerforge.oci.remote import default_config, fetch_missing  # noqa: PLC0415
+
+    fetch_missing(project, store, record.node, default_config())
