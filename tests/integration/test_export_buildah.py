@@ -115,7 +115,12 @@ def test_images_pass_the_verify_imports(built: tuple[Path, Buildah, dict[str, st
             assert "main.py" in listing and "tests" not in listing  # its .dockerignore
         for node in ("cpu", image):
             for statement in project.nodes[node].verify:
-                buildah("run", container, "--", "python", "-c", statement)
+                argv = (
+                    ["sh", "-c", statement[3:].strip()]
+                    if statement.startswith("sh:")
+                    else ["python", "-c", statement]
+                )
+                buildah("run", container, "--", *argv)
         buildah("rm", container)
 
 

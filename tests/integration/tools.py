@@ -48,10 +48,13 @@ class Buildah:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        tmp = root / "tmp"  # private: buildah keeps RUN cache mounts under $TMPDIR
+        tmp.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
             "STORAGE_DRIVER": "vfs",
             "BUILDAH_ISOLATION": "chroot",
+            "TMPDIR": str(tmp),
         }
 
     def _base(self) -> list[str]:

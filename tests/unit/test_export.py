@@ -125,6 +125,21 @@ def test_debootstrap_root_starts_from_its_rootfs_tarball_and_makes_the_venv(
     assert "!docker/cpu/rootfs.tar.gz" in files["docker/cpu/Dockerfile.dockerignore"]
 
 
+def test_run_steps_see_the_context_and_apt_lists_are_never_a_cache_mount(
+    example_copy: Path,
+) -> None:
+    """Regression: the context directory was not mounted for run steps, and a cache mount of
+    /var/lib/apt/lists (whose files `apt-get update` prunes) deadlocked buildah."""
+    files = rendered(fleet_context(example_copy), "dockerfiles")
+    text = files["docker/cpu/Dockerfile"]
+    runs = [line for line in instructions(text) if "/context/build.sh" in line]
+    assert runs and "--mount=type=bind,source=native,target=/context" in runs[0]
+    assert "!native" in files["docker/cpu/Dockerfile.dockerignore"]
+    assert "target=/var/lib/apt/lists" not in text
+    apt = [line for line in instructions(text) if "apt-get install" in line]
+    assert apt and all("rm -rf /var/lib/apt/lists/*" in line for line in apt)
+
+
 def test_locked_requirements_with_hashes_installed_before_any_source(example_copy: Path) -> None:
     ctx = fleet_context(example_copy)
     files = rendered(ctx, "dockerfiles")
@@ -214,7 +229,7 @@ def test_registry_root_pinned_by_digest_with_system_and_run_steps(tmp_path: Path
     assert "python3.12 -m venv /opt/venv" in lines[1]
     assert "PATH=/opt/venv/bin:${PATH}" in lines[2]
     apt = next(line for line in lines if "apt-get install" in line and "curl" in line)
-    assert "curl libgomp1" in apt and "--mount=type=cache,target=/var/lib/apt/lists" in apt
+    assert "curl libgomp1" in apt and "--mount=type=cache,target=/var/cache/apt" in apt
     runs = [line for line in lines if line.startswith("RUN --network=none")]
     assert runs == ["RUN --network=none echo one", "RUN --network=none echo two"]
     assert lines.index(runs[-1]) < next(i for i, x in enumerate(lines) if "pip install" in x)

@@ -47,11 +47,12 @@ PIP_CONF_SECRET = "pip.conf"  # noqa: S105
 PIP_CA_SECRET = "pip-ca"  # noqa: S105
 ROOTFS = "rootfs.tar.gz"
 _REQ_MOUNT = "/tmp/layerforge/requirements.txt"  # noqa: S108 (a bind mount, not a temp file)
-_APT_CACHES = (
-    "--mount=type=cache,target=/var/cache/apt,sharing=locked",
-    "--mount=type=cache,target=/var/lib/apt/lists,sharing=locked",
-)
-_APT_CLEAN = "rm -rf /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old"
+# Downloaded .debs are cached across builds; the package lists are not: `apt-get update`
+# deletes files it does not know in /var/lib/apt/lists, and buildah keeps its cache-mount
+# lock file inside the mounted directory (a cache mount there deadlocked buildah 1.28).
+# The lists are fetched again (a few MB) and removed in the same RUN.
+_APT_CACHE = "--mount=type=cache,target=/var/cache/apt,sharing=locked"
+_APT_CLEAN = "rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old"
 _PYCACHE_CLEAN = f"find {VENV} -depth -name __pycache__ -type d -exec rm -rf {{}} +"
 
 
@@ -125,7 +126,7 @@ def dockerfile(ctx: ExportContext, node: Node) -> list[str]:
     lines += _usage(ctx, node, paths)
     lines += _from(ctx, node, paths)
     if node.kind == "base":
-        lines += _system(node)
+        lines += _system(ctx.project, node)
     if ctx.lock.nodes[node.name].packages:
         lines += _install(paths)
     lines += _config(ctx, node)
@@ -190,8 +191,7 @@ def _venv(ctx: ExportContext, node: Node) -> list[str]:
     return [
         "# The venv our builder lays down, at the same place. Debian's python3 lacks ensurepip",
         "# until python3-venv is installed, hence the fallback.",
-        f"RUN {_APT_CACHES[0]} \\",
-        f"    {_APT_CACHES[1]} \\",
+        f"RUN {_APT_CACHE} \\",
         f"    ({python} -m venv {VENV} 2>/dev/null \\",
         f"     || (rm -rf {VENV} && apt-get update \\",
         "         && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends"
@@ -205,23 +205,35 @@ def _venv(ctx: ExportContext, node: Node) -> list[str]:
     ]
 
 
-def _system(node: Node) -> list[str]:
+def _system(project: Project, node: Node) -> list[str]:
     lines: list[str] = []
     if node.system:
         packages = " ".join(sorted(node.system))
         lines += [
             f"# System packages ({node.section}.system).",
-            f"RUN {_APT_CACHES[0]} \\",
-            f"    {_APT_CACHES[1]} \\",
+            f"RUN {_APT_CACHE} \\",
             "    apt-get update \\",
             "    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
             f"{packages} \\",
             f"    && {_APT_CLEAN}",
         ]
     network = "" if node.network else "--network=none "
+    mount = ""
+    if node.context is not None and node.run:
+        mount = f"--mount=type=bind,source={_context_rel(project, node)},target=/context "
     for step in node.run:
-        lines += [f"# {node.section}.run", f"RUN {network}{_shell_line(step)}"]
+        lines += [f"# {node.section}.run", f"RUN {network}{mount}{_shell_line(step)}"]
     return [*lines, ""] if lines else []
+
+
+def _context_rel(project: Project, node: Node) -> str:
+    assert node.context is not None
+    return inside(
+        node.context,
+        project.root,
+        f"{node.section}.context",
+        "keep the context directory inside the project directory (the build context)",
+    )
 
 
 def _shell_line(step: str) -> str:
@@ -340,6 +352,8 @@ def dockerignore(ctx: ExportContext, node: Node) -> list[str]:
         lines.append(f"!{paths.requirements}")
     if needs_rootfs(node):
         lines.append(f"!{paths.rootfs}")
+    if node.context is not None and node.run:
+        lines.append(f"!{_context_rel(ctx.project, node)}")
     if node.source is not None:
         src = _source_rel(ctx.project, node)
         lines.append(f"!{src}")
