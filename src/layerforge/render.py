@@ -6,20 +6,13 @@ import json
 import sys
 import threading
 import time
-from typing import IO, Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from typing import IO, TYPE_CHECKING, Any
 
 from layerforge.events import Event
+
+if TYPE_CHECKING:  # rich is imported only when a terminal reporter is made (not for --json)
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class JsonLinesReporter:
@@ -52,6 +45,15 @@ class RichReporter:
     """Progress bars for byte-counted work, one line per finished step."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
         self.console = console
         self._lock = threading.Lock()
         self._progress = Progress(
