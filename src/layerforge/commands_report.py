@@ -147,14 +147,23 @@ def print_report(console: Any, r: Any) -> None:
                 )
     console.print(layers)
     _print_fleet(console, r)
-    for i in r.images:
-        for item in i.waste.items[:10]:
-            console.print(
-                f"[yellow]waste[/] {i.node}: {item.path} ({format_size(item.size)}, "
-                f"{item.how} by layer {item.upper})"
-            )
+    _print_waste(console, r)
     for name in r.missing:
         console.print(f"[dim]· {name}: not in the store (run `layerforge build`)[/]")
+
+
+def _print_waste(console: Any, r: Any) -> None:
+    """The largest hidden files, once per group of images that inherit the same waste (a
+    base's deleted files would otherwise be listed again for each of its descendants)."""
+    groups: dict[tuple[tuple[str, int, str, int], ...], list[str]] = {}
+    for i in r.images:
+        top = tuple((x.path, x.size, x.how, x.upper) for x in i.waste.items[:5])
+        if top:
+            groups.setdefault(top, []).append(i.node)
+    for top, nodes in groups.items():
+        console.print(f"[yellow]waste[/] in {', '.join(nodes)} (largest files):")
+        for path, size, how, upper in top:
+            console.print(f"  {path} ({format_size(size)}, {how} by layer {upper})")
 
 
 def _print_fleet(console: Any, r: Any) -> None:

@@ -387,3 +387,24 @@ def test_waste_from_real_layers_in_a_store(tmp_path: Path) -> None:
         ("var/cache/pkgs/big.deb", 5000, "deleted"),
         ("etc/app.conf", 300, "shadowed"),
     ]
+
+
+def test_waste_shared_by_descendants_is_printed_once() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from layerforge.commands_report import _print_waste
+
+    item = SimpleNamespace(path="usr/share/doc/x.gz", size=2048, how="deleted", upper=2)
+    shared = SimpleNamespace(items=[item])
+    images = [
+        SimpleNamespace(node="cpu", waste=shared),
+        SimpleNamespace(node="api", waste=shared),
+        SimpleNamespace(node="clean", waste=SimpleNamespace(items=[])),
+    ]
+    console = Console(record=True, width=200)
+    _print_waste(console, SimpleNamespace(images=images))
+    text = console.export_text()
+    assert text.count("usr/share/doc/x.gz") == 1
+    assert "waste in cpu, api (largest files):" in text and "clean" not in text
