@@ -69,7 +69,16 @@ class Buildah:
         ]
 
     def __call__(self, *args: str, timeout: float = 900) -> str:
-        return run([*self._base(), *args], env=self.env, timeout=timeout)
+        # buildah's runtime copies itself into a sealed memfd; the kernel sometimes answers
+        # F_ADD_SEALS with EBUSY ("Close_Fd sealing memfd copy: Device or resource busy"), a
+        # transient that has nothing to do with the image: retry that, and only that.
+        for attempt in range(3):
+            try:
+                return run([*self._base(), *args], env=self.env, timeout=timeout)
+            except AssertionError as exc:
+                if "sealing memfd copy" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def from_oci(self, store: Path, ref: str) -> str:
         # buildah names the image after the layout's path, and rejects a path with a
