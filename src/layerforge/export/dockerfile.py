@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from layerforge.build.image import KEY_ANNOTATION, NODE_ANNOTATION, created_at
 from layerforge.build.source import ALWAYS_IGNORED, IgnoreRules
@@ -226,16 +227,6 @@ def _system(project: Project, node: Node) -> list[str]:
     return [*lines, ""] if lines else []
 
 
-def _context_rel(project: Project, node: Node) -> str:
-    assert node.context is not None
-    return inside(
-        node.context,
-        project.root,
-        f"{node.section}.context",
-        "keep the context directory inside the project directory (the build context)",
-    )
-
-
 def _shell_line(step: str) -> str:
     """A run step as one Dockerfile line (continuations for embedded newlines)."""
     return " \\\n    ".join(line for line in step.strip().splitlines() if line.strip())
@@ -322,11 +313,22 @@ def _copy_source(ctx: ExportContext, node: Node) -> list[str]:
 
 def _source_rel(project: Project, node: Node) -> str:
     assert node.source is not None
+    return _project_rel(project, node.source, f"{node.section}.source")
+
+
+def _context_rel(project: Project, node: Node) -> str:
+    assert node.context is not None
+    return _project_rel(project, node.context, f"{node.section}.context")
+
+
+def _project_rel(project: Project, path: Path, key: str) -> str:
+    """``path`` relative to the project root (the build context), or a usage error."""
+    what = key.rsplit(".", 1)[-1]
     return inside(
-        node.source,
+        path,
         project.root,
-        f"{node.section}.source",
-        "keep service sources inside the project directory (the build context)",
+        key,
+        f"keep the {what} directory inside the project directory (the build context)",
     )
 
 
