@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from layerforge.build import distcache
 from layerforge.build import python as pydeps
 from layerforge.build.image import (
     KEY_ANNOTATION,
@@ -312,6 +313,38 @@ def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: st
     return _cached_layers(ctx, deps_cache_key(ctx, packages, python)) is not None
 
 
+def dist_cache_key(
+    ctx: BuildContext, package: Package, python: str, bytecode: list[str] | None = None
+) -> str:
+    """The key of one distribution's own layer (see layerforge.build.distcache)."""
+    what: dict[str, Any] = {
+        "dist": [package.name, package.version, package.sha256],
+        "python": python,
+        "platform": ctx.lock.platform,
+    }
+    if bytecode is not None:
+        what["bytecode"] = bytecode
+    return _cache_key(ctx, what)
+
+
+def _servable(
+    ctx: BuildContext, packages: tuple[Package, ...], python: str, bytecode: list[str] | None
+) -> dict[str, distcache.CachedDist]:
+    def lookup(package: Package) -> distcache.CachedDist | None:
+        return distcache.load(ctx.store, dist_cache_key(ctx, package, python, bytecode))
+
+    return distcache.servable(packages, lookup, ctx.project.layer_threshold)
+
+
+def wheel_bytes_to_install(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> int:
+    """Wheel bytes of the distributions a build of these packages installs (disk preflight):
+    none if the node's layers are cached, else all but those whose own layer is reused."""
+    if not packages or has_cached_deps(ctx, packages, python):
+        return 0
+    served = _servable(ctx, packages, python, None)
+    return sum(p.size for p in packages if p.name not in served)
+
+
 def _dependency_layers(
     ctx: BuildContext,
     node: Node,
@@ -325,26 +358,89 @@ def _dependency_layers(
     if cached is not None:
         ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))
         return cached
+    served = _servable(ctx, packages, python, below_digests)
+    layers = _install_layers(ctx, node, packages, python, below, served)
+    if layers is None:  # two distributions share a path: install them all together
+        layers = _install_layers(ctx, node, packages, python, below, {})
+    assert layers is not None
+    _remember_layers(ctx, key, layers)
+    return layers
+
+
+def _install_layers(
+    ctx: BuildContext,
+    node: Node,
+    packages: tuple[Package, ...],
+    python: str,
+    below: tuple[Layer, ...],
+    served: dict[str, distcache.CachedDist],
+) -> list[Layer] | None:
+    """Install the packages not in ``served`` and write their layers; None if a freshly
+    installed distribution shares a path with a reused one (the caller retries without)."""
+    todo = tuple(p for p in packages if p.name not in served)
+    if served:
+        names = ", ".join(f"{c.name} {c.version}" for c in served.values())
+        ctx.reporter.emit(Event("info", f"deps:{node.name}", f"layers reused: {names}"))
     stage_root = ctx.cache_dir / "stage"
     stage_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{node.name}-", dir=stage_root))
     try:
-        task = f"install:{node.name}"
-        ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
-        pydeps.install(ctx.project, packages, work / "prefix")
-        ctx.reporter.emit(Event("finish", task, data={"ok": True}))
-        if node.compile_bytecode:
-            sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
-                              ctx.project.source_date_epoch)  # fmt: skip
-            compile_stage(work / "prefix", python, below, sandbox, f"bytecode:{node.name}")
-        dists = pydeps.collect(work / "prefix", python)
-        layers = [
-            _write(ctx, f"layer:{node.name}:{g.label}", g.entries, f"layerforge: pip {g.label}")
-            for g in pydeps.group(dists, ctx.project.layer_threshold)
-        ]
+        dists = _install(ctx, node, todo, python, below, work / "prefix") if todo else []
+        if distcache.collides(dists, served.values()):
+            return None
+        bytecode = [x.descriptor.digest for x in below] if node.compile_bytecode else None
+        return _write_dep_layers(ctx, node, dists, todo, python, bytecode, served)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _remember_layers(ctx, key, layers)
+
+
+def _install(
+    ctx: BuildContext,
+    node: Node,
+    packages: tuple[Package, ...],
+    python: str,
+    below: tuple[Layer, ...],
+    prefix: Path,
+) -> list[pydeps.DistFiles]:
+    task = f"install:{node.name}"
+    ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
+    pydeps.install(ctx.project, packages, prefix)
+    ctx.reporter.emit(Event("finish", task, data={"ok": True}))
+    if node.compile_bytecode:
+        sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
+                          ctx.project.source_date_epoch)  # fmt: skip
+        compile_stage(prefix, python, below, sandbox, f"bytecode:{node.name}")
+    return pydeps.collect(prefix, python)
+
+
+def _write_dep_layers(
+    ctx: BuildContext,
+    node: Node,
+    dists: list[pydeps.DistFiles],
+    packages: tuple[Package, ...],
+    python: str,
+    bytecode: list[str] | None,
+    served: dict[str, distcache.CachedDist],
+) -> list[Layer]:
+    """Own layers (reused and written) by name, then the shared layer; each written own
+    layer is remembered for reuse unless another distribution shares one of its paths."""
+    big, rest = pydeps.split(dists, ctx.project.layer_threshold)
+    own = [(c.name, c.layer) for c in served.values()]
+    alone = distcache.exclusive(dists)
+    for dist in big:
+        label = f"{dist.name} {dist.version}"
+        layer = _write(ctx, f"layer:{node.name}:{label}", list(dist.entries),
+                       f"layerforge: pip {label}")  # fmt: skip
+        own.append((dist.name, layer))
+        package = distcache.package_of(dist, packages)
+        if package is not None and dist.name in alone:
+            key = dist_cache_key(ctx, package, python, bytecode)
+            distcache.save(ctx.store, key, dist, layer)
+    layers = distcache.ordered(own)
+    shared = pydeps.rest_group(rest)
+    if shared is not None:
+        task, created_by = f"layer:{node.name}:{shared.label}", f"layerforge: pip {shared.label}"
+        layers.append(_write(ctx, task, shared.entries, created_by))
     return layers
 
 

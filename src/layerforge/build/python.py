@@ -220,12 +220,23 @@ def _fixed_script(path: Path) -> bytes | None:
     return SHEBANG + sep + body
 
 
+def split(dists: Sequence[DistFiles], threshold: int) -> tuple[list[DistFiles], list[DistFiles]]:
+    """(distributions that get a layer of their own, sorted by name; the rest, in order)."""
+    big = sorted((d for d in dists if d.installed_size > threshold), key=lambda d: d.name)
+    return big, [d for d in dists if d.installed_size <= threshold]
+
+
+def rest_group(rest: Sequence[DistFiles]) -> LayerGroup | None:
+    """The one layer the distributions below the threshold share (None if there are none)."""
+    if not rest:
+        return None
+    label = f"{rest[0].name} {rest[0].version}" if len(rest) == 1 else f"{len(rest)} packages"
+    return LayerGroup(label, tuple(rest))
+
+
 def group(dists: list[DistFiles], threshold: int) -> list[LayerGroup]:
     """Large distributions alone (by name), then everything else in one group."""
-    big = sorted((d for d in dists if d.installed_size > threshold), key=lambda d: d.name)
-    rest = tuple(d for d in dists if d.installed_size <= threshold)
+    big, rest = split(dists, threshold)
     groups = [LayerGroup(f"{d.name} {d.version}", (d,)) for d in big]
-    if rest:
-        label = f"{rest[0].name} {rest[0].version}" if len(rest) == 1 else f"{len(rest)} packages"
-        groups.append(LayerGroup(label, rest))
-    return groups
+    shared = rest_group(rest)
+    return [*groups, shared] if shared is not None else groups

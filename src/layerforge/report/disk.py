@@ -5,7 +5,8 @@ to fail halfway through a 10 GB build):
 
 - store: its dependency layers, ``LAYER_FACTOR`` x the wheel bytes of its locked
   distributions (a layer is the installed files gzip'ed, a little larger than the wheel),
-  unless the layer cache already holds them;
+  except those the layer cache already holds (the node's layers, or a distribution's own
+  layer, reused by wheel);
   for a root base, its OS layers (nothing if ``lock`` already put them in the store, else
   their size in the last image of that node, else ``OS_LAYER_GUESS``); for a service, its
   source tree;
@@ -92,7 +93,7 @@ def estimate(
     jobs: int = 2,
 ) -> tuple[int, int]:
     """(bytes the store needs, bytes the cache needs) to build ``plan``."""
-    from layerforge.build.executor import BuildContext, has_cached_deps  # noqa: PLC0415
+    from layerforge.build.executor import BuildContext, wheel_bytes_to_install  # noqa: PLC0415
 
     ctx = BuildContext(project, lock, store, cache_dir, NullReporter(), trees, jobs=jobs)
     store_bytes = 0
@@ -100,8 +101,7 @@ def estimate(
     cache_bytes = 0
     for step in plan.to_build:
         packages = lock.nodes[step.node].packages
-        reused = bool(packages) and has_cached_deps(ctx, packages, project.python)
-        wheels = 0 if reused else sum(p.size for p in packages)
+        wheels = wheel_bytes_to_install(ctx, packages, project.python)
         store_bytes += int(wheels * LAYER_FACTOR)
         staging.append(int(wheels * INSTALL_FACTOR))
         if project.nodes[step.node].os_source is not None:

@@ -38,6 +38,8 @@ from layerforge.oci.layout import Store
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_LINKS = 40  # symlinks followed while resolving one path, as Linux allows
+PREFIX_RATIO = 4  # see _keep_prefix: the top layer at most a quarter of the ones below it
+PREFIX_MIN_BYTES = 32_000_000  # and those large enough (compressed) to be worth caching
 
 
 def _open_stream(path: Path, media_type: str) -> contextlib.AbstractContextManager[IO[bytes]]:
@@ -292,25 +294,45 @@ def chain_id(digests: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:32]
 
 
+def _cached_lower(cache_root: Path, digests: Sequence[str]) -> tuple[int, Path | None]:
+    """The longest proper prefix of ``digests`` already unpacked: (its length, its rootfs)."""
+    for n in range(len(digests) - 1, 0, -1):
+        candidate = cache_root / chain_id(digests[:n]) / "rootfs"
+        if candidate.is_dir():
+            return n, candidate
+    return 0, None
+
+
+def _keep_prefix(store: Store, digests: Sequence[str], start: int) -> bool:
+    """Whether to unpack (and cache) ``digests[:-1]`` first, then add the top layer over a
+    hardlinked copy: when the top layer is small beside the layers applied below it. The
+    top layer is what changes most often (a base's shared dependency layer, after a
+    requirement change): the next chain that differs only there then unpacks in a moment.
+    """
+    if len(digests) - start < 2:
+        return False
+    sizes = [store.blob_path(d).stat().st_size for d in digests[start:]]
+    below = sum(sizes[:-1])
+    return below >= PREFIX_MIN_BYTES and sizes[-1] * PREFIX_RATIO <= below
+
+
 def unpack_chain(store: Store, layers: Sequence[tuple[str, str]], cache_root: Path) -> Path:
     """The root filesystem of ``(digest, media type)`` layers, cached by their chain.
 
     The longest stack of lower layers already unpacked is reused through hardlinks (``cp
     -al``) and only the layers above it are applied; the applier never writes into an
     existing file (it unlinks and recreates), so the cached lower root filesystem stays
-    intact. Callers must treat the result as read-only.
+    intact. Callers must treat the result as read-only. When the top layer is small beside
+    the large ones below it, the chain without it is unpacked (and cached) on the way.
     """
     digests = [d for d, _ in layers]
     final = cache_root / chain_id(digests)
     rootfs = final / "rootfs"
     if rootfs.is_dir():
         return rootfs
-    start, lower = 0, None
-    for n in range(len(layers) - 1, 0, -1):
-        candidate = cache_root / chain_id(digests[:n]) / "rootfs"
-        if candidate.is_dir():
-            start, lower = n, candidate
-            break
+    start, lower = _cached_lower(cache_root, digests)
+    if _keep_prefix(store, digests, start):
+        start, lower = len(layers) - 1, unpack_chain(store, layers[:-1], cache_root)
     with _staging(final) as tmp:
         if lower is not None:
             cmd.run(["cp", "-al", str(lower), str(tmp / "rootfs")])
