@@ -1,0 +1,159 @@
+"""A requirement change reuses the own layers of unchanged distributions, blob for blob.
+
+A small real project: a root base on a minimal root filesystem directory (a stand-in
+interpreter is enough: nothing runs, --no-verify) with small real wheels and a tiny
+layer_threshold, so certifi and idna get layers of their own and six shares the rest layer;
+a service on it. Changing the base's requirements must write only its shared layer (plus
+the new own layer of a large distribution that was added), and give the image a cold build
+of the same lock gives in a fresh store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from layerforge.cli import main
+from layerforge.oci.layout import Store
+
+pytestmark = pytest.mark.integration
+
+MANIFEST = """
+[project]
+name = "reuse"
+python = "3.11"
+layer_threshold = "200KB"   # certifi (240 KB), idna (340 KB), charset-normalizer (780 KB)
+
+[bases.base]
+from = "rootfs:os"
+requirements = [{reqs}]
+
+[services.svc]
+base = "base"
+source = "svc"
+command = ["python", "-m", "svc"]
+"""
+
+
+def write_project(root: Path, *reqs: str) -> None:
+    (root / "os/usr/bin").mkdir(parents=True, exist_ok=True)
+    (root / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
+    (root / "os/etc").mkdir(exist_ok=True)
+    (root / "os/etc/os-release").write_text("ID=test\n")
+    (root / "svc/svc").mkdir(parents=True, exist_ok=True)
+    (root / "svc/svc/__main__.py").write_text("import idna\n")
+    text = MANIFEST.format(reqs=", ".join(f'"{r}"' for r in reqs))
+    (root / "layerforge.toml").write_text(text)
+
+
+def lock(root: Path, cache: Path) -> None:
+    assert main(["lock", "-f", str(root), "--cache-dir", str(cache)]) == 0
+
+
+def build(root: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    """Build with --no-verify; returns the JSON events."""
+    capsys.readouterr()
+    argv = ["build", "-f", str(root), "--cache-dir", str(cache), "--json", "--no-verify"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def inodes(root: Path) -> dict[str, int]:
+    """Blob digest -> inode: a blob written again (even to the same digest) gets a new one."""
+    blobs = root / ".layerforge/blobs/sha256"
+    return {f"sha256:{p.name}": os.stat(p).st_ino for p in blobs.iterdir()}
+
+
+def layers_of(root: Path, ref: str) -> list[tuple[str, str]]:
+    """(digest, created_by) of each layer of an image, in order."""
+    store = Store.open(root / ".layerforge", create=False)
+    desc = store.resolve(ref)
+    assert desc is not None
+    manifest = store.read_json(desc.digest)
+    config = store.read_json(manifest["config"]["digest"])
+    made = [h["created_by"] for h in config["history"] if not h.get("empty_layer")]
+    return list(zip([x["digest"] for x in manifest["layers"]], made, strict=True))
+
+
+def manifests(root: Path) -> dict[str, str]:
+    store = Store.open(root / ".layerforge", create=False)
+    return {ref: d.digest for ref, d in store.tags().items() if ref.endswith(":latest")}
+
+
+def written_layers(events: list[dict[str, object]]) -> list[str]:
+    return [str(e["task"]) for e in events if e["event"] == "start" and "layer:" in str(e["task"])]
+
+
+def cold_build(source: Path, target: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same project and lock, built in a fresh store."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".layerforge"))
+    build(target, cache, capsys)
+
+
+def test_requirement_change_reuses_own_layers_and_matches_a_cold_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache, proj = tmp_path / "cache", tmp_path / "proj"
+    write_project(proj, "certifi", "idna", "six")
+    lock(proj, cache)
+    build(proj, cache, capsys)
+    before = layers_of(proj, "base:latest")
+    own = {made: digest for digest, made in before if "certifi" in made or "idna" in made}
+    assert len(own) == 2  # certifi and idna have layers of their own; six shares the last one
+    blobs, tags = inodes(proj), manifests(proj)
+
+    # 1. A small distribution more: only the shared layer is installed and written.
+    write_project(proj, "certifi", "idna", "six", "iniconfig")
+    lock(proj, cache)
+    events = build(proj, cache, capsys)
+    assert written_layers(events) == ["layer:base:2 packages", "layer:svc:app"]
+    installs = [e["message"] for e in events if e["task"] == "install:base" and "message" in e]
+    assert installs == ["installing 2 distributions"]  # six and iniconfig, not certifi or idna
+    after = inodes(proj)
+    rewritten = {d for d, ino in after.items() if blobs.get(d) != ino}
+    base, svc = manifests(proj)["base:latest"], manifests(proj)["svc:latest"]
+    store = Store.open(proj / ".layerforge", create=False)
+    configs = {store.read_json(m)["config"]["digest"] for m in (base, svc)}
+    shared = layers_of(proj, "base:latest")[-1][0]
+    app = layers_of(proj, "svc:latest")[-1][0]  # same digest as before, tarred again
+    assert rewritten == {base, svc, *configs, shared, app}
+    assert [x for x in layers_of(proj, "base:latest") if x[1] in own] == [
+        (d, m) for m, d in own.items()
+    ]
+    assert tags["base:latest"] != base
+    cold_build(proj, tmp_path / "cold1", cache, capsys)
+    assert manifests(tmp_path / "cold1") == manifests(proj)
+
+    # 2. A large distribution more, whose own layer sorts between the reused two.
+    write_project(proj, "certifi", "idna", "six", "iniconfig", "charset-normalizer")
+    lock(proj, cache)
+    events = build(proj, cache, capsys)
+    written = written_layers(events)
+    assert len(written) == 3 and written[0].startswith("layer:base:charset_normalizer")
+    made = [m for _, m in layers_of(proj, "base:latest")]
+    own_names = [m.split()[2] for m in made if m.startswith("layerforge: pip")][:-1]
+    assert own_names == ["certifi", "charset_normalizer", "idna"]  # then "3 packages"
+    cold_build(proj, tmp_path / "cold2", cache, capsys)
+    assert manifests(tmp_path / "cold2") == manifests(proj)
+
+
+def test_threshold_above_a_reused_distribution_puts_it_back_in_the_shared_layer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cache remembers installed sizes: under a higher threshold certifi is installed
+    again and shares the rest layer, as a cold build would do."""
+    cache, proj = tmp_path / "cache", tmp_path / "proj"
+    write_project(proj, "certifi", "six")
+    lock(proj, cache)
+    build(proj, cache, capsys)
+    manifest = proj / "layerforge.toml"
+    manifest.write_text(manifest.read_text().replace('"200KB"', '"300KB"'))
+    events = build(proj, cache, capsys)
+    assert written_layers(events) == ["layer:base:2 packages", "layer:svc:app"]
+    cold_build(proj, tmp_path / "cold", cache, capsys)
+    assert manifests(tmp_path / "cold") == manifests(proj)
