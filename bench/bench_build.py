@@ -1,7 +1,8 @@
 """Benchmark: build a service on a base holding the torch CPU wheel.
 
 Scenarios (each a fresh `layerforge` process, timed from the outside):
-  cold         empty store; wheels already in uv's cache (one warm-up run first)
+  cold         empty store, empty cache directory but for the debootstrap cache; wheels
+               already in uv's cache (one warm-up run first)
   no-op        nothing changed
   code         one line of the service's source changed
   requirement  a small requirement added to the torch base (rebuilds base + service)
@@ -59,9 +60,25 @@ def write_project(root: Path, wheels: Path, extra: str = "") -> None:
     (root / "layerforge.toml").write_text(MANIFEST.format(wheels=wheels, extra=extra))
 
 
+def cache_of(root: Path) -> Path:
+    """A private cache directory (unpacked root filesystems, staging) for this run, so that
+    nothing left by an earlier run makes a scenario look faster; the debootstrap cache
+    (keyed by its inputs) is shared."""
+    return root.parent / "cache"
+
+
+def fresh_cache(root: Path) -> None:
+    cache = cache_of(root)
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    shared = Path.home() / ".cache/layerforge/debootstrap"
+    if shared.is_dir():
+        (cache / "debootstrap").symlink_to(shared)
+
+
 def run_lf(root: Path, *args: str) -> tuple[float, float, list[dict[str, Any]]]:
     """Wall seconds, peak RSS (MB) of the child, and its JSON events."""
-    argv = [*LAYERFORGE, *args, "-f", str(root), "--json"]
+    argv = [*LAYERFORGE, *args, "-f", str(root), "--cache-dir", str(cache_of(root)), "--json"]
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -171,9 +188,13 @@ def main() -> None:
     write_project(root, args.wheel_dir)
     rows: list[tuple[str, float, float]] = []
     try:
+        fresh_cache(root)
         run_lf(root, "lock")
         run_lf(root, "build")  # warm uv's cache and the debootstrap cache
         shutil.rmtree(root / ".layerforge")
+        for entry in cache_of(root).iterdir():  # all but the debootstrap cache
+            if entry.name != "debootstrap":
+                shutil.rmtree(entry)
         run_lf(root, "lock")
         wall, peak, events = run_lf(root, "build")
         rows.append(("cold build (empty store)", wall, peak))

@@ -15,6 +15,7 @@ import base64
 import csv
 import hashlib
 import io
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,7 +134,8 @@ def _write_record(rows: list[list[str]]) -> bytes:
 
 def collect(stage: Path, python: str) -> list[DistFiles]:
     """Files of each installed distribution, as layer entries under /opt/venv."""
-    site = stage / "lib" / f"python{python}" / "site-packages"
+    stage = stage.resolve()  # once: RECORD paths are then resolved lexically (a wheel
+    site = stage / "lib" / f"python{python}" / "site-packages"  # holds no symlinks)
     dists: list[DistFiles] = []
     for record in sorted(site.glob("*.dist-info/RECORD")):
         dists.append(_dist_files(stage, site, record, python))
@@ -149,8 +151,8 @@ def _dist_files(stage: Path, site: Path, record: Path, python: str) -> DistFiles
     new_rows: list[list[str]] = []
     for row in rows:
         rel = row[0]
-        path = (site / rel).resolve()
-        if path == record.resolve():
+        path = Path(os.path.normpath(os.path.join(site, rel)))
+        if path == record:
             new_rows.append(row)
             continue
         member = _member(stage, path, python)
@@ -199,8 +201,9 @@ def _bytecode_of(
 
 
 def _member(stage: Path, path: Path, python: str) -> str:
+    """``path``'s member name; ``stage`` and ``path`` are both real (symlink-free) paths."""
     try:
-        rel = path.relative_to(stage.resolve())
+        rel = path.relative_to(stage)
     except ValueError:
         raise BuildError(f"a wheel installs outside the venv: {path}") from None
     del python
