@@ -2,8 +2,10 @@
 
 Per node: the parent's layers unchanged; for a root base its OS layer(s) and the /opt/venv
 skeleton; the Python dependency layers (reused from the layer cache when the same locked
-distributions were installed before); for a service, one application layer. Then config,
-manifest, tags ``NODE:latest`` and ``NODE:lf-<key12>``, and the build record.
+distributions were installed before; else a large distribution's own layer is still reused
+by wheel, see layerforge.build.distcache, and uv installs only the others); for a service,
+one application layer. Then config, manifest, tags ``NODE:latest`` and ``NODE:lf-<key12>``,
+and the build record.
 """
 
 from __future__ import annotations

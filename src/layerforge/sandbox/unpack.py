@@ -13,8 +13,10 @@ climbs out of the root, hardlinks whose target is absolute, contains ``..`` or i
 regular file inside the root. Device nodes and fifos are skipped (the sandbox mounts
 ``/dev``). Ownership is kept when running as root; modes, mtimes and hardlinks always.
 
-Unpacked images are cached by manifest digest under the cache directory; a half-done
-unpack never appears under its final name (temp directory, then rename).
+Unpacked images are cached by manifest digest, stacks of layers by their chain of digests
+(:func:`unpack_chain`, which also keeps the stack below a small top layer), under the cache
+directory; a half-done unpack never appears under its final name (temp directory, then
+rename).
 """
 
 from __future__ import annotations
