@@ -321,7 +321,8 @@ def test_timings_attribute_unnamed_tasks_to_the_thread_node() -> None:
 
 def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -> None:
     from layerforge import lockfile
-    from layerforge.build.executor import BuildContext, deps_cache_key
+    from layerforge.build.deps import deps_cache_key
+    from layerforge.build.executor import BuildContext
     from layerforge.events import NullReporter
     from layerforge.manifest import load
     from layerforge.ossource import Layer

@@ -10,18 +10,14 @@ and the build record.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-import tempfile
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from layerforge.build import distcache
 from layerforge.build import python as pydeps
+from layerforge.build.deps import dependency_layers as _dependency_layers
 from layerforge.build.image import (
     KEY_ANNOTATION,
     NODE_ANNOTATION,
@@ -33,17 +29,20 @@ from layerforge.build.image import (
     venv_env,
     write_record,
 )
-from layerforge.build.layer import Compression, Entry, write_layer_to_store
+from layerforge.build.layer import Compression, Entry
+from layerforge.build.layercache import cache_key as _cache_key
+from layerforge.build.layercache import cached_layers as _cached_layers
+from layerforge.build.layercache import remember_layers as _remember_layers
+from layerforge.build.layercache import write as _write
 from layerforge.build.source import SourceTree
 from layerforge.errors import BuildError, LayerforgeError
 from layerforge.events import Event, Reporter
-from layerforge.lockfile import Lock, Package
+from layerforge.lockfile import Lock
 from layerforge.manifest import Node, Project
-from layerforge.oci.layout import Store, atomic_write
+from layerforge.oci.layout import Store
 from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
-from layerforge.plan import LAYER_FORMAT, Plan, Step, short
+from layerforge.plan import Plan, Step, short
 from layerforge.sandbox import system as sysl
-from layerforge.sandbox.bytecode import compile_stage
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
 
@@ -235,51 +234,7 @@ def _source_ctx(ctx: BuildContext) -> SourceContext:
     )
 
 
-# -- cached layer groups ----------------------------------------------------------------------
-
-
-def _cache_key(ctx: BuildContext, what: dict[str, Any]) -> str:
-    doc = {
-        "format": LAYER_FORMAT,
-        "compression": ctx.compression,
-        "epoch": ctx.project.source_date_epoch,
-        **what,
-    }
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
-
-
-def _cached_layers(ctx: BuildContext, key: str) -> list[Layer] | None:
-    path = ctx.store.root / "layerforge" / "layers" / f"{key}.json"
-    if not path.is_file():
-        return None
-    layers = [Layer.from_json(x) for x in json.loads(path.read_text())]
-    if all(ctx.store.has_blob(layer.descriptor.digest) for layer in layers):
-        return layers
-    return None
-
-
-def _remember_layers(ctx: BuildContext, key: str, layers: list[Layer]) -> None:
-    path = ctx.store.root / "layerforge" / "layers" / f"{key}.json"
-    atomic_write(path, json.dumps([x.to_json() for x in layers], indent=1).encode())
-
-
-def _write(ctx: BuildContext, task: str, entries: list[Entry], created_by: str) -> Layer:
-    total = sum(e.size for e in entries)
-    ctx.reporter.emit(Event("start", task, created_by, total=total))
-    started = time.perf_counter()
-    blob = write_layer_to_store(
-        ctx.store,
-        entries,
-        compression=ctx.compression,
-        mtime=ctx.project.source_date_epoch,
-        progress=lambda n: ctx.reporter.emit(Event("progress", task, done=n, total=total)),
-    )
-    seconds = time.perf_counter() - started
-    data: dict[str, object] = {"ok": True, "bytes": blob.uncompressed_size, "seconds": seconds}
-    data.update(digest=blob.digest, compressed=blob.size)
-    ctx.reporter.emit(Event("finish", task, data=data))
-    return Layer.from_blob(blob, created_by)
+# -- cached layer groups (layercache: keys and index; deps: the dependency layers) ------------
 
 
 def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
@@ -291,159 +246,6 @@ def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
     layer = _write(ctx, "layer:venv", entries, f"layerforge: venv /opt/venv (python {version})")
     _remember_layers(ctx, key, [layer])
     return layer
-
-
-def deps_cache_key(
-    ctx: BuildContext,
-    packages: tuple[Package, ...],
-    python: str,
-    bytecode: list[str] | None = None,  # compile_bytecode: the layers of the image below
-) -> str:
-    """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
-    what: dict[str, Any] = {
-        "python": python,
-        "platform": ctx.lock.platform,
-        "threshold": ctx.project.layer_threshold,
-        "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
-    }
-    if bytecode is not None:
-        what["bytecode"] = bytecode
-    return _cache_key(ctx, what)
-
-
-def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> bool:
-    return _cached_layers(ctx, deps_cache_key(ctx, packages, python)) is not None
-
-
-def dist_cache_key(
-    ctx: BuildContext, package: Package, python: str, bytecode: list[str] | None = None
-) -> str:
-    """The key of one distribution's own layer (see layerforge.build.distcache)."""
-    what: dict[str, Any] = {
-        "dist": [package.name, package.version, package.sha256],
-        "python": python,
-        "platform": ctx.lock.platform,
-    }
-    if bytecode is not None:
-        what["bytecode"] = bytecode
-    return _cache_key(ctx, what)
-
-
-def _servable(
-    ctx: BuildContext, packages: tuple[Package, ...], python: str, bytecode: list[str] | None
-) -> dict[str, distcache.CachedDist]:
-    def lookup(package: Package) -> distcache.CachedDist | None:
-        return distcache.load(ctx.store, dist_cache_key(ctx, package, python, bytecode))
-
-    return distcache.servable(packages, lookup, ctx.project.layer_threshold)
-
-
-def wheel_bytes_to_install(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> int:
-    """Wheel bytes of the distributions a build of these packages installs (disk preflight):
-    none if the node's layers are cached, else all but those whose own layer is reused."""
-    if not packages or has_cached_deps(ctx, packages, python):
-        return 0
-    served = _servable(ctx, packages, python, None)
-    return sum(p.size for p in packages if p.name not in served)
-
-
-def _dependency_layers(
-    ctx: BuildContext,
-    node: Node,
-    packages: tuple[Package, ...],
-    python: str,
-    below: tuple[Layer, ...] = (),
-) -> list[Layer]:
-    below_digests = [x.descriptor.digest for x in below] if node.compile_bytecode else None
-    key = deps_cache_key(ctx, packages, python, below_digests)
-    cached = _cached_layers(ctx, key)
-    if cached is not None:
-        ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))
-        return cached
-    served = _servable(ctx, packages, python, below_digests)
-    layers = _install_layers(ctx, node, packages, python, below, served)
-    if layers is None:  # two distributions share a path: install them all together
-        layers = _install_layers(ctx, node, packages, python, below, {})
-    assert layers is not None
-    _remember_layers(ctx, key, layers)
-    return layers
-
-
-def _install_layers(
-    ctx: BuildContext,
-    node: Node,
-    packages: tuple[Package, ...],
-    python: str,
-    below: tuple[Layer, ...],
-    served: dict[str, distcache.CachedDist],
-) -> list[Layer] | None:
-    """Install the packages not in ``served`` and write their layers; None if a freshly
-    installed distribution shares a path with a reused one (the caller retries without)."""
-    todo = tuple(p for p in packages if p.name not in served)
-    if served:
-        names = ", ".join(f"{c.name} {c.version}" for c in served.values())
-        ctx.reporter.emit(Event("info", f"deps:{node.name}", f"layers reused: {names}"))
-    stage_root = ctx.cache_dir / "stage"
-    stage_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{node.name}-", dir=stage_root))
-    try:
-        dists = _install(ctx, node, todo, python, below, work / "prefix") if todo else []
-        if distcache.collides(dists, served.values()):
-            return None
-        bytecode = [x.descriptor.digest for x in below] if node.compile_bytecode else None
-        return _write_dep_layers(ctx, node, dists, todo, python, bytecode, served)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _install(
-    ctx: BuildContext,
-    node: Node,
-    packages: tuple[Package, ...],
-    python: str,
-    below: tuple[Layer, ...],
-    prefix: Path,
-) -> list[pydeps.DistFiles]:
-    task = f"install:{node.name}"
-    ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
-    pydeps.install(ctx.project, packages, prefix)
-    ctx.reporter.emit(Event("finish", task, data={"ok": True}))
-    if node.compile_bytecode:
-        sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
-                          ctx.project.source_date_epoch)  # fmt: skip
-        compile_stage(prefix, python, below, sandbox, f"bytecode:{node.name}")
-    return pydeps.collect(prefix, python)
-
-
-def _write_dep_layers(
-    ctx: BuildContext,
-    node: Node,
-    dists: list[pydeps.DistFiles],
-    packages: tuple[Package, ...],
-    python: str,
-    bytecode: list[str] | None,
-    served: dict[str, distcache.CachedDist],
-) -> list[Layer]:
-    """Own layers (reused and written) by name, then the shared layer; each written own
-    layer is remembered for reuse unless another distribution shares one of its paths."""
-    big, rest = pydeps.split(dists, ctx.project.layer_threshold)
-    own = [(c.name, c.layer) for c in served.values()]
-    alone = distcache.exclusive(dists)
-    for dist in big:
-        label = f"{dist.name} {dist.version}"
-        layer = _write(ctx, f"layer:{node.name}:{label}", list(dist.entries),
-                       f"layerforge: pip {label}")  # fmt: skip
-        own.append((dist.name, layer))
-        package = distcache.package_of(dist, packages)
-        if package is not None and dist.name in alone:
-            key = dist_cache_key(ctx, package, python, bytecode)
-            distcache.save(ctx.store, key, dist, layer)
-    layers = distcache.ordered(own)
-    shared = pydeps.rest_group(rest)
-    if shared is not None:
-        task, created_by = f"layer:{node.name}:{shared.label}", f"layerforge: pip {shared.label}"
-        layers.append(_write(ctx, task, shared.entries, created_by))
-    return layers
 
 
 def _system_layer(

@@ -93,7 +93,8 @@ def estimate(
     jobs: int = 2,
 ) -> tuple[int, int]:
     """(bytes the store needs, bytes the cache needs) to build ``plan``."""
-    from layerforge.build.executor import BuildContext, wheel_bytes_to_install  # noqa: PLC0415
+    from layerforge.build.deps import wheel_bytes_to_install  # noqa: PLC0415
+    from layerforge.build.executor import BuildContext  # noqa: PLC0415
 
     ctx = BuildContext(project, lock, store, cache_dir, NullReporter(), trees, jobs=jobs)
     store_bytes = 0

@@ -1,0 +1,182 @@
+"""A node's Python dependency layers: reused whole, or per distribution, or installed.
+
+In order: the node's layers as a whole (same locked distributions as a previous build: no
+uv run at all); else the own layers of large distributions, reused by wheel
+(:mod:`layerforge.build.distcache`), while uv installs the other distributions and only
+their layers are written; else everything is installed and written (a cold build). The
+layer order is the same in all three cases: own layers by distribution name, then the
+shared layer of the small ones.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from layerforge.build import distcache
+from layerforge.build import python as pydeps
+from layerforge.build.layercache import cache_key, cached_layers, remember_layers, write
+from layerforge.events import Event
+from layerforge.lockfile import Package
+from layerforge.manifest import Node
+from layerforge.ossource import Layer
+from layerforge.sandbox.bytecode import compile_stage
+from layerforge.sandbox.system import Sandbox
+
+if TYPE_CHECKING:
+    from layerforge.build.executor import BuildContext
+
+
+def deps_cache_key(
+    ctx: BuildContext,
+    packages: tuple[Package, ...],
+    python: str,
+    bytecode: list[str] | None = None,  # compile_bytecode: the layers of the image below
+) -> str:
+    """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
+    what: dict[str, Any] = {
+        "python": python,
+        "platform": ctx.lock.platform,
+        "threshold": ctx.project.layer_threshold,
+        "packages": [[p.name, p.version, p.sha256] for p in sorted(packages)],
+    }
+    if bytecode is not None:
+        what["bytecode"] = bytecode
+    return cache_key(ctx, what)
+
+
+def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> bool:
+    return cached_layers(ctx, deps_cache_key(ctx, packages, python)) is not None
+
+
+def dist_cache_key(
+    ctx: BuildContext, package: Package, python: str, bytecode: list[str] | None = None
+) -> str:
+    """The key of one distribution's own layer (see layerforge.build.distcache)."""
+    what: dict[str, Any] = {
+        "dist": [package.name, package.version, package.sha256],
+        "python": python,
+        "platform": ctx.lock.platform,
+    }
+    if bytecode is not None:
+        what["bytecode"] = bytecode
+    return cache_key(ctx, what)
+
+
+def _servable(
+    ctx: BuildContext, packages: tuple[Package, ...], python: str, bytecode: list[str] | None
+) -> dict[str, distcache.CachedDist]:
+    def lookup(package: Package) -> distcache.CachedDist | None:
+        return distcache.load(ctx.store, dist_cache_key(ctx, package, python, bytecode))
+
+    return distcache.servable(packages, lookup, ctx.project.layer_threshold)
+
+
+def wheel_bytes_to_install(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> int:
+    """Wheel bytes of the distributions a build of these packages installs (disk preflight):
+    none if the node's layers are cached, else all but those whose own layer is reused."""
+    if not packages or has_cached_deps(ctx, packages, python):
+        return 0
+    served = _servable(ctx, packages, python, None)
+    return sum(p.size for p in packages if p.name not in served)
+
+
+def dependency_layers(
+    ctx: BuildContext,
+    node: Node,
+    packages: tuple[Package, ...],
+    python: str,
+    below: tuple[Layer, ...] = (),
+) -> list[Layer]:
+    below_digests = [x.descriptor.digest for x in below] if node.compile_bytecode else None
+    key = deps_cache_key(ctx, packages, python, below_digests)
+    cached = cached_layers(ctx, key)
+    if cached is not None:
+        ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))
+        return cached
+    served = _servable(ctx, packages, python, below_digests)
+    layers = _install_layers(ctx, node, packages, python, below, served)
+    if layers is None:  # two distributions share a path: install them all together
+        layers = _install_layers(ctx, node, packages, python, below, {})
+    assert layers is not None
+    remember_layers(ctx, key, layers)
+    return layers
+
+
+def _install_layers(
+    ctx: BuildContext,
+    node: Node,
+    packages: tuple[Package, ...],
+    python: str,
+    below: tuple[Layer, ...],
+    served: dict[str, distcache.CachedDist],
+) -> list[Layer] | None:
+    """Install the packages not in ``served`` and write their layers; None if a freshly
+    installed distribution shares a path with a reused one (the caller retries without)."""
+    todo = tuple(p for p in packages if p.name not in served)
+    if served:
+        names = ", ".join(f"{c.name} {c.version}" for c in served.values())
+        ctx.reporter.emit(Event("info", f"deps:{node.name}", f"layers reused: {names}"))
+    stage_root = ctx.cache_dir / "stage"
+    stage_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{node.name}-", dir=stage_root))
+    try:
+        dists = _install(ctx, node, todo, python, below, work / "prefix") if todo else []
+        if distcache.collides(dists, served.values()):
+            return None
+        bytecode = [x.descriptor.digest for x in below] if node.compile_bytecode else None
+        return _write_dep_layers(ctx, node, dists, todo, python, bytecode, served)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _install(
+    ctx: BuildContext,
+    node: Node,
+    packages: tuple[Package, ...],
+    python: str,
+    below: tuple[Layer, ...],
+    prefix: Path,
+) -> list[pydeps.DistFiles]:
+    task = f"install:{node.name}"
+    ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
+    pydeps.install(ctx.project, packages, prefix)
+    ctx.reporter.emit(Event("finish", task, data={"ok": True}))
+    if node.compile_bytecode:
+        sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
+                          ctx.project.source_date_epoch)  # fmt: skip
+        compile_stage(prefix, python, below, sandbox, f"bytecode:{node.name}")
+    return pydeps.collect(prefix, python)
+
+
+def _write_dep_layers(
+    ctx: BuildContext,
+    node: Node,
+    dists: list[pydeps.DistFiles],
+    packages: tuple[Package, ...],
+    python: str,
+    bytecode: list[str] | None,
+    served: dict[str, distcache.CachedDist],
+) -> list[Layer]:
+    """Own layers (reused and written) by name, then the shared layer; each written own
+    layer is remembered for reuse unless another distribution shares one of its paths."""
+    big, rest = pydeps.split(dists, ctx.project.layer_threshold)
+    own = [(c.name, c.layer) for c in served.values()]
+    alone = distcache.exclusive(dists)
+    for dist in big:
+        label = f"{dist.name} {dist.version}"
+        layer = write(ctx, f"layer:{node.name}:{label}", list(dist.entries),
+                       f"layerforge: pip {label}")  # fmt: skip
+        own.append((dist.name, layer))
+        package = distcache.package_of(dist, packages)
+        if package is not None and dist.name in alone:
+            key = dist_cache_key(ctx, package, python, bytecode)
+            distcache.save(ctx.store, key, dist, layer)
+    layers = distcache.ordered(own)
+    shared = pydeps.rest_group(rest)
+    if shared is not None:
+        task, created_by = f"layer:{node.name}:{shared.label}", f"layerforge: pip {shared.label}"
+        layers.append(write(ctx, task, shared.entries, created_by))
+    return layers

@@ -1,0 +1,69 @@
+"""The layer cache of the executor: keys, the index of remembered layers, and writing a layer.
+
+A group of layers (the venv skeleton, a system layer, a node's dependency layers) is
+remembered under a key (:func:`cache_key`) in ``STORE/layerforge/layers/KEY.json``; the
+blobs stay in the store, and an entry whose blobs are gone (``layerforge gc``) is a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from layerforge.build.layer import Entry, write_layer_to_store
+from layerforge.events import Event
+from layerforge.oci.layout import atomic_write
+from layerforge.ossource import Layer
+from layerforge.plan import LAYER_FORMAT
+
+if TYPE_CHECKING:
+    from layerforge.build.executor import BuildContext
+
+
+def cache_key(ctx: BuildContext, what: dict[str, Any]) -> str:
+    """A layer-cache key: ``what`` plus the settings every layer's bytes depend on."""
+    doc = {
+        "format": LAYER_FORMAT,
+        "compression": ctx.compression,
+        "epoch": ctx.project.source_date_epoch,
+        **what,
+    }
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def cached_layers(ctx: BuildContext, key: str) -> list[Layer] | None:
+    """The layers remembered under ``key``, if all their blobs are still in the store."""
+    path = ctx.store.root / "layerforge" / "layers" / f"{key}.json"
+    if not path.is_file():
+        return None
+    layers = [Layer.from_json(x) for x in json.loads(path.read_text())]
+    if all(ctx.store.has_blob(layer.descriptor.digest) for layer in layers):
+        return layers
+    return None
+
+
+def remember_layers(ctx: BuildContext, key: str, layers: list[Layer]) -> None:
+    path = ctx.store.root / "layerforge" / "layers" / f"{key}.json"
+    atomic_write(path, json.dumps([x.to_json() for x in layers], indent=1).encode())
+
+
+def write(ctx: BuildContext, task: str, entries: list[Entry], created_by: str) -> Layer:
+    """Write one layer into the store, reporting progress and its timing under ``task``."""
+    total = sum(e.size for e in entries)
+    ctx.reporter.emit(Event("start", task, created_by, total=total))
+    started = time.perf_counter()
+    blob = write_layer_to_store(
+        ctx.store,
+        entries,
+        compression=ctx.compression,
+        mtime=ctx.project.source_date_epoch,
+        progress=lambda n: ctx.reporter.emit(Event("progress", task, done=n, total=total)),
+    )
+    seconds = time.perf_counter() - started
+    data: dict[str, object] = {"ok": True, "bytes": blob.uncompressed_size, "seconds": seconds}
+    data.update(digest=blob.digest, compressed=blob.size)
+    ctx.reporter.emit(Event("finish", task, data=data))
+    return Layer.from_blob(blob, created_by)
