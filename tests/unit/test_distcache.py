@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 from layerforge.build import distcache
@@ -15,10 +16,15 @@ from layerforge.ossource import Layer
 SITE = "opt/venv/lib/python3.11/site-packages"
 
 
-def dist(name: str, size: int, *files: str) -> DistFiles:
+def dist(name: str, size: int, *files: str, digest: str = "sha256=same") -> DistFiles:
+    """A distribution whose RECORD gives each of its files the hash ``digest``."""
     paths = files or (f"{SITE}/{name}/__init__.py",)
-    entries = tuple(Entry(p, "file", 0o644, 1, data=b"x") for p in paths)
-    return DistFiles(name, "1.0", entries, size)
+    entries = [Entry(p, "file", 0o644, 1, data=b"x") for p in paths]
+    record = f"{name}-1.0.dist-info/RECORD"
+    rows = [f"{posixpath.relpath(p, SITE)},{digest},1\n" for p in paths] + [f"{record},,\n"]
+    data = "".join(rows).encode()
+    entries.append(Entry(f"{SITE}/{record}", "file", 0o644, len(data), data=data))
+    return DistFiles(name, "1.0", tuple(entries), size)
 
 
 def package(name: str) -> Package:
@@ -39,7 +45,11 @@ def test_saved_layer_is_loaded_while_its_blob_exists(tmp_path: Path) -> None:
     hit = distcache.load(store, "k1")
     assert hit is not None
     assert (hit.name, hit.installed_size, hit.layer) == ("torch", 700, layer)
-    assert hit.paths == {f"{SITE}/torch/__init__.py", "opt/venv/bin/torchrun"}
+    assert hit.files == {
+        f"{SITE}/torch/__init__.py": "sha256=same",
+        "opt/venv/bin/torchrun": "sha256=same",  # ../../../bin/torchrun in the RECORD
+        f"{SITE}/torch-1.0.dist-info/RECORD": "",
+    }
     assert distcache.load(store, "other") is None
     store.blob_path(layer.descriptor.digest).unlink()  # e.g. removed by gc
     assert distcache.load(store, "k1") is None
@@ -53,13 +63,15 @@ def test_damaged_record_is_a_miss(tmp_path: Path) -> None:
     assert distcache.load(store, "k") is None
 
 
+def cached(store: Store, fresh: DistFiles) -> distcache.CachedDist:
+    layer = stored_layer(store, fresh.name.encode())
+    files = distcache.file_hashes(fresh)
+    return distcache.CachedDist(fresh.name, "1.0", fresh.installed_size, layer, files)
+
+
 def test_only_distributions_above_the_threshold_now_are_served(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "store")
-    layer = stored_layer(store, b"l")
-    known = {
-        "torch": distcache.CachedDist("torch", "1.0", 700, layer, frozenset({"a"})),
-        "sympy": distcache.CachedDist("sympy", "1.0", 150, layer, frozenset({"b"})),
-    }
+    known = {"torch": cached(store, dist("torch", 700)), "sympy": cached(store, dist("sympy", 150))}
     packages = [package("torch"), package("sympy"), package("six")]
     served = distcache.servable(packages, lambda p: known.get(p.name), threshold=200)
     assert set(served) == {"torch"}
@@ -68,19 +80,23 @@ def test_only_distributions_above_the_threshold_now_are_served(tmp_path: Path) -
     assert distcache.servable(packages, lambda p: known.get(p.name), threshold=1000) == {}
 
 
-def test_shared_paths_between_any_two_distributions_collide(tmp_path: Path) -> None:
+def test_a_path_shared_with_other_content_collides(tmp_path: Path) -> None:
+    """NVIDIA wheels all ship an empty nvidia/__init__.py: the same hash, no conflict. A
+    shared path whose content differs (or is unknown) depends on the install order."""
     store = Store.open(tmp_path / "store")
-    layer = stored_layer(store, b"l")
     ns = f"{SITE}/nvidia/__init__.py"
-    cublas = distcache.CachedDist("nvidia_cublas", "1", 9, layer, frozenset({ns, "x"}))
-    cudnn = distcache.CachedDist("nvidia_cudnn", "1", 9, layer, frozenset({ns, "y"}))
-    fresh = dist("nvidia_nccl", 9, ns, f"{SITE}/nvidia/nccl.so")
-    other = dist("six", 1)
-    assert distcache.collides([fresh], [cublas])
-    assert distcache.collides([], [cublas, cudnn])
-    assert distcache.collides([fresh, dist("nvidia_x", 9, ns)], [])
-    assert not distcache.collides([other], [cublas])
-    assert distcache.exclusive([fresh, other, dist("nvidia_x", 9, ns)]) == {"six"}
+    cublas = cached(store, dist("nvidia_cublas", 9, ns, f"{SITE}/nvidia/cublas.so"))
+    cudnn = cached(store, dist("nvidia_cudnn", 9, ns, f"{SITE}/nvidia/cudnn.so"))
+    nccl = dist("nvidia_nccl", 9, ns, f"{SITE}/nvidia/nccl.so")
+    assert not distcache.collides([nccl], [cublas, cudnn])
+    other = dist("other", 9, ns, digest="sha256=different")
+    assert distcache.collides([other], [cublas])
+    assert distcache.collides([dist("unknown", 9, ns, digest="")], [cublas])
+    odd = cached(store, other)
+    assert distcache.collides([], [cublas, odd])
+    assert not distcache.collides([other, dist("x", 9, ns, digest="")], [])  # none reused
+    assert distcache.reusable([nccl, dist("six", 1)]) == {"nvidia_nccl", "six"}
+    assert distcache.reusable([nccl, other, dist("six", 1)]) == {"six"}
 
 
 def test_own_layers_are_ordered_by_name_like_a_cold_build() -> None:

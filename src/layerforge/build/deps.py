@@ -98,7 +98,7 @@ def dependency_layers(
         return cached
     served = _servable(ctx, packages, python, below_digests)
     layers = _install_layers(ctx, node, packages, python, below, served)
-    if layers is None:  # two distributions share a path: install them all together
+    if layers is None:  # a reused distribution shares a path: install them all together
         layers = _install_layers(ctx, node, packages, python, below, {})
     assert layers is not None
     remember_layers(ctx, key, layers)
@@ -113,8 +113,8 @@ def _install_layers(
     below: tuple[Layer, ...],
     served: dict[str, distcache.CachedDist],
 ) -> list[Layer] | None:
-    """Install the packages not in ``served`` and write their layers; None if a freshly
-    installed distribution shares a path with a reused one (the caller retries without)."""
+    """Install the packages not in ``served`` and write their layers; None if a reused
+    distribution shares a path with another one (the caller retries reusing none)."""
     todo = tuple(p for p in packages if p.name not in served)
     if served:
         names = ", ".join(f"{c.name} {c.version}" for c in served.values())
@@ -124,7 +124,7 @@ def _install_layers(
     work = Path(tempfile.mkdtemp(prefix=f"{node.name}-", dir=stage_root))
     try:
         dists = _install(ctx, node, todo, python, below, work / "prefix") if todo else []
-        if distcache.collides(dists, served.values()):
+        if distcache.collides(dists, list(served.values())):
             return None
         bytecode = [x.descriptor.digest for x in below] if node.compile_bytecode else None
         return _write_dep_layers(ctx, node, dists, todo, python, bytecode, served)
@@ -164,11 +164,11 @@ def _write_dep_layers(
     layer is remembered for reuse unless another distribution shares one of its paths."""
     big, rest = pydeps.split(dists, ctx.project.layer_threshold)
     own = [(c.name, c.layer) for c in served.values()]
-    alone = distcache.exclusive(dists)
+    alone = distcache.reusable(dists)
     for dist in big:
         label = f"{dist.name} {dist.version}"
-        layer = write(ctx, f"layer:{node.name}:{label}", list(dist.entries),
-                       f"layerforge: pip {label}")  # fmt: skip
+        task = f"layer:{node.name}:{label}"
+        layer = write(ctx, task, list(dist.entries), f"layerforge: pip {label}")
         own.append((dist.name, layer))
         package = distcache.package_of(dist, packages)
         if package is not None and dist.name in alone:

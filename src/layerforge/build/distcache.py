@@ -14,18 +14,24 @@ other distributions and only their layers are written. Own layers are ordered by
 distribution name and the shared layer comes last, whether reused or written, so the image
 is the one a cold build of the same lock makes, byte for byte.
 
-Two distributions that install the same path (say a namespace package's ``__init__.py``)
-make that file's content depend on which one was installed last. Such a distribution is
-never remembered, and a build where two of the distributions (reused or freshly installed)
-share a path installs everything instead (:func:`collides`).
+Two distributions may install the same path (the NVIDIA wheels all ship an empty
+``nvidia/__init__.py``). Where their RECORDs give that file the same hash, the order of
+installation does not matter. Where they do not (or give none), the file's content depends
+on which one uv installed last: a distribution that shares such a path with another one
+installed with it is never remembered (:func:`reusable`), and a build where a reused
+distribution would share one with another (reused or fresh) installs everything together
+instead (:func:`collides`), as a cold build does.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import posixpath
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +50,7 @@ class CachedDist:
     version: str
     installed_size: int
     layer: Layer
-    paths: frozenset[str]  # the files the layer holds (members under /opt/venv)
+    files: Mapping[str, str]  # the files the layer holds (members) -> their RECORD hash
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,7 +58,7 @@ class CachedDist:
             "version": self.version,
             "installed_size": self.installed_size,
             "layer": self.layer.to_json(),
-            "paths": sorted(self.paths),
+            "files": dict(sorted(self.files.items())),
         }
 
     @classmethod
@@ -62,7 +68,7 @@ class CachedDist:
             str(data["version"]),
             int(data["installed_size"]),
             Layer.from_json(data["layer"]),
-            frozenset(str(p) for p in data["paths"]),
+            {str(k): str(v) for k, v in dict(data["files"]).items()},
         )
 
 
@@ -80,8 +86,7 @@ def load(store: Store, key: str) -> CachedDist | None:
 
 
 def save(store: Store, key: str, dist: DistFiles, layer: Layer) -> None:
-    paths = frozenset(e.path for e in dist.entries)
-    record = CachedDist(dist.name, dist.version, dist.installed_size, layer, paths)
+    record = CachedDist(dist.name, dist.version, dist.installed_size, layer, file_hashes(dist))
     atomic_write(_path(store, key), json.dumps(record.to_json(), indent=0).encode())
 
 
@@ -101,20 +106,47 @@ def servable(
     return out
 
 
-def collides(dists: Sequence[DistFiles], served: Iterable[CachedDist]) -> bool:
-    """Whether two of the distributions, reused or freshly installed, hold the same path."""
-    counts: Counter[str] = Counter()
+def file_hashes(dist: DistFiles) -> dict[str, str]:
+    """Each file of ``dist`` (member name) -> its hash in the RECORD ("" where none)."""
+    record = next((e for e in dist.entries if e.path.endswith(".dist-info/RECORD")), None)
+    listed: dict[str, str] = {}
+    if record is not None and record.data is not None:
+        site = record.path.rsplit("/", 2)[0]
+        for row in csv.reader(io.StringIO(record.data.decode())):
+            if len(row) >= 2:
+                listed[posixpath.normpath(f"{site}/{row[0]}")] = row[1]
+    return {e.path: listed.get(e.path, "") for e in dist.entries}
+
+
+def _holders(dists: Sequence[DistFiles], served: Iterable[CachedDist]) -> dict[str, list[str]]:
+    """Path -> the hash each distribution holding it gives it."""
+    holders: dict[str, list[str]] = defaultdict(list)
     for cached in served:
-        counts.update(cached.paths)
+        for path, digest in cached.files.items():
+            holders[path].append(digest)
     for dist in dists:
-        counts.update(e.path for e in dist.entries)
-    return any(n > 1 for n in counts.values())
+        for path, digest in file_hashes(dist).items():
+            holders[path].append(digest)
+    return holders
 
 
-def exclusive(dists: Sequence[DistFiles]) -> set[str]:
-    """Names of the distributions none of whose paths another of ``dists`` holds."""
-    counts = Counter(e.path for d in dists for e in d.entries)
-    return {d.name for d in dists if all(counts[e.path] == 1 for e in d.entries)}
+def _agree(hashes: list[str]) -> bool:
+    """One holder, or several that all give the same (known) content."""
+    return len(hashes) == 1 or ("" not in hashes and len(set(hashes)) == 1)
+
+
+def collides(dists: Sequence[DistFiles], served: Sequence[CachedDist]) -> bool:
+    """Whether a reused distribution shares a path with another distribution (reused or
+    freshly installed) whose content for it may differ."""
+    holders = _holders(dists, served)
+    return any(not _agree(holders[path]) for cached in served for path in cached.files)
+
+
+def reusable(dists: Sequence[DistFiles]) -> set[str]:
+    """Names of the distributions whose every path is theirs alone, or shared with the
+    same content: their layer does not depend on what was installed with them."""
+    holders = _holders(dists, ())
+    return {d.name for d in dists if all(_agree(holders[e.path]) for e in d.entries)}
 
 
 def canonical(name: str) -> str:
