@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from layerforge.cli import main
 from layerforge.oci.layout import Store
+from tests.conftest import require_tools
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +56,13 @@ def lock(root: Path, cache: Path) -> None:
     assert main(["lock", "-f", str(root), "--cache-dir", str(cache)]) == 0
 
 
-def build(root: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
-    """Build with --no-verify; returns the JSON events."""
+def build(
+    root: Path, cache: Path, capsys: pytest.CaptureFixture[str], *, verify: bool = False
+) -> list[dict[str, object]]:
+    """Build (with --no-verify unless ``verify``); returns the JSON events."""
     capsys.readouterr()
-    argv = ["build", "-f", str(root), "--cache-dir", str(cache), "--json", "--no-verify"]
+    argv = ["build", "-f", str(root), "--cache-dir", str(cache), "--json"]
+    argv += [] if verify else ["--no-verify"]
     assert main(argv) == 0
     err = capsys.readouterr().err
     return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
@@ -156,4 +161,51 @@ def test_threshold_above_a_reused_distribution_puts_it_back_in_the_shared_layer(
     events = build(proj, cache, capsys)
     assert written_layers(events) == ["layer:base:2 packages", "layer:svc:app"]
     cold_build(proj, tmp_path / "cold", cache, capsys)
+    assert manifests(tmp_path / "cold") == manifests(proj)
+
+
+COMPILED = """
+[project]
+name = "reuse-pyc"
+python = "3.11"
+layer_threshold = "200KB"
+
+[bases.os]
+from = {{ debootstrap = "bookworm" }}
+
+[bases.py]
+from = "os"
+compile_bytecode = true
+requirements = [{reqs}]
+verify = ["import certifi, idna, six"]
+"""
+
+
+def test_reuse_with_compile_bytecode_matches_a_cold_build(
+    tmp_path: Path, shared_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With compile_bytecode the own layers hold .pyc made by the image's Python; reused
+    (same image below), they still give the cold build's bytes."""
+    require_tools("debootstrap", "bwrap")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    manifest = proj / "layerforge.toml"
+    manifest.write_text(COMPILED.format(reqs='"certifi", "idna", "six"'))
+    lock(proj, shared_cache)
+    build(proj, shared_cache, capsys)
+    manifest.write_text(COMPILED.format(reqs='"certifi", "idna", "six", "iniconfig"'))
+    lock(proj, shared_cache)
+    events = build(proj, shared_cache, capsys, verify=True)
+    assert written_layers(events) == ["layer:py:2 packages"]
+    tasks = [e["task"] for e in events if e["event"] == "start"]
+    assert "bytecode:py" in tasks and "verify:py" in tasks
+    made = [m for _, m in layers_of(proj, "py:latest")]
+    assert [m.split()[2] for m in made if m.startswith("layerforge: pip")] == [
+        "certifi", "idna", "2",
+    ]  # fmt: skip
+    store = Store.open(proj / ".layerforge", create=False)
+    certifi = layers_of(proj, "py:latest")[-3][0]
+    with tarfile.open(store.blob_path(certifi)) as tar:  # gzip: detected
+        assert any(n.endswith(".cpython-311.pyc") for n in tar.getnames())
+    cold_build(proj, tmp_path / "cold", shared_cache, capsys)
     assert manifests(tmp_path / "cold") == manifests(proj)
