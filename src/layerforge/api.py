@@ -40,7 +40,7 @@ class Workspace:
 
 
 def load_project(ws: Workspace) -> Project:
-    return load(ws.manifest)
+    return load(ws.manifest, ws.cache_dir)
 
 
 @dataclass(frozen=True)
