@@ -24,7 +24,7 @@ from layerforge.lockfile import Lock
 from layerforge.manifest import Node, Project
 from layerforge.resolve import stale_nodes
 
-LAYER_FORMAT = 1
+LAYER_FORMAT = 2  # 2: layer descriptors carry dev.layerforge.uncompressed-size
 Status = Literal["cached", "build", "remote"]  # remote: in the registry (remote cache)
 
 
