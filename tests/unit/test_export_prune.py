@@ -10,6 +10,7 @@ import pytest
 
 from layerforge.cli import main
 from layerforge.export.prune import ours, stale
+from layerforge.lockfile import Package
 from tests.unit.test_export import SIX, write_project
 
 HEAD = '[project]\nname = "p"\npython = "3.12"\n[bases.cpu]\nfrom = "python:3.12-slim"\n'
@@ -19,7 +20,7 @@ SERVICE = '[services.{0}]\nbase = "cpu"\nsource = "src/{0}"\n{1}'
 def _project(root: Path, services: dict[str, bool]) -> None:
     """cpu plus the services, each with (True) or without requirements."""
     text = HEAD
-    packages = {}
+    packages: dict[str, tuple[Package, ...]] = {}
     for name, with_reqs in services.items():
         (root / "src" / name).mkdir(parents=True, exist_ok=True)
         text += SERVICE.format(name, 'requirements = ["six"]\n' if with_reqs else "")
