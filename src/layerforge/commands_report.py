@@ -90,8 +90,7 @@ def gc(
     caches: bool,
     all_caches: bool,
 ) -> None:
-    """Remove the blobs no tag reaches, after dropping all but the newest KEEP keys per node;
-    then the cache entries no known store needs."""
+    """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries."""
     from layerforge.oci.layout import Store  # noqa: PLC0415
     from layerforge.report.cachegc import collect_caches  # noqa: PLC0415
     from layerforge.report.gc import collect  # noqa: PLC0415
