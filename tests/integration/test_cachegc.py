@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from layerforge import cachedir
 from layerforge.cli import main
 from layerforge.oci.layout import Store
 from tests.conftest import require_tools
@@ -50,6 +51,7 @@ def test_gc_removes_the_cache_entries_of_removed_images(fleet: Path, tmp_path: P
     args = ["-f", str(project), "--cache-dir", str(cache)]
     assert cli("verify", "api", *args)[0] == 0
     store = Store.open(project / ".layerforge", create=False)
+    assert [k.store for k in cachedir.known_stores(cache)] == [store.root.resolve()]
     old_app = _app_layer(store, "api:latest")
     (project / "services/api/api/extra.py").write_text("X = 1\n")
     assert cli("build", "api", *args)[0] == 0  # a new app layer, verified: a new app/ entry
@@ -72,6 +74,7 @@ def test_gc_removes_the_cache_entries_of_removed_images(fleet: Path, tmp_path: P
     removed = {Path(e["path"]) for e in doc["caches"]["removed"]}
     assert removed == {cache / "app" / old_app, crashed}
     assert doc["caches"]["freed"] > 0 and doc["caches"]["skipped"] is None
+    assert doc["caches"]["stores"] == [str(store.root.resolve())]
     assert doc["freed_total"] == doc["freed"] + doc["caches"]["freed"]
     assert set(doc["caches"]["by_area"]) == {"app", "stage"}
     assert running.is_dir() and (cache / "app" / new_app).is_dir()

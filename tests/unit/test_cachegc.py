@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from layerforge import cachedir
+from layerforge.api import Workspace
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.plan import records_dir
@@ -245,3 +246,21 @@ def test_fresh_entries_are_never_removed(world: dict[str, Path]) -> None:
     result = collect_caches(world["cache"], store, None, None, now=later, dry_run=True)
     assert world["fresh_dead"] in {e.path for e in result.removed}
     assert world["busy_stage"] in {e.path for e in result.removed}
+
+
+def test_operations_that_fill_the_cache_register_and_hold_it(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "p" / "layerforge.toml", tmp_path / "p" / ".layerforge", tmp_path)
+    seen: list[bool] = []
+
+    @cachedir.uses_cache
+    def work(project: object, ws: Workspace) -> int:
+        with cachedir.exclusive(ws.cache_dir) as got:
+            seen.append(got)
+        return 7
+
+    assert work(None, ws=ws) == 7
+    assert seen == [False]  # gc could not have cleaned the cache meanwhile
+    (known,) = cachedir.known_stores(tmp_path)
+    assert (known.store, known.manifest) == (ws.store, ws.manifest)
+    with cachedir.exclusive(tmp_path) as got:
+        assert got  # released

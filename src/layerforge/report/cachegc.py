@@ -227,6 +227,13 @@ def _newest_mtime(path: Path, since: float) -> float:
 
 
 def _goes(entry: CacheEntry, live: Live, all_caches: bool, cutoff: float) -> bool:
+    try:
+        return _judge(entry, live, all_caches, cutoff)
+    except FileNotFoundError:  # removed meanwhile (by a process that does not take the lock)
+        return False
+
+
+def _judge(entry: CacheEntry, live: Live, all_caches: bool, cutoff: float) -> bool:
     if entry.kind == "temporary":
         return entry.path.name.startswith(GC_PREFIX) or _newest_mtime(entry.path, cutoff) < cutoff
     if entry.path.lstat().st_mtime >= cutoff:
@@ -284,7 +291,10 @@ def remove_entry(path: Path) -> None:
     doomed = path
     if not path.name.startswith(GC_PREFIX):
         doomed = path.with_name(f"{GC_PREFIX}{secrets.token_hex(4)}-{path.name}")
-        path.rename(doomed)
+        try:
+            path.rename(doomed)
+        except FileNotFoundError:
+            return
     try:
         shutil.rmtree(doomed)
     except OSError:  # read-only directories of an unpacked image (when not root)
