@@ -200,6 +200,14 @@ def _cache_file(cache_dir: Path, text: bytes) -> Path:
     return cache_dir / "manifest" / f"{digest.hexdigest()}.json"
 
 
+def cache_entry(cache_dir: Path, manifest: Path) -> Path | None:
+    """The validation-cache file the manifest's current text maps to (None if unreadable)."""
+    try:
+        return _cache_file(cache_dir, manifest.read_bytes())
+    except OSError:
+        return None
+
+
 def _read_cached(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_bytes())
