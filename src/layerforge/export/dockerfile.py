@@ -26,6 +26,7 @@ every node is the project root::
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,29 +208,43 @@ def _venv(ctx: ExportContext, node: Node) -> list[str]:
 
 
 def _system(project: Project, node: Node) -> list[str]:
-    lines: list[str] = []
+    """System packages and run steps as ONE ``RUN``: one layer, as layerforge builds it, so
+    that what a later step removes (build tools purged after compiling) is never shipped."""
+    if not node.system and not node.run:
+        return []
+    flags: list[str] = []
+    commands: list[str] = []
     if node.system:
-        packages = " ".join(sorted(node.system))
-        lines += [
-            f"# System packages ({node.section}.system).",
-            f"RUN {_APT_CACHE} \\",
-            "    apt-get update \\",
-            "    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
-            f"{packages} \\",
-            f"    && {_APT_CLEAN}",
+        flags.append(_APT_CACHE)
+        commands += [
+            "apt-get update",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+            + " ".join(sorted(node.system)),
         ]
-    network = "" if node.network else "--network=none "
-    mount = ""
+    if not node.network:
+        flags.insert(0, "--network=none")
     if node.context is not None and node.run:
-        mount = f"--mount=type=bind,source={_context_rel(project, node)},target=/context "
-    for step in node.run:
-        lines += [f"# {node.section}.run", f"RUN {network}{mount}{_shell_line(step)}"]
-    return [*lines, ""] if lines else []
+        flags.append(f"--mount=type=bind,source={_context_rel(project, node)},target=/context")
+    commands += [_step(step) for step in node.run]
+    if node.system:
+        commands.append(_APT_CLEAN)
+    head = f"RUN {' '.join(flags)} \\\n    " if flags else "RUN "
+    return [
+        f"# {node.section}: system packages and run steps in ONE RUN (one layer, as layerforge",
+        "# builds it), each run step in a shell of its own as in layerforge's sandbox.",
+        head + " \\\n    && ".join(commands),
+        "",
+    ]
 
 
-def _shell_line(step: str) -> str:
-    """A run step as one Dockerfile line (continuations for embedded newlines)."""
-    return " \\\n    ".join(line for line in step.strip().splitlines() if line.strip())
+def _step(step: str) -> str:
+    """A run step as ``sh -c`` of exactly its text (newlines kept: a multi-line step is
+    rebuilt with printf, since a Dockerfile line cannot hold a newline)."""
+    lines = [line for line in step.strip().splitlines() if line.strip()]
+    if len(lines) == 1:
+        return f"sh -c {shlex.quote(lines[0])}"
+    quoted = " ".join(shlex.quote(line) for line in lines)
+    return f"sh -c \"$(printf '%s\\n' {quoted})\""
 
 
 def _install(paths: NodePaths) -> list[str]:
