@@ -164,7 +164,7 @@ def test_fleet_report_saving_and_breaches() -> None:
     assert [(b.node, b.size, b.limit) for b in report.breaches] == [("cpu", 4500, 100)]
     doc = report.to_json()
     assert doc["fleet"]["saving"]["pulled"] == report.saving_pulled
-    assert doc["budgets"] == [{"node": "cpu", "size": 4500, "max_size": 100}]
+    assert doc["budgets"] == [{"node": "cpu", "size": 4500, "max_size": 100, "over": True}]
     page = render(report)
     assert "://" not in page  # nothing to fetch
     for name in ("cpu", "api", "web"):
