@@ -119,6 +119,13 @@ def test_waste_is_zero_for_disjoint_layers_and_same_layer_files() -> None:
     assert [(i.path, i.size) for i in result.items] == [("d/x", 8)]
 
 
+def test_waste_of_deep_subtrees_siblings_with_a_common_prefix_and_a_root_opaque() -> None:
+    lower = [f("a/b/c/d/e", 1), f("a/b/c2", 2), f("a/bb/x", 4), f("z", 8)]  # no dir entries
+    result = waste([lower, [f("a/.wh.b")], [f(".wh..wh..opq"), f("new", 16)]])
+    hidden = {(i.path, i.upper) for i in result.items}
+    assert hidden == {("a/b/c/d/e", 1), ("a/b/c2", 1), ("a/bb/x", 2), ("z", 2)}
+
+
 # -- fleet figures ------------------------------------------------------------------------------
 
 
