@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from layerforge.errors import ManifestError
 from layerforge.requirements import Requirements, read_requirements
+from layerforge.runtime_groups import RuntimeGroup, check_runtime, read_groups
 from layerforge.schema import (
     NAME_RE,
     BaseModelConfig,
@@ -68,6 +69,7 @@ class Node:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     workdir: str | None = None
+    runtime: tuple[RuntimeGroup, ...] = ()  # locked, not baked (runtime_groups.py)
 
     @property
     def section(self) -> str:
@@ -169,6 +171,7 @@ def _build_project(model: ManifestModel, path: Path) -> Project:
         nodes[name] = _service_node(name, svc, model, root, shown)
     ordered = _topological(nodes, shown)
     _check_pins(ordered, shown)
+    check_runtime(ordered, shown)
     p = model.project
     return Project(
         name=p.name,
@@ -259,13 +262,16 @@ def _parse_from(
     )
 
 
-def _common(node: BaseModelConfig | ServiceModel) -> dict[str, Any]:
+def _common(
+    node: BaseModelConfig | ServiceModel, root: Path, shown: str, key: str
+) -> dict[str, Any]:
     return {
         "env": tuple(sorted(node.env.items())),
         "labels": tuple(sorted(node.labels.items())),
         "verify": node.verify,
         "max_size": None if node.max_size is None else parse_size(node.max_size),
         "compile_bytecode": node.compile_bytecode,
+        "runtime": read_groups(node.runtime, root=root, manifest=shown, key=f"{key}.runtime"),
     }
 
 
@@ -286,7 +292,7 @@ def _base_node(
         run=base.run,
         network=base.network,
         context=_context_dir(name, base, root, shown),
-        **_common(base),
+        **_common(base, root, shown, f"bases.{name}"),
     )
 
 
@@ -343,7 +349,7 @@ def _service_node(
         command=svc.command,
         entrypoint=svc.entrypoint,
         workdir=svc.workdir,
-        **_common(svc),
+        **_common(svc, root, shown, key),
     )
 
 

@@ -1,0 +1,97 @@
+"""The runtime layer of a node: its runtime groups' pins and the launcher, never the wheels.
+
+For every runtime group in the node's own lock table (see :mod:`layerforge.runtime_lock`)::
+
+    /opt/layerforge/runtime/GROUP.txt    name==version --hash=sha256:...  (pip -r format)
+    /opt/layerforge/runtime/GROUP.json   file name, URL, sha256 and size of each wheel
+    /opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime.py   the launcher (stdlib only)
+    /opt/venv/bin/layerforge-runtime                              its script
+
+A child that re-locks an inherited group writes its own files over the parent's. The layer
+is a few kilobytes, built after the dependency layers: a runtime pin that moves changes this
+layer (and the node's key) only, never a dependency layer.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from layerforge.build.layer import Entry
+from layerforge.lockfile import LockedGroup, LockedNode
+from layerforge.manifest import Node
+
+PINS_DIR = "opt/layerforge/runtime"
+SCRIPT = "opt/venv/bin/layerforge-runtime"
+ENTRYPOINT = ("/opt/venv/bin/layerforge-runtime", "exec", "--")
+MODULE = "layerforge_runtime"
+
+
+def launcher_source() -> bytes:
+    return resources.files("layerforge.runtime").joinpath("launcher.py").read_bytes()
+
+
+def pins_text(group: LockedGroup) -> str:
+    lines = [
+        f"# runtime group {group.name!r}: installed on first use, not baked",
+        "# by `layerforge-runtime ensure " + group.name + "` "
+        "(or pip install --require-hashes --no-deps -r this file)",
+    ]
+    lines += [f"{p.pin} --hash=sha256:{p.sha256}" for p in sorted(group.packages)]
+    return "\n".join(lines) + "\n"
+
+
+def wheels_doc(group: LockedGroup) -> dict[str, Any]:
+    return {
+        "group": group.name,
+        "wheels": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "filename": p.filename,
+                "url": p.url,
+                "sha256": p.sha256,
+                "size": p.size,
+            }
+            for p in sorted(group.packages)
+        ],
+    }
+
+
+def _file(path: str, data: bytes, mode: int = 0o644) -> Entry:
+    return Entry(path, "file", mode, len(data), data=data)
+
+
+def runtime_entries(locked: LockedNode, python: str) -> list[Entry]:
+    """The files of the node's runtime layer; empty when it has no runtime entries."""
+    if not locked.runtime:
+        return []
+    entries = [Entry(PINS_DIR, "dir", 0o755)]
+    for group in locked.runtime:
+        doc = json.dumps(wheels_doc(group), indent=1, sort_keys=True) + "\n"
+        entries.append(_file(f"{PINS_DIR}/{group.name}.txt", pins_text(group).encode()))
+        entries.append(_file(f"{PINS_DIR}/{group.name}.json", doc.encode()))
+    site = f"opt/venv/lib/python{python}/site-packages"
+    entries.append(_file(f"{site}/{MODULE}.py", launcher_source()))
+    script = (
+        f"#!/opt/venv/bin/python\nimport sys\nfrom {MODULE} import main\nsys.exit(main())\n"
+    ).encode()
+    entries.append(_file(SCRIPT, script, 0o755))
+    return entries
+
+
+def created_by(locked: LockedNode) -> str:
+    names = ", ".join(g.name for g in locked.runtime)
+    return f"layerforge: runtime groups ({names}): pins and launcher, not the wheels"
+
+
+def entrypoint(node: Node) -> list[str] | None:
+    """The image Entrypoint: the node's own, else the launcher where a group is declared.
+
+    ``layerforge-runtime exec -- CMD`` installs ``$LAYERFORGE_RUNTIME_GROUPS`` (if set) and
+    then execs CMD, so a worker opts in by its environment alone. Children inherit it.
+    """
+    if node.entrypoint is not None:
+        return list(node.entrypoint)
+    return list(ENTRYPOINT) if node.runtime else None
