@@ -257,3 +257,47 @@ def test_a_runtime_pin_changes_the_key_but_not_the_packages(tmp_path: Path, inde
     none = dataclasses.replace(cpu, runtime=())
     assert "runtime" not in node_inputs(p, Lock("3.11", "x", {"cpu": none}), p.nodes["cpu"],
                                         None, None).doc  # fmt: skip
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def test_dockerfile_export_carries_the_same_pins_and_launcher(tmp_path: Path, index: Path) -> None:
+    from layerforge.export import EXPORTERS, ExportOptions, make_context
+
+    p = project(tmp_path, index, FLEET.replace('from = "rootfs:."', 'from = "python:3.11-slim"'))
+    lock = resolve(p, None)
+    nodes = {**lock.nodes}
+    nodes["cpu"] = dataclasses.replace(nodes["cpu"], source=(("identity", "sha256:" + "a" * 64),))
+    lock = dataclasses.replace(lock, nodes=nodes)
+    options = ExportOptions(
+        dockerfiles=tmp_path / "docker",
+        bake_file=tmp_path / "docker-bake.hcl",
+        workflow=tmp_path / "wf.yml",
+        repo_root=tmp_path,
+    )
+    files = {
+        f.path.relative_to(tmp_path).as_posix(): f
+        for f in EXPORTERS["dockerfiles"].render(make_context(p, lock, options))
+    }
+    layer = {
+        e.path: e.data for e in runtime_layer.runtime_entries(lock.nodes["cpu"], "3.11") if e.data
+    }
+    assert (
+        files["docker/cpu/runtime/pins/llm.txt"].content == layer["opt/layerforge/runtime/llm.txt"]
+    )
+    assert files["docker/cpu/runtime/layerforge_runtime.py"].content == (
+        runtime_layer.launcher_source()
+    )
+    assert files["docker/cpu/runtime/layerforge-runtime"].mode == 0o755
+    text = files["docker/cpu/Dockerfile"].content.decode()
+    assert "COPY docker/cpu/runtime/pins/ /opt/layerforge/runtime/" in text
+    assert (
+        "COPY docker/cpu/runtime/layerforge_runtime.py /opt/venv/lib/python3.11/site-packages/"
+        in text
+    )
+    assert 'ENTRYPOINT ["/opt/venv/bin/layerforge-runtime", "exec", "--"]' in text
+    assert "beta" not in text  # the group is not installed
+    ignore = files["docker/cpu/Dockerfile.dockerignore"].content.decode().splitlines()
+    assert "!docker/cpu/runtime" in ignore
+    assert "docker/bare/runtime/pins/llm.txt" not in files  # inherits its base's files

@@ -1,0 +1,53 @@
+"""Runtime groups in the exported Dockerfiles: the same pins and launcher as our builder's
+runtime layer, copied from ``DIR/NODE/runtime/`` (written next to the Dockerfile), plus the
+launcher as ENTRYPOINT where a group is declared. The wheels are not installed."""
+
+from __future__ import annotations
+
+from layerforge.export.common import ExportContext, GeneratedFile
+from layerforge.manifest import Node
+from layerforge.runtime_layer import MODULE, PINS_DIR, SCRIPT, runtime_entries
+
+RUNTIME = "runtime"
+
+
+def _entries(ctx: ExportContext, node: Node) -> dict[str, tuple[bytes, int]]:
+    """Files of the runtime layer, by their path in the export directory's runtime/."""
+    out: dict[str, tuple[bytes, int]] = {}
+    for entry in runtime_entries(ctx.lock.nodes[node.name], ctx.project.python):
+        if entry.kind != "file" or entry.data is None:
+            continue
+        if entry.path.startswith(PINS_DIR + "/"):
+            out["pins/" + entry.path.removeprefix(PINS_DIR + "/")] = (entry.data, entry.mode)
+        else:
+            out[entry.path.rsplit("/", 1)[-1]] = (entry.data, entry.mode)
+    return out
+
+
+def files(ctx: ExportContext, node: Node) -> list[GeneratedFile]:
+    directory = ctx.options.dockerfiles / node.name / RUNTIME
+    return [
+        GeneratedFile(directory / rel, data, mode)
+        for rel, (data, mode) in sorted(_entries(ctx, node).items())
+    ]
+
+
+def lines(ctx: ExportContext, node: Node, directory: str) -> list[str]:
+    """COPY instructions of the pins and the launcher; none without runtime entries."""
+    if not ctx.lock.nodes[node.name].runtime:
+        return []
+    src = f"{directory}/{RUNTIME}"
+    site = f"/opt/venv/lib/python{ctx.project.python}/site-packages/"
+    names = ", ".join(g.name for g in ctx.lock.nodes[node.name].runtime)
+    return [
+        f"# Runtime groups ({names}): locked, NOT installed. `layerforge-runtime ensure GROUP`",
+        "# (or LAYERFORGE_RUNTIME_GROUPS with the ENTRYPOINT) installs them on first use.",
+        f"COPY {src}/pins/ /{PINS_DIR}/",
+        f"COPY {src}/{MODULE}.py {site}",
+        f"COPY {src}/{SCRIPT.rsplit('/', 1)[-1]} /{SCRIPT.rsplit('/', 1)[0]}/",
+        "",
+    ]
+
+
+def ignore(ctx: ExportContext, node: Node, directory: str) -> list[str]:
+    return [f"!{directory}/{RUNTIME}"] if ctx.lock.nodes[node.name].runtime else []
