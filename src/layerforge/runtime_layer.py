@@ -15,12 +15,14 @@ layer (and the node's key) only, never a dependency layer.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
 from layerforge.build.layer import Entry
-from layerforge.lockfile import LockedGroup, LockedNode
-from layerforge.manifest import Node
+from layerforge.lockfile import Lock, LockedGroup, LockedNode
+from layerforge.manifest import Node, Project
+from layerforge.runtime_lock import effective_lock
 
 PINS_DIR = "opt/layerforge/runtime"
 SCRIPT = "opt/venv/bin/layerforge-runtime"
@@ -63,15 +65,26 @@ def _file(path: str, data: bytes, mode: int = 0o644) -> Entry:
     return Entry(path, "file", mode, len(data), data=data)
 
 
-def runtime_entries(locked: LockedNode, python: str) -> list[Entry]:
-    """The files of the node's runtime layer; empty when it has no runtime entries."""
-    if not locked.runtime:
+def runtime_entries(
+    locked: LockedNode, python: str, inherited: Mapping[str, LockedGroup] | None = None
+) -> list[Entry]:
+    """The files of the node's runtime layer; empty when it adds nothing.
+
+    ``inherited``: the groups the parent image already carries (see
+    :func:`layerforge.runtime_lock.effective_lock`). Their files are written again only when
+    this node's resolution differs, and the launcher only by the first node in the chain.
+    """
+    inherited = inherited or {}
+    changed = [g for g in locked.runtime if _differs(g, inherited.get(g.name))]
+    if not changed:
         return []
     entries = [Entry(PINS_DIR, "dir", 0o755)]
-    for group in locked.runtime:
+    for group in changed:
         doc = json.dumps(wheels_doc(group), indent=1, sort_keys=True) + "\n"
         entries.append(_file(f"{PINS_DIR}/{group.name}.txt", pins_text(group).encode()))
         entries.append(_file(f"{PINS_DIR}/{group.name}.json", doc.encode()))
+    if inherited:  # an ancestor's runtime layer holds the launcher already
+        return entries
     site = f"opt/venv/lib/python{python}/site-packages"
     entries.append(_file(f"{site}/{MODULE}.py", launcher_source()))
     script = (
@@ -79,6 +92,18 @@ def runtime_entries(locked: LockedNode, python: str) -> list[Entry]:
     ).encode()
     entries.append(_file(SCRIPT, script, 0o755))
     return entries
+
+
+def layer_for(lock: Lock, project: Project, name: str, python: str) -> tuple[list[Entry], str]:
+    """The entries and history line of ``name``'s runtime layer (no entries: no layer)."""
+    node = project.nodes[name]
+    inherited = effective_lock(lock, project, node.parent) if node.parent else {}
+    locked = lock.nodes[name]
+    return runtime_entries(locked, python, inherited), created_by(locked)
+
+
+def _differs(group: LockedGroup, above: LockedGroup | None) -> bool:
+    return above is None or sorted(above.packages) != sorted(group.packages)
 
 
 def created_by(locked: LockedNode) -> str:

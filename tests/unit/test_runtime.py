@@ -301,3 +301,23 @@ def test_dockerfile_export_carries_the_same_pins_and_launcher(tmp_path: Path, in
     ignore = files["docker/cpu/Dockerfile.dockerignore"].content.decode().splitlines()
     assert "!docker/cpu/runtime" in ignore
     assert "docker/bare/runtime/pins/llm.txt" not in files  # inherits its base's files
+
+
+def test_a_child_layer_writes_only_what_differs_from_its_base(tmp_path: Path, index: Path) -> None:
+    p = project(tmp_path, index, FLEET.replace('["beta"]', '["beta", "gamma"]'))
+    lock = resolve(p, None)
+
+    def paths(name: str) -> set[str]:
+        entries, label = runtime_layer.layer_for(lock, p, name, "3.11")
+        assert not entries or label.startswith("layerforge: runtime groups (llm)")
+        return {e.path for e in entries if e.kind == "file"}
+
+    assert paths("cpu") == {
+        "opt/layerforge/runtime/llm.txt",
+        "opt/layerforge/runtime/llm.json",
+        "opt/venv/lib/python3.11/site-packages/layerforge_runtime.py",
+        "opt/venv/bin/layerforge-runtime",
+    }
+    # api bakes gamma 1.0, so its llm differs (beta only): new pins, the launcher is inherited
+    assert paths("api") == {"opt/layerforge/runtime/llm.txt", "opt/layerforge/runtime/llm.json"}
+    assert paths("bare") == set()  # same group as its base: no runtime layer at all

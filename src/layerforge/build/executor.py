@@ -382,11 +382,8 @@ def _system_layer(
 
 
 def _runtime_layer(ctx: BuildContext, node: Node, python: str) -> list[Layer]:
-    locked = ctx.lock.nodes[node.name]
-    entries = runtime_layer.runtime_entries(locked, python)
-    if not entries:
-        return []
-    return [_write(ctx, f"layer:{node.name}:runtime", entries, runtime_layer.created_by(locked))]
+    entries, label = runtime_layer.layer_for(ctx.lock, ctx.project, node.name, python)
+    return [_write(ctx, f"layer:{node.name}:runtime", entries, label)] if entries else []
 
 
 def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from layerforge.export.common import ExportContext, GeneratedFile
 from layerforge.manifest import Node
-from layerforge.runtime_layer import MODULE, PINS_DIR, SCRIPT, runtime_entries
+from layerforge.runtime_layer import MODULE, PINS_DIR, SCRIPT, layer_for
 
 RUNTIME = "runtime"
 
@@ -14,7 +14,8 @@ RUNTIME = "runtime"
 def _entries(ctx: ExportContext, node: Node) -> dict[str, tuple[bytes, int]]:
     """Files of the runtime layer, by their path in the export directory's runtime/."""
     out: dict[str, tuple[bytes, int]] = {}
-    for entry in runtime_entries(ctx.lock.nodes[node.name], ctx.project.python):
+    entries, _label = layer_for(ctx.lock, ctx.project, node.name, ctx.project.python)
+    for entry in entries:
         if entry.kind != "file" or entry.data is None:
             continue
         if entry.path.startswith(PINS_DIR + "/"):
@@ -33,21 +34,23 @@ def files(ctx: ExportContext, node: Node) -> list[GeneratedFile]:
 
 
 def lines(ctx: ExportContext, node: Node, directory: str) -> list[str]:
-    """COPY instructions of the pins and the launcher; none without runtime entries."""
-    if not ctx.lock.nodes[node.name].runtime:
+    """COPY instructions of the runtime layer's files; none when it has none."""
+    written = _entries(ctx, node)
+    if not written:
         return []
     src = f"{directory}/{RUNTIME}"
-    site = f"/opt/venv/lib/python{ctx.project.python}/site-packages/"
     names = ", ".join(g.name for g in ctx.lock.nodes[node.name].runtime)
-    return [
+    out = [
         f"# Runtime groups ({names}): locked, NOT installed. `layerforge-runtime ensure GROUP`",
         "# (or LAYERFORGE_RUNTIME_GROUPS with the ENTRYPOINT) installs them on first use.",
         f"COPY {src}/pins/ /{PINS_DIR}/",
-        f"COPY {src}/{MODULE}.py {site}",
-        f"COPY {src}/{SCRIPT.rsplit('/', 1)[-1]} /{SCRIPT.rsplit('/', 1)[0]}/",
-        "",
     ]
+    if f"{MODULE}.py" in written:
+        site = f"/opt/venv/lib/python{ctx.project.python}/site-packages/"
+        out.append(f"COPY {src}/{MODULE}.py {site}")
+        out.append(f"COPY {src}/{SCRIPT.rsplit('/', 1)[-1]} /{SCRIPT.rsplit('/', 1)[0]}/")
+    return [*out, ""]
 
 
 def ignore(ctx: ExportContext, node: Node, directory: str) -> list[str]:
-    return [f"!{directory}/{RUNTIME}"] if ctx.lock.nodes[node.name].runtime else []
+    return [f"!{directory}/{RUNTIME}"] if _entries(ctx, node) else []

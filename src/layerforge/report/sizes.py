@@ -130,6 +130,7 @@ def layer_kind(created_by: str) -> str:
         ("layerforge: COPY", "app"),
         ("layerforge: venv", "venv"),
         ("layerforge: OS", "os"),
+        ("layerforge: runtime", "runtime"),  # runtime groups: pins and launcher (not wheels)
     ):
         if created_by.startswith(prefix):
             return kind
