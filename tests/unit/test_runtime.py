@@ -321,3 +321,42 @@ def test_a_child_layer_writes_only_what_differs_from_its_base(tmp_path: Path, in
     # api bakes gamma 1.0, so its llm differs (beta only): new pins, the launcher is inherited
     assert paths("api") == {"opt/layerforge/runtime/llm.txt", "opt/layerforge/runtime/llm.json"}
     assert paths("bare") == set()  # same group as its base: no runtime layer at all
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    from layerforge.cli import main
+
+    code = main(list(args))
+    return code, capsys.readouterr().out
+
+
+def test_plan_runtime_and_lock_check_show_groups(
+    tmp_path: Path, index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = project(tmp_path, index, FLEET)
+    lock = resolve(p, None)
+    cpu = dataclasses.replace(lock.nodes["cpu"], source=(("identity", "sha256:" + "e" * 64),))
+    lockfile.write(tmp_path / "layerforge.lock", dataclasses.replace(lock, nodes={**lock.nodes,
+                   "cpu": cpu}))  # fmt: skip
+    manifest = str(tmp_path / "layerforge.toml")
+    code, out = run_cli(capsys, "plan", "-f", manifest, "--json")
+    assert code == 0
+    rows = json.loads(out)["runtime"]
+    assert {(r["node"], r["group"], r["declared_by"], r["distributions"]) for r in rows} == {
+        ("cpu", "llm", "bases.cpu", 1),
+        ("api", "llm", "bases.cpu", 1),
+        ("bare", "llm", "bases.cpu", 1),
+    }
+    code, out = run_cli(capsys, "runtime", "-f", manifest, "bare", "--json")
+    assert code == 0 and [r["node"] for r in json.loads(out)["runtime"]] == ["bare"]
+    code, out = run_cli(capsys, "plan", "-f", manifest)
+    assert "runtime groups (installed on first use)" in out and "not baked" in out
+    assert run_cli(capsys, "lock", "--check", "-f", manifest)[0] == 0
+    (tmp_path / "layerforge.toml").write_text(
+        (tmp_path / "layerforge.toml").read_text().replace('["beta"]', '["beta", "gamma"]')
+    )
+    code, _out = run_cli(capsys, "lock", "--check", "-f", manifest, "--json")
+    assert code == 2
