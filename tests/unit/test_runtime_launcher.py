@@ -189,3 +189,36 @@ def test_bad_installer_setting(capsys: pytest.CaptureFixture[str]) -> None:
     env = {"LAYERFORGE_RUNTIME_INSTALLER": "conda"}
     assert launcher.main(["list"], env) == 2
     assert "use builtin, pip or uv" in capsys.readouterr().err
+
+
+def test_online_the_wheel_comes_from_its_locked_url(
+    image: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import functools
+    import http.server
+    import threading
+
+    pins, wheels, target = image
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            del format, args
+
+    handler = functools.partial(Quiet, directory=str(wheels))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        doc = json.loads((pins / "extra.json").read_text())
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        for wheel in doc["wheels"]:
+            wheel["url"] = f"{base}/{wheel['filename']}"
+        (pins / "extra.json").write_text(json.dumps(doc))
+        env = {"LAYERFORGE_RUNTIME_DIR": str(pins)}
+        assert launcher.main(["--target", str(target), "ensure", "extra"], env) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (target / "tiny" / "__init__.py").is_file()
+    assert list((target / ".layerforge-runtime" / "downloads").iterdir()) == []  # not kept
+    assert "extra: installing 2 distributions" in capsys.readouterr().err

@@ -195,12 +195,27 @@ def ensure(settings: Settings, target: Target, group: str) -> bool:
         if installed(settings, target, group):  # another process got there first
             return False
         if settings.installer == "builtin":
-            for wheel in wheels_of(settings, group):
-                install_wheel(fetch(settings, wheel, target.state / "downloads"), target)
+            _builtin(settings, target, group)
         else:
             _external(settings, target, group)
         _atomic_text(target.state / group, digest + "\n")
     return True
+
+
+def _builtin(settings: Settings, target: Target, group: str) -> None:
+    downloads = target.state / "downloads"
+    wheels = wheels_of(settings, group)
+    total = sum(w.size for w in wheels)
+    _say(f"{group}: installing {len(wheels)} distributions ({total / 1e6:.1f} MB of wheels)")
+    for wheel in wheels:
+        path = fetch(settings, wheel, downloads)
+        install_wheel(path, target)
+        if path.parent == downloads:  # a download is not kept: the install is what counts
+            path.unlink()
+
+
+def _say(message: str) -> None:
+    print(f"layerforge-runtime: {message}", file=sys.stderr, flush=True)
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -425,16 +440,18 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.verb == "exec":
             return _exec(args.command)
     except RuntimeGroupError as exc:
-        print(f"layerforge-runtime: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return exc.exit_code
+    except OSError as exc:  # e.g. a read-only root filesystem
+        _say(f"error: {exc}; the venv must be writable to install a runtime group")
+        return 1
     return 0
 
 
 def _ensure_all(settings: Settings, target: Target, groups: list[str]) -> None:
     for group in groups:
         did = ensure(settings, target, group)
-        state = "installed" if did else "already installed"
-        print(f"layerforge-runtime: {group}: {state}", file=sys.stderr)
+        _say(f"{group}: {'installed' if did else 'already installed'}")
 
 
 def _exec(command: list[str]) -> NoReturn:
