@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from layerforge import lockfile
 from layerforge.build.executor import BuildContext, NodeResult, execute
+from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError
 from layerforge.events import NullReporter, Reporter
 from layerforge.lockfile import Lock
@@ -40,7 +41,7 @@ class Workspace:
 
 
 def load_project(ws: Workspace) -> Project:
-    return load(ws.manifest)
+    return load(ws.manifest, ws.cache_dir)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def check_lock(project: Project, ws: Workspace) -> list[str]:
     return sorted(set(stale))
 
 
+@uses_cache
 def lock_project(
     project: Project,
     ws: Workspace,
@@ -135,6 +137,7 @@ def _with_remote(plan: Plan, remote: RegistryCache | None) -> Plan:
     return mark_remote(plan, remote.present(plan))
 
 
+@uses_cache
 def build_project(
     project: Project,
     ws: Workspace,

@@ -54,12 +54,15 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
                 "export": kind,
                 "written": [str(p) for p in result.written],
                 "unchanged": [str(p) for p in result.unchanged],
+                "removed": [str(p) for p in result.removed],
                 "keys": {n: ctx.tag(n) for n in project.nodes},
             }
         )
         return
     for path in result.written:
         click.echo(f"wrote {path}")
+    for path in result.removed:
+        click.echo(f"removed {path} (written by an earlier export, no longer produced)")
     if result.unchanged:
         click.echo(f"{len(result.unchanged)} file(s) unchanged")
 

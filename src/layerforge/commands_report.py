@@ -69,6 +69,20 @@ def report(
     help="Content-key tags kept per node (newest first; latest's is always kept).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option(
+    "--caches/--no-caches",
+    default=True,
+    show_default=True,
+    help="Also clean the cache directory: unpacked images and layers no known store "
+    "reaches, and work directories of crashed builds (see docs/reports.md).",
+)
+@click.option(
+    "--all-caches",
+    is_flag=True,
+    help="Also remove the input-keyed caches (debootstrap, rootfs tarballs, system layers, "
+    "apt/pip/uv downloads). Frees the most; the next builds run debootstrap and "
+    "system steps again.",
+)
 def gc(
     manifest: Path | None,
     store: Path | None,
@@ -76,15 +90,27 @@ def gc(
     as_json: bool,
     keep: int,
     dry_run: bool,
+    caches: bool,
+    all_caches: bool,
 ) -> None:
-    """Remove the blobs no tag reaches, after dropping all but the newest KEEP keys per node."""
+    """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries."""
     from layerforge.oci.layout import Store  # noqa: PLC0415
+    from layerforge.report.cachegc import collect_caches  # noqa: PLC0415
     from layerforge.report.gc import collect  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
-    result = collect(Store.open(ws.store, create=False), keep, dry_run=dry_run)
+    opened = Store.open(ws.store, create=False)
+    result = collect(opened, keep, dry_run=dry_run)
+    cache = None
+    if caches or all_caches:
+        cache = collect_caches(
+            ws.cache_dir, opened, ws.manifest, result, dry_run=dry_run, all_caches=all_caches
+        )
     if as_json:
-        c.emit_json(result.to_json())
+        doc = result.to_json()
+        doc["caches"] = cache.to_json() if cache else None
+        doc["freed_total"] = result.freed + (cache.freed if cache else 0)
+        c.emit_json(doc)
         return
     verb = "would free" if dry_run else "freed"
     for ref in result.untagged:
@@ -93,6 +119,19 @@ def gc(
         f"{verb} {format_size(result.freed)} ({len(result.removed)} blobs); "
         f"{result.kept} blobs still reachable"
     )
+    if cache is not None:
+        _print_cache_gc(cache)
+
+
+def _print_cache_gc(cache: Any) -> None:
+    if cache.skipped:
+        click.echo(f"cache {cache.cache_dir} not cleaned: {cache.skipped}")
+        return
+    verb = "would free" if cache.dry_run else "freed"
+    areas = ", ".join(
+        f"{area} {format_size(size)} ({count})" for area, (count, size) in cache.by_area().items()
+    )
+    click.echo(f"{verb} {format_size(cache.freed)} in the cache {cache.cache_dir}: {areas or '-'}")
 
 
 # -- rendering ----------------------------------------------------------------------------------

@@ -5,28 +5,30 @@ Every error is a :class:`ManifestError` naming the file, the dotted key and the 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
+import json
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from packaging.utils import canonicalize_name
-from pydantic import ValidationError
 
+from layerforge import __version__
 from layerforge.errors import ManifestError
 from layerforge.requirements import Requirements, read_requirements
 from layerforge.runtime_groups import RuntimeGroup, check_runtime, read_groups
-from layerforge.schema import (
-    NAME_RE,
-    BaseModelConfig,
-    DebootstrapModel,
-    ManifestModel,
-    ServiceModel,
-)
 from layerforge.sizes import parse_size
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 MANIFEST_NAME = "layerforge.toml"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SourceKind = Literal["rootfs", "oci", "debootstrap", "registry"]
 NodeKind = Literal["base", "service"]
 
@@ -144,54 +146,129 @@ def find_manifest(start: Path) -> Path:
     return path
 
 
-def load(path: Path) -> Project:
+def load(path: Path, cache_dir: Path | None = None) -> Project:
+    """Parse and validate ``path``.
+
+    With ``cache_dir``, the schema validation's result (a pure function of the TOML text and of
+    layerforge's schema) is remembered under ``cache_dir/manifest``, so that a build whose
+    manifest did not change skips pydantic entirely. Everything that depends on other files
+    (requirements files, source and context directories, OS sources) is checked on every load.
+    """
     path = path.resolve()
     shown = str(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise ManifestError(f"{path} not found", hint="run `layerforge init`") from None
-    except tomllib.TOMLDecodeError as exc:
+    cached = _cache_file(cache_dir, text) if cache_dir is not None else None
+    data = _read_cached(cached) if cached is not None else None
+    if data is not None:
+        return _build_project(data, path)
+    data = _validate(text, shown)
+    project = _build_project(data, path)
+    if cached is not None:  # only a manifest that is valid as a whole is remembered
+        _write_cached(cached, data)
+    return project
+
+
+def _validate(text: bytes, shown: str) -> dict[str, Any]:
+    """TOML text -> the manifest with every default filled in, as plain JSON data."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from layerforge.schema import ManifestModel  # noqa: PLC0415
+
+    try:
+        raw = tomllib.loads(text.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"invalid TOML: {exc}", file=shown) from None
     try:
         model = ManifestModel.model_validate(raw)
     except ValidationError as exc:
-        raise _translate(exc, raw, shown) from None
-    return _build_project(model, path)
+        raise _translate(exc, shown) from None
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+    return data
 
 
-def _build_project(model: ManifestModel, path: Path) -> Project:
+def _schema_fingerprint() -> bytes:
+    schema = Path(__file__).with_name("schema.py")
+    try:
+        return hashlib.sha256(schema.read_bytes()).digest()
+    except OSError:  # pragma: no cover - e.g. a zipped install: the version alone
+        return b""
+
+
+def _cache_file(cache_dir: Path, text: bytes) -> Path:
+    digest = hashlib.sha256(__version__.encode() + b"\0" + _schema_fingerprint() + b"\0" + text)
+    return cache_dir / "manifest" / f"{digest.hexdigest()}.json"
+
+
+def cache_entry(cache_dir: Path, manifest: Path) -> Path | None:
+    """The validation-cache file the manifest's current text maps to (None if unreadable)."""
+    try:
+        return _cache_file(cache_dir, manifest.read_bytes())
+    except OSError:
+        return None
+
+
+def _read_cached(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_cached(path: Path, data: dict[str, Any]) -> None:
+    """Best effort: a cache that cannot be written only costs the next run some time."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _tuple(value: Any) -> tuple[str, ...]:
+    return tuple(value) if value is not None else ()
+
+
+def _build_project(data: dict[str, Any], path: Path) -> Project:
+    """Validated manifest data (see :func:`_validate`) -> Project, checking the files it names."""
     shown = str(path)
     root = path.parent
-    _check_names(model, shown)
+    bases: dict[str, Any] = data["bases"]
+    services: dict[str, Any] = data["services"]
+    _check_names(bases, services, shown)
     nodes: dict[str, Node] = {}
-    for name, base in model.bases.items():
-        nodes[name] = _base_node(name, base, model, root, shown)
-    for name, svc in model.services.items():
-        nodes[name] = _service_node(name, svc, model, root, shown)
+    for name, base in bases.items():
+        nodes[name] = _base_node(name, base, bases, root, shown)
+    for name, svc in services.items():
+        nodes[name] = _service_node(name, svc, bases, root, shown)
     ordered = _topological(nodes, shown)
     _check_pins(ordered, shown)
     check_runtime(ordered, shown)
-    p = model.project
+    p = data["project"]
     return Project(
-        name=p.name,
-        python=p.python,
-        platforms=p.platforms,
+        name=p["name"],
+        python=p["python"],
+        platforms=_tuple(p["platforms"]),
         root=root,
         manifest=path,
         nodes=ordered,
-        registry=p.registry,
-        version=p.version,
-        layer_threshold=parse_size(p.layer_threshold),
-        compression=p.compression,
-        index_url=p.index_url,
-        find_links=tuple((root / f).resolve() for f in p.find_links),
-        source_date_epoch=p.source_date_epoch,
+        registry=p["registry"],
+        version=p["version"],
+        layer_threshold=parse_size(p["layer_threshold"]),
+        compression=p["compression"],
+        index_url=p["index_url"],
+        find_links=tuple((root / f).resolve() for f in p["find_links"]),
+        source_date_epoch=p["source_date_epoch"],
     )
 
 
-def _check_names(model: ManifestModel, shown: str) -> None:
-    for section, names in (("bases", model.bases), ("services", model.services)):
+def _check_names(bases: dict[str, Any], services: dict[str, Any], shown: str) -> None:
+    for section, names in (("bases", bases), ("services", services)):
         for name in names:
             if not NAME_RE.match(name):
                 raise ManifestError(
@@ -201,7 +278,7 @@ def _check_names(model: ManifestModel, shown: str) -> None:
                     hint="use lowercase letters, digits, '.', '_' or '-', starting with a letter "
                     "or digit",
                 )
-    both = set(model.bases) & set(model.services)
+    both = set(bases) & set(services)
     if both:
         name = sorted(both)[0]
         raise ManifestError(
@@ -210,7 +287,7 @@ def _check_names(model: ManifestModel, shown: str) -> None:
             key=f"services.{name}",
             hint="rename one of them",
         )
-    if not model.bases:
+    if not bases:
         raise ManifestError(
             "no [bases.*] section: a fleet needs at least one base",
             file=shown,
@@ -220,13 +297,16 @@ def _check_names(model: ManifestModel, shown: str) -> None:
 
 
 def _parse_from(
-    value: str | DebootstrapModel, model: ManifestModel, root: Path, shown: str, key: str
+    value: str | dict[str, Any], bases: dict[str, Any], root: Path, shown: str, key: str
 ) -> tuple[str | None, OSSource | None]:
-    if isinstance(value, DebootstrapModel):
+    if isinstance(value, dict):
         return None, OSSource(
-            "debootstrap", value.debootstrap, packages=value.packages, variant=value.variant
+            "debootstrap",
+            value["debootstrap"],
+            packages=_tuple(value["packages"]),
+            variant=value["variant"],
         )
-    if value in model.bases:
+    if value in bases:
         return value, None
     if value.startswith("rootfs:"):
         spec = value.removeprefix("rootfs:")
@@ -254,7 +334,7 @@ def _parse_from(
     if any(c in value for c in ":/@."):
         return None, OSSource("registry", value)
     raise ManifestError(
-        f"no base named {value!r}{did_you_mean(value, model.bases)}",
+        f"no base named {value!r}{did_you_mean(value, bases)}",
         file=shown,
         key=key,
         hint="name a base defined under [bases], or an OS source such as "
@@ -262,47 +342,49 @@ def _parse_from(
     )
 
 
-def _common(
-    node: BaseModelConfig | ServiceModel, root: Path, shown: str, key: str
-) -> dict[str, Any]:
+def _requirements(node: dict[str, Any], root: Path, shown: str, key: str) -> Requirements:
+    value = node["requirements"]
+    value = tuple(value) if isinstance(value, list) else value
+    return read_requirements(value, root=root, manifest=shown, key=f"{key}.requirements")
+
+
+def _common(node: dict[str, Any]) -> dict[str, Any]:
     return {
-        "env": tuple(sorted(node.env.items())),
-        "labels": tuple(sorted(node.labels.items())),
-        "verify": node.verify,
-        "max_size": None if node.max_size is None else parse_size(node.max_size),
-        "compile_bytecode": node.compile_bytecode,
-        "runtime": read_groups(node.runtime, root=root, manifest=shown, key=f"{key}.runtime"),
+        "env": tuple(sorted(node["env"].items())),
+        "labels": tuple(sorted(node["labels"].items())),
+        "verify": _tuple(node["verify"]),
+        "max_size": None if node["max_size"] is None else parse_size(node["max_size"]),
+        "compile_bytecode": node["compile_bytecode"],
     }
 
 
 def _base_node(
-    name: str, base: BaseModelConfig, model: ManifestModel, root: Path, shown: str
+    name: str, base: dict[str, Any], bases: dict[str, Any], root: Path, shown: str
 ) -> Node:
-    parent, source = _parse_from(base.from_, model, root, shown, f"bases.{name}.from")
-    reqs = read_requirements(
-        base.requirements, root=root, manifest=shown, key=f"bases.{name}.requirements"
-    )
+    key = f"bases.{name}"
+    parent, source = _parse_from(base["from"], bases, root, shown, f"{key}.from")
     return Node(
         name=name,
         kind="base",
         parent=parent,
         os_source=source,
-        requirements=reqs,
-        system=base.system,
-        run=base.run,
-        network=base.network,
-        context=_context_dir(name, base, root, shown),
-        **_common(base, root, shown, f"bases.{name}"),
+        requirements=_requirements(base, root, shown, key),
+        system=_tuple(base["system"]),
+        run=_tuple(base["run"]),
+        network=base["network"],
+        context=_context_dir(name, base["context"], root, shown),
+        runtime=read_groups(base["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
+        **_common(base),
     )
 
 
-def _context_dir(name: str, base: BaseModelConfig, root: Path, shown: str) -> Path | None:
-    if base.context is None:
+def _context_dir(name: str, context: str | None, root: Path, shown: str) -> Path | None:
+    if context is None:
         return None
-    path = (root / base.context).resolve()
+    path = (root / context).resolve()
     if not path.is_dir():
         raise ManifestError(
-            f"context directory {base.context!r} does not exist (looked for {path})",
+            f"context directory {context!r} does not exist (looked for {path})",
             file=shown,
             key=f"bases.{name}.context",
             hint="point context at a directory relative to layerforge.toml",
@@ -311,45 +393,46 @@ def _context_dir(name: str, base: BaseModelConfig, root: Path, shown: str) -> Pa
 
 
 def _service_node(
-    name: str, svc: ServiceModel, model: ManifestModel, root: Path, shown: str
+    name: str, svc: dict[str, Any], bases: dict[str, Any], root: Path, shown: str
 ) -> Node:
     key = f"services.{name}"
-    if svc.base not in model.bases:
+    if svc["base"] not in bases:
         raise ManifestError(
-            f"no base named {svc.base!r}{did_you_mean(svc.base, model.bases)}",
+            f"no base named {svc['base']!r}{did_you_mean(svc['base'], bases)}",
             file=shown,
             key=f"{key}.base",
-            hint=f"bases defined: {', '.join(model.bases)}",
+            hint=f"bases defined: {', '.join(bases)}",
         )
     source: Path | None = None
-    if svc.source is not None:
-        source = (root / svc.source).resolve()
+    if svc["source"] is not None:
+        source = (root / svc["source"]).resolve()
         if not source.is_dir():
             raise ManifestError(
-                f"source directory {svc.source!r} does not exist (looked for {source})",
+                f"source directory {svc['source']!r} does not exist (looked for {source})",
                 file=shown,
                 key=f"{key}.source",
                 hint="point source at the service's code, relative to layerforge.toml",
             )
-    if not svc.workdir.startswith("/"):
+    workdir: str = svc["workdir"]
+    if not workdir.startswith("/"):
         raise ManifestError(
-            f"workdir must be an absolute path, not {svc.workdir!r}",
+            f"workdir must be an absolute path, not {workdir!r}",
             file=shown,
             key=f"{key}.workdir",
             hint="e.g. workdir = '/app'",
         )
-    reqs = read_requirements(svc.requirements, root=root, manifest=shown, key=f"{key}.requirements")
     return Node(
         name=name,
         kind="service",
-        parent=svc.base,
+        parent=svc["base"],
         os_source=None,
-        requirements=reqs,
+        requirements=_requirements(svc, root, shown, key),
         source=source,
-        command=svc.command,
-        entrypoint=svc.entrypoint,
-        workdir=svc.workdir,
-        **_common(svc, root, shown, key),
+        command=None if svc["command"] is None else tuple(svc["command"]),
+        entrypoint=None if svc["entrypoint"] is None else tuple(svc["entrypoint"]),
+        workdir=workdir,
+        runtime=read_groups(svc["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
+        **_common(svc),
     )
 
 
@@ -413,7 +496,7 @@ def _compare_pin(node: Node, *, req_text: str, above: Node, pinned: str, shown: 
         )
 
 
-def _translate(exc: ValidationError, raw: dict[str, Any], shown: str) -> ManifestError:
+def _translate(exc: ValidationError, shown: str) -> ManifestError:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
     loc = [p for p in loc if p not in ("str", "DebootstrapModel", "tuple[str,...]", "int", "list")]
@@ -427,7 +510,13 @@ def _translate(exc: ValidationError, raw: dict[str, Any], shown: str) -> Manifes
 
 
 def _unknown_key(loc: list[str], shown: str) -> ManifestError:
-    from layerforge.schema import ProjectModel  # noqa: PLC0415
+    from layerforge.schema import (  # noqa: PLC0415
+        BaseModelConfig,
+        DebootstrapModel,
+        ManifestModel,
+        ProjectModel,
+        ServiceModel,
+    )
 
     word = loc[-1]
     model: type[Any]

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,17 @@ _ROOTFS_EXCLUDE = (
 )
 
 
+SIZE_ANNOTATION = "dev.layerforge.uncompressed-size"
+
+
 @dataclass(frozen=True)
 class Layer:
-    """A layer as an image references it: descriptor, diff_id, and what made it."""
+    """A layer as an image references it: descriptor, diff_id, and what made it.
+
+    Every layer descriptor layerforge writes carries its tar's size as the annotation
+    ``dev.layerforge.uncompressed-size``, so that an image reused from a registry (whose
+    layers stay remote) still knows its uncompressed size for budgets and reports.
+    """
 
     descriptor: Descriptor
     diff_id: str
@@ -73,7 +81,21 @@ class Layer:
     @classmethod
     def from_blob(cls, blob: LayerBlob, created_by: str) -> Layer:
         desc = Descriptor(blob.media_type, blob.digest, blob.size)
-        return cls(desc, blob.diff_id, created_by, blob.uncompressed_size)
+        return cls.sized(desc, blob.diff_id, created_by, blob.uncompressed_size)
+
+    @classmethod
+    def sized(cls, desc: Descriptor, diff_id: str, created_by: str, size: int) -> Layer:
+        """The layer with its uncompressed size recorded in its descriptor's annotations."""
+        annotations = dict(desc.annotations)
+        annotations[SIZE_ANNOTATION] = str(size)
+        desc = replace(desc, annotations=tuple(sorted(annotations.items())))
+        return cls(desc, diff_id, created_by, size)
+
+
+def annotated_size(desc: Descriptor) -> int:
+    """The uncompressed size a descriptor's annotation records (0 if it has none)."""
+    value = dict(desc.annotations).get(SIZE_ANNOTATION, "")
+    return int(value) if value.isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -321,11 +343,24 @@ def _image_from_manifest(
     layers = []
     for index, raw in enumerate(manifest["layers"]):
         created = history[index].get("created_by", "") if index < len(history) else ""
-        layers.append(Layer(Descriptor.from_json(raw), str(diff_ids[index]), str(created)))
+        desc = Descriptor.from_json(raw)
+        size = annotated_size(desc) or _tar_size(ctx.store, desc)
+        layers.append(Layer.sized(desc, str(diff_ids[index]), str(created), size))
     rootfs = unpack_image(ctx.store, manifest_digest, ctx.cache_dir / "unpacked")
     python = find_python(rootfs, ctx.python, where)
     env = tuple(config.get("config", {}).get("Env") or _DEFAULT_ENV)
     return BaseImage(manifest_digest, description, tuple(layers), env, python)
+
+
+def _tar_size(store: Store, desc: Descriptor) -> int:
+    """Bytes of a foreign layer's tar, counted by decompressing its blob once."""
+    from layerforge.report.listing import open_layer  # noqa: PLC0415
+
+    total = 0
+    with open_layer(store.blob_path(desc.digest)) as stream:
+        while chunk := stream.read(1 << 20):
+            total += len(chunk)
+    return total
 
 
 def _materialize_registry(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:

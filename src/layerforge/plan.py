@@ -25,7 +25,7 @@ from layerforge.manifest import Node, Project
 from layerforge.resolve import stale_nodes
 from layerforge.runtime_lock import key_doc as runtime_key_doc
 
-LAYER_FORMAT = 1
+LAYER_FORMAT = 2  # 2: layer descriptors carry dev.layerforge.uncompressed-size
 Status = Literal["cached", "build", "remote"]  # remote: in the registry (remote cache)
 
 

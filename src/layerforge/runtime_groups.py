@@ -12,7 +12,7 @@ with a group can install that group too. A group name may be declared once per c
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,13 +46,14 @@ def check_group_name(name: str) -> str:
 
 
 def read_groups(
-    value: Mapping[str, str | tuple[str, ...]] | None, *, root: Path, manifest: str, key: str
+    value: Mapping[str, str | Sequence[str]] | None, *, root: Path, manifest: str, key: str
 ) -> tuple[RuntimeGroup, ...]:
     """The ``runtime`` table of one node, validated, sorted by group name."""
     groups: list[RuntimeGroup] = []
     for name, reqs in sorted((value or {}).items()):
         where = f"{key}.{name}"
-        parsed = read_requirements(reqs, root=root, manifest=manifest, key=where)
+        lines = reqs if isinstance(reqs, str) else tuple(reqs)
+        parsed = read_requirements(lines, root=root, manifest=manifest, key=where)
         if not parsed.lines:
             raise ManifestError(
                 f"runtime group {name!r} has no requirements",

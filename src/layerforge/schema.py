@@ -16,8 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from layerforge.runtime_groups import check_group_name
 from layerforge.sizes import parse_size
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

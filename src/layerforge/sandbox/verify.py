@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from layerforge import cmd
 from layerforge.build.image import ImageRecord
+from layerforge.cachedir import uses_cache
 from layerforge.errors import VerifyError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.manifest import Node, Project
@@ -165,6 +166,7 @@ def _failure(node: Node, record: ImageRecord, check: Check, result: cmd.Result) 
     )
 
 
+@uses_cache
 def verify_project(
     project: Project,
     ws: Workspace,
