@@ -222,3 +222,10 @@ def test_online_the_wheel_comes_from_its_locked_url(
     assert (target / "tiny" / "__init__.py").is_file()
     assert list((target / ".layerforge-runtime" / "downloads").iterdir()) == []  # not kept
     assert "extra: installing 2 distributions" in capsys.readouterr().err
+
+
+def test_a_group_name_is_never_a_path(image: tuple[Path, Path, Path]) -> None:
+    pins, wheels, target = image
+    (pins.parent / "evil.txt").write_text("x\n")
+    env = env_for(pins, wheels)
+    assert launcher.main(["--target", str(target), "ensure", "../evil"], env) == 2

@@ -41,6 +41,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,7 @@ from typing import NoReturn
 
 DEFAULT_DIR = "/opt/layerforge/runtime"
 INSTALLER_NAME = "layerforge-runtime"
+GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as layerforge.runtime_groups
 
 
 class RuntimeGroupError(Exception):
@@ -147,7 +149,7 @@ def available(settings: Settings) -> list[str]:
 
 def pins_digest(settings: Settings, group: str) -> str:
     path = settings.pins_dir / f"{group}.txt"
-    if not path.is_file():
+    if not GROUP_RE.match(group) or not path.is_file():
         known = ", ".join(available(settings)) or "none"
         raise UsageError(
             f"this image has no runtime group {group!r} (groups: {known}); declare it under "
@@ -311,9 +313,8 @@ def install_wheel(path: Path, target: Target) -> None:
             record.append(_write_file(dest, data, executable, root))
         for name, script in _console_scripts(zf, info_dir, target):
             record.append(_write_file(target.scripts / name, script, True, root))
-        record.append(
-            _write_file(root / info_dir / "INSTALLER", b"layerforge-runtime\n", False, root)
-        )
+        installer = f"{INSTALLER_NAME}\n".encode()
+        record.append(_write_file(root / info_dir / "INSTALLER", installer, False, root))
         record.append([f"{info_dir}/RECORD", "", ""])
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(record)
