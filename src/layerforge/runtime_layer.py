@@ -4,7 +4,7 @@ For every runtime group in the node's own lock table (see :mod:`layerforge.runti
 
     /opt/layerforge/runtime/GROUP.txt    name==version --hash=sha256:...  (pip -r format)
     /opt/layerforge/runtime/GROUP.json   file name, URL, sha256 and size of each wheel
-    /opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime.py   the launcher (stdlib only)
+    /opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime/     the launcher (stdlib only)
     /opt/venv/bin/layerforge-runtime                              its script
 
 A child that re-locks an inherited group writes its own files over the parent's. The layer
@@ -32,6 +32,13 @@ MODULE = "layerforge_runtime"
 
 def launcher_source() -> bytes:
     return resources.files("layerforge.runtime").joinpath("launcher.py").read_bytes()
+
+
+def launcher_files() -> dict[str, bytes]:
+    """The ``layerforge_runtime`` package as baked: file name -> bytes (stdlib only)."""
+    wheel = resources.files("layerforge.runtime").joinpath("wheel.py").read_bytes()
+    main = f"import sys\n\nfrom {MODULE} import main\n\nsys.exit(main())\n".encode()
+    return {"__init__.py": launcher_source(), "__main__.py": main, "wheel.py": wheel}
 
 
 def pins_text(group: LockedGroup) -> str:
@@ -85,8 +92,8 @@ def runtime_entries(
         entries.append(_file(f"{PINS_DIR}/{group.name}.json", doc.encode()))
     if inherited:  # an ancestor's runtime layer holds the launcher already
         return entries
-    site = f"opt/venv/lib/python{python}/site-packages"
-    entries.append(_file(f"{site}/{MODULE}.py", launcher_source()))
+    package = f"opt/venv/lib/python{python}/site-packages/{MODULE}"
+    entries += [_file(f"{package}/{name}", data) for name, data in launcher_files().items()]
     script = (
         f"#!/opt/venv/bin/python\nimport sys\nfrom {MODULE} import main\nsys.exit(main())\n"
     ).encode()

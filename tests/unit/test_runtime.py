@@ -211,8 +211,13 @@ def test_runtime_layer_carries_pins_and_launcher_not_wheels() -> None:
         "beta-1.0-py3-none-any.whl",
         "delta-3-py3-none-any.whl",
     ]
-    module = entries["opt/venv/lib/python3.11/site-packages/layerforge_runtime.py"]
-    assert module.data == runtime_layer.launcher_source()
+    package = "opt/venv/lib/python3.11/site-packages/layerforge_runtime"
+    assert entries[f"{package}/__init__.py"].data == runtime_layer.launcher_source()
+    assert {p for p in entries if p.startswith(package)} == {
+        f"{package}/__init__.py",
+        f"{package}/__main__.py",
+        f"{package}/wheel.py",
+    }
     assert entries["opt/venv/bin/layerforge-runtime"].mode == 0o755
     assert not any(p.endswith(".whl") for p in entries)
     assert runtime_layer.runtime_entries(LockedNode("sha256:1"), "3.11") == []
@@ -222,13 +227,16 @@ def test_launcher_imports_only_the_standard_library() -> None:
     import ast
     import sys
 
-    tree = ast.parse(runtime_layer.launcher_source())
-    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-             for a in n.names}  # fmt: skip
-    names |= {
-        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-    }
-    assert names - {"__future__"} <= set(sys.stdlib_module_names)
+    for source in runtime_layer.launcher_files().values():
+        tree = ast.parse(source)
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                 for a in n.names}  # fmt: skip
+        names |= {
+            (n.module or "").split(".")[0]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.level == 0
+        }
+        assert names - {"__future__", "layerforge_runtime"} <= set(sys.stdlib_module_names)
 
 
 def test_entrypoint_is_the_launcher_where_groups_are_declared(tmp_path: Path, index: Path) -> None:
@@ -286,15 +294,15 @@ def test_dockerfile_export_carries_the_same_pins_and_launcher(tmp_path: Path, in
     assert (
         files["docker/cpu/runtime/pins/llm.txt"].content == layer["opt/layerforge/runtime/llm.txt"]
     )
-    assert files["docker/cpu/runtime/layerforge_runtime.py"].content == (
+    assert files["docker/cpu/runtime/layerforge_runtime/__init__.py"].content == (
         runtime_layer.launcher_source()
     )
     assert files["docker/cpu/runtime/layerforge-runtime"].mode == 0o755
     text = files["docker/cpu/Dockerfile"].content.decode()
     assert "COPY docker/cpu/runtime/pins/ /opt/layerforge/runtime/" in text
     assert (
-        "COPY docker/cpu/runtime/layerforge_runtime.py /opt/venv/lib/python3.11/site-packages/"
-        in text
+        "COPY docker/cpu/runtime/layerforge_runtime/ "
+        "/opt/venv/lib/python3.11/site-packages/layerforge_runtime/" in text
     )
     assert 'ENTRYPOINT ["/opt/venv/bin/layerforge-runtime", "exec", "--"]' in text
     assert "beta" not in text  # the group is not installed
@@ -315,7 +323,9 @@ def test_a_child_layer_writes_only_what_differs_from_its_base(tmp_path: Path, in
     assert paths("cpu") == {
         "opt/layerforge/runtime/llm.txt",
         "opt/layerforge/runtime/llm.json",
-        "opt/venv/lib/python3.11/site-packages/layerforge_runtime.py",
+        "opt/venv/lib/python3.11/site-packages/layerforge_runtime/__init__.py",
+        "opt/venv/lib/python3.11/site-packages/layerforge_runtime/__main__.py",
+        "opt/venv/lib/python3.11/site-packages/layerforge_runtime/wheel.py",
         "opt/venv/bin/layerforge-runtime",
     }
     # api bakes gamma 1.0, so its llm differs (beta only): new pins, the launcher is inherited

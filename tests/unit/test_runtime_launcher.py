@@ -14,6 +14,7 @@ import pytest
 from layerforge import cmd, runtime_layer
 from layerforge.lockfile import LockedGroup, LockedNode, Package
 from layerforge.runtime import launcher
+from layerforge.runtime.wheel import Target
 from tests.wheelkit import make_wheel, sha256_of
 
 SCRIPT = "#!python\nprint('data script')\n"
@@ -74,7 +75,7 @@ def test_new_pins_install_again(image: tuple[Path, Path, Path]) -> None:
     env = env_for(pins, wheels)
     assert launcher.main(["--target", str(target), "ensure", "extra"], env) == 0
     settings = launcher.Settings.from_env(env)
-    tgt = launcher.Target.directory(target, sys.executable)
+    tgt = Target.directory(target, sys.executable)
     assert launcher.installed(settings, tgt, "extra")
     (pins / "extra.txt").write_text((pins / "extra.txt").read_text() + "# a new image\n")
     assert not launcher.installed(settings, tgt, "extra")

@@ -20,6 +20,8 @@ def _entries(ctx: ExportContext, node: Node) -> dict[str, tuple[bytes, int]]:
             continue
         if entry.path.startswith(PINS_DIR + "/"):
             out["pins/" + entry.path.removeprefix(PINS_DIR + "/")] = (entry.data, entry.mode)
+        elif f"/{MODULE}/" in entry.path:
+            out[MODULE + "/" + entry.path.rsplit("/", 1)[-1]] = (entry.data, entry.mode)
         else:
             out[entry.path.rsplit("/", 1)[-1]] = (entry.data, entry.mode)
     return out
@@ -45,9 +47,9 @@ def lines(ctx: ExportContext, node: Node, directory: str) -> list[str]:
         "# (or LAYERFORGE_RUNTIME_GROUPS with the ENTRYPOINT) installs them on first use.",
         f"COPY {src}/pins/ /{PINS_DIR}/",
     ]
-    if f"{MODULE}.py" in written:
-        site = f"/opt/venv/lib/python{ctx.project.python}/site-packages/"
-        out.append(f"COPY {src}/{MODULE}.py {site}")
+    if f"{MODULE}/__init__.py" in written:
+        site = f"/opt/venv/lib/python{ctx.project.python}/site-packages/{MODULE}/"
+        out.append(f"COPY {src}/{MODULE}/ {site}")
         out.append(f"COPY {src}/{SCRIPT.rsplit('/', 1)[-1]} /{SCRIPT.rsplit('/', 1)[0]}/")
     return [*out, ""]
 

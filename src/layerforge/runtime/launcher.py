@@ -1,8 +1,9 @@
 """layerforge-runtime: install an image's runtime groups on first use (standard library only).
 
-This file is baked into images as ``/opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime.py``
-(with the script ``/opt/venv/bin/layerforge-runtime``) next to the locked pins of every runtime
-group the image may install, ``/opt/layerforge/runtime/GROUP.txt`` (``name==version
+Baked into images as the package ``/opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime/``
+(this file as its ``__init__.py``, :mod:`layerforge.runtime.wheel` as ``wheel.py``, and a
+``__main__.py``), with the script ``/opt/venv/bin/layerforge-runtime``, next to the locked pins
+of every runtime group the image may install, ``/opt/layerforge/runtime/GROUP.txt`` (``name==version
 --hash=sha256:...``, for ``pip install --require-hashes --no-deps -r``) and ``GROUP.json``
 (file name, URL, sha256 and size of each wheel). It imports nothing outside the standard
 library, so it runs in any image, with or without pip::
@@ -34,30 +35,26 @@ holds the sha256 of the group's pins once installed, and installs run under an e
 from __future__ import annotations
 
 import argparse
-import base64
-import csv
 import fcntl
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from .wheel import Target, WheelError, install_wheel
+
 DEFAULT_DIR = "/opt/layerforge/runtime"
-INSTALLER_NAME = "layerforge-runtime"
 GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as layerforge.runtime_groups
 
 
@@ -81,38 +78,6 @@ class Wheel:
     url: str
     sha256: str
     size: int
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a wheel's files go (the running interpreter's scheme, or a --target dir)."""
-
-    purelib: Path
-    platlib: Path
-    scripts: Path
-    data: Path
-    headers: Path
-    python: str  # interpreter written into generated scripts
-
-    @classmethod
-    def current(cls) -> Target:
-        paths = sysconfig.get_paths()
-        return cls(
-            Path(paths["purelib"]),
-            Path(paths["platlib"]),
-            Path(paths["scripts"]),
-            Path(paths["data"]),
-            Path(paths["include"]),
-            str(Path(sys.prefix) / "bin" / "python"),
-        )
-
-    @classmethod
-    def directory(cls, root: Path, python: str) -> Target:
-        return cls(root, root, root / "bin", root, root / "include", python)
-
-    @property
-    def state(self) -> Path:
-        return self.data / ".layerforge-runtime"
 
 
 @dataclass(frozen=True)
@@ -291,93 +256,6 @@ def _check_hash(path: Path, wheel: Wheel) -> None:
         )
 
 
-# -- the built-in installer (a wheel is a zip file with a RECORD) --------------------------------
-
-
-def install_wheel(path: Path, target: Target) -> None:
-    """Unpack a wheel into ``target`` the way pip would (no bytecode, no dependencies)."""
-    with zipfile.ZipFile(path) as zf:
-        info_dir = _dist_info(zf, path)
-        data_dir = info_dir.removesuffix(".dist-info") + ".data"
-        root_is_pure = b"Root-Is-Purelib: true" in zf.read(f"{info_dir}/WHEEL")
-        root = target.purelib if root_is_pure else target.platlib
-        record: list[list[str]] = []
-        for item in zf.infolist():
-            if item.is_dir() or item.filename == f"{info_dir}/RECORD":
-                continue
-            dest = _destination(item.filename, data_dir, root, target)
-            data = zf.read(item)
-            if item.filename.startswith(f"{data_dir}/scripts/") and data.startswith(b"#!python"):
-                data = b"#!" + target.python.encode() + data.removeprefix(b"#!python")
-            executable = bool((item.external_attr >> 16) & 0o111) or dest.parent == target.scripts
-            record.append(_write_file(dest, data, executable, root))
-        for name, script in _console_scripts(zf, info_dir, target):
-            record.append(_write_file(target.scripts / name, script, True, root))
-        installer = f"{INSTALLER_NAME}\n".encode()
-        record.append(_write_file(root / info_dir / "INSTALLER", installer, False, root))
-        record.append([f"{info_dir}/RECORD", "", ""])
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows(record)
-        (root / info_dir / "RECORD").write_text(out.getvalue())
-
-
-def _dist_info(zf: zipfile.ZipFile, path: Path) -> str:
-    names = {n.split("/", 1)[0] for n in zf.namelist() if n.split("/", 1)[0].endswith(".dist-info")}
-    if len(names) != 1:
-        raise RuntimeGroupError(f"{path.name}: not a wheel (expected one .dist-info directory)")
-    return names.pop()
-
-
-def _destination(member: str, data_dir: str, root: Path, target: Target) -> Path:
-    parts = member.split("/")
-    if member.startswith("/") or ".." in parts or "\\" in member:
-        raise RuntimeGroupError(f"refusing wheel member {member!r} (escapes the target)")
-    if parts[0] != data_dir:
-        return root.joinpath(*parts)
-    schemes = {
-        "purelib": target.purelib,
-        "platlib": target.platlib,
-        "scripts": target.scripts,
-        "data": target.data,
-        "headers": target.headers,
-    }
-    if len(parts) < 3 or parts[1] not in schemes:
-        raise RuntimeGroupError(f"unknown wheel data directory in {member!r}")
-    return schemes[parts[1]].joinpath(*parts[2:])
-
-
-def _write_file(dest: Path, data: bytes, executable: bool, root: Path) -> list[str]:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.lf-tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o755 if executable else 0o644)
-    tmp.replace(dest)
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return [os.path.relpath(dest, root), f"sha256={digest}", str(len(data))]
-
-
-def _console_scripts(zf: zipfile.ZipFile, info_dir: str, target: Target) -> list[tuple[str, bytes]]:
-    try:
-        text = zf.read(f"{info_dir}/entry_points.txt").decode()
-    except KeyError:
-        return []
-    out: list[tuple[str, bytes]] = []
-    section = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("["):
-            section = line.strip("[]").strip()
-        elif "=" in line and section in ("console_scripts", "gui_scripts"):
-            name, _, ref = (x.strip() for x in line.partition("="))
-            module, _, attr = ref.split()[0].partition(":")
-            body = (
-                f"#!{target.python}\nimport sys\nfrom {module} import {attr.split('.')[0]}\n"
-                f"if __name__ == '__main__':\n    sys.exit({attr}())\n"
-            )
-            out.append((name, body.encode()))
-    return out
-
-
 def _external(settings: Settings, target: Target, group: str) -> None:
     """``pip``/``uv`` ``install --require-hashes --no-deps -r GROUP.txt``."""
     reqs = str(settings.pins_dir / f"{group}.txt")
@@ -443,6 +321,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except RuntimeGroupError as exc:
         _say(f"error: {exc}")
         return exc.exit_code
+    except WheelError as exc:
+        _say(f"error: {exc}")
+        return 1
     except OSError as exc:  # e.g. a read-only root filesystem
         _say(f"error: {exc}; the venv must be writable to install a runtime group")
         return 1
