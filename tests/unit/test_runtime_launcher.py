@@ -230,3 +230,12 @@ def test_a_group_name_is_never_a_path(image: tuple[Path, Path, Path]) -> None:
     (pins.parent / "evil.txt").write_text("x\n")
     env = env_for(pins, wheels)
     assert launcher.main(["--target", str(target), "ensure", "../evil"], env) == 2
+
+
+def test_an_untrusted_certificate_gets_its_own_advice() -> None:
+    import ssl
+    import urllib.error
+
+    exc = urllib.error.URLError(ssl.SSLCertVerificationError("self-signed certificate"))
+    assert "SSL_CERT_FILE" in launcher._advice(exc, "(none)")
+    assert "Offline?" in launcher._advice(urllib.error.URLError("no route"), "(none)")

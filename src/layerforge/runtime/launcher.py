@@ -41,6 +41,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -236,12 +237,24 @@ def _download(wheel: Wheel, downloads: Path, where: str) -> Path:
     except (urllib.error.URLError, OSError) as exc:
         Path(tmp).unlink(missing_ok=True)
         raise FetchError(
-            f"cannot download {wheel.filename} from {wheel.url}: {exc}. Offline? Put the "
-            f"group's wheels in a directory and set LAYERFORGE_RUNTIME_FIND_LINKS (now {where})"
+            f"cannot download {wheel.filename} from {wheel.url}: {exc}. {_advice(exc, where)}"
         ) from None
     Path(tmp).replace(target)
     _check_hash(target, wheel)
     return target
+
+
+def _advice(exc: Exception, where: str) -> str:
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return (
+            "The image does not trust the index's certificate (a proxy or a private CA?): "
+            "set SSL_CERT_FILE to a CA bundle that does, e.g. one mounted from the host"
+        )
+    return (
+        "Offline? Put the group's wheels in a directory and set "
+        f"LAYERFORGE_RUNTIME_FIND_LINKS (now {where})"
+    )
 
 
 def _check_hash(path: Path, wheel: Wheel) -> None:
