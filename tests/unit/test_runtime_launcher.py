@@ -166,6 +166,10 @@ def test_exec_ensures_then_runs_the_command(image: tuple[Path, Path, Path]) -> N
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.strip() == "1.0 2.0"
+    env.pop("LAYERFORGE_RUNTIME_GROUPS")
+    proc = _launcher(target, "exec", "--group", "extra", "--", sys.executable, "-c", code, env=env)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "extra: already installed" in err
     proc = _launcher(target, "exec", "--", env=env)
     assert proc.communicate(timeout=60)[1].count("exec needs a command") == 1
     assert proc.returncode == 2
