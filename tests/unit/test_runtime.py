@@ -299,15 +299,21 @@ def test_dockerfile_export_carries_the_same_pins_and_launcher(tmp_path: Path, in
     )
     assert files["docker/cpu/runtime/layerforge-runtime"].mode == 0o755
     text = files["docker/cpu/Dockerfile"].content.decode()
-    assert "COPY docker/cpu/runtime/pins/ /opt/layerforge/runtime/" in text
-    assert (
-        "COPY docker/cpu/runtime/layerforge_runtime/ "
-        "/opt/venv/lib/python3.11/site-packages/layerforge_runtime/" in text
-    )
+    copies = [line for line in text.splitlines() if line.startswith("COPY")]
+    assert copies == [
+        "COPY docker/cpu/runtime/pins/llm.json docker/cpu/runtime/pins/llm.txt "
+        "/opt/layerforge/runtime/",
+        "COPY docker/cpu/runtime/layerforge_runtime/__init__.py "
+        "docker/cpu/runtime/layerforge_runtime/__main__.py "
+        "docker/cpu/runtime/layerforge_runtime/wheel.py "
+        "/opt/venv/lib/python3.11/site-packages/layerforge_runtime/",
+        "COPY docker/cpu/runtime/layerforge-runtime /opt/venv/bin/",
+    ]
     assert 'ENTRYPOINT ["/opt/venv/bin/layerforge-runtime", "exec", "--"]' in text
     assert "beta" not in text  # the group is not installed
     ignore = files["docker/cpu/Dockerfile.dockerignore"].content.decode().splitlines()
-    assert "!docker/cpu/runtime" in ignore
+    assert "!docker/cpu/runtime/pins/llm.txt" in ignore
+    assert "!docker/cpu/runtime/layerforge-runtime" in ignore
     assert "docker/bare/runtime/pins/llm.txt" not in files  # inherits its base's files
 
 

@@ -36,23 +36,28 @@ def files(ctx: ExportContext, node: Node) -> list[GeneratedFile]:
 
 
 def lines(ctx: ExportContext, node: Node, directory: str) -> list[str]:
-    """COPY instructions of the runtime layer's files; none when it has none."""
-    written = _entries(ctx, node)
+    """COPY instructions of the runtime layer's files, by name (a file a removed group left
+    behind in the directory is never copied); none when the layer has no files."""
+    written = sorted(_entries(ctx, node))
     if not written:
         return []
     src = f"{directory}/{RUNTIME}"
     names = ", ".join(g.name for g in ctx.lock.nodes[node.name].runtime)
+    pins = [f"{src}/{rel}" for rel in written if rel.startswith("pins/")]
     out = [
         f"# Runtime groups ({names}): locked, NOT installed. `layerforge-runtime ensure GROUP`",
         "# (or LAYERFORGE_RUNTIME_GROUPS with the ENTRYPOINT) installs them on first use.",
-        f"COPY {src}/pins/ /{PINS_DIR}/",
+        f"COPY {' '.join(pins)} /{PINS_DIR}/",
     ]
-    if f"{MODULE}/__init__.py" in written:
+    package = [f"{src}/{rel}" for rel in written if rel.startswith(f"{MODULE}/")]
+    if package:
         site = f"/opt/venv/lib/python{ctx.project.python}/site-packages/{MODULE}/"
-        out.append(f"COPY {src}/{MODULE}/ {site}")
-        out.append(f"COPY {src}/{SCRIPT.rsplit('/', 1)[-1]} /{SCRIPT.rsplit('/', 1)[0]}/")
+        script = SCRIPT.rsplit("/", 1)
+        out.append(f"COPY {' '.join(package)} {site}")
+        out.append(f"COPY {src}/{script[1]} /{script[0]}/")
     return [*out, ""]
 
 
 def ignore(ctx: ExportContext, node: Node, directory: str) -> list[str]:
-    return [f"!{directory}/{RUNTIME}"] if _entries(ctx, node) else []
+    """Allow-list entries: exactly the files :func:`lines` copies."""
+    return [f"!{directory}/{RUNTIME}/{rel}" for rel in sorted(_entries(ctx, node))]
