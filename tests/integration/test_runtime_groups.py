@@ -7,6 +7,9 @@ bud` on our base, carries the same launcher and pins.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -90,6 +93,12 @@ def test_runtime_group_installs_on_first_use(built: Built, shared_cache: Path) -
     assert config["config"]["Cmd"] == ["python", "-m", "hello"]
     runtime_history = [h for h in config["history"] if "runtime groups" in h["created_by"]]
     assert len(runtime_history) == 1
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["report", "-f", str(built.directory), "--json"]) == 0
+    (row,) = json.loads(buf.getvalue())["runtime"]
+    assert (row["node"], row["group"], row["distributions"]) == ("api", "extra", 1)
+    assert row["size"] == group.packages[0].size > 0
 
     box = bh.from_oci(store, "api:latest")
     with pytest.raises(AssertionError, match="No module named 'six'"):
