@@ -6,9 +6,12 @@ install never changes a baked distribution. The group's entry keeps only the dis
 beyond the baked ones, and an ``inputs`` digest of what it was resolved from (its lines and
 every baked pin), so ``lock --check`` sees a group go stale on its own.
 
-Which nodes carry an entry for a group: the node that declares it, and every descendant that
-bakes distributions of its own (their baked set differs, so may the group's resolution). A
-descendant with no distributions of its own uses its nearest ancestor's entry.
+Which nodes carry an entry for a group: the node that declares it, and each descendant that
+bakes a distribution the group (as its nearest ancestor locked it) would install too; that
+descendant's entry is resolved against its own baked set, so the group never overwrites one
+of its pins. Every other descendant uses its nearest ancestor's entry as is: the group's
+distributions and the descendant's share no name, so they install side by side (the
+group's own dependencies are all in the group or baked below it).
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ def groups_to_lock(
     project: Project, lock_nodes: Mapping[str, LockedNode], name: str
 ) -> dict[str, tuple[Node, RuntimeGroup]]:
     """The groups that get an entry in ``name``'s lock table (see the module docstring)."""
-    own_packages = name in lock_nodes and bool(lock_nodes[name].packages)
-    return {
-        g: (owner, group)
-        for g, (owner, group) in effective_groups(project.nodes, name).items()
-        if owner.name == name or own_packages
-    }
+    own = set(lock_nodes[name].by_name()) if name in lock_nodes else set()
+    parent = project.nodes[name].parent
+    above = effective_entries(lock_nodes, project, parent) if parent else {}
+    out: dict[str, tuple[Node, RuntimeGroup]] = {}
+    for g, (owner, group) in effective_groups(project.nodes, name).items():
+        inherited = above.get(g)
+        if owner.name == name or inherited is None or own & {p.name for p in inherited.packages}:
+            out[g] = (owner, group)
+    return out
 
 
 def baked(lock_nodes: Mapping[str, LockedNode], chain: list[str]) -> dict[str, Package]:
@@ -78,9 +84,15 @@ def group_inputs(project: Project, group: RuntimeGroup, below: Mapping[str, Pack
 
 def effective_lock(lock: Lock, project: Project, name: str) -> dict[str, LockedGroup]:
     """The locked groups a node's image can install: nearest entry up the chain wins."""
+    return effective_entries(lock.nodes, project, name)
+
+
+def effective_entries(
+    lock_nodes: Mapping[str, LockedNode], project: Project, name: str
+) -> dict[str, LockedGroup]:
     out: dict[str, LockedGroup] = {}
     for node_name in reversed(chain_names(project, name)):
-        locked = lock.nodes.get(node_name)
+        locked = lock_nodes.get(node_name)
         for group in locked.runtime if locked else ():
             out.setdefault(group.name, group)
     return dict(sorted(out.items()))

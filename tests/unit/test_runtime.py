@@ -137,9 +137,8 @@ def test_group_is_resolved_on_top_of_the_baked_pins(tmp_path: Path, index: Path)
     (llm,) = cpu.runtime
     # beta 2.0 needs alpha>=2, which would move the baked alpha: beta 1.0 it is, alpha not again
     assert [x.pin for x in llm.packages] == ["beta==1.0"]
-    # a service with baked packages of its own re-locks the inherited group; one without
-    # uses its base's entry
-    assert [g.name for g in lock.nodes["api"].runtime] == ["llm"]
+    # services whose baked packages the group does not touch use their base's entry
+    assert lock.nodes["api"].runtime == ()
     assert lock.nodes["bare"].runtime == ()
     rows = {(r.node, r.group): r for r in summaries(p, lock)}
     assert rows["bare", "llm"].declared_by == "bases.cpu"
@@ -155,13 +154,14 @@ def test_a_group_change_is_stale_alone_and_keeps_baked_pins(tmp_path: Path, inde
     p = project(tmp_path, index, FLEET)
     lock = resolve(p, None)
     p2 = project(tmp_path, index, FLEET.replace('["beta"]', '["beta", "gamma"]'))
-    assert stale_nodes(p2, lock) == ["cpu", "api"]  # the nodes holding an entry for llm
+    assert stale_nodes(p2, lock) == ["cpu"]  # the node holding an entry for llm
     lock2 = resolve(p2, lock)
     assert lock2.nodes["cpu"].inputs == lock.nodes["cpu"].inputs  # baked side untouched
     assert lock2.nodes["cpu"].packages == lock.nodes["cpu"].packages
     assert [x.pin for x in lock2.nodes["cpu"].runtime[0].packages] == ["beta==1.0", "gamma==1.1"]
-    # api bakes gamma==1.0: its own copy of the group is resolved against it
+    # api bakes gamma==1.0, which the group would install: its own entry, resolved against it
     assert [x.pin for x in lock2.nodes["api"].runtime[0].packages] == ["beta==1.0"]
+    assert lock2.nodes["bare"].runtime == ()
     assert stale_nodes(p2, lock2) == []
     # an entry that no longer belongs to the manifest is stale as well
     extra = LockedGroup("gone", "sha256:0")
