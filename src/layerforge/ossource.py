@@ -389,7 +389,12 @@ def materialize(source: OSSource, ctx: SourceContext, where: str, *, refresh: bo
     if not refresh and path.is_file():
         image = BaseImage.from_json(json.loads(path.read_text()))
         pinned = source.kind != "registry" or ctx.pinned in (None, image.identity)
-        if pinned and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers):
+        same_python = image.python.version == ctx.python  # else look for it again (and refuse)
+        if (
+            pinned
+            and same_python
+            and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers)
+        ):
             return image
     image = MATERIALIZERS[source.kind](source, ctx, where)
     atomic_write(path, json.dumps(image.to_json(), indent=2, sort_keys=True).encode())

@@ -264,3 +264,24 @@ def test_operations_that_fill_the_cache_register_and_hold_it(tmp_path: Path) -> 
     assert (known.store, known.manifest) == (ws.store, ws.manifest)
     with cachedir.exclusive(tmp_path) as got:
         assert got  # released
+
+
+def test_manifest_validation_entries_of_a_known_project_stay(tmp_path: Path) -> None:
+    from layerforge.manifest import cache_entry, load
+
+    project = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".layerforge"))
+    manifest = project / "layerforge.toml"
+    cache = tmp_path / "cache"
+    load(manifest, cache)
+    current = cache_entry(cache, manifest)
+    assert current is not None and current.is_file()
+    stale = current.with_name("0" * 64 + ".json")  # an earlier text of the manifest
+    stale.write_text("{}")
+    fresh = current.with_name("1" * 64 + ".json")  # within the grace period: kept
+    fresh.write_text("{}")
+    _age(current), _age(stale)
+    store = Store.open(tmp_path / "store")
+    result = collect_caches(cache, store, manifest, gc.collect(store, keep=1, dry_run=False))
+    assert [e.path for e in result.removed] == [stale]
+    assert current.is_file() and fresh.is_file() and not stale.exists()

@@ -14,9 +14,11 @@ entry                       keyed by (written by)                            kin
 ``debootstrap/<24 hex>/``   the debootstrap inputs                           ``debootstrap``
 ``sandbox/layers/K.*``      a system layer's inputs (machine-wide reuse)     ``system-layer``
 ``sandbox/{apt,pip,uv}``    downloads, mounted into the sandbox              ``downloads``
+``manifest/<64 hex>.json``  the text of a ``layerforge.toml`` (validation)    ``manifest``
 ``stage/*``, ``*/.tmp-*``   work directories of a build in progress          ``temporary``
 ==========================  ===============================================  ===============
 
+A ``manifest`` entry goes when it is not the one of a known project's current manifest text.
 The first three are derived from a store's blobs and cheap to make again; gc removes one when
 no *known store* reaches it (:mod:`layerforge.cachedir`: every store that used this cache and
 still exists, the cleaned one as it is after its own gc; an ``image`` is also reached by the
@@ -52,7 +54,7 @@ from layerforge.sandbox.unpack import chain_id
 
 GRACE = 3600.0  # seconds: never touch what changed this recently
 GC_PREFIX = ".tmp-gc-"
-STORE_DERIVED = ("chain", "layer", "image")
+STORE_DERIVED = ("chain", "layer", "image", "manifest")
 INPUT_KEYED = ("tarball", "debootstrap", "system-layer", "downloads")
 # area (a directory under the cache) -> {length of a hex name: kind}
 _HEX_KINDS: dict[str, dict[int, str]] = {
@@ -116,6 +118,7 @@ class Live:
     chain: set[str] = field(default_factory=set)
     layer: set[str] = field(default_factory=set)
     image: set[str] = field(default_factory=set)
+    manifest: set[str] = field(default_factory=set)
 
     def needs(self, kind: str, name: str) -> bool:
         return name in getattr(self, kind)
@@ -126,12 +129,17 @@ class Live:
             self.layer.update(_hex32(d) for d in layers)
         self.image.update(_hex32(d) for d in blobs)
 
-    def add_lock(self, manifest: Path | None) -> None:
-        """OS images a project's lock pins (``unpacked/`` entries of its root bases)."""
+    def add_project(self, cache_dir: Path, manifest: Path | None) -> None:
+        """The validation-cache entry of a project's manifest and the OS images its lock pins
+        (``unpacked/`` entries of its root bases)."""
         from layerforge import lockfile  # noqa: PLC0415
+        from layerforge.manifest import cache_entry  # noqa: PLC0415
 
         if manifest is None:
             return
+        entry = cache_entry(cache_dir, manifest)
+        if entry is not None:
+            self.manifest.add(entry.name)
         lock = lockfile.read_optional(manifest.parent / lockfile.LOCK_NAME)
         for node in lock.nodes.values() if lock else ():
             identity = dict(node.source).get("identity")
@@ -175,7 +183,7 @@ def known_live(
     dropped = set(gc.untagged) if gc else set()
     roots = [d for ref, d in store.tags().items() if ref not in dropped]
     live.add_images(store, roots, reachable(store, roots) if gc else store.blobs())
-    live.add_lock(manifest)
+    live.add_project(cache_dir, manifest)
     counted, gone = [store.root], []
     for known in cachedir.known_stores(cache_dir):
         if known.store == store.root:
@@ -186,7 +194,7 @@ def known_live(
         try:
             other = Store.open(known.store, create=False)
             live.add_images(other, other.tags().values(), other.blobs())
-            live.add_lock(known.manifest)
+            live.add_project(cache_dir, known.manifest)
         except (LayerforgeError, OSError, ValueError, KeyError) as exc:
             raise LayerforgeError(
                 f"cannot read {known.store}, which shares the cache {cache_dir}: {exc}",
@@ -204,6 +212,10 @@ def _kind(area: str, name: str) -> str | None:
         return "temporary"
     if area == "sandbox":
         return "downloads" if name in ("apt", "pip", "uv") else None
+    if area == "manifest":
+        hexname = name.removesuffix(".json")
+        ok = name.endswith(".json") and len(hexname) == 64
+        return "manifest" if ok and all(c in "0123456789abcdef" for c in hexname) else None
     if area == "sandbox/layers":
         return "system-layer" if name.endswith((".json", ".blob")) else None
     kinds = _HEX_KINDS.get(area, {})
@@ -245,7 +257,7 @@ def _judge(entry: CacheEntry, live: Live, all_caches: bool, cutoff: float) -> bo
 
 def candidates(cache_dir: Path) -> Iterator[CacheEntry]:
     """Every entry gc knows how to judge (anything else under the cache is never touched)."""
-    for area in (*_HEX_KINDS, "stage", "sandbox", *_TMP_ONLY):
+    for area in (*_HEX_KINDS, "manifest", "stage", "sandbox", *_TMP_ONLY):
         directory = cache_dir / area
         if not directory.is_dir():
             continue
