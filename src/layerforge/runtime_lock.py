@@ -136,6 +136,8 @@ def resolve_runtime(
         below = baked(nodes, chain)
         old_node = previous.nodes.get(name) if previous is not None else None
         old = {g.name: g for g in old_node.runtime} if old_node else {}
+        parent = project.nodes[name].parent
+        above = effective_entries(nodes, project, parent) if parent else {}
         entries: list[LockedGroup] = []
         for g, (owner, group) in groups_to_lock(project, nodes, name).items():
             inputs = group_inputs(project, group, below)
@@ -151,7 +153,8 @@ def resolve_runtime(
             task = f"resolve:{name}:runtime:{g}"
             reporter.emit(Event("start", task, f"resolving runtime group {g} of {name}"))
             where = f"{owner.section}.runtime.{g}"
-            packages = _resolve_group(project, chain, group, where, below, prior, options)
+            prefer = prior or above.get(g)  # stay close to the last lock, or to the base's
+            packages = _resolve_group(project, chain, group, where, below, prefer, options)
             reporter.emit(Event("finish", task, f"{len(packages)} packages", data={"ok": True}))
             entries.append(LockedGroup(g, inputs, packages))
         nodes[name] = replace(nodes[name], runtime=tuple(entries))
@@ -164,7 +167,7 @@ def _resolve_group(
     group: RuntimeGroup,
     where: str,
     below: dict[str, Package],
-    prior: LockedGroup | None,
+    prefer: LockedGroup | None,
     options: ResolveOptions,
 ) -> tuple[Package, ...]:
     node = project.nodes[chain[-1]]
@@ -176,7 +179,9 @@ def _resolve_group(
         work = Path(tmp)
         (work / "requirements.in").write_text("\n".join(lines) + "\n")
         (work / "constraints.txt").write_text("".join(p.pin + "\n" for p in below.values()))
-        preferred = {} if options.upgrade or prior is None else {p.name: p for p in prior.packages}
+        preferred = (
+            {} if options.upgrade or prefer is None else {p.name: p for p in prefer.packages}
+        )
         _write_preferences(work / "pylock.toml", {**preferred, **below})
         result = cmd.run(_uv_argv(project, work, options), cwd=work, check=False)
         if result.returncode != 0:
