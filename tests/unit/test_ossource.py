@@ -109,3 +109,18 @@ def test_a_changed_project_python_is_checked_again_on_a_reused_source(tmp_path: 
         materialize(source, ctx_for(tmp_path, "3.12"), "bases.os", refresh=False)
     again = materialize(source, ctx_for(tmp_path), "bases.os", refresh=False)
     assert again == first
+
+
+def test_a_misspelt_debootstrap_suite_is_a_manifest_error(tmp_path: Path) -> None:
+    from layerforge.ossource import debootstrap_rootfs
+
+    scripts = Path("/usr/share/debootstrap/scripts")
+    if not (scripts / "bookworm").exists():
+        pytest.skip("debootstrap is not installed")
+    source = OSSource("debootstrap", "bookwrom")
+    with pytest.raises(SourceError) as info:
+        debootstrap_rootfs(source, tmp_path / "cache", NullReporter(), "bases.cpu.from")
+    assert info.value.exit_code == 2
+    assert "bases.cpu.from: debootstrap knows no suite 'bookwrom'" in str(info.value)
+    assert "did you mean 'bookworm'?" in str(info.value)
+    assert not (tmp_path / "cache").exists()  # nothing written

@@ -337,6 +337,9 @@ def test_a_child_layer_writes_only_what_differs_from_its_base(tmp_path: Path, in
     # api bakes gamma 1.0, so its llm differs (beta only): new pins, the launcher is inherited
     assert paths("api") == {"opt/layerforge/runtime/llm.txt", "opt/layerforge/runtime/llm.json"}
     assert paths("bare") == set()  # same group as its base: no runtime layer at all
+    from layerforge.report.sizes import layer_kind
+
+    assert layer_kind(runtime_layer.created_by(lock.nodes["cpu"])) == "runtime"
 
 
 # -- CLI ----------------------------------------------------------------------------------------
