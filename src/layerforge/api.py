@@ -15,7 +15,7 @@ from layerforge.build.executor import BuildContext, NodeResult, execute
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError
 from layerforge.events import NullReporter, Reporter
-from layerforge.lockfile import Lock, LockedNode
+from layerforge.lockfile import Lock
 from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, materialize
@@ -95,7 +95,7 @@ def lock_project(
             node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
         )
         fields = {**dict(nodes[name].source), "identity": image.identity}
-        nodes[name] = LockedNode(nodes[name].inputs, nodes[name].packages, tuple(fields.items()))
+        nodes[name] = replace(nodes[name], source=tuple(fields.items()))
     lock = replace(lock, nodes=nodes)
     changed = lockfile.write(ws.lock_path, lock)
     return LockResult(lock, changed, tuple(before))

@@ -10,6 +10,7 @@ import click
 
 from layerforge import cliutil as c
 from layerforge import commands_report
+from layerforge import commands_runtime as rt
 from layerforge.commands_registry import REGISTRY_COMMANDS
 from layerforge.commands_verify import verify as verify_cmd
 from layerforge.sizes import format_size
@@ -72,6 +73,7 @@ def lock(
         c.emit_json(_lock_json(result.lock, ws.lock_path, result.changed))
         return
     _print_lock(c.console(), result.lock, project)
+    rt.print_runtime(c.console(), rt.summaries(project, result.lock))
     verb = "wrote" if result.changed else "unchanged:"
     click.echo(f"{verb} {ws.lock_path}")
 
@@ -98,10 +100,12 @@ def plan(
     project = api.load_project(ws)
     remote = c.registry_cache(project, remote_cache, c.reporter(as_json))
     result = api.plan_project(project, ws, list(nodes), PlanOptions(revision=revision), remote)
+    groups = rt.lock_summaries(ws, project, [s.node for s in result.steps])
     if as_json:
-        c.emit_json({"steps": [_step_json(s) for s in result.steps]})
+        c.emit_json({"steps": [_step_json(s) for s in result.steps], **rt.runtime_doc(groups)})
         return
     _print_plan(c.console(), result)
+    rt.print_runtime(c.console(), groups)
 
 
 @click.command()
@@ -197,6 +201,7 @@ COMMANDS = [
     *REGISTRY_COMMANDS,
     export,
     verify_cmd,
+    rt.runtime,
 ]
 
 
@@ -213,6 +218,7 @@ def _lock_json(lock: Any, path: Path, changed: bool) -> dict[str, Any]:
                     {"name": p.name, "version": p.version, "size": p.size} for p in node.packages
                 ],
                 "source": dict(node.source),
+                "runtime": {g.name: [p.pin for p in g.packages] for g in node.runtime},
             }
             for name, node in lock.nodes.items()
         },

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from layerforge import cliutil as c
+from layerforge import commands_runtime as rt
 from layerforge.sizes import format_size
 
 
@@ -46,10 +47,12 @@ def report(
         from layerforge.report.html import render  # noqa: PLC0415
 
         html_file.write_text(render(result), encoding="utf-8")
+    groups = rt.summaries(project, lock, selected)
     if as_json:
-        c.emit_json(result.to_json())
+        c.emit_json({**result.to_json(), **rt.runtime_doc(groups)})
     else:
         print_report(c.console(), result)
+        rt.print_runtime(c.console(), groups)
         if html_file is not None:
             click.echo(f"wrote {html_file}")
     if check and result.breaches:

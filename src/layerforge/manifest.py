@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name
 from layerforge import __version__
 from layerforge.errors import ManifestError
 from layerforge.requirements import Requirements, read_requirements
+from layerforge.runtime_groups import RuntimeGroup, check_runtime, read_groups
 from layerforge.sizes import parse_size
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class Node:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     workdir: str | None = None
+    runtime: tuple[RuntimeGroup, ...] = ()  # locked, not baked (runtime_groups.py)
 
     @property
     def section(self) -> str:
@@ -246,6 +248,7 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
         nodes[name] = _service_node(name, svc, bases, root, shown)
     ordered = _topological(nodes, shown)
     _check_pins(ordered, shown)
+    check_runtime(ordered, shown)
     p = data["project"]
     return Project(
         name=p["name"],
@@ -370,6 +373,7 @@ def _base_node(
         run=_tuple(base["run"]),
         network=base["network"],
         context=_context_dir(name, base["context"], root, shown),
+        runtime=read_groups(base["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
         **_common(base),
     )
 
@@ -427,6 +431,7 @@ def _service_node(
         command=None if svc["command"] is None else tuple(svc["command"]),
         entrypoint=None if svc["entrypoint"] is None else tuple(svc["entrypoint"]),
         workdir=workdir,
+        runtime=read_groups(svc["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
         **_common(svc),
     )
 

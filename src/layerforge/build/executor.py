@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from layerforge import runtime_layer
 from layerforge.build import python as pydeps
 from layerforge.build.image import (
     KEY_ANNOTATION,
@@ -144,6 +145,7 @@ def _build_node(
     if packages:
         below = (*parent_layers, *new_layers)  # the image the wheels land in
         new_layers.extend(_dependency_layers(ctx, node, packages, python.version, below))
+    new_layers.extend(_runtime_layer(ctx, node, python.version))  # runtime groups: pins only
     if node.source is not None:
         new_layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
     updates = venv_env(env)
@@ -200,7 +202,7 @@ def _image_spec(
         epoch=epoch,
         env=env,
         cmd=list(node.command) if node.command is not None else None,
-        entrypoint=list(node.entrypoint) if node.entrypoint is not None else None,
+        entrypoint=runtime_layer.entrypoint(node),  # the launcher where groups are declared
         workdir=node.workdir,
         labels=labels,
         annotations=annotations,
@@ -377,6 +379,11 @@ def _system_layer(
     _remember_layers(ctx, key, [layer])
     sysl.remember(ctx.store, ctx.cache_dir, key, layer)
     return layer
+
+
+def _runtime_layer(ctx: BuildContext, node: Node, python: str) -> list[Layer]:
+    entries, label = runtime_layer.layer_for(ctx.lock, ctx.project, node.name, python)
+    return [_write(ctx, f"layer:{node.name}:runtime", entries, label)] if entries else []
 
 
 def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:

@@ -18,6 +18,9 @@ every node is the project root::
 - The node's locked requirements (``name==version --hash=sha256:...``, from the lock) are
   bind-mounted and installed with ``--require-hashes --no-deps`` *before* any source, with
   BuildKit cache mounts for pip and apt; ``__pycache__`` is removed in the same ``RUN``.
+- Runtime groups: their pins and the launcher are copied from ``DIR/NODE/runtime/`` (the
+  same files as our builder's runtime layer, see :mod:`layerforge.export.runtime`); the
+  wheels are not installed.
 - A service ``COPY --link``s only its source tree, last, after every label and setting.
 - ``Dockerfile.dockerignore`` (BuildKit reads it for this Dockerfile) lets only the node's
   own inputs into the context, and keeps the service's own ``.dockerignore`` rules.
@@ -30,8 +33,10 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerforge import runtime_layer
 from layerforge.build.image import KEY_ANNOTATION, NODE_ANNOTATION, created_at
 from layerforge.build.source import ALWAYS_IGNORED, IgnoreRules
+from layerforge.export import runtime as export_runtime
 from layerforge.export.common import (
     ExportContext,
     GeneratedFile,
@@ -112,6 +117,7 @@ class DockerfileExporter:
                 out.append(
                     GeneratedFile(directory / name / REQUIREMENTS, _text(requirements(ctx, node)))
                 )
+            out += export_runtime.files(ctx, node)  # runtime groups: pins and launcher
         if any(needs_rootfs(n) for n in ctx.project.nodes.values()):
             ignore = [*header(ctx, "dockerfiles"), f"/*/{ROOTFS}"]
             out.append(GeneratedFile(directory / ".gitignore", _text(ignore)))
@@ -131,6 +137,7 @@ def dockerfile(ctx: ExportContext, node: Node) -> list[str]:
         lines += _system(ctx.project, node)
     if ctx.lock.nodes[node.name].packages:
         lines += _install(paths)
+    lines += export_runtime.lines(ctx, node, paths.directory)
     lines += _config(ctx, node)
     if node.source is not None:
         lines += _copy_source(ctx, node)
@@ -278,8 +285,9 @@ def _config(ctx: ExportContext, node: Node) -> list[str]:
     lines.append(
         "LABEL " + " \\\n      ".join(f"{k}={_quote(v)}" for k, v in image_labels(ctx, node))
     )
-    if node.entrypoint is not None:
-        lines.append(f"ENTRYPOINT {json.dumps(list(node.entrypoint))}")
+    entrypoint = runtime_layer.entrypoint(node)  # the launcher where runtime groups are declared
+    if entrypoint is not None:
+        lines.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
     if node.command is not None:
         lines.append(f"CMD {json.dumps(list(node.command))}")
     return [*lines, ""]
@@ -369,6 +377,7 @@ def dockerignore(ctx: ExportContext, node: Node) -> list[str]:
         lines.append(f"!{paths.requirements}")
     if needs_rootfs(node):
         lines.append(f"!{paths.rootfs}")
+    lines += export_runtime.ignore(ctx, node, paths.directory)
     if node.context is not None and node.run:
         lines.append(f"!{_context_rel(ctx.project, node)}")
     if node.source is not None:

@@ -131,6 +131,7 @@ def layer_kind(created_by: str) -> str:
         ("layerforge: venv", "venv"),
         ("layerforge: OS", "os"),
         ("layerforge: system", "system"),
+        ("layerforge: runtime", "runtime"),  # runtime groups: pins and launcher (not wheels)
     ):
         if created_by.startswith(prefix):
             return kind
