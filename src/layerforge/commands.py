@@ -107,7 +107,7 @@ def plan(
 @click.command()
 @c.common
 @click.argument("nodes", nargs=-1)
-@click.option("--jobs", "-j", default=2, show_default=True, help="Nodes built in parallel.")
+@c.jobs_option
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
 @click.option("--allow-oversize", is_flag=True, help="Warn, not fail, when over max_size.")
@@ -116,7 +116,7 @@ def plan(
     "--push", "push_after", is_flag=True, help="Push the built images to project.registry."
 )
 @click.option("--no-verify", is_flag=True, help="Do not run the verify statements of each node.")
-@click.option("--runner", default=None, help="Sandbox runner: bwrap (default), chroot, podman.")
+@c.runner_option
 def build(
     manifest: Path | None,
     store: Path | None,
