@@ -49,11 +49,18 @@ def lock(
 ) -> None:
     """Resolve every node with uv and write layerforge.lock."""
     from layerforge import api  # noqa: PLC0415
-    from layerforge.errors import LockError  # noqa: PLC0415
+    from layerforge.errors import LockError, UsageError  # noqa: PLC0415
     from layerforge.resolve import ResolveOptions  # noqa: PLC0415
 
+    if check and (upgrade or upgrade_packages):
+        flag = "--upgrade" if upgrade else "--upgrade-package"
+        raise UsageError(
+            f"--check cannot be combined with {flag}",
+            hint="--check only compares the lock with the manifest; drop one of them",
+        )
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
+    _check_upgrade_packages(project, ws, upgrade_packages)
     if check:
         stale = api.check_lock(project, ws)
         if as_json:
@@ -74,6 +81,32 @@ def lock(
     _print_lock(c.console(), result.lock, project)
     verb = "wrote" if result.changed else "unchanged:"
     click.echo(f"{verb} {ws.lock_path}")
+
+
+def _check_upgrade_packages(project: Any, ws: Any, names: tuple[str, ...]) -> None:
+    """Every -P NAME is locked already, or asked for by some node of the manifest."""
+    if not names:
+        return
+    import re  # noqa: PLC0415
+
+    from packaging.utils import canonicalize_name  # noqa: PLC0415
+
+    from layerforge import lockfile  # noqa: PLC0415
+    from layerforge.errors import UsageError  # noqa: PLC0415
+    from layerforge.manifest import did_you_mean  # noqa: PLC0415
+
+    lock = lockfile.read_optional(ws.lock_path)
+    known = {n for node in project.nodes.values() for n in node.requirements.names()}
+    known |= {p.name for node in (lock.nodes.values() if lock else ()) for p in node.packages}
+    for raw in names:
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", raw.strip())
+        name = canonicalize_name(match.group(0)) if match else raw
+        if name not in known:
+            raise UsageError(
+                f"--upgrade-package: no locked distribution named {raw!r}"
+                f"{did_you_mean(name, sorted(known))}",
+                hint="name a distribution in layerforge.lock or in a node's requirements",
+            )
 
 
 @click.command()

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 MANIFEST_NAME = "layerforge.toml"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# One path component of an OCI repository name (distribution-spec), as archives are tagged
+# PROJECT/NODE:TAG.
+PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 SourceKind = Literal["rootfs", "oci", "debootstrap", "registry"]
 NodeKind = Literal["base", "service"]
 
@@ -236,6 +239,7 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
     """Validated manifest data (see :func:`_validate`) -> Project, checking the files it names."""
     shown = str(path)
     root = path.parent
+    _check_project_name(data["project"]["name"], shown)
     bases: dict[str, Any] = data["bases"]
     services: dict[str, Any] = data["services"]
     _check_names(bases, services, shown)
@@ -262,6 +266,23 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
         find_links=tuple((root / f).resolve() for f in p["find_links"]),
         source_date_epoch=p["source_date_epoch"],
     )
+
+
+def project_name_suggestion(name: str) -> str:
+    """``name`` made a valid project name: lowercase, other characters become '-'."""
+    parts = re.split(r"[^a-z0-9]+", name.lower())
+    return "-".join(p for p in parts if p) or "fleet"
+
+
+def _check_project_name(name: str, shown: str) -> None:
+    if not PROJECT_NAME_RE.match(name):
+        raise ManifestError(
+            f"{name!r} is not a valid image repository name",
+            file=shown,
+            key="project.name",
+            hint="use lowercase letters and digits, separated by '.', '_' or '-', "
+            f"e.g. name = {project_name_suggestion(name)!r}",
+        )
 
 
 def _check_names(bases: dict[str, Any], services: dict[str, Any], shown: str) -> None:
