@@ -531,8 +531,8 @@ def _translate(exc: ValidationError, shown: str) -> ManifestError:
     if err["type"] == "extra_forbidden":
         return _unknown_key(loc, shown)
     if err["type"] == "missing":
-        hint = _required_hint(loc, shown)
-        return ManifestError("this key is required", file=shown, key=key, hint=hint)
+        required = _required_hint(loc, shown)
+        return ManifestError("this key is required", file=shown, key=key, hint=required)
     message, hint = _explain(err, loc)
     return ManifestError(message, file=shown, key=key, hint=hint)
 
