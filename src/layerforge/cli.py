@@ -33,25 +33,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else sys.argv[1:]
     try:
         cli.main(args=args, prog_name="layerforge", standalone_mode=False)
-    except LayerforgeError as exc:
-        return _report_error(exc, _wants_json(args))
+    except (LayerforgeError, OSError) as exc:
+        return _report_error(_as_error(exc), _wants_json(args))
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
-        code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
-        if _wants_json(args):
-            kind = "UsageError" if isinstance(exc, click.UsageError) else "Error"
-            _json_error(kind, exc.format_message(), code)
-        else:
-            exc.show()
-        return code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        return _click_error(exc, _wants_json(args))
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        aborted = isinstance(exc, click.exceptions.Abort)
+        click.echo("aborted" if aborted else "interrupted", err=True)
         return 130
     return 0
+
+
+def _as_error(exc: LayerforgeError | OSError) -> LayerforgeError:
+    """An OSError that the checks missed still becomes a message, not a traceback."""
+    if isinstance(exc, LayerforgeError):
+        return exc
+    where = f"{exc.filename}: " if exc.filename else ""
+    return LayerforgeError(
+        f"{where}{exc.strerror or exc}",
+        hint="check that path: a file where a directory is needed (or the reverse), "
+        "permissions, or free space",
+    )
+
+
+def _click_error(exc: click.ClickException, as_json: bool) -> int:
+    code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    if as_json:
+        kind = "UsageError" if isinstance(exc, click.UsageError) else "Error"
+        _json_error(kind, exc.format_message(), code)
+    else:
+        exc.show()
+    return code
 
 
 def _wants_json(args: list[str]) -> bool:

@@ -110,8 +110,9 @@ def open_store(root: Path) -> Any:
     return Store.open(root, create=False)
 
 
-def output_file(path: Path, option: str, example: str) -> Path:
-    """``path`` resolved, its missing parent directories created; exit 2 if it cannot be."""
+def output_file(path: Path, option: str, example: str, *, create: bool = True) -> Path:
+    """``path`` resolved, its missing parent directories created (with ``create``); exit 2 if
+    it is a directory or cannot be made."""
     from layerforge.errors import UsageError  # noqa: PLC0415
 
     path = path.resolve()
@@ -126,6 +127,8 @@ def output_file(path: Path, option: str, example: str) -> Path:
             f"{option} {path}: {blocker} is a file, not a directory",
             hint=f"name a file in a directory, e.g. {option} {example}",
         )
+    if not create:
+        return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

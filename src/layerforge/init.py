@@ -35,6 +35,13 @@ def write_starter(directory: Path, name: str | None) -> Path:
             hint="use lowercase letters and digits, separated by '.', '_' or '-', "
             f"e.g. --name {project_name_suggestion(name)}",
         )
+    blocker = next((d for d in (directory, *directory.parents) if d.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        where = "" if blocker == directory else f" ({blocker} is a file)"
+        raise UsageError(
+            f"{directory} is not a directory{where}",
+            hint="pass the directory to write layerforge.toml in (created if missing)",
+        )
     path = directory / MANIFEST_NAME
     if path.exists():
         raise UsageError(

@@ -119,9 +119,7 @@ def test_export_archive_into_a_directory_writes_node_tar(
 # -- 2. exit codes ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "args", [["report"], ["gc"], ["export", "archive", "api", "-o", "x.tar"]]
-)
+@pytest.mark.parametrize("args", [["report"], ["gc"], ["export", "archive", "api", "-o", "x.tar"]])
 def test_nothing_built_in_the_store_exits_2(
     args: list[str], project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -308,7 +306,7 @@ def test_json_mode_errors_are_json(
 def test_json_manifest_error_carries_file_key_and_hint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "layerforge.toml").write_text(MANIFEST + 'base = "gpu"\n'.replace("base", "x"))
+    (tmp_path / "layerforge.toml").write_text(MANIFEST + 'x = "gpu"\n')
     code, _, err = _run(capsys, "plan", "-f", str(tmp_path), "--json")
     doc = json.loads(err)
     assert code == 2
@@ -319,3 +317,44 @@ def test_json_manifest_error_carries_file_key_and_hint(
 def test_json_flag_after_double_dash_is_not_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "frobnicate", "--", "--json")
     assert code == 2 and err.startswith("Usage:")
+
+
+def test_init_into_a_file_is_a_usage_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = project / "layerforge.toml"
+    for target in (manifest, manifest / "sub"):
+        code, _, err = _run(capsys, "init", str(target))
+        assert code == 2 and f"{target} is not a directory" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["dockerfiles", "-o", "{file}"], "-o/--output {file} is a file, not a directory"),
+        (["bake", "-o", "{dir}"], "-o/--output {dir} is a directory, not a file"),
+        (["bake", "--dockerfiles", "{file}"], "--dockerfiles {file} is a file"),
+        (["github", "-o", "{file}/x.yml"], "{file} is a file, not a directory"),
+    ],
+)
+def test_export_output_of_the_wrong_kind_is_a_usage_error(
+    args: list[str], expected: str, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = {"{file}": str(project / "layerforge.toml"), "{dir}": str(project)}
+
+    def fill(text: str) -> str:
+        for key, value in names.items():
+            text = text.replace(key, value)
+        return text
+
+    code, _, err = _run(capsys, "export", *map(fill, args), "-f", str(project))
+    assert code == 2 and fill(expected) in err, err
+
+
+def test_an_unexpected_os_error_is_a_message_not_a_traceback(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _store_with_image(project / ".layerforge", "api")
+    out = "/proc/self/api.tar"  # its directory exists but cannot hold a temporary file
+    code, _, err = _run(capsys, "export", "archive", "api", "-f", str(project), "-o", out)
+    assert code == 1 and err.startswith("error: /proc/") and "hint: check that path" in err
