@@ -22,7 +22,8 @@ error (including a `--store` with nothing built in it for `report`, `gc`, `push`
 directory is needed); 3 registry or network error. Errors go to stderr as `error: MESSAGE`
 and `hint: FIX`; with `--json`, as one JSON line `{"event": "error", "error": KIND,
 "message": ..., "hint": ..., "exit_code": N}` (plus `file` and `key` for manifest errors),
-after the event lines.
+after the event lines. Output files (`--html`, `export ... -o`) get their missing directories
+created.
 """
 
 
