@@ -201,10 +201,17 @@ def _print_waste(console: Any, r: Any) -> None:
         top = tuple((x.path, x.size, x.how, x.upper) for x in i.waste.items[:5])
         if top:
             groups.setdefault(top, []).append(i.node)
+    images = {i.node: i for i in r.images}
     for top, nodes in groups.items():
         console.print(f"[yellow]waste[/] in {', '.join(nodes)} (largest files):")
+        layers = images[nodes[0]].layers
         for path, size, how, upper in top:
-            console.print(f"  {path} ({format_size(size)}, {how} by layer {upper})")
+            by = (
+                f"{layers[upper].owner}'s {layers[upper].kind} layer"
+                if upper < len(layers)
+                else (f"layer {upper + 1}")
+            )
+            console.print(f"  {path} ({format_size(size)}, {how} by {by})")
 
 
 def _print_fleet(console: Any, r: Any) -> None:

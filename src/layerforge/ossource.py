@@ -204,11 +204,14 @@ def debootstrap_key(source: OSSource) -> str:
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:24]
 
 
-def debootstrap_rootfs(source: OSSource, cache_dir: Path, reporter: Reporter) -> Path:
+def debootstrap_rootfs(
+    source: OSSource, cache_dir: Path, reporter: Reporter, where: str = "from"
+) -> Path:
     """Run debootstrap once per inputs; return the cached root filesystem directory."""
     final = cache_dir / "debootstrap" / debootstrap_key(source)
     if (final / "rootfs").is_dir():
         return final / "rootfs"
+    _check_suite(source.spec, where)
     final.parent.mkdir(parents=True, exist_ok=True)
     packages = ",".join(sorted({"python3", *source.packages}))
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
@@ -231,6 +234,23 @@ def debootstrap_rootfs(source: OSSource, cache_dir: Path, reporter: Reporter) ->
         raise
     reporter.emit(Event("finish", task, data={"ok": True}))
     return final / "rootfs"
+
+
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+
+
+def _check_suite(suite: str, where: str, scripts: Path = DEBOOTSTRAP_SCRIPTS) -> None:
+    """A suite debootstrap has no script for is a mistake in the manifest (exit 2)."""
+    if not scripts.is_dir() or (scripts / suite).exists():
+        return  # no debootstrap here: running it gives the real error
+    from layerforge.manifest import did_you_mean  # noqa: PLC0415
+
+    known = sorted(p.name for p in scripts.iterdir() if not p.name.startswith("."))
+    raise SourceError(
+        f"{where}: debootstrap knows no suite {suite!r}{did_you_mean(suite, known)}",
+        hint="use a Debian or Ubuntu suite name such as 'bookworm' or 'trixie' "
+        f"(scripts in {scripts})",
+    )
 
 
 def _normalize_debian(rootfs: Path) -> None:
@@ -261,7 +281,7 @@ def _dpkg_identity(rootfs: Path) -> str:
 
 
 def _materialize_debootstrap(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
-    rootfs = debootstrap_rootfs(source, ctx.cache_dir, ctx.reporter)
+    rootfs = debootstrap_rootfs(source, ctx.cache_dir, ctx.reporter, where)
     python = find_python(rootfs, ctx.python, where)
     layer = _layer_from_dir(ctx, rootfs, source.describe())
     return BaseImage(_dpkg_identity(rootfs), source.describe(), (layer,), _DEFAULT_ENV, python)
@@ -389,7 +409,12 @@ def materialize(source: OSSource, ctx: SourceContext, where: str, *, refresh: bo
     if not refresh and path.is_file():
         image = BaseImage.from_json(json.loads(path.read_text()))
         pinned = source.kind != "registry" or ctx.pinned in (None, image.identity)
-        if pinned and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers):
+        same_python = image.python.version == ctx.python  # else look for it again (and refuse)
+        if (
+            pinned
+            and same_python
+            and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers)
+        ):
             return image
     image = MATERIALIZERS[source.kind](source, ctx, where)
     atomic_write(path, json.dumps(image.to_json(), indent=2, sort_keys=True).encode())

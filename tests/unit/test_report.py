@@ -83,6 +83,7 @@ def test_holds_ranks_distributions_files_or_directories() -> None:
     assert layer_kind("layerforge: pip numpy 2.0") == "deps"
     assert layer_kind("layerforge: COPY /app") == "app"
     assert layer_kind("/bin/sh -c apt-get install") == "other"
+    assert layer_kind("layerforge: system (libgomp1, run steps)") == "system"
 
 
 # -- waste --------------------------------------------------------------------------------------
@@ -398,13 +399,15 @@ def test_waste_shared_by_descendants_is_printed_once() -> None:
 
     item = SimpleNamespace(path="usr/share/doc/x.gz", size=2048, how="deleted", upper=2)
     shared = SimpleNamespace(items=[item])
+    layers = [SimpleNamespace(owner="cpu", kind=kind) for kind in ("os", "venv", "system")]
     images = [
-        SimpleNamespace(node="cpu", waste=shared),
-        SimpleNamespace(node="api", waste=shared),
-        SimpleNamespace(node="clean", waste=SimpleNamespace(items=[])),
+        SimpleNamespace(node="cpu", waste=shared, layers=layers),
+        SimpleNamespace(node="api", waste=shared, layers=layers),
+        SimpleNamespace(node="clean", waste=SimpleNamespace(items=[]), layers=layers),
     ]
     console = Console(record=True, width=200)
     _print_waste(console, SimpleNamespace(images=images))
     text = console.export_text()
     assert text.count("usr/share/doc/x.gz") == 1
     assert "waste in cpu, api (largest files):" in text and "clean" not in text
+    assert "usr/share/doc/x.gz (2.05 kB, deleted by cpu's system layer)" in text

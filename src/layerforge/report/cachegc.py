@@ -8,6 +8,7 @@ entry                       keyed by (written by)                            kin
 ``rootfs/<32 hex>/``        chain of layer digests (``unpack_chain``:        ``chain``
                             verify, system steps, bytecode)
 ``app/<32 hex>/``           one layer's digest (verify of a service)         ``layer``
+``pyc/<32 hex>/``           chain of layer digests (verify's bytecode)       ``chain``
 ``unpacked/<32 hex>/``      an OS image's manifest digest (``oci:`` and      ``image``
                             registry sources)
 ``rootfs/<24 hex>/``        sha256 of a ``rootfs:`` tarball                  ``tarball``
@@ -60,6 +61,7 @@ INPUT_KEYED = ("tarball", "debootstrap", "system-layer", "downloads")
 _HEX_KINDS: dict[str, dict[int, str]] = {
     "rootfs": {32: "chain", 24: "tarball"},
     "app": {32: "layer"},
+    "pyc": {32: "chain"},
     "unpacked": {32: "image"},
     "debootstrap": {24: "debootstrap"},
 }
