@@ -21,7 +21,8 @@ from layerforge.sizes import format_size
     "html_file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Also write a self-contained HTML report (charts, no network) to this file.",
+    help="Also write a self-contained HTML report (charts, no network) to this file "
+    "(missing directories are created).",
 )
 def report(
     manifest: Path | None,
@@ -34,15 +35,17 @@ def report(
 ) -> None:
     """Sizes, layers, sharing, waste and budgets of the images in the store."""
     from layerforge import api, lockfile  # noqa: PLC0415
-    from layerforge.oci.layout import Store  # noqa: PLC0415
     from layerforge.report import budget  # noqa: PLC0415
     from layerforge.report.fleet import fleet_report  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
     selected = [n for n in project.select(list(nodes)) if n in nodes] if nodes else None
+    opened = c.open_store(ws.store)
+    if html_file is not None:
+        html_file = c.output_file(html_file, "--html", "report.html")
     lock = lockfile.read_optional(ws.lock_path)
-    result = fleet_report(Store.open(ws.store, create=False), project, lock, selected)
+    result = fleet_report(opened, project, lock, selected)
     if html_file is not None:
         from layerforge.report.html import render  # noqa: PLC0415
 
@@ -94,12 +97,11 @@ def gc(
     all_caches: bool,
 ) -> None:
     """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries."""
-    from layerforge.oci.layout import Store  # noqa: PLC0415
     from layerforge.report.cachegc import collect_caches  # noqa: PLC0415
     from layerforge.report.gc import collect  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
-    opened = Store.open(ws.store, create=False)
+    opened = c.open_store(ws.store)
     result = collect(opened, keep, dry_run=dry_run)
     cache = None
     if caches or all_caches:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 MANIFEST_NAME = "layerforge.toml"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# One path component of an OCI repository name (distribution-spec), as archives are tagged
+# PROJECT/NODE:TAG.
+PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 SourceKind = Literal["rootfs", "oci", "debootstrap", "registry"]
 NodeKind = Literal["base", "service"]
 
@@ -238,6 +242,7 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
     """Validated manifest data (see :func:`_validate`) -> Project, checking the files it names."""
     shown = str(path)
     root = path.parent
+    _check_project_name(data["project"]["name"], shown)
     bases: dict[str, Any] = data["bases"]
     services: dict[str, Any] = data["services"]
     _check_names(bases, services, shown)
@@ -245,7 +250,7 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
     for name, base in bases.items():
         nodes[name] = _base_node(name, base, bases, root, shown)
     for name, svc in services.items():
-        nodes[name] = _service_node(name, svc, bases, root, shown)
+        nodes[name] = _service_node(name, svc, bases, root, shown, services=services)
     ordered = _topological(nodes, shown)
     _check_pins(ordered, shown)
     check_runtime(ordered, shown)
@@ -265,6 +270,23 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
         find_links=tuple((root / f).resolve() for f in p["find_links"]),
         source_date_epoch=p["source_date_epoch"],
     )
+
+
+def project_name_suggestion(name: str) -> str:
+    """``name`` made a valid project name: lowercase, other characters become '-'."""
+    parts = re.split(r"[^a-z0-9]+", name.lower())
+    return "-".join(p for p in parts if p) or "fleet"
+
+
+def _check_project_name(name: str, shown: str) -> None:
+    if not PROJECT_NAME_RE.match(name):
+        raise ManifestError(
+            f"{name!r} is not a valid image repository name",
+            file=shown,
+            key="project.name",
+            hint="use lowercase letters and digits, separated by '.', '_' or '-', "
+            f"e.g. name = {project_name_suggestion(name)!r}",
+        )
 
 
 def _check_names(bases: dict[str, Any], services: dict[str, Any], shown: str) -> None:
@@ -393,15 +415,25 @@ def _context_dir(name: str, context: str | None, root: Path, shown: str) -> Path
 
 
 def _service_node(
-    name: str, svc: dict[str, Any], bases: dict[str, Any], root: Path, shown: str
+    name: str,
+    svc: dict[str, Any],
+    bases: dict[str, Any],
+    root: Path,
+    shown: str,
+    services: dict[str, Any] | None = None,
 ) -> Node:
     key = f"services.{name}"
     if svc["base"] not in bases:
+        base = svc["base"]
+        is_service = base in (services or {})
         raise ManifestError(
-            f"no base named {svc['base']!r}{did_you_mean(svc['base'], bases)}",
+            f"{base!r} is a service; a service can only sit on a base"
+            if is_service
+            else f"no base named {base!r}{did_you_mean(base, bases)}",
             file=shown,
             key=f"{key}.base",
-            hint=f"bases defined: {', '.join(bases)}",
+            hint=f"bases defined: {', '.join(bases)}"
+            + ("; to share code between services, put it in a base" if is_service else ""),
         )
     source: Path | None = None
     if svc["source"] is not None:
@@ -504,9 +536,46 @@ def _translate(exc: ValidationError, shown: str) -> ManifestError:
     if err["type"] == "extra_forbidden":
         return _unknown_key(loc, shown)
     if err["type"] == "missing":
-        return ManifestError("this key is required", file=shown, key=key, hint=_required_hint(loc))
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return ManifestError(message, file=shown, key=key, hint=_type_hint(err["type"]))
+        required = _required_hint(loc, shown)
+        return ManifestError("this key is required", file=shown, key=key, hint=required)
+    message, hint = _explain(err, loc)
+    return ManifestError(message, file=shown, key=key, hint=hint)
+
+
+def _explain(err: Any, loc: list[str]) -> tuple[str, str | None]:
+    """The message and hint for a value of the wrong shape."""
+    kind, value = err["type"], err.get("input")
+    if kind == "string_pattern_mismatch" and loc == ["project", "python"]:
+        return (
+            f"python must be MAJOR.MINOR, not {value!r}",
+            "e.g. python = '3.11' (the patch release is whatever the OS source ships)",
+        )
+    if kind == "tuple_type":
+        return f"expected a list, not {_toml_kind(value)}", _list_hint(value, loc)
+    if kind == "literal_error":
+        return f"{value!r} is not one of the allowed values", (
+            f"write {err.get('ctx', {}).get('expected', 'one of the documented values')}"
+        )
+    return str(err["msg"]).removeprefix("Value error, "), _type_hint(kind)
+
+
+def _toml_kind(value: object) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return {bool: "a boolean", int: "a number", float: "a number", dict: "a table"}.get(
+        type(value), "this value"
+    )
+
+
+def _list_hint(value: object, loc: list[str]) -> str:
+    """A list written from what the user wrote: a command split like a shell would."""
+    example: list[str] = ["a", "b"]
+    if isinstance(value, str):
+        example = [value]
+        if loc[-1:] in (["command"], ["entrypoint"]):
+            with contextlib.suppress(ValueError):
+                example = shlex.split(value)
+    return f"write a list, e.g. {json.dumps(example)}"
 
 
 def _unknown_key(loc: list[str], shown: str) -> ManifestError:
@@ -537,7 +606,12 @@ def _unknown_key(loc: list[str], shown: str) -> ManifestError:
     )
 
 
-def _required_hint(loc: list[str]) -> str:
+def _required_hint(loc: list[str], shown: str = MANIFEST_NAME) -> str:
+    if loc == ["project"] and Path(shown).name != MANIFEST_NAME:
+        return (
+            f"{Path(shown).name} has no [project] table; is it the manifest? "
+            f"point -f at {MANIFEST_NAME} (or its directory)"
+        )
     if loc and loc[-1] == "from":
         return "set from = 'PARENT' or an OS source, e.g. { debootstrap = 'bookworm' }"
     if loc and loc[-1] == "base":
@@ -550,7 +624,7 @@ def _required_hint(loc: list[str]) -> str:
 def _type_hint(kind: str) -> str | None:
     return {
         "string_type": "write a quoted string",
-        "tuple_type": "write a list, e.g. ['a', 'b']",
+        "tuple_type": 'write a list, e.g. ["a", "b"]',
         "bool_type": "write true or false",
         "int_type": "write a whole number",
         "dict_type": "write a table, e.g. { KEY = 'value' }",
