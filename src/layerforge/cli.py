@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from layerforge import __version__
+from layerforge import __version__, cancel
 from layerforge.cliutil import console
 from layerforge.errors import LayerforgeError, UsageError
 
@@ -40,7 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         return _click_error(exc, _wants_json(args))
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
-        aborted = isinstance(exc, click.exceptions.Abort)
+        cancel.request()  # workers and the programs they run stop too
+        # click turns Ctrl-C into Abort; an Abort of its own (EOF at a prompt) says so
+        aborted = not isinstance(exc, KeyboardInterrupt) and not isinstance(
+            exc.__cause__, KeyboardInterrupt
+        )
         click.echo("aborted" if aborted else "interrupted", err=True)
         return 130
     return 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from layerforge import runtime_layer
+from layerforge import cancel, runtime_layer
 from layerforge.build import python as pydeps
 from layerforge.build.image import (
     KEY_ANNOTATION,
@@ -87,15 +87,22 @@ def execute(plan: Plan, ctx: BuildContext) -> dict[str, NodeResult]:
     steps = {s.node: s for s in plan.steps}
     pending: dict[str, Future[NodeResult]] = {}
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="lf-build") as pool:
-        while len(results) < len(steps):
-            for name, step in steps.items():
-                if name in results or name in pending:
-                    continue
-                if step.parent is None or step.parent in results or step.parent not in steps:
-                    pending[name] = pool.submit(_run_step, step, ctx, results)
-            done, _ = wait(list(pending.values()), return_when=FIRST_EXCEPTION)
-            for name in [n for n, f in pending.items() if f in done]:
-                results[name] = pending.pop(name).result()
+        try:
+            while len(results) < len(steps):
+                for name, step in steps.items():
+                    if name in results or name in pending:
+                        continue
+                    if step.parent is None or step.parent in results or step.parent not in steps:
+                        pending[name] = pool.submit(_run_step, step, ctx, results)
+                done, _ = wait(list(pending.values()), return_when=FIRST_EXCEPTION)
+                for name in [n for n, f in pending.items() if f in done]:
+                    results[name] = pending.pop(name).result()
+        except KeyboardInterrupt:
+            # only this thread sees Ctrl-C: stop the workers (their programs are terminated,
+            # their layer writes end at the next chunk) rather than wait for them to finish
+            cancel.request()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return {s.node: results[s.node] for s in plan.steps}
 
 
