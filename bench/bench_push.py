@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench_build import write_project  # noqa: E402  (bench/ is sys.path[0])
+from bench_build import compile_layerforge, write_project  # noqa: E402  (bench/ is sys.path[0])
 from tests.integration.registry_server import Registry  # noqa: E402
 
 from layerforge.sizes import format_size  # noqa: E402
@@ -177,6 +177,7 @@ def main() -> None:
     if args.big_child:
         big_child(*args.big_child)
         return
+    compile_layerforge()
     if args.big:
         work = Path(tempfile.mkdtemp(prefix="lf-bench-big-"))
         try:

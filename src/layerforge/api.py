@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from layerforge import lockfile
 from layerforge.build.executor import BuildContext, NodeResult, execute
+from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError
 from layerforge.events import NullReporter, Reporter
-from layerforge.lockfile import Lock, LockedNode
+from layerforge.lockfile import Lock
 from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, materialize
@@ -40,7 +41,7 @@ class Workspace:
 
 
 def load_project(ws: Workspace) -> Project:
-    return load(ws.manifest)
+    return load(ws.manifest, ws.cache_dir)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def check_lock(project: Project, ws: Workspace) -> list[str]:
     return sorted(set(stale))
 
 
+@uses_cache
 def lock_project(
     project: Project,
     ws: Workspace,
@@ -93,7 +95,7 @@ def lock_project(
             node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
         )
         fields = {**dict(nodes[name].source), "identity": image.identity}
-        nodes[name] = LockedNode(nodes[name].inputs, nodes[name].packages, tuple(fields.items()))
+        nodes[name] = replace(nodes[name], source=tuple(fields.items()))
     lock = replace(lock, nodes=nodes)
     changed = lockfile.write(ws.lock_path, lock)
     return LockResult(lock, changed, tuple(before))
@@ -135,6 +137,7 @@ def _with_remote(plan: Plan, remote: RegistryCache | None) -> Plan:
     return mark_remote(plan, remote.present(plan))
 
 
+@uses_cache
 def build_project(
     project: Project,
     ws: Workspace,

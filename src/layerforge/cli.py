@@ -6,12 +6,13 @@ This is the only module that prints or exits.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 
 import click
 
-from layerforge import __version__
+from layerforge import __version__, cancel
 from layerforge.cliutil import console
 from layerforge.errors import LayerforgeError, UsageError
 
@@ -29,30 +30,72 @@ for _command in COMMANDS:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="layerforge",
-            standalone_mode=False,
-        )
-    except LayerforgeError as exc:
-        from rich.text import Text  # noqa: PLC0415
-
-        message = Text("error: ", style="bold red") + Text(str(exc))
-        console(stderr=True).print(message, soft_wrap=True)
-        return exc.exit_code
+        cli.main(args=args, prog_name="layerforge", standalone_mode=False)
+    except (LayerforgeError, OSError) as exc:
+        return _report_error(_as_error(exc), _wants_json(args))
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        return _click_error(exc, _wants_json(args))
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        cancel.request()  # workers and the programs they run stop too
+        # click turns Ctrl-C into Abort; an Abort of its own (EOF at a prompt) says so
+        aborted = not isinstance(exc, KeyboardInterrupt) and not isinstance(
+            exc.__cause__, KeyboardInterrupt
+        )
+        click.echo("aborted" if aborted else "interrupted", err=True)
         return 130
     return 0
+
+
+def _as_error(exc: LayerforgeError | OSError) -> LayerforgeError:
+    """An OSError that the checks missed still becomes a message, not a traceback."""
+    if isinstance(exc, LayerforgeError):
+        return exc
+    where = f"{exc.filename}: " if exc.filename else ""
+    return LayerforgeError(
+        f"{where}{exc.strerror or exc}",
+        hint="check that path: a file where a directory is needed (or the reverse), "
+        "permissions, or free space",
+    )
+
+
+def _click_error(exc: click.ClickException, as_json: bool) -> int:
+    code = 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    if as_json:
+        kind = "UsageError" if isinstance(exc, click.UsageError) else "Error"
+        _json_error(kind, exc.format_message(), code)
+    else:
+        exc.show()
+    return code
+
+
+def _wants_json(args: list[str]) -> bool:
+    """``--json`` among the options (before a ``--``): errors are then JSON too."""
+    options = args[: args.index("--")] if "--" in args else args
+    return "--json" in options
+
+
+def _report_error(exc: LayerforgeError, as_json: bool) -> int:
+    if as_json:
+        extra = {k: v for k in ("file", "key") if (v := getattr(exc, k, None))}
+        _json_error(type(exc).__name__, exc.message, exc.exit_code, exc.hint, **extra)
+        return exc.exit_code
+    from rich.text import Text  # noqa: PLC0415
+
+    message = Text("error: ", style="bold red") + Text(str(exc))
+    console(stderr=True).print(message, soft_wrap=True)
+    return exc.exit_code
+
+
+def _json_error(kind: str, message: str, code: int, hint: str | None = None, **extra: str) -> None:
+    """One JSON line on stderr, like the events: ``{"event": "error", ...}``."""
+    doc = {"event": "error", "error": kind, "message": message, "exit_code": code, **extra}
+    if hint:
+        doc["hint"] = hint
+    click.echo(json.dumps(doc, sort_keys=True), err=True)
 
 
 def fail_usage(message: str, hint: str | None = None) -> None:

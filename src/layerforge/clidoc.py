@@ -13,8 +13,17 @@ HEADER = """# CLI reference
 
 Every verb takes `-f/--manifest` (default `./layerforge.toml`), `--store` (default
 `.layerforge` beside the manifest), `--cache-dir` (default `~/.cache/layerforge`) and
-`--json` where it applies. Exit codes: 0 ok, 1 build or verify failure, 2 usage, manifest or
-lock error, 3 registry or network error.
+`--json` where it applies. Settings of the images themselves (Python, compression, layer
+threshold...) are set in the manifest's `[project]` table only (see docs/manifest.md).
+
+Exit codes: 0 ok; 1 build or verify failure (or a damaged store); 2 usage, manifest or lock
+error (including a `--store` with nothing built in it for `report`, `gc`, `push` and
+`export archive`, and a `--store`, `--cache-dir` or output path that is a file where a
+directory is needed); 3 registry or network error. Errors go to stderr as `error: MESSAGE`
+and `hint: FIX`; with `--json`, as one JSON line `{"event": "error", "error": KIND,
+"message": ..., "hint": ..., "exit_code": N}` (plus `file` and `key` for manifest errors),
+after the event lines. Output files (`--html`, `export ... -o`) get their missing directories
+created.
 """
 
 

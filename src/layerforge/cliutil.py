@@ -53,15 +53,90 @@ def common(func: F) -> F:
 
 
 def workspace(manifest: Path | None, store: Path | None, cache_dir: Path | None) -> Any:
+    """The Workspace of the options; a store or cache path that cannot be a directory (it, or
+    a directory above it, is a file) is a UsageError before anything runs."""
     from layerforge.api import Workspace  # noqa: PLC0415
     from layerforge.manifest import find_manifest  # noqa: PLC0415
 
     path = find_manifest(Path(manifest) if manifest else Path.cwd()).resolve()
-    return Workspace(
+    ws = Workspace(
         manifest=path,
         store=(store or path.parent / ".layerforge").resolve(),
         cache_dir=(cache_dir or _default_cache()).resolve(),
     )
+    for path, option, given in (
+        (ws.store, "--store", store),
+        (ws.cache_dir, "--cache-dir", cache_dir),
+    ):
+        check_directory(
+            path,
+            option if given else f"{option} (default)",
+            f"pass {option} DIR naming a directory (it is created if missing)",
+        )
+    return ws
+
+
+def _file_at_or_above(path: Path) -> Path | None:
+    """The first existing ancestor-or-self of ``path`` when it is not a directory."""
+    for at in (path, *path.parents):
+        if at.exists():
+            return None if at.is_dir() else at
+    return None
+
+
+def check_directory(path: Path, what: str, hint: str) -> None:
+    """``path`` is a directory, or can be made one: no file sits at it or above it."""
+    from layerforge.errors import UsageError  # noqa: PLC0415
+
+    blocker = _file_at_or_above(path)
+    if blocker == path:
+        raise UsageError(f"{what} {path} is a file, not a directory", hint=hint)
+    if blocker is not None:
+        raise UsageError(f"{what} {path} cannot be a directory: {blocker} is a file", hint=hint)
+
+
+def open_store(root: Path) -> Any:
+    """The store at ``root`` for verbs that only read it; an empty or missing store is a
+    UsageError (exit 2) naming it, a damaged one stays a StoreError (exit 1)."""
+    from layerforge.errors import UsageError  # noqa: PLC0415
+    from layerforge.oci.layout import Store  # noqa: PLC0415
+
+    if not (root / "oci-layout").exists():
+        state = "does not exist" if not root.exists() else "holds no oci-layout file"
+        raise UsageError(
+            f"nothing built in the store {root} (it {state})",
+            hint="run `layerforge build` first, or pass --store DIR where you built",
+        )
+    return Store.open(root, create=False)
+
+
+def output_file(path: Path, option: str, example: str, *, create: bool = True) -> Path:
+    """``path`` resolved, its missing parent directories created (with ``create``); exit 2 if
+    it is a directory or cannot be made."""
+    from layerforge.errors import UsageError  # noqa: PLC0415
+
+    path = path.resolve()
+    if path.is_dir():
+        raise UsageError(
+            f"{option} {path} is a directory, not a file",
+            hint=f"name a file, e.g. {option} {path / example}",
+        )
+    blocker = _file_at_or_above(path.parent)
+    if blocker is not None:
+        raise UsageError(
+            f"{option} {path}: {blocker} is a file, not a directory",
+            hint=f"name a file in a directory, e.g. {option} {example}",
+        )
+    if not create:
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {path}: cannot create {path.parent}: {exc.strerror}",
+            hint="name a file in a directory you can write",
+        ) from None
+    return path
 
 
 def reporter(as_json: bool) -> Any:
@@ -81,6 +156,28 @@ def console(*, stderr: bool = False) -> Any:
 def emit_json(doc: object) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=True))
 
+
+def _runner_names() -> list[str]:
+    from layerforge.sandbox.runner import RUNNERS  # noqa: PLC0415
+
+    return sorted(RUNNERS)
+
+
+runner_option = click.option(
+    "--runner",
+    type=click.Choice(_runner_names()),
+    default=None,
+    help="Sandbox runner (default: bwrap; chroot for root without bwrap).",
+)
+
+jobs_option = click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Nodes built in parallel.",
+)
 
 remote_cache_option = click.option(
     "--remote-cache/--no-remote-cache",

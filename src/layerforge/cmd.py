@@ -6,9 +6,11 @@ output captured and shown on failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,25 +79,76 @@ def run(
         argv[0] = which(argv[0])
     full_env = dict(os.environ if env is None else env)
     full_env.pop("PYTHONPATH", None)
-    try:
-        proc = subprocess.run(
-            argv,
-            env=full_env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            input=input_text,
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise ToolError(f"cannot run {argv[0]}: {exc}") from exc
-    result = Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
-    if check and proc.returncode != 0:
+    returncode, stdout, stderr = _communicate(argv, full_env, cwd, input_text, timeout)
+    result = Result(tuple(argv), returncode, stdout, stderr)
+    if check and returncode != 0:
         name = Path(argv[0]).name
-        output = tail(proc.stderr or proc.stdout)
+        output = tail(stderr or stdout)
         raise ToolError(
-            f"{name} failed with exit code {proc.returncode}: {' '.join(argv[1:8])}"
+            f"{name} failed with exit code {returncode}: {' '.join(argv[1:8])}"
             f"{' ...' if len(argv) > 8 else ''}\n{output}"
         )
     return result
+
+
+# -- programs running now, so that Ctrl-C stops them (see layerforge.cancel) -------------------
+
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
+TERMINATE_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+def _communicate(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path | None,
+    input_text: str | None,
+    timeout: float | None,
+) -> tuple[int, str, str]:
+    from layerforge import cancel  # noqa: PLC0415
+
+    cancel.check()  # nothing new starts once a stop was requested
+    try:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolError(f"cannot run {argv[0]}: {exc}") from exc
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    try:
+        stdout, stderr = proc.communicate(input_text, timeout=timeout)
+    except BaseException:  # KeyboardInterrupt in the main thread, TimeoutExpired
+        _stop(proc)
+        raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+    cancel.check()  # a program we terminated: report the interrupt, not its failure
+    return proc.returncode, stdout, stderr
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(TERMINATE_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def terminate_all() -> None:
+    """Terminate every program started through :func:`run` that is still running."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        with contextlib.suppress(OSError):
+            if proc.poll() is None:
+                proc.terminate()

@@ -10,6 +10,7 @@ import click
 
 from layerforge import cliutil as c
 from layerforge import commands_report
+from layerforge import commands_runtime as rt
 from layerforge.commands_registry import REGISTRY_COMMANDS
 from layerforge.commands_verify import verify as verify_cmd
 from layerforge.sizes import format_size
@@ -49,11 +50,18 @@ def lock(
 ) -> None:
     """Resolve every node with uv and write layerforge.lock."""
     from layerforge import api  # noqa: PLC0415
-    from layerforge.errors import LockError  # noqa: PLC0415
+    from layerforge.errors import LockError, UsageError  # noqa: PLC0415
     from layerforge.resolve import ResolveOptions  # noqa: PLC0415
 
+    if check and (upgrade or upgrade_packages):
+        flag = "--upgrade" if upgrade else "--upgrade-package"
+        raise UsageError(
+            f"--check cannot be combined with {flag}",
+            hint="--check only compares the lock with the manifest; drop one of them",
+        )
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
+    _check_upgrade_packages(project, ws, upgrade_packages)
     if check:
         stale = api.check_lock(project, ws)
         if as_json:
@@ -72,8 +80,35 @@ def lock(
         c.emit_json(_lock_json(result.lock, ws.lock_path, result.changed))
         return
     _print_lock(c.console(), result.lock, project)
+    rt.print_runtime(c.console(), rt.summaries(project, result.lock))
     verb = "wrote" if result.changed else "unchanged:"
     click.echo(f"{verb} {ws.lock_path}")
+
+
+def _check_upgrade_packages(project: Any, ws: Any, names: tuple[str, ...]) -> None:
+    """Every -P NAME is locked already, or asked for by some node of the manifest."""
+    if not names:
+        return
+    import re  # noqa: PLC0415
+
+    from packaging.utils import canonicalize_name  # noqa: PLC0415
+
+    from layerforge import lockfile  # noqa: PLC0415
+    from layerforge.errors import UsageError  # noqa: PLC0415
+    from layerforge.manifest import did_you_mean  # noqa: PLC0415
+
+    lock = lockfile.read_optional(ws.lock_path)
+    known = {n for node in project.nodes.values() for n in node.requirements.names()}
+    known |= {p.name for node in (lock.nodes.values() if lock else ()) for p in node.packages}
+    for raw in names:
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", raw.strip())
+        name = canonicalize_name(match.group(0)) if match else raw
+        if name not in known:
+            raise UsageError(
+                f"--upgrade-package: no locked distribution named {raw!r}"
+                f"{did_you_mean(name, sorted(known))}",
+                hint="name a distribution in layerforge.lock or in a node's requirements",
+            )
 
 
 @click.command()
@@ -98,16 +133,18 @@ def plan(
     project = api.load_project(ws)
     remote = c.registry_cache(project, remote_cache, c.reporter(as_json))
     result = api.plan_project(project, ws, list(nodes), PlanOptions(revision=revision), remote)
+    groups = rt.lock_summaries(ws, project, [s.node for s in result.steps])
     if as_json:
-        c.emit_json({"steps": [_step_json(s) for s in result.steps]})
+        c.emit_json({"steps": [_step_json(s) for s in result.steps], **rt.runtime_doc(groups)})
         return
     _print_plan(c.console(), result)
+    rt.print_runtime(c.console(), groups)
 
 
 @click.command()
 @c.common
 @click.argument("nodes", nargs=-1)
-@click.option("--jobs", "-j", default=2, show_default=True, help="Nodes built in parallel.")
+@c.jobs_option
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
 @click.option("--allow-oversize", is_flag=True, help="Warn, not fail, when over max_size.")
@@ -116,7 +153,7 @@ def plan(
     "--push", "push_after", is_flag=True, help="Push the built images to project.registry."
 )
 @click.option("--no-verify", is_flag=True, help="Do not run the verify statements of each node.")
-@click.option("--runner", default=None, help="Sandbox runner: bwrap (default), chroot, podman.")
+@c.runner_option
 def build(
     manifest: Path | None,
     store: Path | None,
@@ -197,6 +234,7 @@ COMMANDS = [
     *REGISTRY_COMMANDS,
     export,
     verify_cmd,
+    rt.runtime,
 ]
 
 
@@ -213,6 +251,7 @@ def _lock_json(lock: Any, path: Path, changed: bool) -> dict[str, Any]:
                     {"name": p.name, "version": p.version, "size": p.size} for p in node.packages
                 ],
                 "source": dict(node.source),
+                "runtime": {g.name: [p.pin for p in g.packages] for g in node.runtime},
             }
             for name, node in lock.nodes.items()
         },

@@ -40,6 +40,7 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
         builder=paths.get("builder") or "layerforge",
         copy_link=paths.get("copy_link", True),
     )
+    _check_outputs(kind, options, {k for k, v in paths.items() if v is not None})
     ctx = make_context(project, api.read_lock(project, ws), options)
     result = run_export(
         kind,
@@ -54,14 +55,31 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
                 "export": kind,
                 "written": [str(p) for p in result.written],
                 "unchanged": [str(p) for p in result.unchanged],
+                "removed": [str(p) for p in result.removed],
                 "keys": {n: ctx.tag(n) for n in project.nodes},
             }
         )
         return
     for path in result.written:
         click.echo(f"wrote {path}")
+    for path in result.removed:
+        click.echo(f"removed {path} (written by an earlier export, no longer produced)")
     if result.unchanged:
         click.echo(f"{len(result.unchanged)} file(s) unchanged")
+
+
+def _check_outputs(kind: str, options: Any, given: set[str]) -> None:
+    """Exit 2 (not a traceback) when a file sits where a directory is needed, or the reverse."""
+    if kind == "dockerfiles" or (kind == "bake" and "dockerfiles" in given):
+        option = "-o/--output" if kind == "dockerfiles" else "--dockerfiles"
+        option += "" if "dockerfiles" in given else " (default)"
+        c.check_directory(options.dockerfiles, option, "name a directory (created if missing)")
+    if kind in ("bake", "github"):
+        path = options.bake_file if kind == "bake" else options.workflow
+        field = "bake_file" if kind == "bake" else "workflow"
+        option = "-o/--output" + ("" if field in given else " (default)")
+        example = "docker-bake.hcl" if kind == "bake" else "layerforge.yml"
+        c.output_file(path, option, example, create=False)
 
 
 def _abs(value: Path | None, default: Path) -> Path:

@@ -17,11 +17,10 @@ def run_push(
 ) -> list[Any]:
     """Push NODES (default: all) with a progress display; returns PushResults."""
     from layerforge.oci import remote  # noqa: PLC0415
-    from layerforge.oci.layout import Store  # noqa: PLC0415
 
     remote.Target.of(project)  # no registry: a usage error before anything else
     names = project.select(nodes) if nodes else list(project.nodes)
-    store = Store.open(ws.store, create=False)
+    store = c.open_store(ws.store)
     rep = c.reporter(as_json)
     config = remote.default_config()
     if hasattr(rep, "__enter__"):
@@ -107,7 +106,12 @@ def login(registry: str, username: str, password: str | None, password_stdin: bo
 @c.common
 @click.argument("node")
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Archive to write."
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Archive to write (missing directories are created); an existing directory gets "
+    "NODE.tar (NODE-TAG.tar for a tag other than latest).",
 )
 @click.option("--tag", default="latest", show_default=True, help="Tag of NODE in the store.")
 def archive(
@@ -123,12 +127,12 @@ def archive(
     from layerforge import api  # noqa: PLC0415
     from layerforge.oci import remote  # noqa: PLC0415
     from layerforge.oci.archive import write_archive  # noqa: PLC0415
-    from layerforge.oci.layout import Store  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
     project.select([node])
-    local = Store.open(ws.store, create=False)
+    local = c.open_store(ws.store)
+    output = c.output_file(_archive_path(output, node, tag), "-o/--output", f"{node}.tar")
     if project.registry:
         remote.fetch_missing(project, local, node, remote.default_config())
     name = f"{project.name}/{node}:{tag}"
@@ -137,12 +141,19 @@ def archive(
 
         host, namespace = split_namespace(project.registry)
         name = f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
-    result = write_archive(local, f"{node}:{tag}", output.resolve(), name)
+    result = write_archive(local, f"{node}:{tag}", output, name)
     doc = {"archive": str(result.path), "image": name, "digest": result.manifest.digest}
     if as_json:
         c.emit_json({**doc, "size": result.size})
     else:
         click.echo(f"wrote {result.path} ({format_size(result.size)}): {name} {doc['digest']}")
+
+
+def _archive_path(output: Path, node: str, tag: str) -> Path:
+    """``output``, or NODE[-TAG].tar inside it when it is an existing directory."""
+    if not output.is_dir():
+        return output
+    return output / (f"{node}.tar" if tag == "latest" else f"{node}-{tag}.tar")
 
 
 # `archive` joins the `export` group of layerforge.commands_export (see commands.py).

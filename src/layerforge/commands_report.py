@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from layerforge import cliutil as c
+from layerforge import commands_runtime as rt
 from layerforge.sizes import format_size
 
 
@@ -20,7 +21,8 @@ from layerforge.sizes import format_size
     "html_file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Also write a self-contained HTML report (charts, no network) to this file.",
+    help="Also write a self-contained HTML report (charts, no network) to this file "
+    "(missing directories are created).",
 )
 def report(
     manifest: Path | None,
@@ -33,23 +35,27 @@ def report(
 ) -> None:
     """Sizes, layers, sharing, waste and budgets of the images in the store."""
     from layerforge import api, lockfile  # noqa: PLC0415
-    from layerforge.oci.layout import Store  # noqa: PLC0415
     from layerforge.report import budget  # noqa: PLC0415
     from layerforge.report.fleet import fleet_report  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
     selected = [n for n in project.select(list(nodes)) if n in nodes] if nodes else None
+    opened = c.open_store(ws.store)
+    if html_file is not None:
+        html_file = c.output_file(html_file, "--html", "report.html")
     lock = lockfile.read_optional(ws.lock_path)
-    result = fleet_report(Store.open(ws.store, create=False), project, lock, selected)
+    result = fleet_report(opened, project, lock, selected)
     if html_file is not None:
         from layerforge.report.html import render  # noqa: PLC0415
 
         html_file.write_text(render(result), encoding="utf-8")
+    groups = rt.summaries(project, lock, selected)
     if as_json:
-        c.emit_json(result.to_json())
+        c.emit_json({**result.to_json(), **rt.runtime_doc(groups)})
     else:
         print_report(c.console(), result)
+        rt.print_runtime(c.console(), groups)
         if html_file is not None:
             click.echo(f"wrote {html_file}")
     if check and result.breaches:
@@ -66,6 +72,20 @@ def report(
     help="Content-key tags kept per node (newest first; latest's is always kept).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option(
+    "--caches/--no-caches",
+    default=True,
+    show_default=True,
+    help="Also clean the cache directory: unpacked images and layers no known store "
+    "reaches, and work directories of crashed builds (see docs/reports.md).",
+)
+@click.option(
+    "--all-caches",
+    is_flag=True,
+    help="Also remove the input-keyed caches (debootstrap, rootfs tarballs, system layers, "
+    "apt/pip/uv downloads). Frees the most; the next builds run debootstrap and "
+    "system steps again.",
+)
 def gc(
     manifest: Path | None,
     store: Path | None,
@@ -73,15 +93,26 @@ def gc(
     as_json: bool,
     keep: int,
     dry_run: bool,
+    caches: bool,
+    all_caches: bool,
 ) -> None:
-    """Remove the blobs no tag reaches, after dropping all but the newest KEEP keys per node."""
-    from layerforge.oci.layout import Store  # noqa: PLC0415
+    """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries."""
+    from layerforge.report.cachegc import collect_caches  # noqa: PLC0415
     from layerforge.report.gc import collect  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
-    result = collect(Store.open(ws.store, create=False), keep, dry_run=dry_run)
+    opened = c.open_store(ws.store)
+    result = collect(opened, keep, dry_run=dry_run)
+    cache = None
+    if caches or all_caches:
+        cache = collect_caches(
+            ws.cache_dir, opened, ws.manifest, result, dry_run=dry_run, all_caches=all_caches
+        )
     if as_json:
-        c.emit_json(result.to_json())
+        doc = result.to_json()
+        doc["caches"] = cache.to_json() if cache else None
+        doc["freed_total"] = result.freed + (cache.freed if cache else 0)
+        c.emit_json(doc)
         return
     verb = "would free" if dry_run else "freed"
     for ref in result.untagged:
@@ -90,6 +121,19 @@ def gc(
         f"{verb} {format_size(result.freed)} ({len(result.removed)} blobs); "
         f"{result.kept} blobs still reachable"
     )
+    if cache is not None:
+        _print_cache_gc(cache)
+
+
+def _print_cache_gc(cache: Any) -> None:
+    if cache.skipped:
+        click.echo(f"cache {cache.cache_dir} not cleaned: {cache.skipped}")
+        return
+    verb = "would free" if cache.dry_run else "freed"
+    areas = ", ".join(
+        f"{area} {format_size(size)} ({count})" for area, (count, size) in cache.by_area().items()
+    )
+    click.echo(f"{verb} {format_size(cache.freed)} in the cache {cache.cache_dir}: {areas or '-'}")
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -160,10 +204,17 @@ def _print_waste(console: Any, r: Any) -> None:
         top = tuple((x.path, x.size, x.how, x.upper) for x in i.waste.items[:5])
         if top:
             groups.setdefault(top, []).append(i.node)
+    images = {i.node: i for i in r.images}
     for top, nodes in groups.items():
         console.print(f"[yellow]waste[/] in {', '.join(nodes)} (largest files):")
+        layers = images[nodes[0]].layers
         for path, size, how, upper in top:
-            console.print(f"  {path} ({format_size(size)}, {how} by layer {upper})")
+            by = (
+                f"{layers[upper].owner}'s {layers[upper].kind} layer"
+                if upper < len(layers)
+                else (f"layer {upper + 1}")
+            )
+            console.print(f"  {path} ({format_size(size)}, {how} by {by})")
 
 
 def _print_fleet(console: Any, r: Any) -> None:

@@ -12,7 +12,7 @@ from layerforge import cliutil as c
 @click.command()
 @c.common
 @click.argument("nodes", nargs=-1)
-@click.option("--runner", default=None, help="Sandbox runner: bwrap (default), chroot, podman.")
+@c.runner_option
 def verify(
     manifest: Path | None,
     store: Path | None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from layerforge.errors import UsageError
-from layerforge.manifest import MANIFEST_NAME
+from layerforge.manifest import MANIFEST_NAME, PROJECT_NAME_RE, project_name_suggestion
 from layerforge.oci.layout import atomic_write
 
 STARTER = """\
@@ -29,6 +29,19 @@ verify = ["import six"]
 
 
 def write_starter(directory: Path, name: str | None) -> Path:
+    if name is not None and not PROJECT_NAME_RE.match(name):
+        raise UsageError(
+            f"--name {name!r} is not a valid image repository name",
+            hint="use lowercase letters and digits, separated by '.', '_' or '-', "
+            f"e.g. --name {project_name_suggestion(name)}",
+        )
+    blocker = next((d for d in (directory, *directory.parents) if d.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        where = "" if blocker == directory else f" ({blocker} is a file)"
+        raise UsageError(
+            f"{directory} is not a directory{where}",
+            hint="pass the directory to write layerforge.toml in (created if missing)",
+        )
     path = directory / MANIFEST_NAME
     if path.exists():
         raise UsageError(
@@ -36,6 +49,6 @@ def write_starter(directory: Path, name: str | None) -> Path:
             hint="edit it, or remove it first",
         )
     directory.mkdir(parents=True, exist_ok=True)
-    project = name or directory.name.lower().replace(" ", "-") or "fleet"
+    project = name or project_name_suggestion(directory.name)
     atomic_write(path, STARTER.format(name=project).encode())
     return path

@@ -17,6 +17,13 @@ Sorted, no timestamps, one table per node, so a diff shows exactly what moved::
     url = "..."
     sha256 = "..."
     size = 16918164
+
+    [nodes.gpu.runtime.llm]             # a runtime group: locked, not baked
+    inputs = "sha256:..."              # its requirements + every baked pin below it
+
+    [[nodes.gpu.runtime.llm.packages]]
+    name = "vllm"
+    ...
 """
 
 from __future__ import annotations
@@ -50,10 +57,20 @@ class Package:
 
 
 @dataclass(frozen=True)
+class LockedGroup:
+    """A runtime group of a node: distributions installed on first use, not baked."""
+
+    name: str
+    inputs: str
+    packages: tuple[Package, ...] = ()  # beyond everything baked in the node
+
+
+@dataclass(frozen=True)
 class LockedNode:
     inputs: str
     packages: tuple[Package, ...] = ()  # this node's own distributions (not its ancestors')
     source: tuple[tuple[str, str], ...] = ()  # root bases: kind, spec (and digest once known)
+    runtime: tuple[LockedGroup, ...] = ()  # sorted by name (see layerforge.runtime_lock)
 
     def by_name(self) -> dict[str, Package]:
         return {p.name: p for p in self.packages}
@@ -94,18 +111,28 @@ def dumps(lock: Lock) -> str:
         if node.source:
             inner = ", ".join(f"{k} = {_q(v)}" for k, v in node.source)
             lines.append(f"source = {{ {inner} }}")
-        for pkg in sorted(node.packages):
-            lines += [
-                "",
-                f"[[nodes.{_key(name)}.packages]]",
-                f"name = {_q(pkg.name)}",
-                f"version = {_q(pkg.version)}",
-                f"filename = {_q(pkg.filename)}",
-                f"url = {_q(pkg.url)}",
-                f"sha256 = {_q(pkg.sha256)}",
-                f"size = {pkg.size}",
-            ]
+        lines += _packages(f"nodes.{_key(name)}.packages", node.packages)
+        for group in sorted(node.runtime, key=lambda g: g.name):
+            table = f"nodes.{_key(name)}.runtime.{_key(group.name)}"
+            lines += ["", f"[{table}]", f"inputs = {_q(group.inputs)}"]
+            lines += _packages(f"{table}.packages", group.packages)
     return "\n".join(lines) + "\n"
+
+
+def _packages(table: str, packages: tuple[Package, ...]) -> list[str]:
+    lines: list[str] = []
+    for pkg in sorted(packages):
+        lines += [
+            "",
+            f"[[{table}]]",
+            f"name = {_q(pkg.name)}",
+            f"version = {_q(pkg.version)}",
+            f"filename = {_q(pkg.filename)}",
+            f"url = {_q(pkg.url)}",
+            f"sha256 = {_q(pkg.sha256)}",
+            f"size = {pkg.size}",
+        ]
+    return lines
 
 
 def loads(text: str, *, path: str = LOCK_NAME) -> Lock:
@@ -126,7 +153,16 @@ def loads(text: str, *, path: str = LOCK_NAME) -> Lock:
 
 
 def _node(raw: dict[str, Any]) -> LockedNode:
-    packages = tuple(
+    source = tuple((str(k), str(v)) for k, v in raw.get("source", {}).items())
+    runtime = tuple(
+        LockedGroup(str(name), str(group["inputs"]), _read_packages(group))
+        for name, group in sorted(raw.get("runtime", {}).items())
+    )
+    return LockedNode(str(raw["inputs"]), _read_packages(raw), source, runtime)
+
+
+def _read_packages(raw: dict[str, Any]) -> tuple[Package, ...]:
+    return tuple(
         Package(
             name=str(p["name"]),
             version=str(p["version"]),
@@ -137,8 +173,6 @@ def _node(raw: dict[str, Any]) -> LockedNode:
         )
         for p in raw.get("packages", [])
     )
-    source = tuple((str(k), str(v)) for k, v in raw.get("source", {}).items())
-    return LockedNode(inputs=str(raw["inputs"]), packages=packages, source=source)
 
 
 def read(path: Path) -> Lock:

@@ -5,27 +5,34 @@ Every error is a :class:`ManifestError` naming the file, the dotted key and the 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
+import json
+import os
+import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from packaging.utils import canonicalize_name
-from pydantic import ValidationError
 
+from layerforge import __version__
 from layerforge.errors import ManifestError
 from layerforge.requirements import Requirements, read_requirements
-from layerforge.schema import (
-    NAME_RE,
-    BaseModelConfig,
-    DebootstrapModel,
-    ManifestModel,
-    ServiceModel,
-)
+from layerforge.runtime_groups import RuntimeGroup, check_runtime, read_groups
 from layerforge.sizes import parse_size
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 MANIFEST_NAME = "layerforge.toml"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# One path component of an OCI repository name (distribution-spec), as archives are tagged
+# PROJECT/NODE:TAG.
+PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 SourceKind = Literal["rootfs", "oci", "debootstrap", "registry"]
 NodeKind = Literal["base", "service"]
 
@@ -68,6 +75,7 @@ class Node:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     workdir: str | None = None
+    runtime: tuple[RuntimeGroup, ...] = ()  # locked, not baked (runtime_groups.py)
 
     @property
     def section(self) -> str:
@@ -142,53 +150,147 @@ def find_manifest(start: Path) -> Path:
     return path
 
 
-def load(path: Path) -> Project:
+def load(path: Path, cache_dir: Path | None = None) -> Project:
+    """Parse and validate ``path``.
+
+    With ``cache_dir``, the schema validation's result (a pure function of the TOML text and of
+    layerforge's schema) is remembered under ``cache_dir/manifest``, so that a build whose
+    manifest did not change skips pydantic entirely. Everything that depends on other files
+    (requirements files, source and context directories, OS sources) is checked on every load.
+    """
     path = path.resolve()
     shown = str(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise ManifestError(f"{path} not found", hint="run `layerforge init`") from None
-    except tomllib.TOMLDecodeError as exc:
+    cached = _cache_file(cache_dir, text) if cache_dir is not None else None
+    data = _read_cached(cached) if cached is not None else None
+    if data is not None:
+        return _build_project(data, path)
+    data = _validate(text, shown)
+    project = _build_project(data, path)
+    if cached is not None:  # only a manifest that is valid as a whole is remembered
+        _write_cached(cached, data)
+    return project
+
+
+def _validate(text: bytes, shown: str) -> dict[str, Any]:
+    """TOML text -> the manifest with every default filled in, as plain JSON data."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from layerforge.schema import ManifestModel  # noqa: PLC0415
+
+    try:
+        raw = tomllib.loads(text.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"invalid TOML: {exc}", file=shown) from None
     try:
         model = ManifestModel.model_validate(raw)
     except ValidationError as exc:
-        raise _translate(exc, raw, shown) from None
-    return _build_project(model, path)
+        raise _translate(exc, shown) from None
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+    return data
 
 
-def _build_project(model: ManifestModel, path: Path) -> Project:
+def _schema_fingerprint() -> bytes:
+    schema = Path(__file__).with_name("schema.py")
+    try:
+        return hashlib.sha256(schema.read_bytes()).digest()
+    except OSError:  # pragma: no cover - e.g. a zipped install: the version alone
+        return b""
+
+
+def _cache_file(cache_dir: Path, text: bytes) -> Path:
+    digest = hashlib.sha256(__version__.encode() + b"\0" + _schema_fingerprint() + b"\0" + text)
+    return cache_dir / "manifest" / f"{digest.hexdigest()}.json"
+
+
+def cache_entry(cache_dir: Path, manifest: Path) -> Path | None:
+    """The validation-cache file the manifest's current text maps to (None if unreadable)."""
+    try:
+        return _cache_file(cache_dir, manifest.read_bytes())
+    except OSError:
+        return None
+
+
+def _read_cached(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_cached(path: Path, data: dict[str, Any]) -> None:
+    """Best effort: a cache that cannot be written only costs the next run some time."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _tuple(value: Any) -> tuple[str, ...]:
+    return tuple(value) if value is not None else ()
+
+
+def _build_project(data: dict[str, Any], path: Path) -> Project:
+    """Validated manifest data (see :func:`_validate`) -> Project, checking the files it names."""
     shown = str(path)
     root = path.parent
-    _check_names(model, shown)
+    _check_project_name(data["project"]["name"], shown)
+    bases: dict[str, Any] = data["bases"]
+    services: dict[str, Any] = data["services"]
+    _check_names(bases, services, shown)
     nodes: dict[str, Node] = {}
-    for name, base in model.bases.items():
-        nodes[name] = _base_node(name, base, model, root, shown)
-    for name, svc in model.services.items():
-        nodes[name] = _service_node(name, svc, model, root, shown)
+    for name, base in bases.items():
+        nodes[name] = _base_node(name, base, bases, root, shown)
+    for name, svc in services.items():
+        nodes[name] = _service_node(name, svc, bases, root, shown, services=services)
     ordered = _topological(nodes, shown)
     _check_pins(ordered, shown)
-    p = model.project
+    check_runtime(ordered, shown)
+    p = data["project"]
     return Project(
-        name=p.name,
-        python=p.python,
-        platforms=p.platforms,
+        name=p["name"],
+        python=p["python"],
+        platforms=_tuple(p["platforms"]),
         root=root,
         manifest=path,
         nodes=ordered,
-        registry=p.registry,
-        version=p.version,
-        layer_threshold=parse_size(p.layer_threshold),
-        compression=p.compression,
-        index_url=p.index_url,
-        find_links=tuple((root / f).resolve() for f in p.find_links),
-        source_date_epoch=p.source_date_epoch,
+        registry=p["registry"],
+        version=p["version"],
+        layer_threshold=parse_size(p["layer_threshold"]),
+        compression=p["compression"],
+        index_url=p["index_url"],
+        find_links=tuple((root / f).resolve() for f in p["find_links"]),
+        source_date_epoch=p["source_date_epoch"],
     )
 
 
-def _check_names(model: ManifestModel, shown: str) -> None:
-    for section, names in (("bases", model.bases), ("services", model.services)):
+def project_name_suggestion(name: str) -> str:
+    """``name`` made a valid project name: lowercase, other characters become '-'."""
+    parts = re.split(r"[^a-z0-9]+", name.lower())
+    return "-".join(p for p in parts if p) or "fleet"
+
+
+def _check_project_name(name: str, shown: str) -> None:
+    if not PROJECT_NAME_RE.match(name):
+        raise ManifestError(
+            f"{name!r} is not a valid image repository name",
+            file=shown,
+            key="project.name",
+            hint="use lowercase letters and digits, separated by '.', '_' or '-', "
+            f"e.g. name = {project_name_suggestion(name)!r}",
+        )
+
+
+def _check_names(bases: dict[str, Any], services: dict[str, Any], shown: str) -> None:
+    for section, names in (("bases", bases), ("services", services)):
         for name in names:
             if not NAME_RE.match(name):
                 raise ManifestError(
@@ -198,7 +300,7 @@ def _check_names(model: ManifestModel, shown: str) -> None:
                     hint="use lowercase letters, digits, '.', '_' or '-', starting with a letter "
                     "or digit",
                 )
-    both = set(model.bases) & set(model.services)
+    both = set(bases) & set(services)
     if both:
         name = sorted(both)[0]
         raise ManifestError(
@@ -207,7 +309,7 @@ def _check_names(model: ManifestModel, shown: str) -> None:
             key=f"services.{name}",
             hint="rename one of them",
         )
-    if not model.bases:
+    if not bases:
         raise ManifestError(
             "no [bases.*] section: a fleet needs at least one base",
             file=shown,
@@ -217,13 +319,16 @@ def _check_names(model: ManifestModel, shown: str) -> None:
 
 
 def _parse_from(
-    value: str | DebootstrapModel, model: ManifestModel, root: Path, shown: str, key: str
+    value: str | dict[str, Any], bases: dict[str, Any], root: Path, shown: str, key: str
 ) -> tuple[str | None, OSSource | None]:
-    if isinstance(value, DebootstrapModel):
+    if isinstance(value, dict):
         return None, OSSource(
-            "debootstrap", value.debootstrap, packages=value.packages, variant=value.variant
+            "debootstrap",
+            value["debootstrap"],
+            packages=_tuple(value["packages"]),
+            variant=value["variant"],
         )
-    if value in model.bases:
+    if value in bases:
         return value, None
     if value.startswith("rootfs:"):
         spec = value.removeprefix("rootfs:")
@@ -251,7 +356,7 @@ def _parse_from(
     if any(c in value for c in ":/@."):
         return None, OSSource("registry", value)
     raise ManifestError(
-        f"no base named {value!r}{did_you_mean(value, model.bases)}",
+        f"no base named {value!r}{did_you_mean(value, bases)}",
         file=shown,
         key=key,
         hint="name a base defined under [bases], or an OS source such as "
@@ -259,44 +364,49 @@ def _parse_from(
     )
 
 
-def _common(node: BaseModelConfig | ServiceModel) -> dict[str, Any]:
+def _requirements(node: dict[str, Any], root: Path, shown: str, key: str) -> Requirements:
+    value = node["requirements"]
+    value = tuple(value) if isinstance(value, list) else value
+    return read_requirements(value, root=root, manifest=shown, key=f"{key}.requirements")
+
+
+def _common(node: dict[str, Any]) -> dict[str, Any]:
     return {
-        "env": tuple(sorted(node.env.items())),
-        "labels": tuple(sorted(node.labels.items())),
-        "verify": node.verify,
-        "max_size": None if node.max_size is None else parse_size(node.max_size),
-        "compile_bytecode": node.compile_bytecode,
+        "env": tuple(sorted(node["env"].items())),
+        "labels": tuple(sorted(node["labels"].items())),
+        "verify": _tuple(node["verify"]),
+        "max_size": None if node["max_size"] is None else parse_size(node["max_size"]),
+        "compile_bytecode": node["compile_bytecode"],
     }
 
 
 def _base_node(
-    name: str, base: BaseModelConfig, model: ManifestModel, root: Path, shown: str
+    name: str, base: dict[str, Any], bases: dict[str, Any], root: Path, shown: str
 ) -> Node:
-    parent, source = _parse_from(base.from_, model, root, shown, f"bases.{name}.from")
-    reqs = read_requirements(
-        base.requirements, root=root, manifest=shown, key=f"bases.{name}.requirements"
-    )
+    key = f"bases.{name}"
+    parent, source = _parse_from(base["from"], bases, root, shown, f"{key}.from")
     return Node(
         name=name,
         kind="base",
         parent=parent,
         os_source=source,
-        requirements=reqs,
-        system=base.system,
-        run=base.run,
-        network=base.network,
-        context=_context_dir(name, base, root, shown),
+        requirements=_requirements(base, root, shown, key),
+        system=_tuple(base["system"]),
+        run=_tuple(base["run"]),
+        network=base["network"],
+        context=_context_dir(name, base["context"], root, shown),
+        runtime=read_groups(base["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
         **_common(base),
     )
 
 
-def _context_dir(name: str, base: BaseModelConfig, root: Path, shown: str) -> Path | None:
-    if base.context is None:
+def _context_dir(name: str, context: str | None, root: Path, shown: str) -> Path | None:
+    if context is None:
         return None
-    path = (root / base.context).resolve()
+    path = (root / context).resolve()
     if not path.is_dir():
         raise ManifestError(
-            f"context directory {base.context!r} does not exist (looked for {path})",
+            f"context directory {context!r} does not exist (looked for {path})",
             file=shown,
             key=f"bases.{name}.context",
             hint="point context at a directory relative to layerforge.toml",
@@ -305,44 +415,55 @@ def _context_dir(name: str, base: BaseModelConfig, root: Path, shown: str) -> Pa
 
 
 def _service_node(
-    name: str, svc: ServiceModel, model: ManifestModel, root: Path, shown: str
+    name: str,
+    svc: dict[str, Any],
+    bases: dict[str, Any],
+    root: Path,
+    shown: str,
+    services: dict[str, Any] | None = None,
 ) -> Node:
     key = f"services.{name}"
-    if svc.base not in model.bases:
+    if svc["base"] not in bases:
+        base = svc["base"]
+        is_service = base in (services or {})
         raise ManifestError(
-            f"no base named {svc.base!r}{did_you_mean(svc.base, model.bases)}",
+            f"{base!r} is a service; a service can only sit on a base"
+            if is_service
+            else f"no base named {base!r}{did_you_mean(base, bases)}",
             file=shown,
             key=f"{key}.base",
-            hint=f"bases defined: {', '.join(model.bases)}",
+            hint=f"bases defined: {', '.join(bases)}"
+            + ("; to share code between services, put it in a base" if is_service else ""),
         )
     source: Path | None = None
-    if svc.source is not None:
-        source = (root / svc.source).resolve()
+    if svc["source"] is not None:
+        source = (root / svc["source"]).resolve()
         if not source.is_dir():
             raise ManifestError(
-                f"source directory {svc.source!r} does not exist (looked for {source})",
+                f"source directory {svc['source']!r} does not exist (looked for {source})",
                 file=shown,
                 key=f"{key}.source",
                 hint="point source at the service's code, relative to layerforge.toml",
             )
-    if not svc.workdir.startswith("/"):
+    workdir: str = svc["workdir"]
+    if not workdir.startswith("/"):
         raise ManifestError(
-            f"workdir must be an absolute path, not {svc.workdir!r}",
+            f"workdir must be an absolute path, not {workdir!r}",
             file=shown,
             key=f"{key}.workdir",
             hint="e.g. workdir = '/app'",
         )
-    reqs = read_requirements(svc.requirements, root=root, manifest=shown, key=f"{key}.requirements")
     return Node(
         name=name,
         kind="service",
-        parent=svc.base,
+        parent=svc["base"],
         os_source=None,
-        requirements=reqs,
+        requirements=_requirements(svc, root, shown, key),
         source=source,
-        command=svc.command,
-        entrypoint=svc.entrypoint,
-        workdir=svc.workdir,
+        command=None if svc["command"] is None else tuple(svc["command"]),
+        entrypoint=None if svc["entrypoint"] is None else tuple(svc["entrypoint"]),
+        workdir=workdir,
+        runtime=read_groups(svc["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
         **_common(svc),
     )
 
@@ -407,7 +528,7 @@ def _compare_pin(node: Node, *, req_text: str, above: Node, pinned: str, shown: 
         )
 
 
-def _translate(exc: ValidationError, raw: dict[str, Any], shown: str) -> ManifestError:
+def _translate(exc: ValidationError, shown: str) -> ManifestError:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
     loc = [p for p in loc if p not in ("str", "DebootstrapModel", "tuple[str,...]", "int", "list")]
@@ -415,13 +536,56 @@ def _translate(exc: ValidationError, raw: dict[str, Any], shown: str) -> Manifes
     if err["type"] == "extra_forbidden":
         return _unknown_key(loc, shown)
     if err["type"] == "missing":
-        return ManifestError("this key is required", file=shown, key=key, hint=_required_hint(loc))
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return ManifestError(message, file=shown, key=key, hint=_type_hint(err["type"]))
+        required = _required_hint(loc, shown)
+        return ManifestError("this key is required", file=shown, key=key, hint=required)
+    message, hint = _explain(err, loc)
+    return ManifestError(message, file=shown, key=key, hint=hint)
+
+
+def _explain(err: Any, loc: list[str]) -> tuple[str, str | None]:
+    """The message and hint for a value of the wrong shape."""
+    kind, value = err["type"], err.get("input")
+    if kind == "string_pattern_mismatch" and loc == ["project", "python"]:
+        return (
+            f"python must be MAJOR.MINOR, not {value!r}",
+            "e.g. python = '3.11' (the patch release is whatever the OS source ships)",
+        )
+    if kind == "tuple_type":
+        return f"expected a list, not {_toml_kind(value)}", _list_hint(value, loc)
+    if kind == "literal_error":
+        return f"{value!r} is not one of the allowed values", (
+            f"write {err.get('ctx', {}).get('expected', 'one of the documented values')}"
+        )
+    return str(err["msg"]).removeprefix("Value error, "), _type_hint(kind)
+
+
+def _toml_kind(value: object) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return {bool: "a boolean", int: "a number", float: "a number", dict: "a table"}.get(
+        type(value), "this value"
+    )
+
+
+def _list_hint(value: object, loc: list[str]) -> str:
+    """A list written from what the user wrote: a command split like a shell would."""
+    example: list[str] = ["a", "b"]
+    if isinstance(value, str):
+        example = [value]
+        if loc[-1:] in (["command"], ["entrypoint"]):
+            with contextlib.suppress(ValueError):
+                example = shlex.split(value)
+    return f"write a list, e.g. {json.dumps(example)}"
 
 
 def _unknown_key(loc: list[str], shown: str) -> ManifestError:
-    from layerforge.schema import ProjectModel  # noqa: PLC0415
+    from layerforge.schema import (  # noqa: PLC0415
+        BaseModelConfig,
+        DebootstrapModel,
+        ManifestModel,
+        ProjectModel,
+        ServiceModel,
+    )
 
     word = loc[-1]
     model: type[Any]
@@ -442,7 +606,12 @@ def _unknown_key(loc: list[str], shown: str) -> ManifestError:
     )
 
 
-def _required_hint(loc: list[str]) -> str:
+def _required_hint(loc: list[str], shown: str = MANIFEST_NAME) -> str:
+    if loc == ["project"] and Path(shown).name != MANIFEST_NAME:
+        return (
+            f"{Path(shown).name} has no [project] table; is it the manifest? "
+            f"point -f at {MANIFEST_NAME} (or its directory)"
+        )
     if loc and loc[-1] == "from":
         return "set from = 'PARENT' or an OS source, e.g. { debootstrap = 'bookworm' }"
     if loc and loc[-1] == "base":
@@ -455,7 +624,7 @@ def _required_hint(loc: list[str]) -> str:
 def _type_hint(kind: str) -> str | None:
     return {
         "string_type": "write a quoted string",
-        "tuple_type": "write a list, e.g. ['a', 'b']",
+        "tuple_type": 'write a list, e.g. ["a", "b"]',
         "bool_type": "write true or false",
         "int_type": "write a whole number",
         "dict_type": "write a table, e.g. { KEY = 'value' }",

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,17 @@ _ROOTFS_EXCLUDE = (
 )
 
 
+SIZE_ANNOTATION = "dev.layerforge.uncompressed-size"
+
+
 @dataclass(frozen=True)
 class Layer:
-    """A layer as an image references it: descriptor, diff_id, and what made it."""
+    """A layer as an image references it: descriptor, diff_id, and what made it.
+
+    Every layer descriptor layerforge writes carries its tar's size as the annotation
+    ``dev.layerforge.uncompressed-size``, so that an image reused from a registry (whose
+    layers stay remote) still knows its uncompressed size for budgets and reports.
+    """
 
     descriptor: Descriptor
     diff_id: str
@@ -73,7 +81,21 @@ class Layer:
     @classmethod
     def from_blob(cls, blob: LayerBlob, created_by: str) -> Layer:
         desc = Descriptor(blob.media_type, blob.digest, blob.size)
-        return cls(desc, blob.diff_id, created_by, blob.uncompressed_size)
+        return cls.sized(desc, blob.diff_id, created_by, blob.uncompressed_size)
+
+    @classmethod
+    def sized(cls, desc: Descriptor, diff_id: str, created_by: str, size: int) -> Layer:
+        """The layer with its uncompressed size recorded in its descriptor's annotations."""
+        annotations = dict(desc.annotations)
+        annotations[SIZE_ANNOTATION] = str(size)
+        desc = replace(desc, annotations=tuple(sorted(annotations.items())))
+        return cls(desc, diff_id, created_by, size)
+
+
+def annotated_size(desc: Descriptor) -> int:
+    """The uncompressed size a descriptor's annotation records (0 if it has none)."""
+    value = dict(desc.annotations).get(SIZE_ANNOTATION, "")
+    return int(value) if value.isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -182,11 +204,14 @@ def debootstrap_key(source: OSSource) -> str:
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:24]
 
 
-def debootstrap_rootfs(source: OSSource, cache_dir: Path, reporter: Reporter) -> Path:
+def debootstrap_rootfs(
+    source: OSSource, cache_dir: Path, reporter: Reporter, where: str = "from"
+) -> Path:
     """Run debootstrap once per inputs; return the cached root filesystem directory."""
     final = cache_dir / "debootstrap" / debootstrap_key(source)
     if (final / "rootfs").is_dir():
         return final / "rootfs"
+    _check_suite(source.spec, where)
     final.parent.mkdir(parents=True, exist_ok=True)
     packages = ",".join(sorted({"python3", *source.packages}))
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
@@ -209,6 +234,23 @@ def debootstrap_rootfs(source: OSSource, cache_dir: Path, reporter: Reporter) ->
         raise
     reporter.emit(Event("finish", task, data={"ok": True}))
     return final / "rootfs"
+
+
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+
+
+def _check_suite(suite: str, where: str, scripts: Path = DEBOOTSTRAP_SCRIPTS) -> None:
+    """A suite debootstrap has no script for is a mistake in the manifest (exit 2)."""
+    if not scripts.is_dir() or (scripts / suite).exists():
+        return  # no debootstrap here: running it gives the real error
+    from layerforge.manifest import did_you_mean  # noqa: PLC0415
+
+    known = sorted(p.name for p in scripts.iterdir() if not p.name.startswith("."))
+    raise SourceError(
+        f"{where}: debootstrap knows no suite {suite!r}{did_you_mean(suite, known)}",
+        hint="use a Debian or Ubuntu suite name such as 'bookworm' or 'trixie' "
+        f"(scripts in {scripts})",
+    )
 
 
 def _normalize_debian(rootfs: Path) -> None:
@@ -239,7 +281,7 @@ def _dpkg_identity(rootfs: Path) -> str:
 
 
 def _materialize_debootstrap(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
-    rootfs = debootstrap_rootfs(source, ctx.cache_dir, ctx.reporter)
+    rootfs = debootstrap_rootfs(source, ctx.cache_dir, ctx.reporter, where)
     python = find_python(rootfs, ctx.python, where)
     layer = _layer_from_dir(ctx, rootfs, source.describe())
     return BaseImage(_dpkg_identity(rootfs), source.describe(), (layer,), _DEFAULT_ENV, python)
@@ -321,11 +363,24 @@ def _image_from_manifest(
     layers = []
     for index, raw in enumerate(manifest["layers"]):
         created = history[index].get("created_by", "") if index < len(history) else ""
-        layers.append(Layer(Descriptor.from_json(raw), str(diff_ids[index]), str(created)))
+        desc = Descriptor.from_json(raw)
+        size = annotated_size(desc) or _tar_size(ctx.store, desc)
+        layers.append(Layer.sized(desc, str(diff_ids[index]), str(created), size))
     rootfs = unpack_image(ctx.store, manifest_digest, ctx.cache_dir / "unpacked")
     python = find_python(rootfs, ctx.python, where)
     env = tuple(config.get("config", {}).get("Env") or _DEFAULT_ENV)
     return BaseImage(manifest_digest, description, tuple(layers), env, python)
+
+
+def _tar_size(store: Store, desc: Descriptor) -> int:
+    """Bytes of a foreign layer's tar, counted by decompressing its blob once."""
+    from layerforge.report.listing import open_layer  # noqa: PLC0415
+
+    total = 0
+    with open_layer(store.blob_path(desc.digest)) as stream:
+        while chunk := stream.read(1 << 20):
+            total += len(chunk)
+    return total
 
 
 def _materialize_registry(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
@@ -354,7 +409,12 @@ def materialize(source: OSSource, ctx: SourceContext, where: str, *, refresh: bo
     if not refresh and path.is_file():
         image = BaseImage.from_json(json.loads(path.read_text()))
         pinned = source.kind != "registry" or ctx.pinned in (None, image.identity)
-        if pinned and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers):
+        same_python = image.python.version == ctx.python  # else look for it again (and refuse)
+        if (
+            pinned
+            and same_python
+            and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers)
+        ):
             return image
     image = MATERIALIZERS[source.kind](source, ctx, where)
     atomic_write(path, json.dumps(image.to_json(), indent=2, sort_keys=True).encode())

@@ -23,8 +23,9 @@ from layerforge.errors import LockError
 from layerforge.lockfile import Lock
 from layerforge.manifest import Node, Project
 from layerforge.resolve import stale_nodes
+from layerforge.runtime_lock import key_doc as runtime_key_doc
 
-LAYER_FORMAT = 1
+LAYER_FORMAT = 2  # 2: layer descriptors carry dev.layerforge.uncompressed-size
 Status = Literal["cached", "build", "remote"]  # remote: in the registry (remote cache)
 
 
@@ -113,6 +114,7 @@ def node_inputs(
         doc["network"] = node.network
     if node.compile_bytecode:
         doc["bytecode"] = True
+    doc.update(runtime_key_doc(locked))  # runtime group pins (not baked)
     if node.os_source is not None:
         source = dict(locked.source)
         if "identity" not in source:
@@ -169,6 +171,12 @@ def make_plan(
     return Plan(tuple(steps.values()))
 
 
+_FLAGS = (
+    ("bytecode", "compile_bytecode changed"),
+    ("runtime", "runtime group pins changed (runtime layer only)"),
+)
+
+
 def explain(
     new: NodeInputs, old: NodeInputs | None, parent: Step | None, project: Project
 ) -> list[str]:
@@ -199,8 +207,7 @@ def explain(
         for k in ("format", "python", "platform", "threshold", "compression", "epoch", "revision")
         if a.get(k) != b.get(k)
     ]
-    if a.get("bytecode") != b.get("bytecode"):
-        reasons.append("compile_bytecode changed")
+    reasons += [why for k, why in _FLAGS if a.get(k) != b.get(k)]
     if other:
         reasons.append("build settings changed: " + ", ".join(other))
     del project

@@ -77,7 +77,9 @@ def stale_nodes(project: Project, lock: Lock | None) -> list[str]:
         return list(project.nodes)
     stale = [n for n in project.nodes if n not in lock.nodes or lock.nodes[n].inputs != inputs[n]]
     stale += [n for n in lock.nodes if n not in project.nodes]
-    return stale
+    from layerforge.runtime_lock import stale_runtime  # noqa: PLC0415 - imports this module
+
+    return stale + [n for n in stale_runtime(project, lock) if n not in stale]
 
 
 def resolve(
@@ -115,7 +117,10 @@ def resolve(
         nodes[name] = LockedNode(inputs[name], packages, _source_fields(node))
         if old is None or old.packages != packages:
             moved.add(name)
-    return Lock(project.python, uv_platform(project), nodes)
+    from layerforge.runtime_lock import resolve_runtime  # noqa: PLC0415 - imports this module
+
+    return resolve_runtime(project, Lock(project.python, uv_platform(project), nodes), usable,
+                           options, reporter)  # fmt: skip
 
 
 def stale_platform(project: Project, lock: Lock) -> bool:

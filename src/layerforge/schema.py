@@ -13,9 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from layerforge.runtime_groups import check_group_name
 from layerforge.sizes import parse_size
-
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
 class _Model(BaseModel):
@@ -103,11 +102,23 @@ class _NodeModel(_Model):
         description="Byte-compile this node's wheels with the image's own Python (in the "
         "sandbox) into its dependency layers.",
     )
+    runtime: dict[str, Requirements] = Field(
+        default_factory=dict,
+        description="Runtime groups: { GROUP = [PEP 508 lines] or 'requirements file' }, "
+        "locked but not baked; installed on first use by `layerforge-runtime ensure GROUP`.",
+    )
 
     @field_validator("max_size")
     @classmethod
     def _check_size(cls, value: int | str | None) -> int | str | None:
         _size(value)
+        return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _check_runtime(cls, value: dict[str, Requirements]) -> dict[str, Requirements]:
+        for name in value:
+            check_group_name(name)
         return value
 
     @field_validator("env")

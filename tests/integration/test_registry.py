@@ -160,6 +160,16 @@ def test_remote_cache_archive_podman_and_buildah(
     checks = cli_json("verify", "-f", str(project), "--store", store, "api")["checks"]
     assert checks and all(c["ok"] for c in checks)
     assert all(fresh.has_blob(x["digest"]) for x in layers)
+    # sizes of a remote-cache hit come from the layer descriptors' annotation (budgets and
+    # reports need them, and the layers may never be fetched)
+    sizes = {
+        i["node"]: [x["uncompressed_size"] for x in i["layers"]]
+        for i in cli_json("report", "-f", str(project), "--store", store, "api")["images"]
+    }
+    built_here = cli_json("report", "-f", str(project), "--store", str(fleet / ".layerforge"))
+    assert sizes == {i["node"]: [x["uncompressed_size"] for x in i["layers"]]
+                     for i in built_here["images"] if i["node"] in sizes}  # fmt: skip
+    assert all(size > 0 for per_node in sizes.values() for size in per_node)
     # a changed service on another fresh machine: its base comes from the registry, with
     # the layers (the local build sits on them), and only the service is built
     changed = tmp_path / "changed"
@@ -289,6 +299,7 @@ def os_image(fleet: Path, layout: Path, marker: str, *, index: bool = False) -> 
     src = Store.open(fleet / ".layerforge", create=False)
     record = json.loads(next((fleet / ".layerforge/layerforge/sources").glob("*.json")).read_text())
     layer = record["layers"][0]
+    layer["descriptor"].pop("annotations", None)  # as an image built by another tool
     dst = Store.open(layout)
     with src.blob_path(layer["descriptor"]["digest"]).open("rb") as fh, dst.ingest() as w:
         shutil.copyfileobj(fh, w, 1 << 20)
@@ -345,7 +356,12 @@ def test_fleet_from_a_registry_reference(
     store = project / ".layerforge"
     os_layer = Store.open(tmp_path / "os1", create=False).read_json(first)["layers"][0]
     out = json.loads(run(["skopeo", "inspect", "--raw", f"oci:{store}:hello:latest"]))
-    assert out["layers"][0] == os_layer
+    # the same layer, which our manifest annotates with its tar's size (counted on import)
+    sources = fleet / ".layerforge/layerforge/sources"
+    size = json.loads(next(sources.glob("*.json")).read_text())["layers"][0]["uncompressed_size"]
+    assert size > 0
+    annotations = {"dev.layerforge.uncompressed-size": str(size)}
+    assert out["layers"][0] == {**os_layer, "annotations": annotations}
     # the tag moves: nothing changes until lock --upgrade
     run([*copy, "--all", f"oci:{tmp_path / 'os2'}:base", f"docker://{ref}"])
     shutil.rmtree(store)

@@ -48,7 +48,13 @@ def test_code_change_is_verified_without_unpacking_the_image_again(
     assert main(["build", *args]) == 0
     assert sorted(p.name for p in (cache / "rootfs").iterdir()) == unpacked
 
-    flag.write_text("OK = False\n")
+    # bytecode is cached for the parent's files, never for the application: Python checks
+    # a .pyc by the source's mtime and size, and every layer entry has the same mtime
+    flag.write_text("OK = True \n")
+    assert main(["build", *args]) == 0
+    pyc = cache / "pyc"
+    assert any(pyc.rglob("*.pyc")) and not any(pyc.rglob("flag*.pyc"))
+    flag.write_text("OK = False\n")  # the same size as the line before
     capsys.readouterr()
     assert main(["build", *args]) == 1
     err = capsys.readouterr().err

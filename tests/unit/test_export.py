@@ -228,11 +228,12 @@ def test_registry_root_pinned_by_digest_with_system_and_run_steps(tmp_path: Path
     assert lines[0] == "FROM python:3.12-slim@sha256:" + "ab" * 32
     assert "python3.12 -m venv /opt/venv" in lines[1]
     assert "PATH=/opt/venv/bin:${PATH}" in lines[2]
-    apt = next(line for line in lines if "apt-get install" in line and "curl" in line)
-    assert "curl libgomp1" in apt and "--mount=type=cache,target=/var/cache/apt" in apt
-    runs = [line for line in lines if line.startswith("RUN --network=none")]
-    assert runs == ["RUN --network=none echo one", "RUN --network=none echo two"]
-    assert lines.index(runs[-1]) < next(i for i, x in enumerate(lines) if "pip install" in x)
+    # system packages and run steps: ONE RUN, as layerforge's one system layer (what a step
+    # removes never ships), each step in a shell of its own; network = false covers all
+    (system,) = [line for line in lines if "apt-get install" in line and "curl" in line]
+    assert system.startswith("RUN --network=none --mount=type=cache,target=/var/cache/apt")
+    assert "curl libgomp1  && sh -c 'echo one'  && sh -c 'echo two'  && rm -rf" in system
+    assert lines.index(system) < next(i for i, x in enumerate(lines) if "pip install" in x)
     label = next(line for line in lines if line.startswith("LABEL"))
     assert 'team="ml"' in label
     assert ".gitignore" not in " ".join(files)  # nothing to ignore without a rootfs tarball
@@ -431,3 +432,17 @@ def test_oci_layout_root_is_a_build_arg_the_bake_file_points_at_the_layout(
     target = parse_bake(rendered(ctx, "bake")["docker-bake.hcl"])["target"]["cpu"]
     assert target["contexts"] == {"layerforge-root": "oci-layout://images/os:v1"}
     assert target["args"] == {"ROOT_IMAGE": "layerforge-root"}
+
+
+@pytest.mark.parametrize(
+    "step",
+    ["echo one; echo 'two' # a comment", 'cd /\npwd\necho "it\'s $((6 * 7))"\n\nexit 3'],
+)
+def test_a_run_step_runs_exactly_as_in_the_sandbox(step: str) -> None:
+    """Regression: the lines of a multi-line step were joined into one shell line."""
+    from layerforge.export.dockerfile import _step
+
+    assert "\n" not in _step(step)  # a Dockerfile RUN line cannot hold a newline
+    expected = subprocess.run(["sh", "-c", step], capture_output=True, text=True, check=False)
+    got = subprocess.run(["sh", "-c", _step(step)], capture_output=True, text=True, check=False)
+    assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)

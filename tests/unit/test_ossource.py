@@ -97,3 +97,30 @@ def test_hostile_rootfs_tarball_is_refused_and_leaves_nothing(tmp_path: Path) ->
     assert not (tmp_path.parent / "escaped").exists()
     assert list((tmp_path / "cache/rootfs").iterdir()) == []
     assert Store.open(tmp_path / "store").blobs() == set()
+
+
+def test_a_changed_project_python_is_checked_again_on_a_reused_source(tmp_path: Path) -> None:
+    """Regression: the store's record of an OS source was reused without comparing the
+    Python version, so wheels for 3.12 went into a 3.11 image once a store existed."""
+    source = OSSource("rootfs", "rootfs", path=fake_rootfs(tmp_path / "rootfs"))
+    first = materialize(source, ctx_for(tmp_path), "bases.os", refresh=False)
+    assert first.python.version == "3.11"
+    with pytest.raises(SourceError, match=r"project\.python is '3\.12'"):
+        materialize(source, ctx_for(tmp_path, "3.12"), "bases.os", refresh=False)
+    again = materialize(source, ctx_for(tmp_path), "bases.os", refresh=False)
+    assert again == first
+
+
+def test_a_misspelt_debootstrap_suite_is_a_manifest_error(tmp_path: Path) -> None:
+    from layerforge.ossource import debootstrap_rootfs
+
+    scripts = Path("/usr/share/debootstrap/scripts")
+    if not (scripts / "bookworm").exists():
+        pytest.skip("debootstrap is not installed")
+    source = OSSource("debootstrap", "bookwrom")
+    with pytest.raises(SourceError) as info:
+        debootstrap_rootfs(source, tmp_path / "cache", NullReporter(), "bases.cpu.from")
+    assert info.value.exit_code == 2
+    assert "bases.cpu.from: debootstrap knows no suite 'bookwrom'" in str(info.value)
+    assert "did you mean 'bookworm'?" in str(info.value)
+    assert not (tmp_path / "cache").exists()  # nothing written

@@ -83,6 +83,7 @@ def test_holds_ranks_distributions_files_or_directories() -> None:
     assert layer_kind("layerforge: pip numpy 2.0") == "deps"
     assert layer_kind("layerforge: COPY /app") == "app"
     assert layer_kind("/bin/sh -c apt-get install") == "other"
+    assert layer_kind("layerforge: system (libgomp1, run steps)") == "system"
 
 
 # -- waste --------------------------------------------------------------------------------------
@@ -116,6 +117,13 @@ def test_waste_is_zero_for_disjoint_layers_and_same_layer_files() -> None:
     # a directory replaced by a file hides what was under it
     result = waste([[f("d", kind="dir"), f("d/x", 8)], [f("d", 1)]])
     assert [(i.path, i.size) for i in result.items] == [("d/x", 8)]
+
+
+def test_waste_of_deep_subtrees_siblings_with_a_common_prefix_and_a_root_opaque() -> None:
+    lower = [f("a/b/c/d/e", 1), f("a/b/c2", 2), f("a/bb/x", 4), f("z", 8)]  # no dir entries
+    result = waste([lower, [f("a/.wh.b")], [f(".wh..wh..opq"), f("new", 16)]])
+    hidden = {(i.path, i.upper) for i in result.items}
+    assert hidden == {("a/b/c/d/e", 1), ("a/b/c2", 1), ("a/bb/x", 2), ("z", 2)}
 
 
 # -- fleet figures ------------------------------------------------------------------------------
@@ -163,7 +171,7 @@ def test_fleet_report_saving_and_breaches() -> None:
     assert [(b.node, b.size, b.limit) for b in report.breaches] == [("cpu", 4500, 100)]
     doc = report.to_json()
     assert doc["fleet"]["saving"]["pulled"] == report.saving_pulled
-    assert doc["budgets"] == [{"node": "cpu", "size": 4500, "max_size": 100}]
+    assert doc["budgets"] == [{"node": "cpu", "size": 4500, "max_size": 100, "over": True}]
     page = render(report)
     assert "://" not in page  # nothing to fetch
     for name in ("cpu", "api", "web"):
@@ -399,13 +407,15 @@ def test_waste_shared_by_descendants_is_printed_once() -> None:
 
     item = SimpleNamespace(path="usr/share/doc/x.gz", size=2048, how="deleted", upper=2)
     shared = SimpleNamespace(items=[item])
+    layers = [SimpleNamespace(owner="cpu", kind=kind) for kind in ("os", "venv", "system")]
     images = [
-        SimpleNamespace(node="cpu", waste=shared),
-        SimpleNamespace(node="api", waste=shared),
-        SimpleNamespace(node="clean", waste=SimpleNamespace(items=[])),
+        SimpleNamespace(node="cpu", waste=shared, layers=layers),
+        SimpleNamespace(node="api", waste=shared, layers=layers),
+        SimpleNamespace(node="clean", waste=SimpleNamespace(items=[]), layers=layers),
     ]
     console = Console(record=True, width=200)
     _print_waste(console, SimpleNamespace(images=images))
     text = console.export_text()
     assert text.count("usr/share/doc/x.gz") == 1
     assert "waste in cpu, api (largest files):" in text and "clean" not in text
+    assert "usr/share/doc/x.gz (2.05 kB, deleted by cpu's system layer)" in text

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from layerforge import cancel, runtime_layer
 from layerforge.build import python as pydeps
 from layerforge.build.deps import dependency_layers as _dependency_layers
 from layerforge.build.image import (
@@ -88,15 +89,22 @@ def execute(plan: Plan, ctx: BuildContext) -> dict[str, NodeResult]:
     steps = {s.node: s for s in plan.steps}
     pending: dict[str, Future[NodeResult]] = {}
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="lf-build") as pool:
-        while len(results) < len(steps):
-            for name, step in steps.items():
-                if name in results or name in pending:
-                    continue
-                if step.parent is None or step.parent in results or step.parent not in steps:
-                    pending[name] = pool.submit(_run_step, step, ctx, results)
-            done, _ = wait(list(pending.values()), return_when=FIRST_EXCEPTION)
-            for name in [n for n, f in pending.items() if f in done]:
-                results[name] = pending.pop(name).result()
+        try:
+            while len(results) < len(steps):
+                for name, step in steps.items():
+                    if name in results or name in pending:
+                        continue
+                    if step.parent is None or step.parent in results or step.parent not in steps:
+                        pending[name] = pool.submit(_run_step, step, ctx, results)
+                done, _ = wait(list(pending.values()), return_when=FIRST_EXCEPTION)
+                for name in [n for n, f in pending.items() if f in done]:
+                    results[name] = pending.pop(name).result()
+        except KeyboardInterrupt:
+            # only this thread sees Ctrl-C: stop the workers (their programs are terminated,
+            # their layer writes end at the next chunk) rather than wait for them to finish
+            cancel.request()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return {s.node: results[s.node] for s in plan.steps}
 
 
@@ -146,6 +154,7 @@ def _build_node(
     if packages:
         below = (*parent_layers, *new_layers)  # the image the wheels land in
         new_layers.extend(_dependency_layers(ctx, node, packages, python.version, below))
+    new_layers.extend(_runtime_layer(ctx, node, python.version))  # runtime groups: pins only
     if node.source is not None:
         new_layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
     updates = venv_env(env)
@@ -202,7 +211,7 @@ def _image_spec(
         epoch=epoch,
         env=env,
         cmd=list(node.command) if node.command is not None else None,
-        entrypoint=list(node.entrypoint) if node.entrypoint is not None else None,
+        entrypoint=runtime_layer.entrypoint(node),  # the launcher where groups are declared
         workdir=node.workdir,
         labels=labels,
         annotations=annotations,
@@ -277,6 +286,11 @@ def _system_layer(
     _remember_layers(ctx, key, [layer])
     sysl.remember(ctx.store, ctx.cache_dir, key, layer)
     return layer
+
+
+def _runtime_layer(ctx: BuildContext, node: Node, python: str) -> list[Layer]:
+    entries, label = runtime_layer.layer_for(ctx.lock, ctx.project, node.name, python)
+    return [_write(ctx, f"layer:{node.name}:runtime", entries, label)] if entries else []
 
 
 def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:

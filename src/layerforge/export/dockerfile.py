@@ -18,6 +18,9 @@ every node is the project root::
 - The node's locked requirements (``name==version --hash=sha256:...``, from the lock) are
   bind-mounted and installed with ``--require-hashes --no-deps`` *before* any source, with
   BuildKit cache mounts for pip and apt; ``__pycache__`` is removed in the same ``RUN``.
+- Runtime groups: their pins and the launcher are copied from ``DIR/NODE/runtime/`` (the
+  same files as our builder's runtime layer, see :mod:`layerforge.export.runtime`); the
+  wheels are not installed.
 - A service ``COPY --link``s only its source tree, last, after every label and setting.
 - ``Dockerfile.dockerignore`` (BuildKit reads it for this Dockerfile) lets only the node's
   own inputs into the context, and keeps the service's own ``.dockerignore`` rules.
@@ -26,11 +29,14 @@ every node is the project root::
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerforge import runtime_layer
 from layerforge.build.image import KEY_ANNOTATION, NODE_ANNOTATION, created_at
 from layerforge.build.source import ALWAYS_IGNORED, IgnoreRules
+from layerforge.export import runtime as export_runtime
 from layerforge.export.common import (
     ExportContext,
     GeneratedFile,
@@ -111,6 +117,7 @@ class DockerfileExporter:
                 out.append(
                     GeneratedFile(directory / name / REQUIREMENTS, _text(requirements(ctx, node)))
                 )
+            out += export_runtime.files(ctx, node)  # runtime groups: pins and launcher
         if any(needs_rootfs(n) for n in ctx.project.nodes.values()):
             ignore = [*header(ctx, "dockerfiles"), f"/*/{ROOTFS}"]
             out.append(GeneratedFile(directory / ".gitignore", _text(ignore)))
@@ -130,6 +137,7 @@ def dockerfile(ctx: ExportContext, node: Node) -> list[str]:
         lines += _system(ctx.project, node)
     if ctx.lock.nodes[node.name].packages:
         lines += _install(paths)
+    lines += export_runtime.lines(ctx, node, paths.directory)
     lines += _config(ctx, node)
     if node.source is not None:
         lines += _copy_source(ctx, node)
@@ -207,29 +215,43 @@ def _venv(ctx: ExportContext, node: Node) -> list[str]:
 
 
 def _system(project: Project, node: Node) -> list[str]:
-    lines: list[str] = []
+    """System packages and run steps as ONE ``RUN``: one layer, as layerforge builds it, so
+    that what a later step removes (build tools purged after compiling) is never shipped."""
+    if not node.system and not node.run:
+        return []
+    flags: list[str] = []
+    commands: list[str] = []
     if node.system:
-        packages = " ".join(sorted(node.system))
-        lines += [
-            f"# System packages ({node.section}.system).",
-            f"RUN {_APT_CACHE} \\",
-            "    apt-get update \\",
-            "    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
-            f"{packages} \\",
-            f"    && {_APT_CLEAN}",
+        flags.append(_APT_CACHE)
+        commands += [
+            "apt-get update",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+            + " ".join(sorted(node.system)),
         ]
-    network = "" if node.network else "--network=none "
-    mount = ""
+    if not node.network:
+        flags.insert(0, "--network=none")
     if node.context is not None and node.run:
-        mount = f"--mount=type=bind,source={_context_rel(project, node)},target=/context "
-    for step in node.run:
-        lines += [f"# {node.section}.run", f"RUN {network}{mount}{_shell_line(step)}"]
-    return [*lines, ""] if lines else []
+        flags.append(f"--mount=type=bind,source={_context_rel(project, node)},target=/context")
+    commands += [_step(step) for step in node.run]
+    if node.system:
+        commands.append(_APT_CLEAN)
+    head = f"RUN {' '.join(flags)} \\\n    " if flags else "RUN "
+    return [
+        f"# {node.section}: system packages and run steps in ONE RUN (one layer, as layerforge",
+        "# builds it), each run step in a shell of its own as in layerforge's sandbox.",
+        head + " \\\n    && ".join(commands),
+        "",
+    ]
 
 
-def _shell_line(step: str) -> str:
-    """A run step as one Dockerfile line (continuations for embedded newlines)."""
-    return " \\\n    ".join(line for line in step.strip().splitlines() if line.strip())
+def _step(step: str) -> str:
+    """A run step as ``sh -c`` of exactly its text (newlines kept: a multi-line step is
+    rebuilt with printf, since a Dockerfile line cannot hold a newline)."""
+    lines = [line for line in step.strip().splitlines() if line.strip()]
+    if len(lines) == 1:
+        return f"sh -c {shlex.quote(lines[0])}"
+    quoted = " ".join(shlex.quote(line) for line in lines)
+    return f"sh -c \"$(printf '%s\\n' {quoted})\""
 
 
 def _install(paths: NodePaths) -> list[str]:
@@ -263,8 +285,9 @@ def _config(ctx: ExportContext, node: Node) -> list[str]:
     lines.append(
         "LABEL " + " \\\n      ".join(f"{k}={_quote(v)}" for k, v in image_labels(ctx, node))
     )
-    if node.entrypoint is not None:
-        lines.append(f"ENTRYPOINT {json.dumps(list(node.entrypoint))}")
+    entrypoint = runtime_layer.entrypoint(node)  # the launcher where runtime groups are declared
+    if entrypoint is not None:
+        lines.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
     if node.command is not None:
         lines.append(f"CMD {json.dumps(list(node.command))}")
     return [*lines, ""]
@@ -354,6 +377,7 @@ def dockerignore(ctx: ExportContext, node: Node) -> list[str]:
         lines.append(f"!{paths.requirements}")
     if needs_rootfs(node):
         lines.append(f"!{paths.rootfs}")
+    lines += export_runtime.ignore(ctx, node, paths.directory)
     if node.context is not None and node.run:
         lines.append(f"!{_context_rel(ctx.project, node)}")
     if node.source is not None:

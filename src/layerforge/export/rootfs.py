@@ -12,6 +12,7 @@ import filecmp
 import shutil
 from pathlib import Path
 
+from layerforge import cachedir
 from layerforge.errors import LockError
 from layerforge.events import Event, Reporter
 from layerforge.export.dockerfile import ROOTFS, needs_rootfs
@@ -32,6 +33,20 @@ def write_rootfs(
 ) -> tuple[list[Path], list[Path]]:
     """Write ``DIR/NODE/rootfs.tar.gz`` for each root base that needs one; returns the
     paths written and those left alone (already holding the same bytes)."""
+    if not any(needs_rootfs(n) for n in project.nodes.values()):
+        return [], []
+    with cachedir.using(cache_dir, store.root, project.manifest):
+        return _write_rootfs(project, lock, store, cache_dir, directory, reporter)
+
+
+def _write_rootfs(
+    project: Project,
+    lock: Lock,
+    store: Store,
+    cache_dir: Path,
+    directory: Path,
+    reporter: Reporter,
+) -> tuple[list[Path], list[Path]]:
     written: list[Path] = []
     unchanged: list[Path] = []
     for node in project.nodes.values():

@@ -33,7 +33,10 @@ def export(
     also write the root filesystem tarballs the Dockerfiles of root bases ``ADD``."""
     from layerforge.export import EXPORTERS  # noqa: PLC0415
 
-    result = write_files(EXPORTERS[kind].render(ctx))
+    files = EXPORTERS[kind].render(ctx)
+    result = write_files(files)
+    if kind == "dockerfiles":
+        result = replace(result, removed=tuple(_prune(ctx, {f.path for f in files})))
     if kind == "dockerfiles" and store is not None and cache_dir is not None:
         from layerforge.export.rootfs import write_rootfs  # noqa: PLC0415
         from layerforge.oci.layout import Store  # noqa: PLC0415
@@ -52,3 +55,13 @@ def export(
             unchanged=(*result.unchanged, *unchanged),
         )
     return result
+
+
+def _prune(ctx: ExportContext, written: set[Path]) -> list[Path]:
+    """Files of an earlier export that this one no longer writes (e.g. removed nodes)."""
+    from layerforge.export.dockerfile import ROOTFS, needs_rootfs  # noqa: PLC0415
+    from layerforge.export.prune import prune  # noqa: PLC0415
+
+    directory = ctx.options.dockerfiles
+    tarballs = {directory / n for n, node in ctx.project.nodes.items() if needs_rootfs(node)}
+    return prune(directory, written | {d / ROOTFS for d in tarballs})

@@ -12,12 +12,11 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge.errors import StoreError
-from layerforge.oci.layout import LAYOUT_VERSION, Descriptor, Store, canonical_json
+from layerforge.oci.layout import LAYOUT_VERSION, Descriptor, Store, canonical_json, temp_file
 from layerforge.oci.media import OCI_INDEX, REF_NAME
 
 
@@ -77,7 +76,7 @@ def write_archive(store: Store, ref: str, out: Path, repo_tag: str) -> Archive:
         }
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=out.parent)
+    fd, tmp = temp_file(out.parent, ".tar")
     try:
         with (
             os.fdopen(fd, "wb") as fh,

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -165,7 +165,7 @@ class Store:
     def ingest(self) -> Iterator[BlobWriter]:
         """Write a blob of unknown digest; call ``writer.commit()`` inside the block."""
         directory = self.root / "blobs" / "sha256"
-        fd, name = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        fd, name = temp_file(directory)
         path = Path(name)
         writer = BlobWriter(os.fdopen(fd, "wb", buffering=1 << 20), path, self)
         try:
@@ -267,9 +267,25 @@ def _index_bytes(manifests: list[dict[str, Any]]) -> bytes:
     return json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
 
 
+def temp_file(directory: Path, suffix: str = "") -> tuple[int, str]:
+    """A new ``.tmp-*`` file in ``directory``, open for writing: (fd, path).
+
+    Unlike ``tempfile.mkstemp`` (always 0600), the file gets the mode an ordinary file gets
+    (0666 less the umask): blobs, indexes, locks and archives must be readable by the other
+    users and tools (rootless podman, CI, teammates) that read a store.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        name = str(directory / f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, name = temp_file(path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -213,7 +213,7 @@ class RegistryCache:
     def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord:
         """Manifest and config into the store (layers stay remote until needed)."""
         from layerforge.build.image import ImageRecord, write_record  # noqa: PLC0415
-        from layerforge.ossource import Layer, PythonInfo  # noqa: PLC0415
+        from layerforge.ossource import Layer, PythonInfo, annotated_size  # noqa: PLC0415
 
         target = self.target
         repo = target.repository(step.node)
@@ -230,10 +230,14 @@ class RegistryCache:
         config = store.read_json(str(manifest["config"]["digest"]))
         diff_ids = config["rootfs"]["diff_ids"]
         history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+        inherited = (
+            {x.descriptor.digest: x.uncompressed_size for x in parent.layers} if parent else {}
+        )
         layers = tuple(
-            Layer(Descriptor.from_json(raw), str(diff_ids[i]),
-                  str(history[i].get("created_by", "")) if i < len(history) else "")
-            for i, raw in enumerate(manifest["layers"])
+            Layer(desc, str(diff_ids[i]),
+                  str(history[i].get("created_by", "")) if i < len(history) else "",
+                  annotated_size(desc) or inherited.get(desc.digest, 0))
+            for i, desc in enumerate(Descriptor.from_json(raw) for raw in manifest["layers"])
         )  # fmt: skip
         python = (
             parent.python if parent else PythonInfo("/opt/venv/bin/python", self.project.python)

@@ -85,8 +85,15 @@ class FleetReport:
                 {"name": d.name, "version": d.version, "size": d.size, "images": list(d.images)}
                 for d in self.dists
             ],
-            "budgets": [
-                {"node": b.node, "size": b.size, "max_size": b.limit} for b in self.breaches
+            "budgets": [  # every image with a max_size; "over" marks a breach
+                {
+                    "node": i.node,
+                    "size": i.uncompressed,
+                    "max_size": i.max_size,
+                    "over": i.over_budget,
+                }
+                for i in self.images
+                if i.max_size is not None
             ],
         }
 

@@ -37,7 +37,7 @@ class LayerReport:
     size: int  # compressed (the blob)
     uncompressed: int  # the tar
     created_by: str
-    kind: str  # os | venv | deps | app | other
+    kind: str  # os | venv | system | deps | app | other
     owner: str  # the node that added it
     inherited: bool
     holds: tuple[Held, ...]
@@ -130,6 +130,8 @@ def layer_kind(created_by: str) -> str:
         ("layerforge: COPY", "app"),
         ("layerforge: venv", "venv"),
         ("layerforge: OS", "os"),
+        ("layerforge: system", "system"),
+        ("layerforge: runtime", "runtime"),  # runtime groups: pins and launcher (not wheels)
     ):
         if created_by.startswith(prefix):
             return kind

@@ -40,26 +40,48 @@ class Waste:
 
 
 class _Tree:
-    """Paths present so far: path -> (kind, size, layer index)."""
+    """Paths present so far: path -> (kind, size, layer index), with an index of each
+    directory's children so that a whiteout removes its subtree without scanning every path
+    (the scan made ``report`` quadratic: seconds for a fleet with a few thousand files)."""
 
     def __init__(self) -> None:
         self.paths: dict[str, tuple[str, int, int]] = {}
+        self.children: dict[str, set[str]] = {}
+
+    def add(self, path: str, value: tuple[str, int, int]) -> None:
+        """Record ``path``, linking it (and any parent without an entry of its own) into
+        the children index up to the root."""
+        self.paths[path] = value
+        child = path
+        while child:
+            siblings = self.children.setdefault(posixpath.dirname(child), set())
+            if child in siblings:
+                break
+            siblings.add(child)
+            child = posixpath.dirname(child)
+
+    def _below(self, directory: str) -> list[str]:
+        out: list[str] = []
+        todo = [directory]
+        while todo:
+            for child in self.children.get(todo.pop(), ()):
+                out.append(child)
+                todo.append(child)
+        return out
 
     def remove(self, path: str, upper: int, how: str, out: list[WasteItem]) -> None:
-        prefix = path + "/"
-        doomed = [p for p in self.paths if p == path or p.startswith(prefix)]
+        doomed = ([path] if path in self.paths else []) + self._below(path)
         self.remove_paths(doomed, upper, how, out)
 
     def remove_under(self, directory: str, upper: int, out: list[WasteItem]) -> None:
-        prefix = directory + "/" if directory else ""
-        doomed = [p for p in self.paths if p.startswith(prefix) and p != directory]
-        self.remove_paths(doomed, upper, "deleted", out)
+        self.remove_paths(self._below(directory), upper, "deleted", out)
 
     def remove_paths(self, doomed: list[str], upper: int, how: str, out: list[WasteItem]) -> None:
         for p in doomed:
-            kind, size, lower = self.paths.pop(p)
-            if size and kind == "file":
-                out.append(WasteItem(p, size, lower, upper, how))
+            self.children[posixpath.dirname(p)].discard(p)
+            entry = self.paths.pop(p, None)  # None: a parent that has no entry of its own
+            if entry is not None and entry[1] and entry[0] == "file":
+                out.append(WasteItem(p, entry[1], entry[2], upper, how))
 
 
 def _whiteouts(entries: Sequence[FileEntry]) -> tuple[list[str], list[str]]:
@@ -91,5 +113,5 @@ def waste(layers: Sequence[Sequence[FileEntry]]) -> Waste:
             old = tree.paths.get(e.path)
             if old is not None and not (old[0] == "dir" and e.kind == "dir"):
                 tree.remove(e.path, index, "shadowed", out)
-            tree.paths[e.path] = (e.kind, e.size, index)
+            tree.add(e.path, (e.kind, e.size, index))
     return Waste(tuple(sorted(out, key=lambda i: (-i.size, i.path))))

@@ -15,24 +15,28 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from layerforge import cmd
 from layerforge.build.image import ImageRecord
+from layerforge.cachedir import uses_cache
 from layerforge.errors import VerifyError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.manifest import Node, Project
 from layerforge.oci.layout import Store
 from layerforge.sandbox import runner as runners
-from layerforge.sandbox.unpack import apply_layer, unpack_chain
+from layerforge.sandbox.unpack import apply_layer, chain_id, unpack_chain
 
 if TYPE_CHECKING:
     from layerforge.api import Workspace
 
 PYTHON = "/opt/venv/bin/python"
 OUTPUT_TAIL = 15
+PYC_PREFIX = "/var/cache/layerforge-pyc"  # PYTHONPYCACHEPREFIX inside the sandbox
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,35 @@ def checks(node: Node) -> list[Check]:
 def _config(record: ImageRecord) -> tuple[tuple[tuple[str, str], ...], str]:
     inner = record.config.get("config", {})
     env = dict(str(e).partition("=")[::2] for e in inner.get("Env") or [])
-    env.update(PYTHONDONTWRITEBYTECODE="1", HOME="/root", LANG="C.UTF-8")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(PYTHONPYCACHEPREFIX=PYC_PREFIX, HOME="/root", LANG="C.UTF-8")
     return tuple(sorted(env.items())), str(inner.get("WorkingDir") or "/")
+
+
+@contextmanager
+def _bytecode_cache(cache_dir: Path, root: Root) -> Iterator[tuple[runners.Mount, ...]]:
+    """Where Python writes the bytecode of what the checks import (PYTHONPYCACHEPREFIX).
+
+    The image is read-only, so without this every verify compiled every module it imported
+    from source again (seconds for an ML stack). The cache is keyed by the chain of layers
+    of the root filesystem, whose files never change, so its bytecode stays valid. Python
+    validates bytecode by the source's mtime and size, and every layer entry has the same
+    mtime: the application mounted at ``workdir`` (which changes from build to build)
+    therefore gets a scratch directory of its own, never the shared one.
+    """
+    shared = cache_dir / "pyc" / chain_id(root.chain)
+    shared.mkdir(parents=True, exist_ok=True)
+    mounts = [runners.Mount(shared, PYC_PREFIX, read_only=False)]
+    scratch: Path | None = None
+    if root.app_at is not None:
+        (shared / root.app_at.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=shared.parent))
+        mounts.append(runners.Mount(scratch, PYC_PREFIX + root.app_at, read_only=False))
+    try:
+        yield tuple(mounts)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def verify_image(
@@ -85,36 +116,46 @@ def verify_image(
     if not todo:
         return []
     runner = runners.get_runner(runner_name)
-    rootfs, mounts = _root_of(store, record, node, cache_dir)
+    root = _root_of(store, record, node, cache_dir)
     env, cwd = _config(record)
     results: list[CheckResult] = []
-    for check in todo:
-        inv = runners.Invocation(
-            rootfs=rootfs,
-            argv=check.argv,
-            env=env,
-            mounts=mounts,
-            network=False,
-            read_only=True,
-            cwd=cwd,
-        )
-        runners.prepare(inv)
-        task = f"verify:{node.name}"
-        reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
-        started = time.perf_counter()
-        result = cmd.run(runner.argv(inv), check=False)
-        seconds = time.perf_counter() - started
-        ok = result.returncode == 0
-        reporter.emit(Event("finish", task, data={"ok": ok, "check": check.label}))
-        if not ok:
-            raise _failure(node, record, check, result)
-        results.append(CheckResult(node.name, check.label, ok, seconds))
+    with _bytecode_cache(cache_dir, root) as pyc:
+        for check in todo:
+            inv = runners.Invocation(
+                rootfs=root.rootfs,
+                argv=check.argv,
+                env=env,
+                mounts=(*root.mounts, *pyc),
+                network=False,
+                read_only=True,
+                cwd=cwd,
+            )
+            runners.prepare(inv)
+            task = f"verify:{node.name}"
+            reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
+            started = time.perf_counter()
+            result = cmd.run(runner.argv(inv), check=False)
+            seconds = time.perf_counter() - started
+            ok = result.returncode == 0
+            reporter.emit(Event("finish", task, data={"ok": ok, "check": check.label}))
+            if not ok:
+                raise _failure(node, record, check, result)
+            results.append(CheckResult(node.name, check.label, ok, seconds))
     return results
 
 
-def _root_of(
-    store: Store, record: ImageRecord, node: Node, cache_dir: Path
-) -> tuple[Path, tuple[runners.Mount, ...]]:
+@dataclass(frozen=True)
+class Root:
+    """The root filesystem a check runs in: the unpacked chain of layers, what is mounted
+    over it, and where the application layer is mounted (if it is)."""
+
+    rootfs: Path
+    chain: tuple[str, ...]  # digests of the layers unpacked in ``rootfs``
+    mounts: tuple[runners.Mount, ...] = ()
+    app_at: str | None = None
+
+
+def _root_of(store: Store, record: ImageRecord, node: Node, cache_dir: Path) -> Root:
     """The root filesystem to verify ``record`` in, and what to mount over it.
 
     A service's last layer is its application layer: files under ``workdir`` only. Rather
@@ -132,8 +173,10 @@ def _root_of(
         if not existing.exists() or (existing.is_dir() and not any(existing.iterdir())):
             app = _app_tree(store, chain[-1], cache_dir / "app") / workdir
             if app.is_dir():
-                return lower, (runners.Mount(app, "/" + workdir, read_only=True),)
-    return unpack_chain(store, chain, cache_dir / "rootfs"), ()
+                mount = runners.Mount(app, "/" + workdir, read_only=True)
+                return Root(lower, tuple(d for d, _ in chain[:-1]), (mount,), "/" + workdir)
+    rootfs = unpack_chain(store, chain, cache_dir / "rootfs")
+    return Root(rootfs, tuple(d for d, _ in chain))
 
 
 def _app_tree(store: Store, layer: tuple[str, str], cache_root: Path) -> Path:
@@ -165,6 +208,7 @@ def _failure(node: Node, record: ImageRecord, check: Check, result: cmd.Result) 
     )
 
 
+@uses_cache
 def verify_project(
     project: Project,
     ws: Workspace,

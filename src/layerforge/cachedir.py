@@ -1,0 +1,131 @@
+"""The machine cache directory (``--cache-dir``): who uses it, and a lock against ``gc``.
+
+Several projects (stores) may share one cache directory. Two small pieces of bookkeeping let
+``layerforge gc`` clean it without breaking any of them:
+
+- **Known stores.** Every operation that fills the cache (``lock``, ``build``, ``verify``,
+  ``export dockerfiles``) records its store and manifest under ``CACHE/stores/<16 hex>.json``
+  (once; the file names the hash of the store path). ``gc`` keeps every cache entry that any
+  known store (that still exists) reaches, not only the entries of the store it cleans.
+- **A lock.** Those operations hold a shared ``flock`` on ``CACHE/.lock`` while they run;
+  ``gc`` cleans the cache only if it gets the lock exclusively, i.e. when no build, verify or
+  lock of a layerforge with this lock is using the cache. (It does not wait: a build can take
+  an hour.) Child processes do not inherit the lock file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
+
+from layerforge.oci.layout import atomic_write
+
+STORES = "stores"
+LOCK = ".lock"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class KnownStore:
+    store: Path
+    manifest: Path | None
+    record: Path  # the registration file under CACHE/stores/
+
+
+@runtime_checkable
+class CacheUser(Protocol):
+    """What :func:`uses_cache` looks for among a function's arguments (an api.Workspace)."""
+
+    @property
+    def manifest(self) -> Path: ...
+    @property
+    def store(self) -> Path: ...
+    @property
+    def cache_dir(self) -> Path: ...
+
+
+def _record_path(cache_dir: Path, store: Path) -> Path:
+    name = hashlib.sha256(str(store).encode()).hexdigest()[:16]
+    return cache_dir / STORES / f"{name}.json"
+
+
+def register(cache_dir: Path, store: Path, manifest: Path | None) -> None:
+    """Record that ``store`` (built from ``manifest``) uses ``cache_dir`` (idempotent)."""
+    doc = {"store": str(store), "manifest": str(manifest) if manifest else None}
+    data = json.dumps(doc, indent=1, sort_keys=True).encode()
+    path = _record_path(cache_dir, store)
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return
+    atomic_write(path, data)
+
+
+def known_stores(cache_dir: Path) -> list[KnownStore]:
+    """Every registration (the store may no longer exist); unreadable files are skipped."""
+    directory = cache_dir / STORES
+    out: list[KnownStore] = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text())
+            manifest = doc.get("manifest")
+            out.append(KnownStore(Path(doc["store"]), Path(manifest) if manifest else None, path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _open_lock(cache_dir: Path) -> int:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return os.open(cache_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+@contextlib.contextmanager
+def using(cache_dir: Path, store: Path, manifest: Path | None) -> Iterator[None]:
+    """Register ``store`` and hold the shared lock while the body uses the cache (waits
+    while a ``gc`` cleans it)."""
+    fd = _open_lock(cache_dir)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        register(cache_dir, store, manifest)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def exclusive(cache_dir: Path) -> Iterator[bool]:
+    """Try to take the lock exclusively without waiting: True if taken (for the body)."""
+    fd = _open_lock(cache_dir)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def uses_cache(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` inside :func:`using` for the first :class:`CacheUser` argument."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        ws = next((a for a in (*args, *kwargs.values()) if isinstance(a, CacheUser)), None)
+        if ws is None:
+            return func(*args, **kwargs)
+        with using(ws.cache_dir, ws.store, ws.manifest):
+            return func(*args, **kwargs)
+
+    return wrapper

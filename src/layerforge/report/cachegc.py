@@ -1,0 +1,358 @@
+"""Garbage collection of the machine cache directory (``--cache-dir``), after the store's.
+
+What the cache holds, and what each entry is keyed by:
+
+==========================  ===============================================  ===============
+entry                       keyed by (written by)                            kind
+==========================  ===============================================  ===============
+``rootfs/<32 hex>/``        chain of layer digests (``unpack_chain``:        ``chain``
+                            verify, system steps, bytecode)
+``app/<32 hex>/``           one layer's digest (verify of a service)         ``layer``
+``pyc/<32 hex>/``           chain of layer digests (verify's bytecode)       ``chain``
+``unpacked/<32 hex>/``      an OS image's manifest digest (``oci:`` and      ``image``
+                            registry sources)
+``rootfs/<24 hex>/``        sha256 of a ``rootfs:`` tarball                  ``tarball``
+``debootstrap/<24 hex>/``   the debootstrap inputs                           ``debootstrap``
+``sandbox/layers/K.*``      a system layer's inputs (machine-wide reuse)     ``system-layer``
+``sandbox/{apt,pip,uv}``    downloads, mounted into the sandbox              ``downloads``
+``manifest/<64 hex>.json``  the text of a ``layerforge.toml`` (validation)    ``manifest``
+``stage/*``, ``*/.tmp-*``   work directories of a build in progress          ``temporary``
+==========================  ===============================================  ===============
+
+A ``manifest`` entry goes when it is not the one of a known project's current manifest text.
+The first three are derived from a store's blobs and cheap to make again; gc removes one when
+no *known store* reaches it (:mod:`layerforge.cachedir`: every store that used this cache and
+still exists, the cleaned one as it is after its own gc; an ``image`` is also reached by the
+OS source identities in a known project's lock). The input-keyed ones are expensive to make
+again (debootstrap, apt and compile steps) and are removed only with ``all_caches``.
+Temporaries are removed when nothing in them was modified for ``grace`` seconds (a crashed
+build's leftovers). Nothing modified within ``grace`` (default one hour) is ever removed, and
+nothing at all unless gc holds the cache lock exclusively (no build is running).
+
+A directory is removed by renaming it to ``.tmp-gc-*`` first (readers see the whole entry or
+none), then deleting it. Freed bytes are disk usage; a file hardlinked from elsewhere (``cp
+-al`` between chains, a store blob) counts only if every link goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from layerforge import cachedir
+from layerforge.errors import LayerforgeError
+from layerforge.oci.layout import Descriptor, Store
+from layerforge.report.gc import GcResult, reachable
+from layerforge.sandbox.unpack import chain_id
+
+GRACE = 3600.0  # seconds: never touch what changed this recently
+GC_PREFIX = ".tmp-gc-"
+STORE_DERIVED = ("chain", "layer", "image", "manifest")
+INPUT_KEYED = ("tarball", "debootstrap", "system-layer", "downloads")
+# area (a directory under the cache) -> {length of a hex name: kind}
+_HEX_KINDS: dict[str, dict[int, str]] = {
+    "rootfs": {32: "chain", 24: "tarball"},
+    "app": {32: "layer"},
+    "pyc": {32: "chain"},
+    "unpacked": {32: "image"},
+    "debootstrap": {24: "debootstrap"},
+}
+_TMP_ONLY = ("sandbox/layers", cachedir.STORES)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: Path
+    area: str  # directory under the cache: rootfs, app, unpacked, stage, sandbox/layers, ...
+    kind: str
+    size: int = 0  # bytes freed by removing it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "area": self.area, "kind": self.kind, "size": self.size}
+
+
+@dataclass(frozen=True)
+class CacheGcResult:
+    cache_dir: Path
+    dry_run: bool
+    removed: tuple[CacheEntry, ...] = ()
+    stores: tuple[Path, ...] = ()  # known stores whose entries were kept
+    forgotten: tuple[Path, ...] = ()  # registrations of stores that no longer exist
+    skipped: str | None = None  # why the cache was left alone
+
+    @property
+    def freed(self) -> int:
+        return sum(e.size for e in self.removed)
+
+    def by_area(self) -> dict[str, tuple[int, int]]:
+        """area -> (entries, bytes freed)."""
+        out: dict[str, tuple[int, int]] = {}
+        for e in self.removed:
+            count, size = out.get(e.area, (0, 0))
+            out[e.area] = (count + 1, size + e.size)
+        return dict(sorted(out.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cache_dir": str(self.cache_dir),
+            "dry_run": self.dry_run,
+            "skipped": self.skipped,
+            "removed": [e.to_json() for e in self.removed],
+            "freed": self.freed,
+            "by_area": {a: {"entries": n, "freed": s} for a, (n, s) in self.by_area().items()},
+            "stores": [str(s) for s in self.stores],
+            "forgotten": [str(s) for s in self.forgotten],
+        }
+
+
+@dataclass
+class Live:
+    """Names of the store-derived entries that some known store still needs."""
+
+    chain: set[str] = field(default_factory=set)
+    layer: set[str] = field(default_factory=set)
+    image: set[str] = field(default_factory=set)
+    manifest: set[str] = field(default_factory=set)
+
+    def needs(self, kind: str, name: str) -> bool:
+        return name in getattr(self, kind)
+
+    def add_images(self, store: Store, roots: Iterable[Descriptor], blobs: Iterable[str]) -> None:
+        for layers in _image_layers(store, roots):
+            self.chain.update(chain_id(layers[:n]) for n in range(1, len(layers) + 1))
+            self.layer.update(_hex32(d) for d in layers)
+        self.image.update(_hex32(d) for d in blobs)
+
+    def add_project(self, cache_dir: Path, manifest: Path | None) -> None:
+        """The validation-cache entry of a project's manifest and the OS images its lock pins
+        (``unpacked/`` entries of its root bases)."""
+        from layerforge import lockfile  # noqa: PLC0415
+        from layerforge.manifest import cache_entry  # noqa: PLC0415
+
+        if manifest is None:
+            return
+        entry = cache_entry(cache_dir, manifest)
+        if entry is not None:
+            self.manifest.add(entry.name)
+        lock = lockfile.read_optional(manifest.parent / lockfile.LOCK_NAME)
+        for node in lock.nodes.values() if lock else ():
+            identity = dict(node.source).get("identity")
+            if isinstance(identity, str) and identity.startswith("sha256:"):
+                self.image.add(_hex32(identity))
+
+
+def _hex32(digest: str) -> str:
+    return digest.split(":", 1)[-1][:32]
+
+
+def _image_layers(store: Store, roots: Iterable[Descriptor]) -> Iterator[list[str]]:
+    """The layer digests of every image manifest the roots reach (through indexes)."""
+    todo = [d.digest for d in roots]
+    seen: set[str] = set()
+    while todo:
+        digest = todo.pop()
+        if digest in seen or not store.has_blob(digest):
+            continue
+        seen.add(digest)
+        doc = store.read_json(digest)
+        todo += [str(m["digest"]) for m in doc.get("manifests", [])]
+        if isinstance(doc.get("layers"), list):
+            yield [str(x["digest"]) for x in doc["layers"]]
+
+
+# -- which stores count ---------------------------------------------------------------------
+
+
+def _exists(root: Path) -> bool:
+    return (root / "oci-layout").is_file() and (root / "index.json").is_file()
+
+
+def known_live(
+    cache_dir: Path, store: Store, manifest: Path | None, gc: GcResult | None
+) -> tuple[Live, list[Path], list[cachedir.KnownStore]]:
+    """What the cleaned store (as it is after ``gc``) and every other known store need;
+    the stores counted and the registrations of stores that are gone. Raises
+    LayerforgeError if a known store or lock cannot be read (then nothing is safe)."""
+    live = Live()
+    dropped = set(gc.untagged) if gc else set()
+    roots = [d for ref, d in store.tags().items() if ref not in dropped]
+    live.add_images(store, roots, reachable(store, roots) if gc else store.blobs())
+    live.add_project(cache_dir, manifest)
+    counted, gone = [store.root], []
+    for known in cachedir.known_stores(cache_dir):
+        if known.store == store.root:
+            continue
+        if not _exists(known.store):
+            gone.append(known)
+            continue
+        try:
+            other = Store.open(known.store, create=False)
+            live.add_images(other, other.tags().values(), other.blobs())
+            live.add_project(cache_dir, known.manifest)
+        except (LayerforgeError, OSError, ValueError, KeyError) as exc:
+            raise LayerforgeError(
+                f"cannot read {known.store}, which shares the cache {cache_dir}: {exc}",
+                hint=f"if that project is gone, delete {known.record}",
+            ) from exc
+        counted.append(known.store)
+    return live, counted, gone
+
+
+# -- which entries go -----------------------------------------------------------------------
+
+
+def _kind(area: str, name: str) -> str | None:
+    if name.startswith(".tmp-") or area == "stage":
+        return "temporary"
+    if area == "sandbox":
+        return "downloads" if name in ("apt", "pip", "uv") else None
+    if area == "manifest":
+        hexname = name.removesuffix(".json")
+        ok = name.endswith(".json") and len(hexname) == 64
+        return "manifest" if ok and all(c in "0123456789abcdef" for c in hexname) else None
+    if area == "sandbox/layers":
+        return "system-layer" if name.endswith((".json", ".blob")) else None
+    kinds = _HEX_KINDS.get(area, {})
+    if len(name) in kinds and all(c in "0123456789abcdef" for c in name):
+        return kinds[len(name)]
+    return None
+
+
+def _newest_mtime(path: Path, since: float) -> float:
+    """The newest modification time in the tree (stops early at one newer than ``since``)."""
+    newest = path.lstat().st_mtime
+    if not path.is_dir() or path.is_symlink() or newest >= since:
+        return newest
+    for top, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(top, name)).st_mtime)
+                if newest >= since:
+                    return newest
+    return newest
+
+
+def _goes(entry: CacheEntry, live: Live, all_caches: bool, cutoff: float) -> bool:
+    try:
+        return _judge(entry, live, all_caches, cutoff)
+    except FileNotFoundError:  # removed meanwhile (by a process that does not take the lock)
+        return False
+
+
+def _judge(entry: CacheEntry, live: Live, all_caches: bool, cutoff: float) -> bool:
+    if entry.kind == "temporary":
+        return entry.path.name.startswith(GC_PREFIX) or _newest_mtime(entry.path, cutoff) < cutoff
+    if entry.path.lstat().st_mtime >= cutoff:
+        return False
+    if entry.kind in STORE_DERIVED:
+        return not live.needs(entry.kind, entry.path.name)
+    return all_caches
+
+
+def candidates(cache_dir: Path) -> Iterator[CacheEntry]:
+    """Every entry gc knows how to judge (anything else under the cache is never touched)."""
+    for area in (*_HEX_KINDS, "manifest", "stage", "sandbox", *_TMP_ONLY):
+        directory = cache_dir / area
+        if not directory.is_dir():
+            continue
+        for child in sorted(directory.iterdir()):
+            kind = _kind(area, child.name)
+            if kind is not None:
+                yield CacheEntry(child, area, kind)
+
+
+def _sized(entries: list[CacheEntry]) -> list[CacheEntry]:
+    """Each entry with the disk space its removal frees (hardlinks counted once, and only
+    when every link to the file is among the removed entries)."""
+    links: dict[tuple[int, int], list[int]] = {}  # inode -> [links seen, nlink, blocks, owner]
+    sizes = [0] * len(entries)
+    for i, entry in enumerate(entries):
+        for st in _lstats(entry.path):
+            if stat.S_ISDIR(st.st_mode) or st.st_nlink <= 1:
+                sizes[i] += st.st_blocks * 512
+                continue
+            counts = links.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_blocks, i])
+            counts[0] += 1
+    for found, nlink, blocks, owner in links.values():
+        if found >= nlink:
+            sizes[owner] += blocks * 512
+    return [CacheEntry(e.path, e.area, e.kind, s) for e, s in zip(entries, sizes, strict=True)]
+
+
+def _lstats(path: Path) -> Iterator[os.stat_result]:
+    with contextlib.suppress(OSError):
+        yield path.lstat()
+    if path.is_dir() and not path.is_symlink():
+        for top, dirs, files in os.walk(path):
+            for name in (*dirs, *files):
+                with contextlib.suppress(OSError):
+                    yield os.lstat(os.path.join(top, name))
+
+
+def remove_entry(path: Path) -> None:
+    """Rename a directory out of the way (atomically), then delete it; unlink a file."""
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
+    doomed = path
+    if not path.name.startswith(GC_PREFIX):
+        doomed = path.with_name(f"{GC_PREFIX}{secrets.token_hex(4)}-{path.name}")
+        try:
+            path.rename(doomed)
+        except FileNotFoundError:
+            return
+    try:
+        shutil.rmtree(doomed)
+    except OSError:  # read-only directories of an unpacked image (when not root)
+        for top, dirs, _ in os.walk(doomed):
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(top, name), 0o700)
+        shutil.rmtree(doomed, ignore_errors=True)  # what is left goes at the next gc
+
+
+def collect_caches(
+    cache_dir: Path,
+    store: Store,
+    manifest: Path | None = None,
+    gc: GcResult | None = None,
+    *,
+    dry_run: bool = False,
+    all_caches: bool = False,
+    now: float | None = None,
+    grace: float = GRACE,
+) -> CacheGcResult:
+    """Remove the cache entries no known store needs (see the module docstring).
+
+    ``gc`` is the store's own gc result (in a dry run, the store is judged as that gc would
+    leave it). ``dry_run``: report, change nothing (not even the registrations).
+    """
+    if not cache_dir.is_dir():
+        return CacheGcResult(cache_dir, dry_run)
+    with cachedir.exclusive(cache_dir) as locked:
+        if not locked:
+            reason = "a build, verify or lock is using it; run gc again when it has finished"
+            return CacheGcResult(cache_dir, dry_run, skipped=reason)
+        try:
+            live, counted, gone = known_live(cache_dir, store, manifest, gc)
+        except LayerforgeError as exc:
+            return CacheGcResult(cache_dir, dry_run, skipped=str(exc))
+        cutoff = (time.time() if now is None else now) - grace
+        doomed = _sized([e for e in candidates(cache_dir) if _goes(e, live, all_caches, cutoff)])
+        if not dry_run:
+            for entry in doomed:
+                remove_entry(entry.path)
+            for known in gone:
+                known.record.unlink(missing_ok=True)
+            cachedir.register(cache_dir, store.root, manifest)
+    return CacheGcResult(
+        cache_dir, dry_run, tuple(doomed), tuple(counted), tuple(k.store for k in gone)
+    )

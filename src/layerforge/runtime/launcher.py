@@ -1,0 +1,384 @@
+"""layerforge-runtime: install an image's runtime groups on first use (standard library only).
+
+Baked into images as the package ``/opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime/``
+(this file as its ``__init__.py``, :mod:`layerforge.runtime.wheel` as ``wheel.py``, and a
+``__main__.py``), with the script ``/opt/venv/bin/layerforge-runtime``, next to the locked pins
+of every runtime group the image may install, ``/opt/layerforge/runtime/GROUP.txt`` (``name==version
+--hash=sha256:...``, for ``pip install --require-hashes --no-deps -r``) and ``GROUP.json``
+(file name, URL, sha256 and size of each wheel). It imports nothing outside the standard
+library, so it runs in any image, with or without pip::
+
+    layerforge-runtime ensure llm            # install the group once; later calls do nothing
+    layerforge-runtime exec -- CMD ARGS...   # ensure $LAYERFORGE_RUNTIME_GROUPS, then exec CMD
+    layerforge-runtime list                  # the groups this image knows, and their state
+    python -m layerforge_runtime ensure llm  # the same, without the script
+
+Environment:
+
+- ``LAYERFORGE_RUNTIME_GROUPS``: groups ``exec`` (and ``ensure`` without arguments) installs,
+  separated by commas or spaces.
+- ``LAYERFORGE_RUNTIME_FIND_LINKS``: directories holding the wheels (``:``-separated); looked
+  at before any download.
+- ``LAYERFORGE_RUNTIME_OFFLINE=1``: never download; wheels must be in the find-links dirs.
+- ``LAYERFORGE_RUNTIME_INSTALLER``: ``builtin`` (default: verify each wheel's sha256 and
+  unpack it, no pip needed; downloads from the locked URL), ``pip`` or ``uv`` (``install
+  --require-hashes --no-deps -r GROUP.txt`` with the interpreter's pip or uv from PATH).
+- ``LAYERFORGE_RUNTIME_INDEX_URL``: ``--index-url`` for the pip and uv installers.
+- ``LAYERFORGE_RUNTIME_DIR``: where the pins live (default ``/opt/layerforge/runtime``).
+
+Idempotent and safe to start concurrently: a marker ``<prefix>/.layerforge-runtime/GROUP``
+holds the sha256 of the group's pins once installed, and installs run under an exclusive
+``fcntl`` lock, re-checking the marker after taking it. Exit codes: 0 ok, 1 install failed,
+2 usage (unknown group), 3 a wheel could not be fetched (offline?).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from .wheel import Target, WheelError, install_wheel
+
+DEFAULT_DIR = "/opt/layerforge/runtime"
+GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as layerforge.runtime_groups
+
+
+class RuntimeGroupError(Exception):
+    exit_code = 1
+
+
+class UsageError(RuntimeGroupError):
+    exit_code = 2
+
+
+class FetchError(RuntimeGroupError):
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class Wheel:
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    pins_dir: Path
+    find_links: tuple[Path, ...] = ()
+    offline: bool = False
+    installer: str = "builtin"
+    index_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        links = [Path(p) for p in env.get("LAYERFORGE_RUNTIME_FIND_LINKS", "").split(":") if p]
+        installer = env.get("LAYERFORGE_RUNTIME_INSTALLER", "builtin") or "builtin"
+        if installer not in ("builtin", "pip", "uv"):
+            raise UsageError(f"LAYERFORGE_RUNTIME_INSTALLER={installer!r}: use builtin, pip or uv")
+        return cls(
+            Path(env.get("LAYERFORGE_RUNTIME_DIR") or DEFAULT_DIR),
+            tuple(links),
+            env.get("LAYERFORGE_RUNTIME_OFFLINE", "") not in ("", "0", "false", "no"),
+            installer,
+            env.get("LAYERFORGE_RUNTIME_INDEX_URL") or None,
+        )
+
+
+# -- groups -------------------------------------------------------------------------------------
+
+
+def available(settings: Settings) -> list[str]:
+    if not settings.pins_dir.is_dir():
+        return []
+    return sorted(p.stem for p in settings.pins_dir.glob("*.txt"))
+
+
+def pins_digest(settings: Settings, group: str) -> str:
+    path = settings.pins_dir / f"{group}.txt"
+    if not GROUP_RE.match(group) or not path.is_file():
+        known = ", ".join(available(settings)) or "none"
+        raise UsageError(
+            f"this image has no runtime group {group!r} (groups: {known}); declare it under "
+            "runtime = { ... } in layerforge.toml and rebuild"
+        )
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wheels_of(settings: Settings, group: str) -> list[Wheel]:
+    raw = json.loads((settings.pins_dir / f"{group}.json").read_text())
+    return [Wheel(**item) for item in raw["wheels"]]
+
+
+def installed(settings: Settings, target: Target, group: str) -> bool:
+    marker = target.state / group
+    return marker.is_file() and marker.read_text().strip() == pins_digest(settings, group)
+
+
+def parse_groups(values: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        for part in value.replace(",", " ").split():
+            if part not in out:
+                out.append(part)
+    return out
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure(settings: Settings, target: Target, group: str) -> bool:
+    """Install ``group`` unless its current pins are installed; True if it installed."""
+    digest = pins_digest(settings, group)
+    if installed(settings, target, group):
+        return False
+    with _locked(target.state / f"{group}.lock"):
+        if installed(settings, target, group):  # another process got there first
+            return False
+        if settings.installer == "builtin":
+            _builtin(settings, target, group)
+        else:
+            _external(settings, target, group)
+        _atomic_text(target.state / group, digest + "\n")
+    return True
+
+
+def _builtin(settings: Settings, target: Target, group: str) -> None:
+    downloads = target.state / "downloads"
+    wheels = wheels_of(settings, group)
+    total = sum(w.size for w in wheels)
+    _say(f"{group}: installing {len(wheels)} distributions ({total / 1e6:.1f} MB of wheels)")
+    for wheel in wheels:
+        path = fetch(settings, wheel, downloads)
+        install_wheel(path, target)
+        if path.parent == downloads:  # a download is not kept: the install is what counts
+            path.unlink()
+
+
+def _say(message: str) -> None:
+    print(f"layerforge-runtime: {message}", file=sys.stderr, flush=True)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# -- fetching -----------------------------------------------------------------------------------
+
+
+def fetch(settings: Settings, wheel: Wheel, downloads: Path) -> Path:
+    """A local, hash-checked copy of ``wheel``: from find-links, else from its locked URL."""
+    for directory in settings.find_links:
+        candidate = directory / wheel.filename
+        if candidate.is_file():
+            _check_hash(candidate, wheel)
+            return candidate
+    local = _local_url(wheel.url)
+    if local is not None and local.is_file():
+        _check_hash(local, wheel)
+        return local
+    where = ":".join(map(str, settings.find_links)) or "(none)"
+    if settings.offline or local is not None:
+        raise FetchError(
+            f"{wheel.filename} is not in LAYERFORGE_RUNTIME_FIND_LINKS={where} and downloads "
+            "are off; copy the wheel there (`pip download --no-deps` the pins in "
+            f"{settings.pins_dir}) or allow network access"
+        )
+    return _download(wheel, downloads, where)
+
+
+def _local_url(url: str) -> Path | None:
+    if url.startswith("file://"):
+        return Path(urllib.request.url2pathname(url.removeprefix("file://")))
+    if url.startswith("/"):
+        return Path(url)
+    return None
+
+
+def _download(wheel: Wheel, downloads: Path, where: str) -> Path:
+    downloads.mkdir(parents=True, exist_ok=True)
+    target = downloads / wheel.filename
+    fd, tmp = tempfile.mkstemp(dir=downloads, prefix=".part-")
+    try:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(wheel.url, timeout=60) as resp,  # noqa: S310 - locked URL
+        ):
+            shutil.copyfileobj(resp, out, 1 << 20)
+    except (urllib.error.URLError, OSError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise FetchError(
+            f"cannot download {wheel.filename} from {wheel.url}: {exc}. {_advice(exc, where)}"
+        ) from None
+    Path(tmp).replace(target)
+    _check_hash(target, wheel)
+    return target
+
+
+def _advice(exc: Exception, where: str) -> str:
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return (
+            "The image does not trust the index's certificate (a proxy or a private CA?): "
+            "set SSL_CERT_FILE to a CA bundle that does, e.g. one mounted from the host"
+        )
+    return (
+        "Offline? Put the group's wheels in a directory and set "
+        f"LAYERFORGE_RUNTIME_FIND_LINKS (now {where})"
+    )
+
+
+def _check_hash(path: Path, wheel: Wheel) -> None:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != wheel.sha256:
+        raise RuntimeGroupError(
+            f"{path}: sha256 {digest.hexdigest()} does not match the locked {wheel.sha256}; "
+            "the file is not the locked wheel (remove it)"
+        )
+
+
+def _external(settings: Settings, target: Target, group: str) -> None:
+    """``pip``/``uv`` ``install --require-hashes --no-deps -r GROUP.txt``."""
+    reqs = str(settings.pins_dir / f"{group}.txt")
+    flags = ["--require-hashes", "--no-deps", "-r", reqs]
+    if settings.installer == "uv":
+        uv = shutil.which("uv")
+        if uv is None:
+            raise RuntimeGroupError("LAYERFORGE_RUNTIME_INSTALLER=uv, but uv is not on PATH")
+        argv = [uv, "pip", "install", "--python", sys.executable, *flags]
+    else:
+        argv = [sys.executable, "-m", "pip", "install", "--no-input", *flags]
+    if settings.index_url:
+        argv += ["--index-url", settings.index_url]
+    for link in settings.find_links:
+        argv += ["--find-links", str(link)]
+    if settings.offline:
+        argv.append("--no-index")
+    if target != Target.current():
+        argv += ["--target", str(target.purelib)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeGroupError(
+            f"{settings.installer} could not install runtime group {group!r}:\n"
+            f"{(proc.stderr or proc.stdout)[-3000:]}"
+        )
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="layerforge-runtime", description="Install an image's runtime groups on first use."
+    )
+    parser.add_argument("--target", type=Path, help="install into DIR instead of this Python")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    ensure_p = sub.add_parser("ensure", help="install groups (default: $LAYERFORGE_RUNTIME_GROUPS)")
+    ensure_p.add_argument("groups", nargs="*")
+    exec_p = sub.add_parser("exec", help="ensure groups, then replace this process with CMD")
+    exec_p.add_argument("--group", "-g", action="append", default=[], dest="groups")
+    exec_p.add_argument("command", nargs=argparse.REMAINDER)
+    list_p = sub.add_parser("list", help="groups of this image and whether they are installed")
+    list_p.add_argument("--json", action="store_true", dest="as_json")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = os.environ if env is None else env
+    try:
+        settings = Settings.from_env(env)
+        target = (
+            Target.current()
+            if args.target is None
+            else Target.directory(args.target, sys.executable)
+        )
+        if args.verb == "list":
+            return _list(settings, target, as_json=args.as_json)
+        groups = parse_groups([*args.groups, env.get("LAYERFORGE_RUNTIME_GROUPS", "")])
+        _ensure_all(settings, target, groups)
+        if args.verb == "exec":
+            return _exec(args.command)
+    except RuntimeGroupError as exc:
+        _say(f"error: {exc}")
+        return exc.exit_code
+    except WheelError as exc:
+        _say(f"error: {exc}")
+        return 1
+    except OSError as exc:  # e.g. a read-only root filesystem
+        _say(f"error: {exc}; the venv must be writable to install a runtime group")
+        return 1
+    return 0
+
+
+def _ensure_all(settings: Settings, target: Target, groups: list[str]) -> None:
+    for group in groups:
+        did = ensure(settings, target, group)
+        _say(f"{group}: {'installed' if did else 'already installed'}")
+
+
+def _exec(command: list[str]) -> NoReturn:
+    command = command[1:] if command[:1] == ["--"] else command
+    if not command:
+        raise UsageError("exec needs a command: layerforge-runtime exec -- CMD ARGS...")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(command[0], command)  # noqa: S606 - the image's own command
+    except OSError as exc:
+        raise UsageError(f"cannot run {command[0]!r}: {exc}") from None
+
+
+def _list(settings: Settings, target: Target, *, as_json: bool) -> int:
+    rows = []
+    for group in available(settings):
+        wheels = wheels_of(settings, group)
+        rows.append({
+            "group": group,
+            "distributions": len(wheels),
+            "size": sum(w.size for w in wheels),
+            "installed": installed(settings, target, group),
+        })  # fmt: skip
+    if as_json:
+        print(json.dumps({"groups": rows}, indent=2))
+        return 0
+    for row in rows:
+        state = "installed" if row["installed"] else "not installed"
+        print(f"{row['group']}: {row['distributions']} distributions, {row['size']} bytes, {state}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

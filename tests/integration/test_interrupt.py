@@ -1,0 +1,62 @@
+"""Ctrl-C during a build: the process stops at once, the programs it started go with it,
+and the store stays valid (regression: the running node finished and was tagged first)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tools
+
+pytestmark = pytest.mark.integration
+
+MANIFEST = """
+[project]
+name = "interrupted"
+python = "3.11"
+
+[bases.os]
+from = {{ debootstrap = "bookworm" }}
+run = ["sleep {marker}"]
+"""
+
+
+def _sleeping(marker: str) -> bool:
+    out = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, check=False)
+    return out.returncode == 0
+
+
+def test_ctrl_c_stops_a_build_and_its_sandbox(tmp_path: Path, shared_cache: Path) -> None:
+    require_tools("debootstrap", "bwrap", "pgrep")
+    marker = "2718"  # an unusual number of seconds, to find our sleep among the processes
+    (tmp_path / "layerforge.toml").write_text(MANIFEST.format(marker=marker))
+    base = [sys.executable, "-m", "layerforge"]
+    args = ["-f", str(tmp_path), "--cache-dir", str(shared_cache)]
+    subprocess.run([*base, "lock", *args], check=True, capture_output=True)
+    build = subprocess.Popen(
+        [*base, "build", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _sleeping(marker):
+            assert build.poll() is None, build.communicate()
+            assert time.monotonic() < deadline, "the run step never started"
+            time.sleep(0.2)
+        started = time.monotonic()
+        build.send_signal(signal.SIGINT)
+        _, err = build.communicate(timeout=30)
+        assert time.monotonic() - started < 10
+    finally:
+        if build.poll() is None:
+            build.kill()
+    assert build.returncode == 130 and "interrupted" in err
+    time.sleep(0.5)
+    assert not _sleeping(marker)  # the sandbox went with it
+    plan = subprocess.run([*base, "plan", *args], capture_output=True, text=True, check=True)
+    assert "os" in plan.stdout  # the store is readable and the node is still to build
+    assert not any(p.name.startswith(".tmp-") for p in (tmp_path / ".layerforge").rglob("*"))
