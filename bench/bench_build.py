@@ -224,7 +224,7 @@ def main() -> None:
         run_lf(root, "lock")
         wall, peak, events = run_lf(root, "build")
         rows.append(("cold build (empty store)", wall, peak))
-        layer = torch_layer(events)
+        layer, cold = torch_layer(events), phases(events)
         wall, peak, _ = run_lf(root, "build")
         rows.append(("no-op build", wall, peak))
         main_py = root / "svc/svc/__main__.py"
@@ -239,6 +239,7 @@ def main() -> None:
         print(f"{'scenario':36} {'wall s':>8} {'peak RSS MB':>12}")
         for name, wall, peak in rows:
             print(f"{name:36} {wall:8.2f} {peak:12.0f}")
+        print(f"  cold build, inside: {cold}")
         print(f"  requirement change, inside: {breakdown}")
         mb = layer["bytes"] / 1e6
         base = baseline(root / ".layerforge", layer["digest"])
