@@ -313,7 +313,10 @@ def _keep_prefix(store: Store, digests: Sequence[str], start: int) -> bool:
     """
     if len(digests) - start < 2:
         return False
-    sizes = [store.blob_path(d).stat().st_size for d in digests[start:]]
+    try:
+        sizes = [store.blob_path(d).stat().st_size for d in digests[start:]]
+    except OSError:  # a missing blob: applying it fails with the usual error
+        return False
     below = sum(sizes[:-1])
     return below >= PREFIX_MIN_BYTES and sizes[-1] * PREFIX_RATIO <= below
 
