@@ -251,6 +251,10 @@ def test_gc_keeps_the_newest_keys_and_what_latest_reaches(tmp_path: Path) -> Non
     layers_cache = store.root / "layerforge" / "layers" / "k.json"
     layers_cache.parent.mkdir(parents=True)
     layers_cache.write_text(json.dumps([{"descriptor": {"digest": orphan}}]))
+    dists = store.root / "layerforge" / "dists"
+    dists.mkdir(parents=True)
+    (dists / "gone.json").write_text(json.dumps({"layer": {"descriptor": {"digest": orphan}}}))
+    (dists / "kept.json").write_text(json.dumps({"layer": {"descriptor": {"digest": min(new)}}}))
 
     dry = gc.collect(store, keep=2, dry_run=True)
     assert dry.untagged == (f"api:lf-{'b' * 12}",) and orphan in {d for d, _ in dry.removed}
@@ -265,6 +269,7 @@ def test_gc_keeps_the_newest_keys_and_what_latest_reaches(tmp_path: Path) -> Non
     assert all(store.has_blob(d) for d in old | new)
     assert not (records_dir(store.root) / f"{'b' * 12}.json").exists()
     assert not layers_cache.exists()
+    assert sorted(p.name for p in dists.iterdir()) == ["kept.json"]  # distribution cache too
     assert gc.collect(store, keep=2).removed == ()  # nothing left to do
     # keep=1: only the key latest points at survives, even though it is the oldest
     assert gc.collect(store, keep=1).untagged == (f"api:lf-{'c' * 12}",)

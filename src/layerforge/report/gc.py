@@ -5,7 +5,8 @@
    always kept) and drop the older ones. Every other tag (``latest``, versions, commits) stays.
 2. Mark every blob a remaining tag reaches (manifest or index, config, layers).
 3. Remove every other blob, and the bookkeeping of what was removed (build records of the
-   dropped keys, layer listings, layer-cache entries naming a removed blob).
+   dropped keys, layer listings, layer-cache and distribution-cache entries naming a removed
+   blob).
 
 Temporary files of a build in progress (``.tmp-*``) are left alone; do not run gc while a
 build writes to the same store, as the blobs it has written are not tagged yet.
@@ -113,16 +114,20 @@ def _forget(store: Store, dropped: list[str], removed: set[str]) -> None:
         (records_dir(store.root) / f"{hex12}.json").unlink(missing_ok=True)
     for digest in removed:
         (base / "listings" / f"{digest.split(':', 1)[1]}.json").unlink(missing_ok=True)
-    layers = base / "layers"
-    if layers.is_dir():
-        for path in layers.glob("*.json"):
+    for kind in ("layers", "dists"):  # layer-cache entries: a node's layers, one distribution's
+        directory = base / kind
+        for path in directory.glob("*.json") if directory.is_dir() else ():
             if _names_any(path, removed):
                 path.unlink(missing_ok=True)
 
 
 def _names_any(path: Path, digests: set[str]) -> bool:
     try:
-        entries = json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return any(str(e.get("descriptor", {}).get("digest")) in digests for e in entries)
+    entries = [doc["layer"]] if isinstance(doc, dict) and "layer" in doc else doc
+    return isinstance(entries, list) and any(
+        isinstance(e, dict) and str(e.get("descriptor", {}).get("digest")) in digests
+        for e in entries
+    )
