@@ -254,8 +254,8 @@ def main() -> None:
         if not args.skip_buildah and shutil.which("buildah"):
             seconds = buildah_cold(root, work / "buildah")
             print(f"{'buildah bud (cold, pip install)':36} {seconds:8.2f}")
-            cold = next(row[1] for row in rows if row[0].startswith("cold build"))
-            print(f"cold-build speed-up over buildah: {seconds / cold:.1f}x (wheels cached)")
+            cold_wall = next(row[1] for row in rows if row[0].startswith("cold build"))
+            print(f"cold-build speed-up over buildah: {seconds / cold_wall:.1f}x (wheels cached)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
