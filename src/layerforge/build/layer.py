@@ -550,8 +550,9 @@ def write_layer_to_store(
     threads: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> LayerBlob:
-    """Write a layer into the store atomically (temp file, verified, renamed)."""
-    with store.ingest() as writer:
+    """Write a layer into the store atomically (temp file, renamed under its digest). The
+    layer writer hashes the compressed bytes it writes, so the store's writer does not."""
+    with store.ingest(hashed=False) as writer:
         blob = write_layer(
             entries,
             writer,
