@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -147,10 +148,15 @@ def reporter(as_json: bool) -> Any:
     return RichReporter(console(stderr=True))
 
 
+PIPE_WIDTH = 120  # columns of tables written to a pipe or file (CI logs): rich's 80 cut headers
+
+
 def console(*, stderr: bool = False) -> Any:
     from rich.console import Console  # noqa: PLC0415
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH if piped else None)
 
 
 def emit_json(doc: object) -> None:

@@ -358,3 +358,15 @@ def test_an_unexpected_os_error_is_a_message_not_a_traceback(
     out = "/proc/self/api.tar"  # its directory exists but cannot hold a temporary file
     code, _, err = _run(capsys, "export", "archive", "api", "-f", str(project), "-o", out)
     assert code == 1 and err.startswith("error: /proc/") and "hint: check that path" in err
+
+
+def test_tables_written_to_a_pipe_are_wide_enough_for_their_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: piped output (CI logs) was cut at 80 columns ('compress…')."""
+    from layerforge.cliutil import PIPE_WIDTH, console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert console().width == PIPE_WIDTH
+    monkeypatch.setenv("COLUMNS", "90")
+    assert console().width == 90
