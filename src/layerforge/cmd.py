@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerforge import cancel
 from layerforge.errors import ToolError
 
 INSTALL_HINTS: dict[str, str] = {
@@ -105,8 +106,6 @@ def _communicate(
     input_text: str | None,
     timeout: float | None,
 ) -> tuple[int, str, str]:
-    from layerforge import cancel  # noqa: PLC0415
-
     cancel.check()  # nothing new starts once a stop was requested
     try:
         proc = subprocess.Popen(

@@ -50,7 +50,7 @@ from typing import Any
 from layerforge import cachedir
 from layerforge.errors import LayerforgeError
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.report.gc import GcResult, reachable
+from layerforge.report.gc import GcResult, documents, reachable
 from layerforge.sandbox.unpack import chain_id
 
 GRACE = 3600.0  # seconds: never touch what changed this recently
@@ -155,15 +155,7 @@ def _hex32(digest: str) -> str:
 
 def _image_layers(store: Store, roots: Iterable[Descriptor]) -> Iterator[list[str]]:
     """The layer digests of every image manifest the roots reach (through indexes)."""
-    todo = [d.digest for d in roots]
-    seen: set[str] = set()
-    while todo:
-        digest = todo.pop()
-        if digest in seen or not store.has_blob(digest):
-            continue
-        seen.add(digest)
-        doc = store.read_json(digest)
-        todo += [str(m["digest"]) for m in doc.get("manifests", [])]
+    for _, doc in documents(store, roots):
         if isinstance(doc.get("layers"), list):
             yield [str(x["digest"]) for x in doc["layers"]]
 

@@ -15,6 +15,7 @@ build writes to the same store, as the blobs it has written are not tagged yet.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,9 @@ def stale_tags(store: Store, keep: int) -> list[str]:
     return sorted(out)
 
 
-def reachable(store: Store, roots: list[Descriptor]) -> set[str]:
-    """Every blob these manifest or index descriptors reach (layers are never parsed)."""
+def documents(store: Store, roots: Iterable[Descriptor]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(digest, parsed JSON) of every index and manifest the roots reach, each once; blobs
+    missing from the store are skipped."""
     seen: set[str] = set()
     todo = [d.digest for d in roots]
     while todo:
@@ -83,6 +85,14 @@ def reachable(store: Store, roots: list[Descriptor]) -> set[str]:
         seen.add(digest)
         doc = store.read_json(digest)
         todo += [str(m["digest"]) for m in doc.get("manifests", [])]
+        yield digest, doc
+
+
+def reachable(store: Store, roots: list[Descriptor]) -> set[str]:
+    """Every blob these manifest or index descriptors reach (layers are never parsed)."""
+    seen: set[str] = set()
+    for digest, doc in documents(store, roots):
+        seen.add(digest)
         if isinstance(doc.get("config"), dict):
             seen.add(str(doc["config"]["digest"]))
             seen.update(str(x["digest"]) for x in doc.get("layers", []))
