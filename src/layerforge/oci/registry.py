@@ -1,6 +1,7 @@
 """A small OCI distribution client on :mod:`http.client` (no third-party HTTP stack).
 
-- HTTPS, or plain HTTP for loopback hosts and registries marked insecure.
+- HTTPS, or plain HTTP for registries marked insecure and for loopback hosts without a TLS
+  context of their own (``tls``: the CAs of a ``certs.d/<host:port>/`` entry).
 - Auth: on a 401 it reads the ``WWW-Authenticate`` challenge; ``Bearer`` fetches a token
   from the realm (``service``, ``scope``; ``token`` or ``access_token``; Basic credentials
   or an identity token), ``Basic`` sends the credentials. A 401 later in a long push (an
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -90,6 +92,9 @@ class Client:
     host: str  # host[:port] (the API endpoint)
     credential: Credential | None = None
     insecure: bool = False
+    # trust for HTTPS: None is the system's CAs; a context of its own (a private CA) also
+    # means HTTPS on a loopback host, which otherwise gets plain HTTP
+    tls: ssl.SSLContext | None = None
     user_agent: str = "layerforge"
     sleep: Callable[[float], None] = time.sleep
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
@@ -102,7 +107,9 @@ class Client:
 
     @property
     def scheme(self) -> str:
-        return "http" if self.insecure or is_loopback(self.host) else "https"
+        if self.insecure or (is_loopback(self.host) and self.tls is None):
+            return "http"
+        return "https"
 
     def url(self, path: str) -> str:
         return f"{self.scheme}://{self.host}{path}"
@@ -110,7 +117,9 @@ class Client:
     # -- connections -------------------------------------------------------------------------
     def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=300, blocksize=CHUNK)
+            return http.client.HTTPSConnection(
+                netloc, timeout=300, blocksize=CHUNK, context=self.tls
+            )
         return http.client.HTTPConnection(netloc, timeout=300, blocksize=CHUNK)
 
     @contextmanager
@@ -170,6 +179,8 @@ class Client:
                     sink.write(chunk)
             else:
                 data = resp.read()
+            if resp.status == 400 and parts.scheme == "http" and b"HTTPS server" in data:
+                raise self._speaks_https()  # Go's answer to plain HTTP on a TLS port
             return Response(resp.status, dict(resp.getheaders()), data, url)
 
     # -- the request loop --------------------------------------------------------------------
@@ -194,6 +205,8 @@ class Client:
                 send.update(self._auth_header(scope))
             try:
                 resp = self._once(method, url, send, body, sink)
+            except ssl.SSLCertVerificationError as exc:
+                raise self._untrusted(exc) from None
             except (OSError, http.client.HTTPException) as exc:
                 attempt += 1
                 if attempt >= (RETRIES if isinstance(exc, http.client.HTTPException) else 3):
@@ -220,6 +233,20 @@ class Client:
             f"registry {self.host} is unreachable ({self.scheme}): {exc}",
             hint="check the registry address and your network; for a plain-HTTP registry "
             "that is not on this machine, list it in LAYERFORGE_INSECURE_REGISTRIES",
+        )
+
+    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> RegistryError:
+        return RegistryError(
+            f"registry {self.host}: its TLS certificate is not trusted "
+            f"({exc.verify_message or exc.reason})",
+            hint=_ca_hint(self.host),
+        )
+
+    def _speaks_https(self) -> RegistryError:
+        return RegistryError(
+            f"registry {self.host} serves HTTPS, but plain HTTP was used (the default for a "
+            "loopback host without a CA of its own)",
+            hint=_ca_hint(self.host),
         )
 
     def _auth_header(self, scope: str) -> dict[str, str]:
@@ -271,16 +298,19 @@ class Client:
             req = urllib.request.Request(realm + sep + urllib.parse.urlencode(query))  # noqa: S310
             if cred is not None and (cred.username or cred.password):
                 req.add_unredirected_header("Authorization", cred.basic_header())
-        return _read_token(req, self.host)
+        return _read_token(req, self.host, self.tls)
 
     def ping(self) -> Response:
         return self.request("GET", "/v2/")
 
 
-def _read_token(req: urllib.request.Request, host: str) -> tuple[str, float]:
+def _read_token(
+    req: urllib.request.Request, host: str, tls: ssl.SSLContext | None = None
+) -> tuple[str, float]:
     """(token, lifetime in seconds: ``expires_in``, 60 when absent as the spec says)."""
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - realm from registry
+        # the realm is the registry's: it gets the registry's trust (``tls``)
+        with urllib.request.urlopen(req, timeout=60, context=tls) as resp:  # noqa: S310
             doc = json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         raise RegistryError(
@@ -298,6 +328,14 @@ def _read_token(req: urllib.request.Request, host: str) -> tuple[str, float]:
     except (TypeError, ValueError):
         lifetime = 60.0
     return str(token), lifetime
+
+
+def _ca_hint(host: str) -> str:
+    return (
+        f"put the certificate of the CA that signed the registry's certificate in "
+        f"certs.d/{host}/ca.crt under LAYERFORGE_CERTS_DIR, ~/.config/containers/certs.d, "
+        "/etc/containers/certs.d or /etc/docker/certs.d (see docs/registry.md)"
+    )
 
 
 def _retryable(resp: Response) -> bool:
