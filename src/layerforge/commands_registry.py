@@ -134,7 +134,7 @@ def archive(
     local = c.open_store(ws.store)
     output = c.output_file(_archive_path(output, node, tag), "-o/--output", f"{node}.tar")
     if project.registry:
-        remote.fetch_missing(project, local, node, remote.default_config())
+        remote.fetch_missing(project, local, node, remote.default_config(), tag)
     name = f"{project.name}/{node}:{tag}"
     if project.registry:
         from layerforge.oci.reference import split_namespace  # noqa: PLC0415

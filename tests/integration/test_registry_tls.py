@@ -7,24 +7,21 @@ and skopeo reading what we pushed; an untrusted certificate and a wrong password
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from layerforge.cli import main
 from layerforge.oci.layout import Store, sha256_digest
 from tests.conftest import require_tools
 from tests.integration.registry_server import free_port
+from tests.integration.tiny import cli, cli_json, local_digests, tiny_project
 from tests.integration.tools import run
 
 pytestmark = pytest.mark.integration
@@ -139,47 +136,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls_registry: TLSRegist
     monkeypatch.setenv("LAYERFORGE_CERTS_DIR", str(tmp_path / "certs.d"))
     tls_registry.certs_d(tmp_path / "certs.d", tls_registry.ca[0])
     return docker / "config.json"
-
-
-def cli(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.stdin
-    if stdin is not None:
-        sys.stdin = io.StringIO(stdin)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        sys.stdin = saved
-    return code, out.getvalue(), err.getvalue()
-
-
-def cli_json(*args: str) -> dict[str, Any]:
-    code, out, err = cli(*args, "--json")
-    assert code == 0, err[-3000:]
-    doc: dict[str, Any] = json.loads(out)
-    return doc
-
-
-def tiny_project(directory: Path, registry: str, base: str = "rootfs:os") -> Path:
-    """A root base from a small root filesystem directory, and one service on it."""
-    (directory / "os/usr/bin").mkdir(parents=True)
-    (directory / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
-    (directory / "os/etc").mkdir()
-    (directory / "os/etc/os-release").write_text("ID=test\n")
-    (directory / "svc/svc").mkdir(parents=True)
-    (directory / "svc/svc/__main__.py").write_text("print('hello over tls')\n")
-    (directory / "layerforge.toml").write_text(
-        f'[project]\nname = "tiny"\npython = "3.11"\nregistry = "{registry}"\n\n'
-        f'[bases.base]\nfrom = "{base}"\n\n'
-        '[services.svc]\nbase = "base"\nsource = "svc"\ncommand = ["python", "-m", "svc"]\n'
-    )
-    return directory
-
-
-def local_digests(store: Path) -> dict[str, str]:
-    tags = Store.open(store, create=False).tags()
-    return {ref.split(":")[0]: d.digest for ref, d in tags.items() if ref.endswith(":latest")}
 
 
 def test_login_push_remote_cache_and_pull_over_tls(

@@ -129,9 +129,14 @@ class Target:
 
 
 def git_commit(root: Path) -> str | None:
-    """The commit of ``root``'s work tree if it is a clean git checkout, else None."""
+    """The commit of ``root``'s work tree if it is a clean git checkout, else None.
+
+    Clean as ``git describe --dirty`` has it: no tracked file changed. Untracked files do not
+    count: the store a build writes into the checkout (``.layerforge/``) is one.
+    """
+    status_args = ["status", "--porcelain", "--untracked-files=no"]
     try:
-        status = cmd.run(["git", "-C", str(root), "status", "--porcelain"], check=False)
+        status = cmd.run(["git", "-C", str(root), *status_args], check=False)
         head = cmd.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=False)
     except LayerforgeError:
         return None
@@ -306,11 +311,15 @@ def mark_remote(plan: Plan, present: set[str]) -> Plan:
     return PlanType(steps)
 
 
-def fetch_missing(project: Project, store: Store, node: str, config: RegistryConfig) -> int:
-    """Pull the layers of ``node:latest`` that the store lacks (remote-cache hits); bytes."""
-    desc = store.resolve(f"{node}:latest")
+def fetch_missing(
+    project: Project, store: Store, node: str, config: RegistryConfig, tag: str = "latest"
+) -> int:
+    """Pull the layers of ``node:tag`` that the store lacks (remote-cache hits); bytes."""
+    desc = store.resolve(f"{node}:{tag}")
     if desc is None:
-        raise StoreError(f"{node} is not in {store.root}", hint=f"run `layerforge build {node}`")
+        raise StoreError(
+            f"{node}:{tag} is not in {store.root}", hint=f"run `layerforge build {node}`"
+        )
     manifest = store.read_json(desc.digest)
     missing = [
         Descriptor.from_json(x) for x in manifest["layers"] if not store.has_blob(x["digest"])
@@ -319,7 +328,7 @@ def fetch_missing(project: Project, store: Store, node: str, config: RegistryCon
         return 0
     target = Target.of(project)
     client = config.client(target.registry)
-    ref = Reference(target.registry, target.repository(node), "latest")
+    ref = Reference(target.registry, target.repository(node), tag)
     with client:
         for layer in missing:
             pull_blob(client, ref, store, layer, NullReporter())
