@@ -12,6 +12,7 @@ import base64
 import http.client
 import secrets
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -77,8 +78,17 @@ class Registry:
 class TokenGate:
     """Bearer auth in front of an anonymous registry; tokens die after ``uses`` requests."""
 
-    def __init__(self, upstream: str, user: str, password: str, uses: int = 6) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        user: str,
+        password: str,
+        uses: int = 6,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """``tls``: a server context, to serve the API and the token realm over HTTPS."""
         self.upstream = upstream
+        self.scheme = "https" if tls else "http"
         self.basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.uses = uses
         self.refresh_token = secrets.token_hex(8)  # an identity token, as config.json holds
@@ -91,6 +101,8 @@ class TokenGate:
         self.server = ThreadingHTTPServer(
             ("127.0.0.1", self.port), type("Handler", (GateHandler,), {"gate": self})
         )
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -155,12 +167,13 @@ class GateHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if not self.gate.accept(self.headers.get("Authorization", "")):
             self.rfile.read(length)
-            realm = f"http://{self.gate.host}/token"
+            realm = f"{self.gate.scheme}://{self.gate.host}/token"
             challenge = f'Bearer realm="{realm}",service="gate",scope="repository:x:pull"'
             self._reply(401, {"WWW-Authenticate": challenge})
             return
         conn = http.client.HTTPConnection(self.gate.upstream, timeout=300)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
+        headers["X-Forwarded-Proto"] = self.gate.scheme  # Location headers keep our scheme
         conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         for key, value in headers.items():
             conn.putheader(key, value)

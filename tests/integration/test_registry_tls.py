@@ -20,7 +20,7 @@ import pytest
 
 from layerforge.oci.layout import Store, sha256_digest
 from tests.conftest import require_tools
-from tests.integration.registry_server import free_port
+from tests.integration.registry_server import Registry, TokenGate, free_port
 from tests.integration.tiny import cli, cli_json, local_digests, tiny_project
 from tests.integration.tools import run
 
@@ -64,6 +64,7 @@ class TLSRegistry:
         self.ca = make_ca(root / "ca", "layerforge-test-ca")
         self.other_ca = make_ca(root / "other", "some-other-ca")
         cert, key = make_server_cert(root / "ca", self.ca)
+        self.server_cert = (cert, key)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         (root / "htpasswd").write_text(run(["htpasswd", "-Bbn", USER, PASSWORD]).strip() + "\n")
@@ -221,3 +222,31 @@ def test_wrong_password_and_no_login_are_clear_auth_errors(
     code, _, err = cli("push", "-f", str(project), *cache)
     assert code == 3 and "requires authentication" in err and f"layerforge login {host}" in err
     assert "Traceback" not in err
+
+
+def test_bearer_token_service_over_tls(
+    tls_registry: TLSRegistry, env: Path, tmp_path: Path
+) -> None:
+    """A token gate on HTTPS (its realm too) in front of a registry: the private CA is
+    trusted for the token service as well as for the API."""
+    upstream = Registry(tmp_path / "upstream")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*tls_registry.server_cert)
+    gate = TokenGate(upstream.host, "bob", "builder", tls=server)
+    try:
+        (tmp_path / "certs.d" / gate.host).mkdir(parents=True)
+        shutil.copy(tls_registry.ca[0], tmp_path / "certs.d" / gate.host / "ca.crt")
+        code, _, err = cli("login", gate.host, "-u", "bob", "--password-stdin", stdin="builder\n")
+        assert code == 0, err
+        project = tiny_project(tmp_path / "p", f"{gate.host}/bearer")
+        cache = ("--cache-dir", str(tmp_path / "cache"))
+        assert cli("lock", "-f", str(project), *cache)[0] == 0
+        cli_json("build", "--push", "--no-verify", "-f", str(project), *cache)
+        assert gate.issued, "no token was fetched"
+        local = local_digests(project / ".layerforge")
+        out = run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                   f"docker://{upstream.host}/bearer/svc:latest"])  # fmt: skip
+        assert sha256_digest(out.encode()) == local["svc"]
+    finally:
+        gate.stop()
+        upstream.stop()
