@@ -264,6 +264,11 @@ def test_gc_no_caches_and_all_caches(tmp_path: Path) -> None:
         "tarball": aged(cache / "rootfs" / ("e" * 24)),
         "downloads": aged(cache / "sandbox" / "apt"),
     }
+    system_layer = cache / "sandbox" / "layers" / "k.json"  # a system layer's record
+    system_layer.parent.mkdir(parents=True)
+    system_layer.write_text("{}")
+    os.utime(system_layer, (1000.0, 1000.0))
+    input_keyed["system layer"] = system_layer
     mine = aged(cache / "mine")
     args = ("gc", "-f", str(project), "--cache-dir", str(cache))
 
