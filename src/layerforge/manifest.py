@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from packaging.utils import canonicalize_name
 
 from layerforge import __version__
+from layerforge.confine import Confinement, confinement
 from layerforge.errors import ManifestError
 from layerforge.requirements import Requirements, read_requirements
 from layerforge.runtime_groups import RuntimeGroup, check_runtime, read_groups
@@ -242,19 +243,20 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
     """Validated manifest data (see :func:`_validate`) -> Project, checking the files it names."""
     shown = str(path)
     root = path.parent
-    _check_project_name(data["project"]["name"], shown)
+    p = data["project"]
+    _check_project_name(p["name"], shown)
+    confine = confinement(root, _tuple(p.get("allow_outside")), file=shown)
     bases: dict[str, Any] = data["bases"]
     services: dict[str, Any] = data["services"]
     _check_names(bases, services, shown)
     nodes: dict[str, Node] = {}
     for name, base in bases.items():
-        nodes[name] = _base_node(name, base, bases, root, shown)
+        nodes[name] = _base_node(name, base, bases, confine, shown)
     for name, svc in services.items():
-        nodes[name] = _service_node(name, svc, bases, root, shown, services=services)
+        nodes[name] = _service_node(name, svc, bases, confine, shown, services=services)
     ordered = _topological(nodes, shown)
     _check_pins(ordered, shown)
     check_runtime(ordered, shown)
-    p = data["project"]
     return Project(
         name=p["name"],
         python=p["python"],
@@ -267,7 +269,7 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
         layer_threshold=parse_size(p["layer_threshold"]),
         compression=p["compression"],
         index_url=p["index_url"],
-        find_links=tuple((root / f).resolve() for f in p["find_links"]),
+        find_links=_find_links(_tuple(p["find_links"]), confine, shown),
         source_date_epoch=p["source_date_epoch"],
     )
 
@@ -318,9 +320,28 @@ def _check_names(bases: dict[str, Any], services: dict[str, Any], shown: str) ->
         )
 
 
+def _find_links(links: tuple[str, ...], confine: Confinement, shown: str) -> tuple[Path, ...]:
+    out: list[Path] = []
+    for i, written in enumerate(links):
+        key = f"project.find_links[{i}]"
+        path = confine.resolve(
+            written, base=confine.root, file=shown, key=key, what="find_links directory"
+        )
+        if not path.is_dir():
+            raise ManifestError(
+                f"find_links directory {written!r} does not exist (looked for {path})",
+                file=shown,
+                key=key,
+                hint="point find_links at directories of wheels, relative to layerforge.toml",
+            )
+        out.append(path)
+    return tuple(out)
+
+
 def _parse_from(
-    value: str | dict[str, Any], bases: dict[str, Any], root: Path, shown: str, key: str
+    value: str | dict[str, Any], bases: dict[str, Any], confine: Confinement, shown: str, key: str
 ) -> tuple[str | None, OSSource | None]:
+    root = confine.root
     if isinstance(value, dict):
         return None, OSSource(
             "debootstrap",
@@ -332,7 +353,7 @@ def _parse_from(
         return value, None
     if value.startswith("rootfs:"):
         spec = value.removeprefix("rootfs:")
-        path = (root / spec).resolve()
+        path = confine.resolve(spec, base=root, file=shown, key=key, what="root filesystem")
         if not path.exists():
             raise ManifestError(
                 f"root filesystem {spec!r} does not exist (looked for {path})",
@@ -364,10 +385,20 @@ def _parse_from(
     )
 
 
-def _requirements(node: dict[str, Any], root: Path, shown: str, key: str) -> Requirements:
+def _requirements(node: dict[str, Any], confine: Confinement, shown: str, key: str) -> Requirements:
     value = node["requirements"]
     value = tuple(value) if isinstance(value, list) else value
-    return read_requirements(value, root=root, manifest=shown, key=f"{key}.requirements")
+    return read_requirements(
+        value, root=confine.root, manifest=shown, key=f"{key}.requirements", confine=confine
+    )
+
+
+def _runtime(
+    node: dict[str, Any], confine: Confinement, shown: str, key: str
+) -> tuple[RuntimeGroup, ...]:
+    return read_groups(
+        node["runtime"], root=confine.root, manifest=shown, key=f"{key}.runtime", confine=confine
+    )
 
 
 def _common(node: dict[str, Any]) -> dict[str, Any]:
@@ -381,29 +412,35 @@ def _common(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def _base_node(
-    name: str, base: dict[str, Any], bases: dict[str, Any], root: Path, shown: str
+    name: str, base: dict[str, Any], bases: dict[str, Any], confine: Confinement, shown: str
 ) -> Node:
     key = f"bases.{name}"
-    parent, source = _parse_from(base["from"], bases, root, shown, f"{key}.from")
+    parent, source = _parse_from(base["from"], bases, confine, shown, f"{key}.from")
     return Node(
         name=name,
         kind="base",
         parent=parent,
         os_source=source,
-        requirements=_requirements(base, root, shown, key),
+        requirements=_requirements(base, confine, shown, key),
         system=_tuple(base["system"]),
         run=_tuple(base["run"]),
         network=base["network"],
-        context=_context_dir(name, base["context"], root, shown),
-        runtime=read_groups(base["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
+        context=_context_dir(name, base["context"], confine, shown),
+        runtime=_runtime(base, confine, shown, key),
         **_common(base),
     )
 
 
-def _context_dir(name: str, context: str | None, root: Path, shown: str) -> Path | None:
+def _context_dir(name: str, context: str | None, confine: Confinement, shown: str) -> Path | None:
     if context is None:
         return None
-    path = (root / context).resolve()
+    path = confine.resolve(
+        context,
+        base=confine.root,
+        file=shown,
+        key=f"bases.{name}.context",
+        what="context directory",
+    )
     if not path.is_dir():
         raise ManifestError(
             f"context directory {context!r} does not exist (looked for {path})",
@@ -418,7 +455,7 @@ def _service_node(
     name: str,
     svc: dict[str, Any],
     bases: dict[str, Any],
-    root: Path,
+    confine: Confinement,
     shown: str,
     services: dict[str, Any] | None = None,
 ) -> Node:
@@ -437,7 +474,13 @@ def _service_node(
         )
     source: Path | None = None
     if svc["source"] is not None:
-        source = (root / svc["source"]).resolve()
+        source = confine.resolve(
+            svc["source"],
+            base=confine.root,
+            file=shown,
+            key=f"{key}.source",
+            what="source directory",
+        )
         if not source.is_dir():
             raise ManifestError(
                 f"source directory {svc['source']!r} does not exist (looked for {source})",
@@ -458,12 +501,12 @@ def _service_node(
         kind="service",
         parent=svc["base"],
         os_source=None,
-        requirements=_requirements(svc, root, shown, key),
+        requirements=_requirements(svc, confine, shown, key),
         source=source,
         command=None if svc["command"] is None else tuple(svc["command"]),
         entrypoint=None if svc["entrypoint"] is None else tuple(svc["entrypoint"]),
         workdir=workdir,
-        runtime=read_groups(svc["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
+        runtime=_runtime(svc, confine, shown, key),
         **_common(svc),
     )
 

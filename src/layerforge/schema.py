@@ -56,6 +56,12 @@ class ProjectModel(_Model):
     find_links: tuple[str, ...] = Field(
         (), description="Extra directories of wheels for uv (--find-links), relative paths allowed."
     )
+    allow_outside: tuple[str, ...] = Field(
+        (),
+        description="Directories outside the project that source, context, requirements, "
+        "find_links and rootfs: may name (never '/'); by default every path the manifest names "
+        "must resolve inside the project directory.",
+    )
     source_date_epoch: int = Field(
         0, ge=0, description="mtime written into every layer entry (SOURCE_DATE_EPOCH)."
     )

@@ -94,14 +94,21 @@ def _hash_file(path: Path) -> str:
 
 
 def scan(root: Path) -> SourceTree:
-    """Walk ``root`` (not following symlinked dirs), applying the ignore rules."""
+    """Walk ``root``, applying the ignore rules.
+
+    Symlinks are never followed: a link (to a file or to a directory, inside the tree or not)
+    ships as a link, as Docker's COPY keeps the links inside its build context, so that a link
+    pointing outside the project never pulls host files into a layer.
+    """
     rules = IgnoreRules.load(root)
     files: list[SourceFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
         dirnames[:] = sorted(d for d in dirnames if not rules.ignored(f"{rel_dir}/{d}".lstrip("/")))
-        for name in sorted(filenames):
+        links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        dirnames[:] = [d for d in dirnames if d not in links]  # os.walk would not descend anyway
+        for name in sorted([*filenames, *links]):
             rel = f"{rel_dir}/{name}".lstrip("/")
             if rules.ignored(rel):
                 continue
