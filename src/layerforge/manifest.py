@@ -489,13 +489,7 @@ def _service_node(
                 hint="point source at the service's code, relative to layerforge.toml",
             )
     workdir: str = svc["workdir"]
-    if not workdir.startswith("/"):
-        raise ManifestError(
-            f"workdir must be an absolute path, not {workdir!r}",
-            file=shown,
-            key=f"{key}.workdir",
-            hint="e.g. workdir = '/app'",
-        )
+    _check_workdir(workdir, shown, f"{key}.workdir")
     return Node(
         name=name,
         kind="service",
@@ -509,6 +503,27 @@ def _service_node(
         runtime=_runtime(svc, confine, shown, key),
         **_common(svc),
     )
+
+
+def _check_workdir(workdir: str, shown: str, key: str) -> None:
+    if not workdir.startswith("/"):
+        raise ManifestError(
+            f"workdir must be an absolute path, not {workdir!r}",
+            file=shown,
+            key=key,
+            hint="e.g. workdir = '/app'",
+        )
+    inner = workdir.strip("/")
+    if inner and any(part in ("", ".", "..") for part in inner.split("/")):
+        normal = os.path.normpath(workdir)
+        raise ManifestError(
+            f"workdir {workdir!r} has an empty, '.' or '..' component",
+            file=shown,
+            key=key,
+            hint=f"write the path without them, e.g. workdir = {normal!r}"
+            if ".." not in workdir.split("/")
+            else "write a plain absolute path such as workdir = '/app'",
+        )
 
 
 def _topological(nodes: dict[str, Node], shown: str) -> dict[str, Node]:
@@ -572,7 +587,11 @@ def _compare_pin(node: Node, *, req_text: str, above: Node, pinned: str, shown: 
 
 
 def _translate(exc: ValidationError, shown: str) -> ManifestError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A value that fits no member of a union (`from`: a name or a debootstrap table) gets one
+    # error per member: the one that went deepest is about what the user meant.
+    parent = errors[0]["loc"][:-1]
+    err = max((e for e in errors if e["loc"][: len(parent)] == parent), key=lambda e: len(e["loc"]))
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
     loc = [p for p in loc if p not in ("str", "DebootstrapModel", "tuple[str,...]", "int", "list")]
     key = ".".join(loc)

@@ -54,7 +54,7 @@ def refused(path: Path) -> ManifestError:
 
 
 def cli_refuses(root: Path, capsys: pytest.CaptureFixture[str], key: str) -> str:
-    code = main(["plan", "-f", str(root)])
+    code = main(["plan", "-f", str(root), "--cache-dir", str(root / ".cache-lf")])
     _, err = capsys.readouterr()
     assert code == 2
     assert "Traceback" not in err and SECRET not in err
@@ -111,7 +111,7 @@ def test_requirements_include_of_a_host_file_is_refused_without_its_content(
     root, outside = dirs
     (root / "requirements.txt").write_text(f"six\n-r {outside / 'etc/shadow'}\n")
     manifest(root, base='requirements = "requirements.txt"')
-    code = main(["plan", "-f", str(root)])
+    code = main(["plan", "-f", str(root), "--cache-dir", str(root / ".cache-lf")])
     _, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err
     assert SECRET not in err and "SECRETHASH" not in err
