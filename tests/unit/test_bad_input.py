@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from layerforge.build.source import scan
 from layerforge.cli import main
+from layerforge.errors import ManifestError
 from layerforge.events import NullReporter
-from layerforge.manifest import OSSource
+from layerforge.manifest import OSSource, load
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.ossource import SourceContext, materialize
@@ -149,7 +151,6 @@ def test_bad_debootstrap_package_name_is_found_before_debootstrap_runs(
     ],
 )
 def test_good_sizes_still_parse(line: str, value: int, tmp_path: Path) -> None:
-    from layerforge.manifest import load
 
     root = write(tmp_path, base=line)
     assert load(root / "layerforge.toml").nodes["cpu"].max_size == value
@@ -159,7 +160,6 @@ def test_good_sizes_still_parse(line: str, value: int, tmp_path: Path) -> None:
     "registry", ["127.0.0.1:5000/acme", "registry.example/acme/ml", "acme", "localhost:5000"]
 )
 def test_good_registries_still_pass(registry: str, tmp_path: Path) -> None:
-    from layerforge.manifest import load
 
     root = write(tmp_path, project=f"registry = {registry!r}")
     assert load(root / "layerforge.toml").registry == registry
@@ -246,3 +246,12 @@ def test_a_failed_lock_keeps_an_existing_store(
     assert got == 2
     assert store.has_blob(kept)
     assert json.loads((root / ".layerforge/index.json").read_text())["schemaVersion"] == 2
+
+
+def test_non_utf8_dockerignore_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc/.dockerignore").write_bytes(b"*.log\n\xff\n")
+    with pytest.raises(ManifestError) as info:
+        scan(tmp_path / "svc")
+    assert str(tmp_path / "svc/.dockerignore") in str(info.value)
+    assert "not UTF-8" in str(info.value) and info.value.exit_code == 2

@@ -14,6 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerforge.errors import ManifestError
+
 ALWAYS_IGNORED = ("**/__pycache__", "**/*.pyc", "**/*.pyo", ".git", ".dockerignore", "**/.DS_Store")
 
 
@@ -53,7 +55,15 @@ class IgnoreRules:
         rules = [(False, p) for p in ALWAYS_IGNORED]
         path = root / ".dockerignore"
         if path.is_file():
-            for raw in path.read_text().splitlines():
+            try:
+                text = path.read_bytes().decode()
+            except UnicodeDecodeError as exc:
+                raise ManifestError(
+                    f"not UTF-8 text (byte {exc.start} cannot be decoded)",
+                    file=str(path),
+                    hint="save it as UTF-8",
+                ) from None
+            for raw in text.splitlines():
                 line = raw.strip()
                 if not line or line.startswith("#"):
                     continue
