@@ -612,6 +612,14 @@ def _explain(err: Any, loc: list[str]) -> tuple[str, str | None]:
             f"python must be MAJOR.MINOR, not {value!r}",
             "e.g. python = '3.11' (the patch release is whatever the OS source ships)",
         )
+    if loc == ["project", "source_date_epoch"] and kind in (
+        "less_than_equal",
+        "greater_than_equal",
+    ):
+        return (
+            f"{value!r} is not a time an image can record (0 to 253402300799, the end of 9999)",
+            "write a Unix time in seconds, e.g. the last commit's: git log -1 --format=%ct",
+        )
     if kind == "tuple_type":
         return f"expected a list, not {_toml_kind(value)}", _list_hint(value, loc)
     if kind == "literal_error":

@@ -132,7 +132,9 @@ class ProjectModel(_Model):
 class DebootstrapModel(_Model):
     debootstrap: str = Field(description="Debian suite, e.g. 'bookworm'.")
     packages: tuple[str, ...] = Field((), description="Extra Debian packages to include.")
-    variant: str = "minbase"
+    variant: Literal["minbase", "buildd", "fakechroot"] = Field(
+        "minbase", description="debootstrap --variant."
+    )
 
     @field_validator("packages")
     @classmethod

@@ -255,3 +255,11 @@ def test_non_utf8_dockerignore_names_the_file(tmp_path: Path) -> None:
         scan(tmp_path / "svc")
     assert str(tmp_path / "svc/.dockerignore") in str(info.value)
     assert "not UTF-8" in str(info.value) and info.value.exit_code == 2
+
+
+def test_unknown_debootstrap_variant_is_found_before_debootstrap_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write(tmp_path, base_from='{ debootstrap = "bookworm", variant = "minimal" }')
+    err = refused(capsys, root, "bases.cpu.from.variant")
+    assert "'minimal'" in err and "minbase" in err
