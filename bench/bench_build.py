@@ -37,6 +37,7 @@ MANIFEST = """
 name = "bench"
 python = "3.11"
 find_links = ["{wheels}"]
+allow_outside = ["{wheels}"]   # a wheelhouse outside the project (docs/manifest.md)
 
 [bases.os]
 from = {{ debootstrap = "bookworm", packages = ["python3-venv", "python3-pip"] }}

@@ -6,6 +6,9 @@ current directory.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,27 +81,41 @@ def lock_project(
     previous = lockfile.read_optional(ws.lock_path)
     before = stale_nodes(project, previous)
     lock = resolve(project, previous, options, reporter)
-    store = Store.open(ws.store)
-    ctx = SourceContext(
-        store, ws.cache_dir, reporter, project.python, project.compression,
-        project.source_date_epoch,
-    )  # fmt: skip
-    nodes = dict(lock.nodes)
-    for name, node in project.nodes.items():
-        if node.os_source is None:
-            continue
-        old = previous.nodes.get(name) if previous and not options.upgrade else None
-        pinned = (
-            dict(old.source).get("identity") if old and old.inputs == nodes[name].inputs else None
-        )
-        image = materialize(
-            node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
-        )
-        fields = {**dict(nodes[name].source), "identity": image.identity}
-        nodes[name] = replace(nodes[name], source=tuple(fields.items()))
+    with _new_store_undone_on_error(ws.store) as store:
+        ctx = SourceContext(
+            store, ws.cache_dir, reporter, project.python, project.compression,
+            project.source_date_epoch,
+        )  # fmt: skip
+        nodes = dict(lock.nodes)
+        for name, node in project.nodes.items():
+            if node.os_source is None:
+                continue
+            old = previous.nodes.get(name) if previous and not options.upgrade else None
+            same = old is not None and old.inputs == nodes[name].inputs
+            pinned = dict(old.source).get("identity") if old is not None and same else None
+            image = materialize(
+                node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
+            )
+            fields = {**dict(nodes[name].source), "identity": image.identity}
+            nodes[name] = replace(nodes[name], source=tuple(fields.items()))
     lock = replace(lock, nodes=nodes)
     changed = lockfile.write(ws.lock_path, lock)
     return LockResult(lock, changed, tuple(before))
+
+
+@contextmanager
+def _new_store_undone_on_error(path: Path) -> Iterator[Store]:
+    """The store at ``path``; if this call created it and the block fails (an OS source that
+    cannot be used: a missing tag, an unknown suite, an unreachable registry), it is removed
+    again, so that a failed first `lock` leaves no empty ``.layerforge`` behind."""
+    fresh = not path.exists()
+    store = Store.open(path)
+    try:
+        yield store
+    except BaseException:
+        if fresh and path.is_dir() and not store.tags():  # nobody else tagged anything
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def read_lock(project: Project, ws: Workspace) -> Lock:

@@ -177,10 +177,15 @@ def _read_packages(raw: dict[str, Any]) -> tuple[Package, ...]:
 
 def read(path: Path) -> Lock:
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode()
     except FileNotFoundError:
         raise LockError(
             f"{path} not found", hint="run `layerforge lock` to resolve the fleet"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise LockError(
+            f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)",
+            hint="restore it from version control, or delete it and run `layerforge lock`",
         ) from None
     return loads(text, path=str(path))
 
@@ -192,7 +197,7 @@ def read_optional(path: Path) -> Lock | None:
 def write(path: Path, lock: Lock) -> bool:
     """Write atomically; returns False (and writes nothing) if the content is unchanged."""
     text = dumps(lock)
-    if path.is_file() and path.read_text() == text:
+    if path.is_file() and path.read_bytes() == text.encode():
         return False
     atomic_write(path, text.encode())
     return True

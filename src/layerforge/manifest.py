@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from packaging.utils import canonicalize_name
 
 from layerforge import __version__
+from layerforge.confine import Confinement, confinement
 from layerforge.errors import ManifestError
 from layerforge.requirements import Requirements, read_requirements
 from layerforge.runtime_groups import RuntimeGroup, check_runtime, read_groups
@@ -242,19 +243,20 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
     """Validated manifest data (see :func:`_validate`) -> Project, checking the files it names."""
     shown = str(path)
     root = path.parent
-    _check_project_name(data["project"]["name"], shown)
+    p = data["project"]
+    _check_project_name(p["name"], shown)
+    confine = confinement(root, _tuple(p.get("allow_outside")), file=shown)
     bases: dict[str, Any] = data["bases"]
     services: dict[str, Any] = data["services"]
     _check_names(bases, services, shown)
     nodes: dict[str, Node] = {}
     for name, base in bases.items():
-        nodes[name] = _base_node(name, base, bases, root, shown)
+        nodes[name] = _base_node(name, base, bases, confine, shown)
     for name, svc in services.items():
-        nodes[name] = _service_node(name, svc, bases, root, shown, services=services)
+        nodes[name] = _service_node(name, svc, bases, confine, shown, services=services)
     ordered = _topological(nodes, shown)
     _check_pins(ordered, shown)
     check_runtime(ordered, shown)
-    p = data["project"]
     return Project(
         name=p["name"],
         python=p["python"],
@@ -267,7 +269,7 @@ def _build_project(data: dict[str, Any], path: Path) -> Project:
         layer_threshold=parse_size(p["layer_threshold"]),
         compression=p["compression"],
         index_url=p["index_url"],
-        find_links=tuple((root / f).resolve() for f in p["find_links"]),
+        find_links=_find_links(_tuple(p["find_links"]), confine, shown),
         source_date_epoch=p["source_date_epoch"],
     )
 
@@ -318,9 +320,28 @@ def _check_names(bases: dict[str, Any], services: dict[str, Any], shown: str) ->
         )
 
 
+def _find_links(links: tuple[str, ...], confine: Confinement, shown: str) -> tuple[Path, ...]:
+    out: list[Path] = []
+    for i, written in enumerate(links):
+        key = f"project.find_links[{i}]"
+        path = confine.resolve(
+            written, base=confine.root, file=shown, key=key, what="find_links directory"
+        )
+        if not path.is_dir():
+            raise ManifestError(
+                f"find_links directory {written!r} does not exist (looked for {path})",
+                file=shown,
+                key=key,
+                hint="point find_links at directories of wheels, relative to layerforge.toml",
+            )
+        out.append(path)
+    return tuple(out)
+
+
 def _parse_from(
-    value: str | dict[str, Any], bases: dict[str, Any], root: Path, shown: str, key: str
+    value: str | dict[str, Any], bases: dict[str, Any], confine: Confinement, shown: str, key: str
 ) -> tuple[str | None, OSSource | None]:
+    root = confine.root
     if isinstance(value, dict):
         return None, OSSource(
             "debootstrap",
@@ -332,7 +353,7 @@ def _parse_from(
         return value, None
     if value.startswith("rootfs:"):
         spec = value.removeprefix("rootfs:")
-        path = (root / spec).resolve()
+        path = confine.resolve(spec, base=root, file=shown, key=key, what="root filesystem")
         if not path.exists():
             raise ManifestError(
                 f"root filesystem {spec!r} does not exist (looked for {path})",
@@ -364,10 +385,20 @@ def _parse_from(
     )
 
 
-def _requirements(node: dict[str, Any], root: Path, shown: str, key: str) -> Requirements:
+def _requirements(node: dict[str, Any], confine: Confinement, shown: str, key: str) -> Requirements:
     value = node["requirements"]
     value = tuple(value) if isinstance(value, list) else value
-    return read_requirements(value, root=root, manifest=shown, key=f"{key}.requirements")
+    return read_requirements(
+        value, root=confine.root, manifest=shown, key=f"{key}.requirements", confine=confine
+    )
+
+
+def _runtime(
+    node: dict[str, Any], confine: Confinement, shown: str, key: str
+) -> tuple[RuntimeGroup, ...]:
+    return read_groups(
+        node["runtime"], root=confine.root, manifest=shown, key=f"{key}.runtime", confine=confine
+    )
 
 
 def _common(node: dict[str, Any]) -> dict[str, Any]:
@@ -381,29 +412,35 @@ def _common(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def _base_node(
-    name: str, base: dict[str, Any], bases: dict[str, Any], root: Path, shown: str
+    name: str, base: dict[str, Any], bases: dict[str, Any], confine: Confinement, shown: str
 ) -> Node:
     key = f"bases.{name}"
-    parent, source = _parse_from(base["from"], bases, root, shown, f"{key}.from")
+    parent, source = _parse_from(base["from"], bases, confine, shown, f"{key}.from")
     return Node(
         name=name,
         kind="base",
         parent=parent,
         os_source=source,
-        requirements=_requirements(base, root, shown, key),
+        requirements=_requirements(base, confine, shown, key),
         system=_tuple(base["system"]),
         run=_tuple(base["run"]),
         network=base["network"],
-        context=_context_dir(name, base["context"], root, shown),
-        runtime=read_groups(base["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
+        context=_context_dir(name, base["context"], confine, shown),
+        runtime=_runtime(base, confine, shown, key),
         **_common(base),
     )
 
 
-def _context_dir(name: str, context: str | None, root: Path, shown: str) -> Path | None:
+def _context_dir(name: str, context: str | None, confine: Confinement, shown: str) -> Path | None:
     if context is None:
         return None
-    path = (root / context).resolve()
+    path = confine.resolve(
+        context,
+        base=confine.root,
+        file=shown,
+        key=f"bases.{name}.context",
+        what="context directory",
+    )
     if not path.is_dir():
         raise ManifestError(
             f"context directory {context!r} does not exist (looked for {path})",
@@ -418,7 +455,7 @@ def _service_node(
     name: str,
     svc: dict[str, Any],
     bases: dict[str, Any],
-    root: Path,
+    confine: Confinement,
     shown: str,
     services: dict[str, Any] | None = None,
 ) -> Node:
@@ -437,7 +474,13 @@ def _service_node(
         )
     source: Path | None = None
     if svc["source"] is not None:
-        source = (root / svc["source"]).resolve()
+        source = confine.resolve(
+            svc["source"],
+            base=confine.root,
+            file=shown,
+            key=f"{key}.source",
+            what="source directory",
+        )
         if not source.is_dir():
             raise ManifestError(
                 f"source directory {svc['source']!r} does not exist (looked for {source})",
@@ -446,26 +489,41 @@ def _service_node(
                 hint="point source at the service's code, relative to layerforge.toml",
             )
     workdir: str = svc["workdir"]
-    if not workdir.startswith("/"):
-        raise ManifestError(
-            f"workdir must be an absolute path, not {workdir!r}",
-            file=shown,
-            key=f"{key}.workdir",
-            hint="e.g. workdir = '/app'",
-        )
+    _check_workdir(workdir, shown, f"{key}.workdir")
     return Node(
         name=name,
         kind="service",
         parent=svc["base"],
         os_source=None,
-        requirements=_requirements(svc, root, shown, key),
+        requirements=_requirements(svc, confine, shown, key),
         source=source,
         command=None if svc["command"] is None else tuple(svc["command"]),
         entrypoint=None if svc["entrypoint"] is None else tuple(svc["entrypoint"]),
         workdir=workdir,
-        runtime=read_groups(svc["runtime"], root=root, manifest=shown, key=f"{key}.runtime"),
+        runtime=_runtime(svc, confine, shown, key),
         **_common(svc),
     )
+
+
+def _check_workdir(workdir: str, shown: str, key: str) -> None:
+    if not workdir.startswith("/"):
+        raise ManifestError(
+            f"workdir must be an absolute path, not {workdir!r}",
+            file=shown,
+            key=key,
+            hint="e.g. workdir = '/app'",
+        )
+    inner = workdir.strip("/")
+    if inner and any(part in ("", ".", "..") for part in inner.split("/")):
+        normal = os.path.normpath(workdir)
+        raise ManifestError(
+            f"workdir {workdir!r} has an empty, '.' or '..' component",
+            file=shown,
+            key=key,
+            hint=f"write the path without them, e.g. workdir = {normal!r}"
+            if ".." not in workdir.split("/")
+            else "write a plain absolute path such as workdir = '/app'",
+        )
 
 
 def _topological(nodes: dict[str, Node], shown: str) -> dict[str, Node]:
@@ -529,7 +587,11 @@ def _compare_pin(node: Node, *, req_text: str, above: Node, pinned: str, shown: 
 
 
 def _translate(exc: ValidationError, shown: str) -> ManifestError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A value that fits no member of a union (`from`: a name or a debootstrap table) gets one
+    # error per member: the one that went deepest is about what the user meant.
+    parent = errors[0]["loc"][:-1]
+    err = max((e for e in errors if e["loc"][: len(parent)] == parent), key=lambda e: len(e["loc"]))
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
     loc = [p for p in loc if p not in ("str", "DebootstrapModel", "tuple[str,...]", "int", "list")]
     key = ".".join(loc)
@@ -549,6 +611,14 @@ def _explain(err: Any, loc: list[str]) -> tuple[str, str | None]:
         return (
             f"python must be MAJOR.MINOR, not {value!r}",
             "e.g. python = '3.11' (the patch release is whatever the OS source ships)",
+        )
+    if loc == ["project", "source_date_epoch"] and kind in (
+        "less_than_equal",
+        "greater_than_equal",
+    ):
+        return (
+            f"{value!r} is not a time an image can record (0 to 253402300799, the end of 9999)",
+            "write a Unix time in seconds, e.g. the last commit's: git log -1 --format=%ct",
         )
     if kind == "tuple_type":
         return f"expected a list, not {_toml_kind(value)}", _list_hint(value, loc)

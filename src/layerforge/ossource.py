@@ -344,12 +344,23 @@ def _file_sha256(path: Path) -> str:
 
 
 def _materialize_oci(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
-    from layerforge.oci.importer import import_image  # noqa: PLC0415
+    """Import into a staging store first: an image refused (no such tag, the wrong Python)
+    leaves no blob in the project's store."""
+    from layerforge.oci.importer import copy_image, import_image  # noqa: PLC0415
 
     assert source.path is not None
     src = Store.open(source.path, create=False)
-    manifest_digest, config = import_image(src, source.tag, ctx.store, where)
-    return _image_from_manifest(manifest_digest, config, source.describe(), ctx, where)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_mkdir(ctx.cache_dir / "stage")))
+    try:
+        staged = Store.open(staging)
+        manifest_digest, config = import_image(src, source.tag, staged, where)
+        image = _image_from_manifest(
+            manifest_digest, config, source.describe(), replace(ctx, store=staged), where
+        )
+        copy_image(staged, manifest_digest, ctx.store, link=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return image
 
 
 def _image_from_manifest(

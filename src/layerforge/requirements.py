@@ -9,7 +9,12 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from layerforge.confine import Confinement
 from layerforge.errors import ManifestError
+
+# A file whose name says it holds requirements; the lines of any other file (say a secret that
+# a typo named) are never quoted in an error.
+_REQUIREMENTS_SUFFIXES = (".txt", ".in", ".pip")
 
 
 @dataclass(frozen=True)
@@ -24,12 +29,20 @@ class Requirements:
         return {canonicalize_name(r.name): r for r in map(Requirement, self.lines)}
 
 
-def parse_line(line: str, *, file: str, key: str) -> str:
+def looks_like_requirements(path: Path) -> bool:
+    """Whether the content of ``path`` may be quoted in an error message."""
+    return path.suffix in _REQUIREMENTS_SUFFIXES or "requirements" in path.name
+
+
+def parse_line(line: str, *, file: str, key: str, quote: bool = True) -> str:
     try:
         req = Requirement(line)
     except InvalidRequirement as exc:
         raise ManifestError(
-            f"invalid requirement {line!r}: {exc}",
+            f"invalid requirement {line!r}: {exc}"
+            if quote
+            else "not a PEP 508 requirement (the line is not shown: the file's name does not "
+            "say it holds requirements)",
             file=file,
             key=key,
             hint="write a PEP 508 requirement such as 'numpy==2.1.*' or 'fastapi>=0.110'",
@@ -45,14 +58,22 @@ def parse_line(line: str, *, file: str, key: str) -> str:
 
 
 def read_requirements(
-    value: str | tuple[str, ...] | None, *, root: Path, manifest: str, key: str
+    value: str | tuple[str, ...] | None,
+    *,
+    root: Path,
+    manifest: str,
+    key: str,
+    confine: Confinement | None = None,
 ) -> Requirements:
+    """Inline lines, or the file ``value`` names (relative to ``root``), which must lie inside
+    ``confine`` (default: inside ``root``), as must every file it includes."""
     if value is None:
         return Requirements((), "none")
     if isinstance(value, tuple):
         lines = tuple(parse_line(v, file=manifest, key=key) for v in value)
         return Requirements(lines, "inline")
-    path = (root / value).resolve()
+    confine = confine or Confinement(root.resolve())
+    path = confine.resolve(value, base=root, file=manifest, key=key, what="requirements file")
     if not path.is_file():
         raise ManifestError(
             f"requirements file {value!r} does not exist (looked for {path})",
@@ -63,13 +84,13 @@ def read_requirements(
     if path.name == "pyproject.toml":
         return Requirements(_from_pyproject(path, value), value, (path,))
     files: list[Path] = []
-    lines = tuple(_from_requirements_file(path, files, seen=set()))
+    lines = tuple(_from_requirements_file(path, files, seen=set(), confine=confine))
     return Requirements(lines, value, tuple(files))
 
 
 def _from_pyproject(path: Path, shown: str) -> tuple[str, ...]:
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(_read_text(path, shown))
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"invalid TOML: {exc}", file=shown) from None
     deps = data.get("project", {}).get("dependencies", [])
@@ -80,31 +101,53 @@ def _from_pyproject(path: Path, shown: str) -> tuple[str, ...]:
     return tuple(parse_line(d, file=shown, key="project.dependencies") for d in deps)
 
 
-def _from_requirements_file(path: Path, files: list[Path], seen: set[Path]) -> list[str]:
+def _read_text(path: Path, shown: str) -> str:
+    try:
+        return path.read_bytes().decode()
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"not UTF-8 text (byte {exc.start} cannot be decoded)",
+            file=shown,
+            hint="save the file as UTF-8",
+        ) from None
+    except OSError as exc:
+        raise ManifestError(f"cannot be read: {exc.strerror}", file=shown) from None
+
+
+def _from_requirements_file(
+    path: Path, files: list[Path], seen: set[Path], *, confine: Confinement
+) -> list[str]:
     if path in seen:
         return []
     seen.add(path)
     files.append(path)
     out: list[str] = []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    quote = looks_like_requirements(path)
+    for number, raw in enumerate(_read_text(path, str(path)).splitlines(), start=1):
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
         where = f"line {number}"
         if line.startswith(("-r ", "--requirement ")):
-            included = path.parent / line.split(None, 1)[1].strip()
+            written = line.split(None, 1)[1].strip()
+            included = confine.resolve(
+                written, base=path.parent, file=str(path), key=where, what="included file"
+            )
             if not included.is_file():
                 raise ManifestError(
                     f"included file {included} does not exist", file=str(path), key=where
                 )
-            out.extend(_from_requirements_file(included.resolve(), files, seen))
+            out.extend(_from_requirements_file(included, files, seen, confine=confine))
             continue
         if line.startswith("-"):
             raise ManifestError(
-                f"option {line.split()[0]!r} is not supported in requirement files",
+                f"option {line.split()[0]!r} is not supported in requirement files"
+                if quote
+                else "an option line, not supported (the line is not shown: the file's name "
+                "does not say it holds requirements)",
                 file=str(path),
                 key=where,
                 hint="set index_url / find_links under [project] in layerforge.toml instead",
             )
-        out.append(parse_line(line, file=str(path), key=where))
+        out.append(parse_line(line, file=str(path), key=where, quote=quote))
     return out

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from layerforge.confine import Confinement
 from layerforge.errors import ManifestError
 from layerforge.requirements import Requirements, read_requirements
 
@@ -46,14 +47,19 @@ def check_group_name(name: str) -> str:
 
 
 def read_groups(
-    value: Mapping[str, str | Sequence[str]] | None, *, root: Path, manifest: str, key: str
+    value: Mapping[str, str | Sequence[str]] | None,
+    *,
+    root: Path,
+    manifest: str,
+    key: str,
+    confine: Confinement | None = None,
 ) -> tuple[RuntimeGroup, ...]:
     """The ``runtime`` table of one node, validated, sorted by group name."""
     groups: list[RuntimeGroup] = []
     for name, reqs in sorted((value or {}).items()):
         where = f"{key}.{name}"
         lines = reqs if isinstance(reqs, str) else tuple(reqs)
-        parsed = read_requirements(lines, root=root, manifest=manifest, key=where)
+        parsed = read_requirements(lines, root=root, manifest=manifest, key=where, confine=confine)
         if not parsed.lines:
             raise ManifestError(
                 f"runtime group {name!r} has no requirements",

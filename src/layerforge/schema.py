@@ -11,14 +11,40 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from layerforge.oci.reference import namespace_problem
 from layerforge.runtime_groups import check_group_name
 from layerforge.sizes import parse_size
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# Debian policy: lowercase letters, digits, '+', '-', '.', at least two characters, starting
+# with a letter or digit. apt also takes NAME:ARCH, NAME=VERSION and NAME/RELEASE.
+DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+APT_PACKAGE_RE = re.compile(
+    r"^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+|/[A-Za-z0-9.+-]+)?$"
+)
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last time an image's `created` can hold
+
+
+def _packages(value: tuple[str, ...], pattern: re.Pattern[str], example: str) -> tuple[str, ...]:
+    for name in value:
+        if not pattern.match(name):
+            raise ValueError(f"{name!r} is not a valid Debian package name; write e.g. {example}")
+    return value
+
+
+def _not_bool(value: object) -> object:
+    """A size given as true/false: pydantic would read it as 1 or 0 bytes."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"a size must be a number of bytes or a string like '200MB', not {str(value).lower()}"
+        )
+    return value
 
 
 def _size(value: object) -> int | None:
@@ -56,9 +82,35 @@ class ProjectModel(_Model):
     find_links: tuple[str, ...] = Field(
         (), description="Extra directories of wheels for uv (--find-links), relative paths allowed."
     )
-    source_date_epoch: int = Field(
-        0, ge=0, description="mtime written into every layer entry (SOURCE_DATE_EPOCH)."
+    allow_outside: tuple[str, ...] = Field(
+        (),
+        description="Directories outside the project that source, context, requirements, "
+        "find_links and rootfs: may name (never '/'); by default every path the manifest names "
+        "must resolve inside the project directory.",
     )
+    source_date_epoch: int = Field(
+        0,
+        ge=0,
+        le=MAX_EPOCH,
+        description="mtime written into every layer entry (SOURCE_DATE_EPOCH).",
+    )
+
+    @field_validator("layer_threshold", mode="before")
+    @classmethod
+    def _threshold_not_bool(cls, value: object) -> object:
+        return _not_bool(value)
+
+    @field_validator("registry")
+    @classmethod
+    def _check_registry(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = namespace_problem(value)
+            if problem is not None:
+                raise ValueError(
+                    f"{value!r} is not a registry namespace: {problem}; write HOST[:PORT][/PATH], "
+                    "e.g. '127.0.0.1:5000/acme'"
+                )
+        return value
 
     @field_validator("layer_threshold")
     @classmethod
@@ -80,7 +132,14 @@ class ProjectModel(_Model):
 class DebootstrapModel(_Model):
     debootstrap: str = Field(description="Debian suite, e.g. 'bookworm'.")
     packages: tuple[str, ...] = Field((), description="Extra Debian packages to include.")
-    variant: str = "minbase"
+    variant: Literal["minbase", "buildd", "fakechroot"] = Field(
+        "minbase", description="debootstrap --variant."
+    )
+
+    @field_validator("packages")
+    @classmethod
+    def _check_packages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _packages(value, DEBIAN_PACKAGE_RE, "'python3' or 'libgomp1'")
 
 
 Requirements = str | tuple[str, ...]
@@ -97,7 +156,7 @@ class _NodeModel(_Model):
     )
     max_size: Size | None = Field(None, description="Size budget of the whole image.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra image labels.")
-    compile_bytecode: bool = Field(
+    compile_bytecode: StrictBool = Field(
         False,
         description="Byte-compile this node's wheels with the image's own Python (in the "
         "sandbox) into its dependency layers.",
@@ -107,6 +166,11 @@ class _NodeModel(_Model):
         description="Runtime groups: { GROUP = [PEP 508 lines] or 'requirements file' }, "
         "locked but not baked; installed on first use by `layerforge-runtime ensure GROUP`.",
     )
+
+    @field_validator("max_size", mode="before")
+    @classmethod
+    def _size_not_bool(cls, value: object) -> object:
+        return _not_bool(value)
 
     @field_validator("max_size")
     @classmethod
@@ -138,12 +202,17 @@ class BaseModelConfig(_NodeModel):
     )
     system: tuple[str, ...] = Field((), description="Debian packages installed with apt.")
     run: tuple[str, ...] = Field((), description="Shell steps run in the sandbox.")
-    network: bool = Field(True, description="Allow network access to system/run steps.")
+    network: StrictBool = Field(True, description="Allow network access to system/run steps.")
     context: str | None = Field(
         None,
         description="Directory mounted read-only at /context during run steps; its files are "
         "part of the content key.",
     )
+
+    @field_validator("system")
+    @classmethod
+    def _check_system(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _packages(value, APT_PACKAGE_RE, "'libgomp1', 'curl=7.88.1-10' or 'gcc-12'")
 
 
 class ServiceModel(_NodeModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 _UNITS = {
     "": 1,
@@ -20,6 +21,7 @@ _UNITS = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
+MAX_SIZE = 2**63 - 1  # bytes; what an OCI descriptor's size (int64) can hold
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -30,11 +32,19 @@ def parse_size(value: str | int) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError("a size cannot be negative")
-        return value
+        return _at_most_max(value, str(value))
     match = _SIZE.match(value)
     if not match or match.group(2).lower() not in _UNITS:
         raise ValueError(f"{value!r} is not a size; write e.g. '200MB', '9GB' or '512MiB'")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    number = Decimal(match.group(1)) * _UNITS[match.group(2).lower()]
+    return _at_most_max(int(number) if number <= MAX_SIZE else MAX_SIZE + 1, value)
+
+
+def _at_most_max(size: int, shown: str) -> int:
+    if size > MAX_SIZE:
+        shown = shown if len(shown) <= 24 else f"{shown[:12]}...{shown[-8:]}"
+        raise ValueError(f"{shown!r} is too large; a size is at most {MAX_SIZE} bytes (~9.2 EB)")
+    return size
 
 
 def format_size(n: int | float) -> str:

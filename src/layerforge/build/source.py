@@ -14,6 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerforge.errors import ManifestError
+
 ALWAYS_IGNORED = ("**/__pycache__", "**/*.pyc", "**/*.pyo", ".git", ".dockerignore", "**/.DS_Store")
 
 
@@ -53,7 +55,15 @@ class IgnoreRules:
         rules = [(False, p) for p in ALWAYS_IGNORED]
         path = root / ".dockerignore"
         if path.is_file():
-            for raw in path.read_text().splitlines():
+            try:
+                text = path.read_bytes().decode()
+            except UnicodeDecodeError as exc:
+                raise ManifestError(
+                    f"not UTF-8 text (byte {exc.start} cannot be decoded)",
+                    file=str(path),
+                    hint="save it as UTF-8",
+                ) from None
+            for raw in text.splitlines():
                 line = raw.strip()
                 if not line or line.startswith("#"):
                     continue
@@ -94,14 +104,21 @@ def _hash_file(path: Path) -> str:
 
 
 def scan(root: Path) -> SourceTree:
-    """Walk ``root`` (not following symlinked dirs), applying the ignore rules."""
+    """Walk ``root``, applying the ignore rules.
+
+    Symlinks are never followed: a link (to a file or to a directory, inside the tree or not)
+    ships as a link, as Docker's COPY keeps the links inside its build context, so that a link
+    pointing outside the project never pulls host files into a layer.
+    """
     rules = IgnoreRules.load(root)
     files: list[SourceFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
         dirnames[:] = sorted(d for d in dirnames if not rules.ignored(f"{rel_dir}/{d}".lstrip("/")))
-        for name in sorted(filenames):
+        links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        dirnames[:] = [d for d in dirnames if d not in links]  # os.walk would not descend anyway
+        for name in sorted([*filenames, *links]):
             rel = f"{rel_dir}/{name}".lstrip("/")
             if rules.ignored(rel):
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from typing import Any
 
@@ -42,8 +43,10 @@ def _platform_manifest(src: Store, desc: Descriptor, where: str) -> Descriptor:
     raise SourceError(f"{where}: the index {desc.digest} has no linux/amd64 image")
 
 
-def _copy_blob(src: Store, dst: Store, digest: str) -> None:
+def _copy_blob(src: Store, dst: Store, digest: str, *, link: bool = False) -> None:
     if dst.has_blob(digest):
+        return
+    if link and _link_blob(src, dst, digest):
         return
     try:
         with src.blob_path(digest).open("rb") as fh, dst.ingest() as writer:
@@ -53,13 +56,35 @@ def _copy_blob(src: Store, dst: Store, digest: str) -> None:
         raise StoreError(f"blob {digest} is missing from {src.root}") from None
 
 
+def _link_blob(src: Store, dst: Store, digest: str) -> bool:
+    """Hard-link a verified blob into ``dst`` (same file system); False if that cannot be."""
+    target = dst.blob_path(digest)
+    tmp = target.with_name(f".tmp-link-{os.getpid()}-{target.name}")
+    try:
+        os.link(src.blob_path(digest), tmp)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def import_image(src: Store, tag: str | None, dst: Store, where: str) -> tuple[str, dict[str, Any]]:
     """Copy config, layers and manifest (in that order); returns (manifest digest, config)."""
     desc = _platform_manifest(src, _pick(src, tag, where), where)
-    manifest = src.read_json(desc.digest)
-    config_digest = str(manifest["config"]["digest"])
+    copy_image(src, desc.digest, dst)
+    manifest = dst.read_json(desc.digest)
+    return desc.digest, dst.read_json(str(manifest["config"]["digest"]))
+
+
+def copy_image(src: Store, manifest_digest: str, dst: Store, *, link: bool = False) -> None:
+    """Copy the layers, config and manifest of one image (in that order: the manifest last).
+
+    ``link``: hard-link instead where both stores share a file system; only for a ``src``
+    that layerforge owns (a staging store), never a user's layout, whose files may change.
+    """
+    manifest = src.read_json(manifest_digest)
     for layer in manifest.get("layers", []):
-        _copy_blob(src, dst, str(layer["digest"]))
-    _copy_blob(src, dst, config_digest)
-    _copy_blob(src, dst, desc.digest)
-    return desc.digest, dst.read_json(config_digest)
+        _copy_blob(src, dst, str(layer["digest"]), link=link)
+    _copy_blob(src, dst, str(manifest["config"]["digest"]), link=link)
+    _copy_blob(src, dst, manifest_digest, link=link)

@@ -125,3 +125,16 @@ def split_namespace(registry: str) -> tuple[str, str]:
     if not is_host(first):
         return DEFAULT_REGISTRY, text
     return first, rest
+
+
+def namespace_problem(registry: str) -> str | None:
+    """What is wrong with ``project.registry`` ('host[:port][/path]'), or None."""
+    host, namespace = split_namespace(registry)
+    if host != DEFAULT_REGISTRY and not _HOST.match(host):
+        return f"{host!r} is not a registry host"
+    if host == DEFAULT_REGISTRY and not namespace:
+        return "it names no host and no namespace"
+    for part in namespace.split("/") if namespace else ():
+        if not _COMPONENT.match(part):
+            return f"{part!r} is not a valid repository path component (lowercase only)"
+    return None
