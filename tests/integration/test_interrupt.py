@@ -3,6 +3,7 @@ and the store stays valid (regression: the running node finished and was tagged 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -57,6 +58,9 @@ def test_ctrl_c_stops_a_build_and_its_sandbox(tmp_path: Path, shared_cache: Path
     assert build.returncode == 130 and "interrupted" in err
     time.sleep(0.5)
     assert not _sleeping(marker)  # the sandbox went with it
-    plan = subprocess.run([*base, "plan", *args], capture_output=True, text=True, check=True)
-    assert "os" in plan.stdout  # the store is readable and the node is still to build
+    plan = subprocess.run(
+        [*base, "plan", *args, "--json"], capture_output=True, text=True, check=True
+    )
+    steps = {s["node"]: s["status"] for s in json.loads(plan.stdout)["steps"]}
+    assert steps == {"os": "build"}  # the store is readable and the node is still to build
     assert not any(p.name.startswith(".tmp-") for p in (tmp_path / ".layerforge").rglob("*"))
