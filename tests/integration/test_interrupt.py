@@ -63,4 +63,6 @@ def test_ctrl_c_stops_a_build_and_its_sandbox(tmp_path: Path, shared_cache: Path
     )
     steps = {s["node"]: s["status"] for s in json.loads(plan.stdout)["steps"]}
     assert steps == {"os": "build"}  # the store is readable and the node is still to build
-    assert not any(p.name.startswith(".tmp-") for p in (tmp_path / ".layerforge").rglob("*"))
+    store = tmp_path / ".layerforge"
+    assert (store / "oci-layout").is_file()  # lock wrote the OS layers: there is a store
+    assert not any(p.name.startswith(".tmp-") for p in store.rglob("*"))
