@@ -48,16 +48,17 @@ def test_ctrl_c_stops_a_build_and_its_sandbox(tmp_path: Path, shared_cache: Path
             assert build.poll() is None, build.communicate()
             assert time.monotonic() < deadline, "the run step never started"
             time.sleep(0.2)
-        started = time.monotonic()
         build.send_signal(signal.SIGINT)
-        _, err = build.communicate(timeout=30)
-        assert time.monotonic() - started < 10
+        # a hang guard, not a timing assert: the run step alone would go on for 45 minutes
+        _, err = build.communicate(timeout=60)
     finally:
         if build.poll() is None:
             build.kill()
     assert build.returncode == 130 and "interrupted" in err
-    time.sleep(0.5)
-    assert not _sleeping(marker)  # the sandbox went with it
+    gone = time.monotonic() + 30  # the sandbox goes with it (a bound for a slow machine)
+    while _sleeping(marker):
+        assert time.monotonic() < gone, "the run step outlived the interrupted build"
+        time.sleep(0.2)
     plan = subprocess.run(
         [*base, "plan", *args, "--json"], capture_output=True, text=True, check=True
     )
