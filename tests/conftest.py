@@ -27,6 +27,7 @@ TEST_TOOL_PACKAGES: dict[str, str] = {
     "podman": "podman",
     "zstd": "zstd",
     "gzip": "gzip",
+    "tar": "tar",
     "mount": "mount",
     "umount": "mount",
     "unshare": "util-linux",

@@ -90,7 +90,7 @@ def within(estimate: int, real: int, what: str) -> None:
 
 
 def test_the_estimate_covers_a_real_cold_build(tmp_path: Path, shared_cache: Path) -> None:
-    require_tools("debootstrap", "bwrap")
+    require_tools("debootstrap", "bwrap", "tar")
     project_dir = tmp_path / "fleet"
     shutil.copytree(EXAMPLE, project_dir, ignore=shutil.ignore_patterns(".layerforge"))
     project = load(project_dir / "layerforge.toml")
