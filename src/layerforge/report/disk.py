@@ -18,7 +18,7 @@ Needs on the same filesystem add up; each filesystem's total must fit in its fre
 
 The factors are checked against a real cold build of the example fleet
 (tests/integration/test_disk_estimate.py, disk use as ``du`` counts it). Measured there: its
-layers take 1.19x the wheel bytes and the two largest stagings 3.47x, so the factors leave
+layers take 1.18x the wheel bytes and the two largest stagings 3.47x, so the factors leave
 ~25% and ~15% of room; the OS layer guess is 2.1x its real 72 MB and the debootstrap guess
 2.2x its real 180 MB.
 """
