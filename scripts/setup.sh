@@ -5,7 +5,10 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-packages=(debootstrap bubblewrap skopeo umoci buildah docker-registry apache2-utils zstd chromium podman)
+# Everything the suite runs (tests/unit/test_suite_guard.py checks this list against the tools
+# the tests require): a missing tool fails its tests, it never skips them.
+packages=(debootstrap bubblewrap skopeo umoci buildah docker-registry apache2-utils zstd chromium
+  podman procps gzip tar mount util-linux)
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 if [ ! -x .venv/bin/python ]; then

@@ -1,4 +1,9 @@
-"""Shared fixtures. Integration tests use real tools, started here or by the tests."""
+"""Shared fixtures. Integration tests use real tools, started here or by the tests.
+
+No test may skip: a missing tool or privilege fails the test that needs it (with the command
+that installs it), and a run in which any test was skipped or xfailed exits non-zero, so that
+a tool missing on a CI runner can never turn tests into silent passes.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,89 @@ from pathlib import Path
 
 import pytest
 
+from layerforge import cmd
+from layerforge.errors import ToolError
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "fleet"
 
+# Debian packages of the programs the tests run themselves (layerforge's own are in
+# cmd.INSTALL_HINTS); scripts/setup.sh installs all of them.
+TEST_TOOL_PACKAGES: dict[str, str] = {
+    "pgrep": "procps",
+    "htpasswd": "apache2-utils",
+    "chromium": "chromium",
+    "podman": "podman",
+    "zstd": "zstd",
+    "gzip": "gzip",
+    "tar": "tar",
+    "mount": "mount",
+    "umount": "mount",
+    "unshare": "util-linux",
+}
+
 
 def require_tools(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (run scripts/setup.sh)")
+    """Fail (never skip) the calling test if one of ``tools`` cannot be found.
+
+    Tools are looked up the way layerforge looks them up (``cmd.which``: PATH, then the
+    sbin directories a sudo-less PATH often lacks).
+    """
+    problems = []
+    for tool in tools:
+        try:
+            cmd.which(tool)
+        except ToolError as exc:
+            package = TEST_TOOL_PACKAGES.get(tool)
+            hint = f"apt-get install -y {package}" if package else exc.hint
+            problems.append(f"{tool}: {exc.message}; install it: {hint}")
+    if problems:
+        pytest.fail(
+            "missing tools (run scripts/setup.sh, which installs everything the suite needs):\n  "
+            + "\n  ".join(problems),
+            pytrace=False,
+        )
+
+
+# -- no silent passes: any skipped or xfailed test fails the whole run ----------------------
+
+_NOT_RUN: list[str] = []
+
+
+def _record(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped:
+        kind = "xfailed" if hasattr(report, "wasxfail") else "skipped"
+        where = report.nodeid or "(collection)"
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        _NOT_RUN.append(f"{kind}: {where}: {reason}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _record(report)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _NOT_RUN.clear()  # one list per session, also when pytest runs in-process twice
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    passing = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)  # 5: all skipped
+    if _NOT_RUN and session.exitstatus in passing:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _NOT_RUN:
+        terminalreporter.section("tests that did not run (this fails the run)", red=True)
+        for line in _NOT_RUN:
+            terminalreporter.line(line, red=True)
+        terminalreporter.line(
+            "every test must run: a missing tool is a failure (run scripts/setup.sh)", red=True
+        )
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,10 @@ INSTALL_HINTS: dict[str, str] = {
     "uv": "pip install uv",
 }
 
+# Administrator tools (debootstrap) live here, and a PATH without them is common (a sudo-less
+# login shell, cron, CI steps): ``which`` looks here after PATH, as sudo's secure_path would.
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
 
 @dataclass(frozen=True)
 class Result:
@@ -41,7 +45,7 @@ def which(tool: str) -> str:
     """Absolute path of ``tool`` or a ToolError that says how to install it."""
     if tool == "uv":
         return find_uv()
-    found = shutil.which(tool)
+    found = shutil.which(tool) or shutil.which(tool, path=os.pathsep.join(SBIN_DIRS))
     if found is None:
         hint = INSTALL_HINTS.get(tool, f"install {tool!r} and make sure it is on PATH")
         raise ToolError(f"{tool} is not installed or not on PATH", hint=hint)

@@ -168,7 +168,10 @@ def load(path: Path, cache_dir: Path | None = None) -> Project:
     cached = _cache_file(cache_dir, text) if cache_dir is not None else None
     data = _read_cached(cached) if cached is not None else None
     if data is not None:
-        return _build_project(data, path)
+        try:
+            return _build_project(data, path)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+            pass  # an entry of another shape (damaged, edited by hand): validate again
     data = _validate(text, shown)
     project = _build_project(data, path)
     if cached is not None:  # only a manifest that is valid as a whole is remembered

@@ -179,8 +179,8 @@ def test_compile_bytecode_puts_pyc_of_the_image_python_in_the_dependency_layer(
 def test_chroot_runner_verifies_too(
     fleet: Path, shared_cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("the chroot runner needs root and unshare")
+    require_tools("unshare")
+    assert os.geteuid() == 0, "the chroot runner needs root: run the integration tests as root"
     capsys.readouterr()
     args = ["verify", "-f", str(fleet), "--cache-dir", str(shared_cache), "--json"]
     assert main([*args, "--runner", "chroot", "cpu", "api"]) == 0

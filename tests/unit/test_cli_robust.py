@@ -184,10 +184,17 @@ def test_lock_upgrade_package_in_requirements_but_not_locked_is_accepted(
 ) -> None:
     from layerforge.api import Workspace, load_project
     from layerforge.commands import _check_upgrade_packages
+    from layerforge.errors import UsageError
 
     _write_lock(project)
     ws = Workspace(project / "layerforge.toml", project / ".layerforge", project / "cache")
-    _check_upgrade_packages(load_project(ws), ws, ("six", "NumPy", "numpy==2.1"))
+    loaded = load_project(ws)
+    # six: in the requirements, not locked; numpy: locked, named in any spelling
+    _check_upgrade_packages(loaded, ws, ("six", "NumPy", "numpy==2.1", " six "))  # no error
+    for refused in ("pandas", "sixx", "numpy-extra"):  # neither locked nor required
+        with pytest.raises(UsageError, match=f"no locked distribution named '{refused}'") as info:
+            _check_upgrade_packages(loaded, ws, ("six", refused))
+        assert info.value.exit_code == 2
 
 
 @pytest.mark.parametrize("flag", [["--upgrade"], ["-P", "numpy"]])

@@ -318,8 +318,7 @@ def test_bake_tags_and_cache_use_the_registry(tmp_path: Path) -> None:
 
 def actionlint() -> str:
     found = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
-    if not Path(found).is_file():
-        pytest.skip("actionlint is not installed (pip install '.[test]')")
+    assert Path(found).is_file(), "actionlint is not installed (pip install -e '.[test]')"
     return found
 
 

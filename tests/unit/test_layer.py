@@ -25,6 +25,7 @@ from layerforge.build.layer import (
 )
 from layerforge.errors import BuildError
 from layerforge.oci.layout import Store
+from tests.conftest import require_tools
 
 
 def make_tree(root: Path) -> Path:
@@ -111,19 +112,31 @@ def test_large_stream_spans_many_gzip_chunks_and_stays_one_member(tmp_path: Path
         assert extracted.read() == big.read_bytes()
     assert data[:2] == b"\x1f\x8b"
     assert data[4:8] == b"\0\0\0\0"  # no timestamp in the gzip header
-    if shutil.which("gzip"):
-        path = tmp_path / "layer.gz"
-        path.write_bytes(data)
-        subprocess.run(["gzip", "-t", str(path)], check=True)
+    require_tools("gzip")
+    path = tmp_path / "layer.gz"
+    path.write_bytes(data)
+    subprocess.run(["gzip", "-t", str(path)], check=True)
 
 
 def test_zstd_round_trip_with_the_cli(tmp_path: Path) -> None:
+    """The zstd tool (not the library that wrote it) reads our layer back to the very tar
+    whose sha256 is the diff_id, and the files come out of that tar unchanged."""
+    require_tools("zstd")
     root = make_tree(tmp_path / "t")
-    data, _ = layer_bytes(entries_from_tree(root), "zstd")
-    if shutil.which("zstd"):
-        path = tmp_path / "layer.zst"
-        path.write_bytes(data)
-        subprocess.run(["zstd", "-q", "-t", str(path)], check=True)
+    out = io.BytesIO()
+    blob = write_layer(entries_from_tree(root), out, compression="zstd")
+    path = tmp_path / "layer.zst"
+    path.write_bytes(out.getvalue())
+    subprocess.run(["zstd", "-q", "-t", str(path)], check=True)  # a whole frame, checksum ok
+    raw = subprocess.run(["zstd", "-q", "-d", "-c", str(path)], capture_output=True, check=True)
+    assert blob.diff_id == "sha256:" + hashlib.sha256(raw.stdout).hexdigest()
+    assert blob.uncompressed_size == len(raw.stdout)
+    with tarfile.open(fileobj=io.BytesIO(raw.stdout)) as tar:
+        for name in ("pkg/__init__.py", "pkg/sub/data.bin", "pkg/run.sh"):
+            member = tar.extractfile(name)
+            assert member is not None, name
+            assert member.read() == (root / name).read_bytes(), name
+        assert tar.getmember("pkg/link").linkname == "/usr/bin/python3.11"
 
 
 def test_exclude_skips_directories_and_files(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -87,16 +88,20 @@ def test_an_edit_is_validated_again(tmp_path: Path) -> None:
     assert len(entries(cache)) == 1  # an invalid manifest is never remembered
 
 
-def test_a_corrupt_entry_is_ignored_and_replaced(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "corrupt", ["{not json", "", "[]", "{}", '{"project": 1}', '{"project": {}, "bases": []}']
+)
+def test_a_corrupt_entry_is_ignored_and_replaced(tmp_path: Path, corrupt: str) -> None:
     manifest = small(tmp_path)
     cache = tmp_path / "cache"
     expected = load(manifest, cache)
     (entry,) = entries(cache)
-    entry.write_text("{not json")
+    good = entry.read_text()
+    assert json.loads(good)["project"]["name"] == "demo"
+    entry.write_text(corrupt)
     assert load(manifest, cache) == expected
-    assert entry.read_text().startswith("{")
-    entry.write_text("[]")
-    assert load(manifest, cache) == expected
+    assert entry.read_text() == good  # validated again and written back whole
+    assert entries(cache) == [entry]
 
 
 def test_an_unwritable_cache_only_costs_time(tmp_path: Path) -> None:

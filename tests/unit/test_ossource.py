@@ -14,6 +14,7 @@ from layerforge.events import NullReporter
 from layerforge.manifest import OSSource
 from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, find_python, materialize
+from tests.conftest import require_tools
 
 
 def fake_rootfs(root: Path, version: str = "3.11") -> Path:
@@ -114,9 +115,7 @@ def test_a_changed_project_python_is_checked_again_on_a_reused_source(tmp_path: 
 def test_a_misspelt_debootstrap_suite_is_a_manifest_error(tmp_path: Path) -> None:
     from layerforge.ossource import debootstrap_rootfs
 
-    scripts = Path("/usr/share/debootstrap/scripts")
-    if not (scripts / "bookworm").exists():
-        pytest.skip("debootstrap is not installed")
+    require_tools("debootstrap")  # its suite scripts name the suites it knows
     source = OSSource("debootstrap", "bookwrom")
     with pytest.raises(SourceError) as info:
         debootstrap_rootfs(source, tmp_path / "cache", NullReporter(), "bases.cpu.from")

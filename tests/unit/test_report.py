@@ -200,25 +200,38 @@ def test_disk_needs_add_up_on_one_filesystem(tmp_path: Path) -> None:
 
 
 def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
+    """Relations that hold whatever the factors are (their values are checked against a real
+    cold build in tests/integration/test_disk_estimate.py): a layer or a staging is larger
+    than the wheels it comes from, a debootstrap root not cached yet costs space, and one
+    more job stages one more node at once."""
     from layerforge import lockfile
     from layerforge.manifest import load
+    from layerforge.ossource import debootstrap_key
     from layerforge.plan import make_plan, scan_sources
     from tests.conftest import EXAMPLE
 
     project = load(EXAMPLE / "layerforge.toml")
     lock = lockfile.read(EXAMPLE / "layerforge.lock")
     trees = scan_sources(project)
-    plan = make_plan(project, lock, trees, {}, {})
     store = Store.open(tmp_path / "store")
-    store_bytes, cache_bytes = disk.estimate(plan, project, lock, store, tmp_path, trees, 2)
-    wheels = sum(p.size for n in lock.nodes.values() for p in n.packages)
-    sources = sum(f.size for t in trees.values() for f in t.files)
-    assert store_bytes == pytest.approx(wheels * disk.LAYER_FACTOR + disk.OS_LAYER_GUESS + sources,
-                                        abs=10)  # fmt: skip
-    # not cached debootstrap + the two largest stagings (ml and cpu)
-    staging = sorted((sum(p.size for p in n.packages) for n in lock.nodes.values()), reverse=True)
-    expected = disk.DEBOOTSTRAP_GUESS + sum(int(s * disk.INSTALL_FACTOR) for s in staging[:2])
-    assert cache_bytes == pytest.approx(expected, abs=10)
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    source = project.nodes["cpu"].os_source
+    assert source is not None
+    (warm / "debootstrap" / debootstrap_key(source) / "rootfs").mkdir(parents=True)
+
+    def estimate(cache: Path, jobs: int, *nodes: str) -> tuple[int, int]:
+        plan = make_plan(project, lock, trees, {}, {}, selected=list(nodes) or None)
+        return disk.estimate(plan, project, lock, store, cache, trees, jobs)
+
+    wheels = {n: sum(p.size for p in lock.nodes[n].packages) for n in project.nodes}
+    assert estimate(warm, 1, "ml")[0] > wheels["ml"]  # no OS layers, no source tree
+    assert estimate(warm, 1, "ml")[1] > wheels["ml"]
+    assert estimate(cold, 2)[1] > estimate(warm, 2)[1]  # the debootstrap root
+    largest = sorted(wheels.values(), reverse=True)
+    one, two, every = (estimate(warm, jobs)[1] for jobs in (1, 2, len(wheels)))
+    assert largest[0] < one < two < every
+    assert two - one > largest[1]
+    assert every == sum(estimate(warm, 1, n)[1] for n in wheels)  # all at once
 
 
 # -- gc -----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from layerforge.errors import ToolError, UsageError
 from layerforge.sandbox.diff import diff_trees
 from layerforge.sandbox.runner import Bwrap, Chroot, Invocation, Mount, Podman, get_runner
 from layerforge.sandbox.system import SystemSpec, steps
+from tests.conftest import require_tools
 
 
 def tree(root: Path) -> Path:
@@ -157,10 +158,10 @@ def test_chroot_and_podman_command_lines() -> None:
         assert "--net" in argv and "--mount" in argv
         assert "mount --bind /host/apt /r/var/cache/apt/archives" in argv[-1]
         assert "exec chroot /r" in argv[-1]
-    if shutil.which("podman"):
-        argv = Podman().argv(INV)
-        assert argv[argv.index("--network") : argv.index("--network") + 2] == ["--network", "none"]
-        assert "/host/apt:/var/cache/apt/archives:rw" in argv
+    require_tools("podman")
+    argv = Podman().argv(INV)
+    assert argv[argv.index("--network") : argv.index("--network") + 2] == ["--network", "none"]
+    assert "/host/apt:/var/cache/apt/archives:rw" in argv
 
 
 def test_missing_runner_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
