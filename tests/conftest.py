@@ -31,6 +31,8 @@ TEST_TOOL_PACKAGES: dict[str, str] = {
     "mount": "mount",
     "umount": "mount",
     "unshare": "util-linux",
+    "git": "git",
+    "openssl": "openssl",
 }
 
 
