@@ -138,27 +138,28 @@ INV = Invocation(
 
 
 def test_bwrap_command_line() -> None:
-    argv = Bwrap().argv(INV)
+    argv = Bwrap().argv(INV, 7)
     joined = " ".join(argv)
     assert "--bind /r / --proc /proc --dev /dev --perms 1777 --tmpfs /tmp" in joined
-    assert "--die-with-parent" in argv and "--unshare-net" in argv
+    assert "--die-with-parent" in argv and "--unshare-all" in argv
+    assert "--share-net" not in argv
     assert "--bind /host/apt /var/cache/apt/archives" in joined
     assert "--chdir /app --setenv PATH /usr/bin -- /bin/sh -c true" in joined
-    online = Bwrap().argv(Invocation(Path("/r"), ("true",), read_only=True))
-    assert "--unshare-net" not in online and online[1:4] == ["--ro-bind", "/r", "/"]
+    online = Bwrap().argv(Invocation(Path("/r"), ("true",), read_only=True, network=True), 7)
+    assert "--share-net" in online and "--ro-bind /r /" in " ".join(online)
 
 
 def test_chroot_and_podman_command_lines() -> None:
     if os.geteuid() != 0:
         with pytest.raises(ToolError, match="needs root"):
-            Chroot().argv(INV)
+            Chroot().argv(INV, 7)
     else:
-        argv = Chroot().argv(INV)
+        argv = Chroot().argv(INV, 7)
         assert "--net" in argv and "--mount" in argv
         assert "mount --bind /host/apt /r/var/cache/apt/archives" in argv[-1]
         assert "exec chroot /r" in argv[-1]
     if shutil.which("podman"):
-        argv = Podman().argv(INV)
+        argv = Podman().argv(INV, 7)
         assert argv[argv.index("--network") : argv.index("--network") + 2] == ["--network", "none"]
         assert "/host/apt:/var/cache/apt/archives:rw" in argv
 
