@@ -15,6 +15,7 @@ from layerforge.sandbox import seccomp
 from layerforge.sandbox.runner import (
     SYSTEM_CAPS,
     Bwrap,
+    Fds,
     Invocation,
     Mount,
     Podman,
@@ -128,6 +129,9 @@ SYSTEM = Invocation(
 )
 
 
+FDS = Fds(seccomp=9, info=10)
+
+
 def caps_added(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv) if a == "--cap-add"]
 
@@ -137,17 +141,18 @@ def test_an_invocation_has_no_network_unless_it_asks() -> None:
 
 
 def test_bwrap_without_privileges_is_a_user_namespace_without_capabilities() -> None:
-    argv = Bwrap().argv(VERIFY, 9)
+    argv = Bwrap().argv(VERIFY, FDS)
     assert argv[1:4] == ["--unshare-all", "--unshare-user", "--uid"]
     assert "--share-net" not in argv and "--cap-add" not in argv
     assert argv[argv.index("--cap-drop") + 1] == "ALL"
     assert argv[argv.index("--seccomp") + 1] == "9"
+    assert argv[argv.index("--info-fd") + 1] == "10"
     assert "--new-session" in argv and "--die-with-parent" in argv
     assert "/etc/resolv.conf" not in argv  # bound only with the network
 
 
 def test_bwrap_system_steps_are_root_with_a_small_set_of_capabilities() -> None:
-    argv = Bwrap().argv(SYSTEM, 9)
+    argv = Bwrap().argv(SYSTEM, FDS)
     assert "--unshare-user" not in argv and "--unshare-all" not in argv
     assert {"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup"} <= set(argv)
     assert "--unshare-net" not in argv  # it asked for the network
@@ -156,23 +161,23 @@ def test_bwrap_system_steps_are_root_with_a_small_set_of_capabilities() -> None:
     assert added == list(SYSTEM_CAPS)
     for never in ("CAP_SYS_ADMIN", "CAP_DAC_READ_SEARCH", "CAP_MKNOD", "CAP_SYS_PTRACE"):
         assert never not in added
-    offline = Bwrap().argv(Invocation(Path("/r"), ("true",), privileges="system"), 9)
+    offline = Bwrap().argv(Invocation(Path("/r"), ("true",), privileges="system"), FDS)
     assert "--unshare-net" in offline and "/etc/resolv.conf" not in offline
 
 
 def test_bwrap_binds_nothing_writable_but_the_declared_mounts() -> None:
-    argv = Bwrap().argv(VERIFY, 9)
+    argv = Bwrap().argv(VERIFY, FDS)
     writable = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
     assert writable == ["/host/pyc"]
     assert "--dev-bind" not in argv
 
 
 def test_podman_drops_capabilities_and_new_privileges() -> None:
-    argv = Podman().argv(VERIFY, 9)
+    argv = Podman().argv(VERIFY, FDS)
     assert "--cap-drop=all" in argv and "no-new-privileges" in argv
     assert argv[argv.index("--network") + 1] == "none"
     assert not [a for a in argv if a.startswith("--cap-add")]
-    system = [a for a in Podman().argv(SYSTEM, 9) if a.startswith("--cap-add")]
+    system = [a for a in Podman().argv(SYSTEM, FDS) if a.startswith("--cap-add")]
     assert system == [f"--cap-add={cap}" for cap in SYSTEM_CAPS]
 
 

@@ -26,7 +26,10 @@ of :mod:`~layerforge.sandbox.seccomp` on an inherited file descriptor. Implement
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import select
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ from layerforge.errors import ToolError, UsageError
 from layerforge.sandbox import seccomp
 
 Privileges = Literal["none", "system"]
+SANDBOX_EXIT_TIMEOUT = 60  # seconds to wait for the processes a program left to be killed
 
 # Docker's default capabilities, less CAP_MKNOD (no device cgroup guards the nodes it could
 # make) and CAP_NET_RAW: what apt, dpkg and maintainer scripts need as root.
@@ -86,11 +90,20 @@ class Invocation:
     privileges: Privileges = "none"
 
 
+@dataclass(frozen=True)
+class Fds:
+    """File descriptors the runner's program inherits: the compiled seccomp filter (to read)
+    and a pipe (to write) where bubblewrap says which host pid its sandbox's init has."""
+
+    seccomp: int
+    info: int
+
+
 class Runner(Protocol):
     name: str
 
-    def argv(self, inv: Invocation, seccomp_fd: int) -> list[str]:
-        """The host command that runs ``inv``; ``seccomp_fd`` holds the compiled filter."""
+    def argv(self, inv: Invocation, fds: Fds) -> list[str]:
+        """The host command that runs ``inv``."""
         ...
 
 
@@ -108,22 +121,58 @@ def mount_points(inv: Invocation) -> list[str]:
 
 
 def run(runner: Runner, inv: Invocation) -> cmd.Result:
-    """Run ``inv`` with ``runner`` (never raises for the program's exit code)."""
-    fd = os.memfd_create("layerforge-seccomp")
+    """Run ``inv`` with ``runner`` (never raises for the program's exit code), and return
+    only once every process of the sandbox is gone."""
+    filter_fd = os.memfd_create("layerforge-seccomp")
+    info_read, info_write = os.pipe()
     try:
         data = seccomp.compile_filter()
         while data:
-            data = data[os.write(fd, data) :]
-        os.lseek(fd, 0, os.SEEK_SET)
-        return cmd.run(runner.argv(inv, fd), check=False, pass_fds=(fd,))
+            data = data[os.write(filter_fd, data) :]
+        os.lseek(filter_fd, 0, os.SEEK_SET)
+        argv = runner.argv(inv, Fds(filter_fd, info_write))
+        result = cmd.run(argv, check=False, pass_fds=(filter_fd, info_write))
+        os.close(info_write)
+        info_write = -1
+        _wait_for_sandbox(_read_all(info_read))
+        return result
     finally:
-        os.close(fd)
+        for fd in (filter_fd, info_read, info_write):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _wait_for_sandbox(info: bytes) -> None:
+    """bubblewrap exits as soon as the program does, while the init of its pid namespace is
+    still killing what the program left behind (a daemon): wait for that init to end (the
+    kernel ends it only after every other process of its namespace)."""
+    try:
+        pid = int(json.loads(info)["child-pid"])
+        pidfd = os.pidfd_open(pid)
+    except (ValueError, KeyError, TypeError, ProcessLookupError):
+        return  # no info (another runner, or bwrap failed early), or already gone
+    try:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid"):
+                return  # the pid was reused by a process of ours: not the sandbox
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(SANDBOX_EXIT_TIMEOUT * 1000)
+    finally:
+        os.close(pidfd)
 
 
 class Bwrap:
     name = "bwrap"
 
-    def argv(self, inv: Invocation, seccomp_fd: int) -> list[str]:
+    def argv(self, inv: Invocation, fds: Fds) -> list[str]:
         if not seccomp.host_supported():
             raise ToolError(
                 "the sandbox's seccomp filter is built for x86-64 only",
@@ -143,7 +192,8 @@ class Bwrap:
             out += ["--ro-bind", str(resolv), "/etc/resolv.conf"]
         for m in inv.mounts:
             out += ["--ro-bind" if m.read_only else "--bind", str(m.source), m.target]
-        out += ["--seccomp", str(seccomp_fd), "--clearenv", "--chdir", inv.cwd]
+        out += ["--seccomp", str(fds.seccomp), "--info-fd", str(fds.info)]
+        out += ["--clearenv", "--chdir", inv.cwd]
         for key, value in inv.env:
             out += ["--setenv", key, value]
         return [*out, "--", *inv.argv]
@@ -166,7 +216,7 @@ class Chroot:
 
     name = "chroot"
 
-    def argv(self, inv: Invocation, seccomp_fd: int) -> list[str]:
+    def argv(self, inv: Invocation, fds: Fds) -> list[str]:
         if os.geteuid() != 0:
             raise ToolError(
                 "the chroot runner needs root",
@@ -197,12 +247,12 @@ class Chroot:
 
 class Podman:
     """``podman run --rootfs``: all capabilities dropped (:data:`SYSTEM_CAPS` added back for
-    system steps), no new privileges, podman's default seccomp profile (``seccomp_fd`` is
-    not used), no network unless asked for."""
+    system steps), no new privileges, podman's default seccomp profile (``fds`` are not
+    used), no network unless asked for."""
 
     name = "podman"
 
-    def argv(self, inv: Invocation, seccomp_fd: int) -> list[str]:
+    def argv(self, inv: Invocation, fds: Fds) -> list[str]:
         out = [cmd.which("podman"), "run", "--rm", "--rootfs", str(inv.rootfs) + ":O"]
         if inv.read_only:
             out[-1] = str(inv.rootfs)
