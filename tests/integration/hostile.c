@@ -11,6 +11,8 @@
  *   net PID PORT                connect to 127.0.0.1:PORT (and send "hello")
  *   read HOSTPATH               print the content of a host file
  *   daemon PID TOKEN            leave a process behind (double fork, setsid, sleep)
+ *   sysctl                      write kernel.core_pattern (its current value, unchanged:
+ *                               a new value would run a program as root on the host)
  *
  * Every mode that needs a host view first tries to get one: breaking out of a chroot
  * (mkdir + chroot + chdir ..), and entering the namespaces of host process PID (setns).
@@ -206,6 +208,22 @@ static int mode_daemon(const char *pid, const char *token) {
     return 0;
 }
 
+static int mode_sysctl(void) {
+    char value[256];
+    const char *path = "/proc/sys/kernel/core_pattern";
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return fail(path);
+    ssize_t n = read(fd, value, sizeof value);
+    close(fd);
+    if (n <= 0) return fail("read core_pattern");
+    fd = open(path, O_WRONLY);
+    if (fd < 0) return fail(path);
+    if (write(fd, value, n) != n) return fail("write core_pattern");
+    close(fd);
+    printf("ESCAPED: wrote kernel.core_pattern\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     const char *mode = argc > 1 ? argv[1] : "";
@@ -216,6 +234,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "net") && argc == 4) return mode_net(argv[2], atoi(argv[3]));
     if (!strcmp(mode, "read") && argc == 3) return mode_read(argv[2]);
     if (!strcmp(mode, "daemon") && argc == 4) return mode_daemon(argv[2], argv[3]);
+    if (!strcmp(mode, "sysctl")) return mode_sysctl();
     if (!strcmp(mode, "sleep")) {
         sleep(600);
         return 0;

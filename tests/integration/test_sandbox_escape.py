@@ -293,6 +293,18 @@ def test_capabilities_inside(rootfs: Path, kind: str) -> None:
     assert int(before.stdout.split()[1], 16) & (1 << CAP_BITS["CAP_SYS_ADMIN"])
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_global_kernel_settings_are_read_only(rootfs: Path, kind: str) -> None:
+    """Root of the sandbox is the host's uid 0, to which /proc/sys grants writes by file
+    mode: kernel.core_pattern would run any program as root on the host. (The attempt
+    writes the current value back: nothing changes on the host.)"""
+    result = attempt(NEW, rootfs, kind, "sysctl")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Read-only file system" in result.stdout
+    before = attempt(LegacyBwrap(), rootfs, kind, "sysctl")
+    assert "ESCAPED: wrote kernel.core_pattern" in before.stdout
+
+
 def processes_with(token: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

@@ -167,6 +167,9 @@ def test_bwrap_system_steps_are_root_with_a_small_set_of_capabilities() -> None:
 
 def test_bwrap_binds_nothing_writable_but_the_declared_mounts() -> None:
     argv = Bwrap().argv(VERIFY, FDS)
+    read_only = [argv[i + 1] for i, a in enumerate(argv) if a == "--ro-bind-try"]
+    assert {"/proc/sys", "/proc/sysrq-trigger"} <= set(read_only)
+    assert argv.index("--ro-bind-try") > argv.index("--proc")  # over the new /proc
     writable = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
     assert writable == ["/host/pyc"]
     assert "--dev-bind" not in argv

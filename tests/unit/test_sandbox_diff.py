@@ -143,7 +143,9 @@ FDS = Fds(seccomp=7, info=8)
 def test_bwrap_command_line() -> None:
     argv = Bwrap().argv(INV, FDS)
     joined = " ".join(argv)
-    assert "--bind /r / --proc /proc --dev /dev --perms 1777 --tmpfs /tmp" in joined
+    assert "--bind /r / --proc /proc --dev /dev" in joined
+    assert "--ro-bind-try /proc/sys /proc/sys" in joined
+    assert "--perms 1777 --tmpfs /tmp" in joined
     assert "--die-with-parent" in argv and "--unshare-all" in argv
     assert "--share-net" not in argv
     assert "--bind /host/apt /var/cache/apt/archives" in joined

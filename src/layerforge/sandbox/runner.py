@@ -61,6 +61,20 @@ SYSTEM_CAPS = (
 )
 
 
+# Global kernel settings under /proc that root may write by file mode alone, without any
+# capability (kernel.core_pattern runs a program as host root; sysrq-trigger reboots):
+# read-only in the sandbox, as in Docker. bwrap 0.8 leaves them writable.
+PROC_READ_ONLY = (
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/acpi",
+    "/proc/scsi",
+)
+
+
 @dataclass(frozen=True)
 class Mount:
     """A host path visible at ``target`` (absolute, inside the root) during a run."""
@@ -185,6 +199,8 @@ class Bwrap:
                 out += ["--cap-add", cap]
         out += ["--ro-bind" if inv.read_only else "--bind", str(inv.rootfs), "/"]
         out += ["--proc", "/proc", "--dev", "/dev"]
+        for path in PROC_READ_ONLY:
+            out += ["--ro-bind-try", path, path]
         for path in inv.tmpfs:
             out += ["--perms", "1777", "--tmpfs", path]
         resolv = _host_resolv()
