@@ -25,9 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import cmd
+from layerforge import api, cmd
+from layerforge.cli import main
+from layerforge.errors import VerifyError
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.runner import SYSTEM_CAPS, Bwrap, Fds, Invocation, Mount
+from layerforge.sandbox.verify import verify_project
 
 pytestmark = pytest.mark.integration
 
@@ -335,3 +338,77 @@ def test_no_process_outlives_the_step(rootfs: Path, kind: str) -> None:
     finally:
         for pid in processes_with(token):
             os.kill(pid, signal.SIGKILL)
+
+
+STARTUP_CODE = """
+import builtins, ctypes, os
+
+ESCAPES = []
+libc = ctypes.CDLL(None, use_errno=True)
+for line in open("/proc/self/status"):
+    if line.startswith("CapEff:") and int(line.split()[1], 16):
+        ESCAPES.append("capabilities " + line.split()[1])
+
+
+class Handle(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint), ("type", ctypes.c_int),
+                ("ino", ctypes.c_uint), ("gen", ctypes.c_uint)]
+
+
+root = libc.open_by_handle_at(os.open("/", os.O_RDONLY), ctypes.byref(Handle(8, 1, 2, 0)),
+                              os.O_RDONLY | os.O_DIRECTORY)
+if root >= 0:
+    ESCAPES.append("open_by_handle_at")
+    libc.mount(None, b"/", None, 32 | 4096, None)  # MS_REMOUNT | MS_BIND: read-write
+    try:
+        fd = os.open(MARKER, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=root)
+        os.write(fd, b"escaped\\n")
+        ESCAPES.append("wrote a host file")
+    except OSError:
+        pass
+if libc.mount(b"proc", b"/tmp", b"proc", 0, None) == 0:
+    ESCAPES.append("mount")
+builtins.LF_ESCAPES = ESCAPES
+"""
+
+HOSTILE_PROJECT = """
+[project]
+name = "hostile"
+python = "3.11"
+
+[bases.evil]
+from = { debootstrap = "bookworm" }
+network = false
+context = "evil"
+run = ["cp /context/lf_hostile.py /context/lf_hostile.pth /opt/venv/lib/python3.11/site-packages/"]
+verify = ["import builtins; assert builtins.LF_ESCAPES == [], builtins.LF_ESCAPES"]
+"""
+
+
+def test_a_base_whose_python_wants_out_is_verified_without_escaping(
+    tmp_path: Path, host: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's report, end to end: code a base runs whenever the image's Python starts
+    (a ``.pth`` file: Debian's own sitecustomize.py comes first on sys.path) tries, during
+    verify, the shocker, a remount and a mount. `build` (which verifies) passes
+    and no host file is written; the same verify with the old bwrap runner fails, listing
+    what got out, and the host file is there."""
+    marker = host / "from-sitecustomize"
+    project = tmp_path / "project"
+    (project / "evil").mkdir(parents=True)
+    code = f"MARKER = {in_fs(marker).lstrip('/')!r}\n" + STARTUP_CODE
+    (project / "evil" / "lf_hostile.py").write_text(code)
+    (project / "evil" / "lf_hostile.pth").write_text("import lf_hostile\n")
+    (project / "layerforge.toml").write_text(HOSTILE_PROJECT)
+    common = ["-f", str(project), "--cache-dir", str(shared_cache)]
+    assert main(["lock", *common]) == 0
+    assert main(["build", *common]) == 0
+    assert not marker.exists()
+
+    monkeypatch.setitem(runners.RUNNERS, "legacy", LegacyBwrap)
+    monkeypatch.setitem(runners.TOOLS, "legacy", "bwrap")
+    ws = api.Workspace(project / "layerforge.toml", project / ".layerforge", shared_cache)
+    with pytest.raises(VerifyError) as err:
+        verify_project(api.load_project(ws), ws, ["evil"], None, "legacy")
+    assert "open_by_handle_at" in str(err.value) and "wrote a host file" in str(err.value)
+    assert marker.read_text() == "escaped\n"
