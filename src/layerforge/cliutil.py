@@ -173,7 +173,7 @@ runner_option = click.option(
     "--runner",
     type=click.Choice(_runner_names()),
     default=None,
-    help="Sandbox runner (default: bwrap; chroot for root without bwrap).",
+    help="Sandbox runner (default: bwrap; chroot is unconfined: trusted images only).",
 )
 
 jobs_option = click.option(

@@ -77,14 +77,17 @@ def run(
     check: bool = True,
     input_text: str | None = None,
     timeout: float | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> Result:
-    """Run a program. ``args[0]`` is a tool name or path; it is resolved first."""
+    """Run a program. ``args[0]`` is a tool name or path; it is resolved first.
+
+    ``pass_fds``: open file descriptors the program inherits (e.g. a seccomp filter)."""
     argv = [os.fspath(a) for a in args]
     if os.sep not in argv[0]:
         argv[0] = which(argv[0])
     full_env = dict(os.environ if env is None else env)
     full_env.pop("PYTHONPATH", None)
-    returncode, stdout, stderr = _communicate(argv, full_env, cwd, input_text, timeout)
+    returncode, stdout, stderr = _communicate(argv, full_env, cwd, input_text, timeout, pass_fds)
     result = Result(tuple(argv), returncode, stdout, stderr)
     if check and returncode != 0:
         name = Path(argv[0]).name
@@ -109,6 +112,7 @@ def _communicate(
     cwd: Path | None,
     input_text: str | None,
     timeout: float | None,
+    pass_fds: tuple[int, ...] = (),
 ) -> tuple[int, str, str]:
     cancel.check()  # nothing new starts once a stop was requested
     try:
@@ -120,6 +124,7 @@ def _communicate(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            pass_fds=pass_fds,
         )
     except FileNotFoundError as exc:
         raise ToolError(f"cannot run {argv[0]}: {exc}") from exc

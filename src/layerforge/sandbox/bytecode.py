@@ -52,7 +52,7 @@ def compile_stage(
     )
     runners.prepare(inv)
     sandbox.reporter.emit(Event("start", task, "compiling bytecode with the image's Python"))
-    result = cmd.run(runner.argv(inv), check=False)
+    result = runners.run(runner, inv)
     sandbox.reporter.emit(Event("finish", task, data={"ok": result.returncode in (0, 1)}))
     if result.returncode == 1:  # some files do not compile (tests for other versions...)
         sandbox.reporter.emit(

@@ -1,30 +1,78 @@
-"""Run a command inside a root filesystem: bubblewrap, chroot or podman.
+"""Run a command inside a root filesystem, confined: bubblewrap (default), podman, or chroot.
 
-A :class:`Runner` turns a :class:`Invocation` (root filesystem, argv, environment, host
-directories to mount, network on or off, read-only or not) into the argv of a host
-command, run through :func:`layerforge.cmd.run`. Implementations sit in :data:`RUNNERS`:
+A :class:`Runner` turns an :class:`Invocation` (root filesystem, argv, environment, host
+directories to mount, network on or off, read-only or not, privileges) into the argv of a
+host command; :func:`run` runs it through :func:`layerforge.cmd.run` with the seccomp filter
+of :mod:`~layerforge.sandbox.seccomp` on an inherited file descriptor. Implementations sit in
+:data:`RUNNERS`:
 
-- ``bwrap`` (default): ``bwrap --bind ROOTFS / --proc /proc --dev /dev --tmpfs /tmp
-  --die-with-parent``; ``--unshare-net`` when the network is off.
-- ``chroot``: for root without bubblewrap; a private mount namespace (``unshare``) with
-  bind mounts, then ``chroot``.
-- ``podman``: ``podman run --rootfs``, where podman can run containers.
+- ``bwrap`` (the default, the only one that keeps every promise of docs/sandbox.md): new
+  mount, pid, ipc, uts, cgroup and network namespaces (``--unshare-all``, ``--share-net``
+  only when the invocation asks for the network), ``--new-session``, ``--die-with-parent``,
+  the seccomp filter, and either a user namespace without any capability
+  (``privileges="none"``: verify, bytecode) or real root in the mount namespace with a small
+  set of capabilities (``privileges="system"``: apt, dpkg and run steps, which must chown
+  files to other users): :data:`SYSTEM_CAPS`, never ``CAP_SYS_ADMIN``,
+  ``CAP_DAC_READ_SEARCH``, ``CAP_MKNOD``, ``CAP_SYS_PTRACE`` or ``CAP_NET_RAW``.
+- ``podman``: ``podman run --rootfs`` with ``--cap-drop=all`` (plus :data:`SYSTEM_CAPS` for
+  system steps), ``--security-opt no-new-privileges``, ``--network none`` without network,
+  podman's own seccomp profile.
+- ``chroot``: UNCONFINED, an explicit opt-in for trusted images on machines without
+  bubblewrap: a private mount namespace (``unshare``) and ``chroot``, with every capability
+  of root. Never chosen by default.
 
 :func:`get_runner` picks one and fails with the install command when it is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import select
 import shlex
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from layerforge import cmd
 from layerforge.errors import ToolError, UsageError
+from layerforge.sandbox import seccomp
+
+Privileges = Literal["none", "system"]
+SANDBOX_EXIT_TIMEOUT = 60  # seconds to wait for the processes a program left to be killed
+
+# Docker's default capabilities, less CAP_MKNOD (no device cgroup guards the nodes it could
+# make) and CAP_NET_RAW: what apt, dpkg and maintainer scripts need as root.
+SYSTEM_CAPS = (
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_AUDIT_WRITE",
+    "CAP_SETFCAP",
+)
+
+
+# Global kernel settings under /proc that root may write by file mode alone, without any
+# capability (kernel.core_pattern runs a program as host root; sysrq-trigger reboots):
+# read-only in the sandbox, as in Docker. bwrap 0.8 leaves them writable.
+PROC_READ_ONLY = (
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/acpi",
+    "/proc/scsi",
+)
 
 
 @dataclass(frozen=True)
@@ -38,20 +86,37 @@ class Mount:
 
 @dataclass(frozen=True)
 class Invocation:
+    """One program run in a root filesystem.
+
+    ``network``: share the host's network (only system and run steps that ask for it).
+    ``privileges``: ``"none"`` runs as root of a user namespace without any capability;
+    ``"system"`` as root with :data:`SYSTEM_CAPS` (apt and dpkg change owners of files).
+    """
+
     rootfs: Path
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
     mounts: tuple[Mount, ...] = ()
-    network: bool = True
+    network: bool = False
     read_only: bool = False  # the root filesystem itself
     cwd: str = "/"
     tmpfs: tuple[str, ...] = field(default=("/tmp",))  # noqa: S108 - inside the sandbox
+    privileges: Privileges = "none"
+
+
+@dataclass(frozen=True)
+class Fds:
+    """File descriptors the runner's program inherits: the compiled seccomp filter (to read)
+    and a pipe (to write) where bubblewrap says which host pid its sandbox's init has."""
+
+    seccomp: int
+    info: int
 
 
 class Runner(Protocol):
     name: str
 
-    def argv(self, inv: Invocation) -> list[str]:
+    def argv(self, inv: Invocation, fds: Fds) -> list[str]:
         """The host command that runs ``inv``."""
         ...
 
@@ -69,40 +134,109 @@ def mount_points(inv: Invocation) -> list[str]:
     return points
 
 
+def run(runner: Runner, inv: Invocation) -> cmd.Result:
+    """Run ``inv`` with ``runner`` (never raises for the program's exit code), and return
+    only once every process of the sandbox is gone."""
+    filter_fd = os.memfd_create("layerforge-seccomp")
+    info_read, info_write = os.pipe()
+    try:
+        data = seccomp.compile_filter()
+        while data:
+            data = data[os.write(filter_fd, data) :]
+        os.lseek(filter_fd, 0, os.SEEK_SET)
+        argv = runner.argv(inv, Fds(filter_fd, info_write))
+        result = cmd.run(argv, check=False, pass_fds=(filter_fd, info_write))
+        os.close(info_write)
+        info_write = -1
+        _wait_for_sandbox(_read_all(info_read))
+        return result
+    finally:
+        for fd in (filter_fd, info_read, info_write):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _wait_for_sandbox(info: bytes) -> None:
+    """bubblewrap exits as soon as the program does, while the init of its pid namespace is
+    still killing what the program left behind (a daemon): wait for that init to end (the
+    kernel ends it only after every other process of its namespace)."""
+    try:
+        pid = int(json.loads(info)["child-pid"])
+        pidfd = os.pidfd_open(pid)
+    except (ValueError, KeyError, TypeError, ProcessLookupError):
+        return  # no info (another runner, or bwrap failed early), or already gone
+    try:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid"):
+                return  # the pid was reused by a process of ours: not the sandbox
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(SANDBOX_EXIT_TIMEOUT * 1000)
+    finally:
+        os.close(pidfd)
+
+
 class Bwrap:
     name = "bwrap"
 
-    def argv(self, inv: Invocation) -> list[str]:
-        root_flag = "--ro-bind" if inv.read_only else "--bind"
-        out = [cmd.which("bwrap"), root_flag, str(inv.rootfs), "/"]
+    def argv(self, inv: Invocation, fds: Fds) -> list[str]:
+        if not seccomp.host_supported():
+            raise ToolError(
+                "the sandbox's seccomp filter is built for x86-64 only",
+                hint="run layerforge on an x86-64 machine, or use --runner podman",
+            )
+        out = [cmd.which("bwrap"), *_namespaces(inv), "--die-with-parent", "--new-session"]
+        out += ["--cap-drop", "ALL"]
+        if inv.privileges == "system":
+            for cap in SYSTEM_CAPS:
+                out += ["--cap-add", cap]
+        out += ["--ro-bind" if inv.read_only else "--bind", str(inv.rootfs), "/"]
         out += ["--proc", "/proc", "--dev", "/dev"]
+        for path in PROC_READ_ONLY:
+            out += ["--ro-bind-try", path, path]
         for path in inv.tmpfs:
             out += ["--perms", "1777", "--tmpfs", path]
-        out += ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-        if inv.network:
-            resolv = _host_resolv()
-            if resolv is not None:
-                out += ["--ro-bind", str(resolv), "/etc/resolv.conf"]
-        else:
-            out.append("--unshare-net")
+        resolv = _host_resolv()
+        if inv.network and resolv is not None:
+            out += ["--ro-bind", str(resolv), "/etc/resolv.conf"]
         for m in inv.mounts:
             out += ["--ro-bind" if m.read_only else "--bind", str(m.source), m.target]
+        out += ["--seccomp", str(fds.seccomp), "--info-fd", str(fds.info)]
         out += ["--clearenv", "--chdir", inv.cwd]
         for key, value in inv.env:
             out += ["--setenv", key, value]
         return [*out, "--", *inv.argv]
 
 
+def _namespaces(inv: Invocation) -> list[str]:
+    """Every namespace new; the network shared only on request; a user namespace (mapping
+    root to the caller, without capabilities) unless the step needs real root."""
+    if inv.privileges == "none":
+        out = ["--unshare-all", "--unshare-user", "--uid", "0", "--gid", "0"]
+        return [*out, "--share-net"] if inv.network else out
+    out = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup"]
+    return out if inv.network else [*out, "--unshare-net"]
+
+
 class Chroot:
-    """``unshare --mount [--net] --fork sh -c 'mount ...; exec chroot ROOT env ... ARGV'``."""
+    """UNCONFINED (explicit opt-in, trusted images only): ``unshare --mount [--net] --fork
+    --pid sh -c 'mount ...; exec chroot ROOT env ... ARGV'``. The program keeps every
+    capability of root and no seccomp filter applies: it can leave the chroot."""
 
     name = "chroot"
 
-    def argv(self, inv: Invocation) -> list[str]:
+    def argv(self, inv: Invocation, fds: Fds) -> list[str]:
         if os.geteuid() != 0:
             raise ToolError(
                 "the chroot runner needs root",
-                hint="install bubblewrap (apt-get install -y bubblewrap) or run as root",
+                hint="install bubblewrap (apt-get install -y bubblewrap) and use the default",
             )
         root = shlex.quote(str(inv.rootfs))
         lines = ["set -e", "mount --make-rprivate /"]
@@ -128,13 +262,20 @@ class Chroot:
 
 
 class Podman:
+    """``podman run --rootfs``: all capabilities dropped (:data:`SYSTEM_CAPS` added back for
+    system steps), no new privileges, podman's default seccomp profile (``fds`` are not
+    used), no network unless asked for."""
+
     name = "podman"
 
-    def argv(self, inv: Invocation) -> list[str]:
+    def argv(self, inv: Invocation, fds: Fds) -> list[str]:
         out = [cmd.which("podman"), "run", "--rm", "--rootfs", str(inv.rootfs) + ":O"]
         if inv.read_only:
             out[-1] = str(inv.rootfs)
             out.append("--read-only")
+        out += ["--cap-drop=all", "--security-opt", "no-new-privileges"]
+        if inv.privileges == "system":
+            out += [f"--cap-add={cap}" for cap in SYSTEM_CAPS]
         if not inv.network:
             out += ["--network", "none"]
         for path in inv.tmpfs:
@@ -148,20 +289,18 @@ class Podman:
 
 
 RUNNERS: dict[str, Callable[[], Runner]] = {"bwrap": Bwrap, "chroot": Chroot, "podman": Podman}
+TOOLS = {"bwrap": "bwrap", "chroot": "unshare", "podman": "podman"}
 
 
 def get_runner(name: str | None = None) -> Runner:
-    """The runner called ``name``; by default bubblewrap, or chroot for root without it."""
-    if name is None:
-        if shutil.which("bwrap") is None and os.geteuid() == 0:
-            return Chroot()
-        name = "bwrap"
+    """The runner called ``name``; by default bubblewrap (no fallback: a missing bwrap is a
+    ToolError with the install command; chroot is only ever chosen by name)."""
+    name = name or "bwrap"
     if name not in RUNNERS:
         raise UsageError(
             f"unknown runner {name!r}", hint=f"choose one of: {', '.join(sorted(RUNNERS))}"
         )
-    tool = {"bwrap": "bwrap", "chroot": "chroot", "podman": "podman"}[name]
-    cmd.which(tool)  # a missing tool is a ToolError with the install command
+    cmd.which(TOOLS[name])  # a missing tool is a ToolError with the install command
     return RUNNERS[name]()
 
 

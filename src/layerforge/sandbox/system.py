@@ -147,6 +147,7 @@ def system_layer(
                 mounts=tuple(mounts),
                 network=spec.network,
                 cwd="/",
+                privileges="system",  # apt and dpkg give files to other users
             )
             runners.prepare(inv)
             skip = runners.mount_points(inv)
@@ -166,7 +167,7 @@ def _run_step(
     task = f"sandbox:{spec.section}:{label}"
     reporter.emit(Event("start", task, f"{spec.section}.{label}: {command[:60]}"))
     started = time.perf_counter()
-    result = cmd.run(runner.argv(inv), check=False)
+    result = runners.run(runner, inv)
     seconds = time.perf_counter() - started
     ok = result.returncode == 0
     reporter.emit(Event("finish", task, data={"ok": ok, "seconds": round(seconds, 3)}))

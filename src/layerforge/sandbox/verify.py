@@ -134,7 +134,7 @@ def verify_image(
             task = f"verify:{node.name}"
             reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
             started = time.perf_counter()
-            result = cmd.run(runner.argv(inv), check=False)
+            result = runners.run(runner, inv)
             seconds = time.perf_counter() - started
             ok = result.returncode == 0
             reporter.emit(Event("finish", task, data={"ok": ok, "check": check.label}))
