@@ -163,7 +163,8 @@ def test_chroot_and_podman_command_lines() -> None:
         argv = Chroot().argv(INV, FDS)
         assert "--net" in argv and "--mount" in argv
         assert "mount --bind /host/apt /r/var/cache/apt/archives" in argv[-1]
-        assert "exec chroot /r" in argv[-1]
+        # chroot lives in /usr/sbin, often off a user's PATH: the script names it absolutely
+        assert "exec /usr/sbin/chroot /r" in argv[-1] or "exec /sbin/chroot /r" in argv[-1]
     require_tools("podman")
     argv = Podman().argv(INV, FDS)
     assert argv[argv.index("--network") : argv.index("--network") + 2] == ["--network", "none"]

@@ -254,7 +254,7 @@ class Chroot:
             if m.read_only:
                 lines.append(f"mount -o remount,bind,ro {target}")
         env = [f"{k}={v}" for k, v in inv.env]
-        inner = ["chroot", str(inv.rootfs), "/usr/bin/env", "-i", *env, "/bin/sh", "-c",
+        inner = [cmd.which("chroot"), str(inv.rootfs), "/usr/bin/env", "-i", *env, "/bin/sh", "-c",
                  'cd "$0" && exec "$@"', inv.cwd, *inv.argv]  # fmt: skip
         lines.append("exec " + shlex.join(inner))
         flags = ["--mount", "--fork", "--pid"] + ([] if inv.network else ["--net"])
