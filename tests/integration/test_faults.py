@@ -101,6 +101,11 @@ def assert_same_image(source: Store, desc: Descriptor, copy: Store, digest: str)
         assert copy.read_bytes(blob["digest"]) == source.read_bytes(blob["digest"])
 
 
+def fault_id(fault: Fault) -> str:
+    what = "manifest" if "manifests" in fault.path else "blob"
+    return f"{fault.kind}-{fault.method}-{what}-{fault.at}{'-rst' if fault.rst else ''}"
+
+
 UPLOAD_FAULTS = [
     # the PATCH is cut halfway: the registry holds part of the body, the session is stale
     Fault("drop-request", "PATCH", "/blobs/uploads/", at=0.5),
@@ -117,7 +122,7 @@ UPLOAD_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("fault", UPLOAD_FAULTS, ids=lambda f: f"{f.kind}-{f.method}-{f.at}")
+@pytest.mark.parametrize("fault", UPLOAD_FAULTS, ids=fault_id)
 def test_a_push_survives_one_fault(
     fault: Fault, registry: Registry, image: tuple[Store, Descriptor], clean: str, tmp_path: Path
 ) -> None:
@@ -142,7 +147,7 @@ DOWNLOAD_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("fault", DOWNLOAD_FAULTS, ids=lambda f: f"{f.kind}-{f.at}-{f.rst}")
+@pytest.mark.parametrize("fault", DOWNLOAD_FAULTS, ids=fault_id)
 def test_a_pull_survives_one_fault(
     fault: Fault, registry: Registry, image: tuple[Store, Descriptor], clean: str, tmp_path: Path
 ) -> None:

@@ -105,10 +105,14 @@ def pull_blob(
                     sink=sink,
                 )
             except ConnectionFault as exc:
-                raise RegistryError(
+                raise ConnectionFault(
                     f"registry {ref.registry}: download of blob {desc.digest} from "
                     f"{ref.repository} failed after {exc.attempts} attempts, with "
                     f"{writer.size} of {desc.size} bytes received: {exc.cause}",
+                    cause=exc.cause,
+                    method=exc.method,
+                    target=exc.target,
+                    attempts=exc.attempts,
                     hint=exc.hint,
                 ) from None
             check(resp, ref.registry, ref.repository, "pull from")

@@ -129,6 +129,7 @@ def _send(
     reports, or in a fresh session when the registry no longer accepts this one."""
     offset = 0
     fault: ConnectionFault | None = None
+    reason = ""
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):
         try:
             location, offset = _patch(session, store, repo, desc, location, offset, task)
@@ -141,7 +142,9 @@ def _send(
         else:
             if offset >= desc.size:
                 return
-            continue  # the registry took fewer bytes than were sent: send the rest
+            # the registry took fewer bytes than were sent: send the rest
+            reason = f"the registry held {offset} of {desc.size} bytes after a PATCH"
+            continue
         if attempt == UPLOAD_ATTEMPTS:
             break
         session.client.sleep(min(0.5 * 2**attempt, 8.0))
