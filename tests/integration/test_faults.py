@@ -143,6 +143,8 @@ DOWNLOAD_FAULTS = [
     Fault("drop-response", "GET", "/blobs/sha256:", at=0.7, rst=True),
     Fault("short-response", "GET", "/blobs/sha256:", at=0.4),
     Fault("drop-response", "GET", "/manifests/", at=0.5),
+    # a manifest cut short with a Content-Length that says it is whole
+    Fault("short-response", "GET", "/manifests/", at=0.5),
     Fault("error", "GET", "/blobs/sha256:", at=0.8),
 ]
 

@@ -28,28 +28,51 @@ class Pulled:
     config: dict[str, Any]
 
 
+MANIFEST_ATTEMPTS = 3
+
+
 def fetch_manifest(client: Client, ref: Reference, reference: str) -> tuple[bytes, str] | None:
-    """(bytes, media type) of a manifest or index; None if the registry has no such tag."""
-    resp = client.request(
-        "GET",
-        f"/v2/{ref.repository}/manifests/{reference}",
-        headers={"Accept": ACCEPT},
-        scope=f"repository:{ref.repository}:pull",
-    )
-    if resp.status == 404:
-        return None
-    check(resp, ref.registry, ref.repository, "pull from")
-    data = resp.data
-    if reference.startswith("sha256:") and sha256_digest(data) != reference:
-        raise RegistryError(
-            f"registry {ref.registry}: manifest of {ref.repository} does not match its digest "
-            f"{reference}",
-            hint="the registry or a proxy altered the manifest; nothing was stored",
+    """(bytes, media type) of a manifest or index; None if the registry has no such tag.
+
+    The bytes must hash to the digest asked for, or to the ``Docker-Content-Digest`` the
+    registry announces for a tag, and parse as JSON: a body cut short on the way (with a
+    ``Content-Length`` that says it is whole) is fetched again."""
+    problem = ""
+    for _ in range(MANIFEST_ATTEMPTS):
+        resp = client.request(
+            "GET",
+            f"/v2/{ref.repository}/manifests/{reference}",
+            headers={"Accept": ACCEPT},
+            scope=f"repository:{ref.repository}:pull",
         )
-    kind = resp.header("Content-Type").split(";")[0].strip() or str(
-        json.loads(data).get("mediaType", "")
+        if resp.status == 404:
+            return None
+        check(resp, ref.registry, ref.repository, "pull from")
+        data = resp.data
+        problem = _manifest_problem(data, reference, resp.header("Docker-Content-Digest"))
+        if not problem:
+            kind = resp.header("Content-Type").split(";")[0].strip()
+            return data, kind or str(json.loads(data).get("mediaType", ""))
+    raise RegistryError(
+        f"registry {ref.registry}: manifest {reference} of {ref.repository} {problem} "
+        f"({MANIFEST_ATTEMPTS} attempts)",
+        hint="the registry or a proxy altered the manifest; nothing was stored",
     )
-    return data, kind
+
+
+def _manifest_problem(data: bytes, reference: str, announced: str) -> str:
+    """What is wrong with a manifest's bytes ("" when nothing is)."""
+    expected = reference if reference.startswith("sha256:") else announced
+    if expected.startswith("sha256:") and sha256_digest(data) != expected:
+        return (
+            f"does not match its digest: the registry sent {len(data)} bytes whose digest is "
+            f"{sha256_digest(data)}, expected {expected}"
+        )
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        return f"is not valid JSON ({len(data)} bytes: {exc})"
+    return "" if isinstance(doc, dict) else "is not a JSON object"
 
 
 def _platform(data: bytes, ref: Reference) -> str:
