@@ -21,6 +21,7 @@ from layerforge.oci.reference import Reference
 from layerforge.oci.registry import Client
 from tests.integration.faultproxy import Fault, FaultProxy
 from tests.integration.registry_server import Registry
+from tests.integration.test_registry import cli_json, local_digests, project_copy
 
 pytestmark = pytest.mark.integration
 
@@ -74,9 +75,9 @@ def push_direct(registry: Registry, store: Store, desc: Descriptor, repo: str) -
     return remote_digest(registry, repo)
 
 
-def remote_digest(registry: Registry, repo: str) -> str:
+def remote_digest(registry: Registry, repo: str, tag: str = "t") -> str:
     with Client(registry.host) as client:
-        resp = client.request("HEAD", f"/v2/{repo}/manifests/t", headers={"Accept": ACCEPT})
+        resp = client.request("HEAD", f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
     assert resp.status == 200, resp.status
     return resp.header("Docker-Content-Digest")
 
@@ -220,3 +221,37 @@ def test_a_fault_that_persists_is_named_not_called_unreachable(
     assert "download of blob sha256:" in message and "faults/clean" in message
     assert "attempts" in message
     assert list((tmp_path / "copy/blobs/sha256").iterdir()) == []
+
+
+def test_the_fleet_is_pushed_and_pulled_through_random_faults(
+    fleet: Path, registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`layerforge push` of the example fleet, then every image pulled back, each through a
+    proxy that injects faults at random: one run each, the digests of the local store."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    built = fleet / ".layerforge"
+    local = local_digests(built)
+    pushing = FaultProxy(registry.host, seed=11, faults=12, rate=0.12)
+    try:
+        project = project_copy(fleet, tmp_path / "p", f"{pushing.host}/fleet")
+        doc = cli_json("push", "-f", str(project), "--store", str(built))
+    finally:
+        pushing.stop()
+    pulling = FaultProxy(registry.host, seed=12, faults=8, rate=0.4)
+    copy = Store.open(tmp_path / "copy")
+    try:
+        with Client(pulling.host, sleep=quick) as client:
+            pulled = {
+                node: pull(client, Reference(pulling.host, f"fleet/{node}", "latest"), copy)
+                for node in local
+            }
+    finally:
+        pulling.stop()
+    assert len(pushing.injected) >= 6 and len(pulling.injected) >= 4
+    assert {i["repository"]: i["digest"] for i in doc["images"]} == {
+        f"fleet/{node}": digest for node, digest in local.items()
+    }
+    source = Store.open(built, create=False)
+    for node, digest in local.items():
+        assert remote_digest(registry, f"fleet/{node}", "latest") == digest
+        assert_same_image(source, Descriptor("", digest, 0), copy, pulled[node].descriptor.digest)
