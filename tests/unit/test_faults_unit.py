@@ -47,6 +47,7 @@ class Fake:
     lose_always: bool = False  # ... and so does every PATCH
     send_range: bool = True  # PATCH answers carry Range: 0-N
     reset_after_ping: bool = False
+    hang_sessions: bool = False  # every request on an upload session is cut
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     sessions: dict[str, bytearray] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
@@ -132,6 +133,9 @@ class Handler(BaseHTTPRequestHandler):
             uid = str(fake.started)
             fake.sessions[uid] = bytearray()
             self._reply(202, {"Location": f"/v2/r/blobs/uploads/{uid}"})
+            return
+        if fake.hang_sessions:
+            self._hang_up()
             return
         held = fake.sessions.get(uid)
         if held is None:
@@ -300,3 +304,13 @@ def test_an_upload_that_never_completes_says_how_far_it_got(tmp_path: Path) -> N
     assert f"upload of blob {DIGEST} ({len(BLOB)} bytes) to r failed after 5 attempts" in message
     assert f"the registry held {len(BLOB) - 1000} of {len(BLOB)} bytes after a PATCH" in message
     assert fake.blobs == {}
+
+
+def test_an_upload_session_that_keeps_breaking_is_named(tmp_path: Path) -> None:
+    fake = Fake(hang_sessions=True)
+    with pytest.raises(RegistryError) as info:
+        push(fake, tmp_path)
+    message = str(info.value)
+    assert info.value.exit_code == 3 and "unreachable" not in message
+    assert f"upload of blob {DIGEST} ({len(BLOB)} bytes) to r failed: GET " in message
+    assert "broke 6 times: the connection was closed before an answer arrived" in message

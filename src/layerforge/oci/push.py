@@ -103,6 +103,22 @@ class _Refused(Exception):
 
 
 def upload(session: PushSession, store: Store, repo: str, desc: Descriptor) -> BlobOutcome:
+    """One blob into ``repo``: present, mounted, or uploaded (surviving faults)."""
+    try:
+        return _upload(session, store, repo, desc)
+    except ConnectionFault as exc:  # a step around the transfer that kept breaking
+        raise ConnectionFault(
+            f"registry {session.registry}: upload of blob {desc.digest} ({desc.size} bytes) to "
+            f"{repo} failed: {exc.method} {exc.target} broke {exc.attempts} times: {exc.cause}",
+            cause=exc.cause,
+            method=exc.method,
+            target=exc.target,
+            attempts=exc.attempts,
+            hint=exc.hint,
+        ) from None
+
+
+def _upload(session: PushSession, store: Store, repo: str, desc: Descriptor) -> BlobOutcome:
     if has_blob(session, repo, desc.digest):
         return "present"
     if not store.has_blob(desc.digest):
