@@ -251,10 +251,10 @@ def test_a_fault_after_the_registry_answered_is_not_unreachable(tmp_path: Path) 
     assert list((tmp_path / "store/blobs/sha256").iterdir()) == []
 
 
-def push(fake: Fake, tmp_path: Path) -> str:
+def push(fake: Fake, tmp_path: Path, blob: bytes = BLOB) -> str:
     store = Store.open(tmp_path / "store")
-    store.put_bytes(BLOB)
-    desc = Descriptor("application/octet-stream", DIGEST, len(BLOB))
+    store.put_bytes(blob)
+    desc = Descriptor("application/octet-stream", sha256_digest(blob), len(blob))
     for host in serve(fake):
         with Client(host, sleep=no_sleep) as client:
             outcome = upload(PushSession(client, host), store, "r", desc)
@@ -314,3 +314,12 @@ def test_an_upload_session_that_keeps_breaking_is_named(tmp_path: Path) -> None:
     assert info.value.exit_code == 3 and "unreachable" not in message
     assert f"upload of blob {DIGEST} ({len(BLOB)} bytes) to r failed: GET " in message
     assert "broke 6 times: the connection was closed before an answer arrived" in message
+
+
+def test_a_one_byte_blob_is_not_sent_twice(tmp_path: Path) -> None:
+    """``Range: 0-0`` after a PATCH of one byte means that byte is held (an empty session
+    says the same)."""
+    fake = Fake()
+    assert push(fake, tmp_path, b"x") == "uploaded"
+    assert fake.blobs == {sha256_digest(b"x"): b"x"}
+    assert len(patches(fake)) == 1

@@ -5,6 +5,12 @@ repository known to hold it (``POST ?mount=&from=``), else POST + one streamed P
 or 202 accepted) + PUT ``?digest=``. The manifest goes last, once per tag, with its exact
 bytes and ``Content-Type`` = its media type. Interrupted pushes resume: a rerun skips every
 blob that made it.
+
+Faults inside one run are survived: after a broken PATCH or PUT the blob is asked for
+(``HEAD``: the closing PUT may have gone through), then the session (``GET``, ``Range:
+0-N``) and the rest is sent with ``Content-Range``; a session the registry refuses
+(``BLOB_UPLOAD_INVALID``/``UNKNOWN``, ``DIGEST_INVALID``) is replaced by a fresh one. The
+rounds are bounded and the final message names the blob, the repository and what broke.
 """
 
 from __future__ import annotations
@@ -209,7 +215,10 @@ def _patch(
     check(resp, session.registry, repo, "push to")
     location = _location(resp, session, repo) if resp.header("Location") else location
     held = _range_end(resp.header("Range"))
-    return location, desc.size if held is None or not desc.size else held
+    if held is None or not desc.size:
+        return location, desc.size
+    # "0-0" is also what an empty session says; after sending bytes it means one is held
+    return location, max(held, 1)
 
 
 def _close(session: PushSession, repo: str, desc: Descriptor, location: str) -> None:
