@@ -21,7 +21,7 @@ from layerforge.oci.reference import Reference
 from layerforge.oci.registry import Client
 from tests.integration.faultproxy import Fault, FaultProxy
 from tests.integration.registry_server import Registry
-from tests.integration.test_registry import cli_json, local_digests, project_copy
+from tests.integration.test_registry import cli, cli_json, local_digests, project_copy
 
 pytestmark = pytest.mark.integration
 
@@ -255,3 +255,24 @@ def test_the_fleet_is_pushed_and_pulled_through_random_faults(
     for node, digest in local.items():
         assert remote_digest(registry, f"fleet/{node}", "latest") == digest
         assert_same_image(source, Descriptor("", digest, 0), copy, pulled[node].descriptor.digest)
+
+
+def test_a_push_that_keeps_breaking_exits_3_with_a_message(
+    fleet: Path, registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every PATCH is cut: `layerforge push` gives up after its bounded attempts, exit 3, a
+    message that names the blob and what broke, no traceback, and no manifest pushed."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    proxy = FaultProxy(registry.host, script=[Fault("drop-request", "PATCH", at=0.5)] * 200)
+    try:
+        project = project_copy(fleet, tmp_path / "p", f"{proxy.host}/broken")
+        code, _, err = cli("push", "cpu", "-f", str(project), "--store", str(fleet / ".layerforge"))
+    finally:
+        proxy.stop()
+    assert code == 3, err
+    assert "Traceback" not in err and "unreachable" not in err
+    assert "upload of blob sha256:" in err and "to broken/cpu failed after 5 attempts" in err
+    assert "during PATCH" in err
+    with Client(registry.host) as client:
+        resp = client.request("HEAD", "/v2/broken/cpu/manifests/latest", headers={"Accept": ACCEPT})
+    assert resp.status == 404
