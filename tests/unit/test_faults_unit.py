@@ -48,6 +48,7 @@ class Fake:
     send_range: bool = True  # PATCH answers carry Range: 0-N
     reset_after_ping: bool = False
     hang_sessions: bool = False  # every request on an upload session is cut
+    redirect: str = ""  # blob GETs answer 307 to this base URL (storage on another host)
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     sessions: dict[str, bytearray] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
@@ -104,6 +105,10 @@ class Handler(BaseHTTPRequestHandler):
             self._download()
 
     def _download(self) -> None:
+        if self.fake.redirect:
+            target = f"{self.fake.redirect}/storage/{self.path.rsplit('/', 1)[1]}?sig=1"
+            self._reply(307, {"Location": target})
+            return
         blob = self.fake.blob
         start = 0
         asked = self.headers.get("Range", "")
@@ -225,6 +230,19 @@ def test_a_cut_download_is_resumed_or_restarted_cleanly(
     assert store.read_bytes(DIGEST) == BLOB
     assert blob_gets(fake) == ranges
     assert [p.name for p in (tmp_path / "store/blobs/sha256").iterdir()] == [DIGEST[7:]]
+
+
+def test_a_redirected_download_resumes_through_the_registry(tmp_path: Path) -> None:
+    """The storage a registry redirects to breaks the body: the next request goes to the
+    registry again (a signed URL may have expired) and the range reaches the storage."""
+    storage = Fake(cut_first=1 << 20)
+    store = Store.open(tmp_path / "store")
+    for other in serve(storage):
+        registry = Fake(redirect=f"http://{other}")
+        download(registry, store)
+    assert store.read_bytes(DIGEST) == BLOB
+    assert blob_gets(registry) == ["", f"bytes={1 << 20}-"]
+    assert [h.get("Range", "") for m, _, h in storage.seen if m == "GET"] == blob_gets(registry)
 
 
 def test_a_wrong_blob_is_reported_with_what_arrived(tmp_path: Path) -> None:
