@@ -128,15 +128,15 @@ def test_a_push_survives_one_fault(
     fault: Fault, registry: Registry, image: tuple[Store, Descriptor], clean: str, tmp_path: Path
 ) -> None:
     store, desc = image
-    repo = f"faults/push-{fault.kind}-{fault.method.lower()}-{int(fault.at * 10)}-{fault.rst}"
+    repo = f"faults/push-{fault_id(fault)}".lower()
     proxy = FaultProxy(registry.host, script=[fault])
     try:
-        push_via(proxy, store, desc, repo.lower())
+        push_via(proxy, store, desc, repo)
     finally:
         proxy.stop()
     assert proxy.kinds() == {fault.kind}, proxy.injected
-    assert remote_digest(registry, repo.lower()) == clean == desc.digest
-    assert_same_image(store, desc, *pull_via(registry.host, repo.lower(), tmp_path / "copy"))
+    assert remote_digest(registry, repo) == clean == desc.digest
+    assert_same_image(store, desc, *pull_via(registry.host, repo, tmp_path / "copy"))
 
 
 DOWNLOAD_FAULTS = [
