@@ -17,6 +17,7 @@ Tree::
     │   └── UnpackError             exit 1: a layer is hostile or damaged (escaping paths...)
     ├── ToolError                   exit 1: an external tool is missing or failed
     └── RegistryError               exit 3: talking to a registry failed
+        └── ConnectionFault         exit 3: a connection broke mid-exchange (after retries)
 
 Every message says what went wrong *and* what to do next.
 """
@@ -133,3 +134,23 @@ class ToolError(LayerforgeError):
 
 class RegistryError(LayerforgeError):
     exit_code = 3
+
+
+class ConnectionFault(RegistryError):
+    """A connection to a registry broke in the middle of an exchange (reset, broken pipe,
+    closed without an answer, short body, timeout) after the registry had answered before.
+
+    ``cause`` says what happened; ``method``/``target`` name the exchange; ``attempts`` is
+    how many times it was tried. Upload and download loops catch it to resume."""
+
+    exit_code = 3
+
+    def __init__(
+        self, message: str, *, cause: str, method: str, target: str, attempts: int,
+        hint: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message, hint=hint)
+        self.cause = cause
+        self.method = method
+        self.target = target
+        self.attempts = attempts

@@ -130,6 +130,18 @@ class BlobWriter:
     def flush(self) -> None:
         self._file.flush()
 
+    def reset(self) -> None:
+        """Discard everything written (a download that has to start over)."""
+        if self._sync is not None:
+            self._sync.join()
+            self._sync = None
+        self._file.seek(0)
+        self._file.truncate()
+        if self._hash is not None:
+            self._hash = hashlib.sha256()
+        self.size = 0
+        self._synced = 0
+
     @property
     def digest(self) -> str:
         if self._hash is None:

@@ -8,13 +8,14 @@ matches), then the manifest itself. A blob already in the store is not fetched a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from layerforge.errors import RegistryError, StoreError
+from layerforge.errors import ConnectionFault, RegistryError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci import media
-from layerforge.oci.layout import Descriptor, Store, sha256_digest
+from layerforge.oci.layout import BlobWriter, Descriptor, Store, sha256_digest
 from layerforge.oci.reference import Reference
 from layerforge.oci.registry import Client, check
 
@@ -27,28 +28,51 @@ class Pulled:
     config: dict[str, Any]
 
 
+MANIFEST_ATTEMPTS = 3
+
+
 def fetch_manifest(client: Client, ref: Reference, reference: str) -> tuple[bytes, str] | None:
-    """(bytes, media type) of a manifest or index; None if the registry has no such tag."""
-    resp = client.request(
-        "GET",
-        f"/v2/{ref.repository}/manifests/{reference}",
-        headers={"Accept": ACCEPT},
-        scope=f"repository:{ref.repository}:pull",
-    )
-    if resp.status == 404:
-        return None
-    check(resp, ref.registry, ref.repository, "pull from")
-    data = resp.data
-    if reference.startswith("sha256:") and sha256_digest(data) != reference:
-        raise RegistryError(
-            f"registry {ref.registry}: manifest of {ref.repository} does not match its digest "
-            f"{reference}",
-            hint="the registry or a proxy altered the manifest; nothing was stored",
+    """(bytes, media type) of a manifest or index; None if the registry has no such tag.
+
+    The bytes must hash to the digest asked for, or to the ``Docker-Content-Digest`` the
+    registry announces for a tag, and parse as JSON: a body cut short on the way (with a
+    ``Content-Length`` that says it is whole) is fetched again."""
+    problem = ""
+    for _ in range(MANIFEST_ATTEMPTS):
+        resp = client.request(
+            "GET",
+            f"/v2/{ref.repository}/manifests/{reference}",
+            headers={"Accept": ACCEPT},
+            scope=f"repository:{ref.repository}:pull",
         )
-    kind = resp.header("Content-Type").split(";")[0].strip() or str(
-        json.loads(data).get("mediaType", "")
+        if resp.status == 404:
+            return None
+        check(resp, ref.registry, ref.repository, "pull from")
+        data = resp.data
+        problem = _manifest_problem(data, reference, resp.header("Docker-Content-Digest"))
+        if not problem:
+            kind = resp.header("Content-Type").split(";")[0].strip()
+            return data, kind or str(json.loads(data).get("mediaType", ""))
+    raise RegistryError(
+        f"registry {ref.registry}: manifest {reference} of {ref.repository} {problem} "
+        f"({MANIFEST_ATTEMPTS} attempts)",
+        hint="the registry or a proxy altered the manifest; nothing was stored",
     )
-    return data, kind
+
+
+def _manifest_problem(data: bytes, reference: str, announced: str) -> str:
+    """What is wrong with a manifest's bytes ("" when nothing is)."""
+    expected = reference if reference.startswith("sha256:") else announced
+    if expected.startswith("sha256:") and sha256_digest(data) != expected:
+        return (
+            f"does not match its digest: the registry sent {len(data)} bytes whose digest is "
+            f"{sha256_digest(data)}, expected {expected}"
+        )
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        return f"is not valid JSON ({len(data)} bytes: {exc})"
+    return "" if isinstance(doc, dict) else "is not a JSON object"
 
 
 def _platform(data: bytes, ref: Reference) -> str:
@@ -81,42 +105,73 @@ def resolve_manifest(client: Client, ref: Reference) -> tuple[str, bytes, str]:
     return sha256_digest(data), data, kind
 
 
+DOWNLOAD_ATTEMPTS = 4  # requests per blob, each retrying its own connection faults
+
+
 def pull_blob(
     client: Client, ref: Reference, store: Store, desc: Descriptor, reporter: Reporter
 ) -> None:
+    """One blob into the store, resumed with ``Range`` when the connection breaks; stored
+    under its digest only when all of it arrived and it hashes right."""
     if store.has_blob(desc.digest):
         return
     task = f"pull:{ref.repository}@{desc.digest[7:19]}"
     reporter.emit(Event("start", task, f"pull {desc.digest[7:19]}", total=desc.size))
     with store.ingest() as writer:
-        resp = client.request(
-            "GET",
-            f"/v2/{ref.repository}/blobs/{desc.digest}",
-            scope=f"repository:{ref.repository}:pull",
-            sink=_Counting(writer, lambda n: reporter.emit(Event("progress", task, done=n))),
-        )
-        check(resp, ref.registry, ref.repository, "pull from")
-        try:
-            writer.commit(desc.digest)
-        except StoreError:
+        sink = _Counting(writer, lambda n: reporter.emit(Event("progress", task, done=n)))
+        for _ in range(DOWNLOAD_ATTEMPTS):
+            try:
+                resp = client.request(
+                    "GET",
+                    f"/v2/{ref.repository}/blobs/{desc.digest}",
+                    scope=f"repository:{ref.repository}:pull",
+                    sink=sink,
+                )
+            except ConnectionFault as exc:
+                raise ConnectionFault(
+                    f"registry {ref.registry}: download of blob {desc.digest} from "
+                    f"{ref.repository} failed after {exc.attempts} attempts, with "
+                    f"{writer.size} of {desc.size} bytes received: {exc.cause}",
+                    cause=exc.cause,
+                    method=exc.method,
+                    target=exc.target,
+                    attempts=exc.attempts,
+                    hint=exc.hint,
+                ) from None
+            check(resp, ref.registry, ref.repository, "pull from")
+            if writer.size >= desc.size:
+                break  # else the body ended early without saying so: ask for the rest
+        if writer.size != desc.size or writer.digest != desc.digest:
             raise RegistryError(
                 f"registry {ref.registry}: blob {desc.digest} of {ref.repository} does not "
-                "match its digest; nothing was stored",
+                f"match its digest: the registry sent {writer.size} bytes whose sha256 is "
+                f"{writer.digest.removeprefix('sha256:')}, expected {desc.size} bytes with "
+                f"sha256 {desc.digest.removeprefix('sha256:')}; nothing was stored",
                 hint="retry; if it persists the registry holds a corrupt blob",
-            ) from None
+            )
+        writer.commit(desc.digest)
     reporter.emit(Event("finish", task, data={"ok": True, "bytes": desc.size}))
 
 
 class _Counting:
-    def __init__(self, inner: Any, progress: Any) -> None:
+    """A download sink over a blob writer that reports progress."""
+
+    def __init__(self, inner: BlobWriter, progress: Callable[[int], None]) -> None:
         self._inner = inner
         self._progress = progress
-        self.done = 0
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
 
     def write(self, data: bytes) -> int:
-        self.done += len(data)
-        self._progress(self.done)
-        return int(self._inner.write(data))
+        written = self._inner.write(data)
+        self._progress(self._inner.size)
+        return written
+
+    def reset(self) -> None:
+        self._inner.reset()
+        self._progress(0)
 
 
 def pull(client: Client, ref: Reference, store: Store, reporter: Reporter | None = None) -> Pulled:

@@ -5,6 +5,12 @@ repository known to hold it (``POST ?mount=&from=``), else POST + one streamed P
 or 202 accepted) + PUT ``?digest=``. The manifest goes last, once per tag, with its exact
 bytes and ``Content-Type`` = its media type. Interrupted pushes resume: a rerun skips every
 blob that made it.
+
+Faults inside one run are survived: after a broken PATCH or PUT the blob is asked for
+(``HEAD``: the closing PUT may have gone through), then the session (``GET``, ``Range:
+0-N``) and the rest is sent with ``Content-Range``; a session the registry refuses
+(``BLOB_UPLOAD_INVALID``/``UNKNOWN``, ``DIGEST_INVALID``) is replaced by a fresh one. The
+rounds are bounded and the final message names the blob, the repository and what broke.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
-from layerforge.errors import RegistryError, StoreError
+from layerforge.errors import ConnectionFault, RegistryError, StoreError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.registry import Body, Client, Response, check
@@ -67,9 +73,9 @@ def _location(resp: Response, session: PushSession, repo: str) -> str:
     return urllib.parse.urljoin(resp.url, location)
 
 
-def _start(session: PushSession, repo: str, digest: str) -> tuple[bool, str]:
+def _start(session: PushSession, repo: str, digest: str, *, mount: bool = True) -> tuple[bool, str]:
     """(mounted, upload location)."""
-    source = session.holders.get(digest)
+    source = session.holders.get(digest) if mount else None
     path = f"/v2/{repo}/blobs/uploads/"
     if source and source != repo:
         query = urllib.parse.urlencode({"mount": digest, "from": source})
@@ -88,7 +94,37 @@ def _with_query(location: str, **params: str) -> str:
     return location + sep + urllib.parse.urlencode(params)
 
 
+UPLOAD_ATTEMPTS = 5  # PATCH/PUT rounds per blob (each resumed or in a fresh session)
+# the registry no longer knows the session, or rejects what it holds: start a new one
+_FRESH_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID"})
+
+
+class _Refused(Exception):
+    """The registry refused an upload session's PATCH or PUT (``fresh``: start anew)."""
+
+    def __init__(self, reason: str, *, fresh: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fresh = fresh
+
+
 def upload(session: PushSession, store: Store, repo: str, desc: Descriptor) -> BlobOutcome:
+    """One blob into ``repo``: present, mounted, or uploaded (surviving faults)."""
+    try:
+        return _upload(session, store, repo, desc)
+    except ConnectionFault as exc:  # a step around the transfer that kept breaking
+        raise ConnectionFault(
+            f"registry {session.registry}: upload of blob {desc.digest} ({desc.size} bytes) to "
+            f"{repo} failed: {exc.method} {exc.target} broke {exc.attempts} times: {exc.cause}",
+            cause=exc.cause,
+            method=exc.method,
+            target=exc.target,
+            attempts=exc.attempts,
+            hint=exc.hint,
+        ) from None
+
+
+def _upload(session: PushSession, store: Store, repo: str, desc: Descriptor) -> BlobOutcome:
     if has_blob(session, repo, desc.digest):
         return "present"
     if not store.has_blob(desc.digest):
@@ -103,20 +139,135 @@ def upload(session: PushSession, store: Store, repo: str, desc: Descriptor) -> B
     task = f"push:{repo}@{desc.digest[7:19]}"
     rep = session.reporter
     rep.emit(Event("start", task, f"{repo} {desc.digest[7:19]}", total=desc.size))
+    _send(session, store, repo, desc, location, task)
+    rep.emit(Event("finish", task, data={"ok": True, "bytes": desc.size, "digest": desc.digest}))
+    return "uploaded"
+
+
+def _send(
+    session: PushSession, store: Store, repo: str, desc: Descriptor, location: str, task: str
+) -> None:
+    """PATCH from ``offset`` and PUT, resuming after a fault from the offset the session
+    reports, or in a fresh session when the registry no longer accepts this one."""
+    offset = 0
+    fault: ConnectionFault | None = None
+    reason = ""
+    for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+        try:
+            location, offset = _patch(session, store, repo, desc, location, offset, task)
+            if offset >= desc.size:
+                _close(session, repo, desc, location)
+        except ConnectionFault as exc:
+            fault, fresh, reason = exc, False, f"{exc.cause} during {exc.method}"
+        except _Refused as exc:
+            fault, fresh, reason = None, exc.fresh, exc.reason
+        else:
+            if offset >= desc.size:
+                return
+            # the registry took fewer bytes than were sent: send the rest
+            reason = f"the registry held {offset} of {desc.size} bytes after a PATCH"
+            continue
+        if attempt == UPLOAD_ATTEMPTS:
+            break
+        session.client.sleep(min(0.5 * 2**attempt, 8.0))
+        if has_blob(session, repo, desc.digest):
+            return  # the closing PUT went through; its answer was lost
+        resumed = None if fresh else _status(session, repo, location)
+        if resumed is None:
+            offset, location = 0, _start(session, repo, desc.digest, mount=False)[1]
+        else:
+            offset, location = resumed
+    raise RegistryError(
+        f"registry {session.registry}: upload of blob {desc.digest} ({desc.size} bytes) to "
+        f"{repo} failed after {UPLOAD_ATTEMPTS} attempts; the last one: {reason}",
+        hint=fault.hint
+        if fault is not None
+        else "retry later; if it persists, the registry "
+        "refuses this blob's uploads (check its logs)",
+    )
+
+
+def _patch(
+    session: PushSession,
+    store: Store,
+    repo: str,
+    desc: Descriptor,
+    location: str,
+    offset: int,
+    task: str,
+) -> tuple[str, int]:
+    """Send the blob from ``offset``; (next location, bytes the registry holds)."""
+    if offset >= desc.size and desc.size:
+        return location, offset
+    rep = session.reporter
     body = Body(
         path=store.blob_path(desc.digest),
         progress=lambda n: rep.emit(Event("progress", task, done=n, total=desc.size)),
+        offset=offset,
     )
     headers = {"Content-Type": "application/octet-stream"}
-    resp = session.client.request("PATCH", location, headers=headers, body=body, scope=_scope(repo))
+    if offset:
+        headers["Content-Range"] = f"{offset}-{desc.size - 1}"
+    resp = session.client.request(
+        "PATCH", location, headers=headers, body=body, scope=_scope(repo), retry_faults=False
+    )
+    _refused(resp, "PATCH")
     check(resp, session.registry, repo, "push to")
     location = _location(resp, session, repo) if resp.header("Location") else location
+    held = _range_end(resp.header("Range"))
+    if held is None or not desc.size:
+        return location, desc.size
+    # "0-0" is also what an empty session says; after sending bytes it means one is held
+    return location, max(held, 1)
+
+
+def _close(session: PushSession, repo: str, desc: Descriptor, location: str) -> None:
     resp = session.client.request(
-        "PUT", _with_query(location, digest=desc.digest), scope=_scope(repo)
+        "PUT", _with_query(location, digest=desc.digest), scope=_scope(repo), retry_faults=False
     )
+    _refused(resp, "PUT")
     check(resp, session.registry, repo, "push to")
-    rep.emit(Event("finish", task, data={"ok": True, "bytes": desc.size, "digest": desc.digest}))
-    return "uploaded"
+
+
+def _refused(resp: Response, method: str) -> None:
+    """Raise _Refused for the answers that end (or rewind) an upload session."""
+    if resp.status not in (400, 404, 416):
+        return
+    codes = _error_codes(resp)
+    if resp.status == 416:
+        raise _Refused(f"the registry refused the range of a resumed {method} (HTTP 416)",
+                       fresh=False)  # fmt: skip
+    if codes & _FRESH_CODES:
+        what = ", ".join(sorted(codes & _FRESH_CODES))
+        raise _Refused(f"the registry answered {method} with HTTP {resp.status} {what}", fresh=True)
+
+
+def _error_codes(resp: Response) -> set[str]:
+    try:
+        errors = resp.json().get("errors")
+    except ValueError:
+        return set()
+    if not isinstance(errors, list):
+        return set()
+    return {str(e.get("code")) for e in errors if isinstance(e, dict)}
+
+
+def _range_end(value: str) -> int | None:
+    """``Range: 0-N`` of an upload session -> N + 1 bytes held (None: no usable header)."""
+    first, sep, last = value.strip().removeprefix("bytes=").partition("-")
+    if not sep or not first.isdigit() or not last.isdigit():
+        return None
+    return int(last) + 1 if int(last) > 0 else 0
+
+
+def _status(session: PushSession, repo: str, location: str) -> tuple[int, str] | None:
+    """(bytes held, location) of an upload session; None when it is gone."""
+    resp = session.client.request("GET", location, scope=_scope(repo))
+    if resp.status != 204:
+        return None
+    held = _range_end(resp.header("Range"))
+    where = _location(resp, session, repo) if resp.header("Location") else location
+    return (held or 0), where
 
 
 def _tag_digest(session: PushSession, repo: str, tag: str) -> str | None:

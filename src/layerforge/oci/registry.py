@@ -8,8 +8,15 @@
   expired token) fetches a new token and repeats the request once.
 - Bodies are bytes or a file streamed from disk in 1 MiB chunks; downloads stream into a
   writer. Nothing holds a whole blob in memory.
-- 429 and 5xx (and dropped connections) are retried with ``Retry-After`` or exponential
-  backoff. Redirects are followed; ``Authorization`` is dropped when the host changes.
+- 429 and 5xx are retried with ``Retry-After`` or exponential backoff. Redirects are
+  followed; ``Authorization`` is dropped when the host changes.
+- Connection faults (reset, broken pipe, closed without an answer, a body shorter than
+  announced) are retried with backoff, from the original URL, unless the caller says the
+  exchange must not be repeated (``retry_faults=False``: an upload session's PATCH/PUT,
+  which :mod:`layerforge.oci.push` resumes itself). A download into a :class:`Sink` resumes
+  with ``Range: bytes=<held>-`` (206), or starts over cleanly when the server answers 200
+  or an unexpected range. Once a registry has answered, a fault is a
+  :class:`~layerforge.errors.ConnectionFault` that says what broke, never "unreachable".
 """
 
 from __future__ import annotations
@@ -25,19 +32,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
-from layerforge.errors import RegistryError
+from layerforge.errors import ConnectionFault, RegistryError
 from layerforge.oci.auth import Challenge, Credential, parse_challenge
 from layerforge.oci.reference import is_loopback
+from layerforge.oci.transfer import CHUNK, Sink, describe_fault, stream_into
 
-CHUNK = 1 << 20
 RETRIES = 5
+FAULT_RETRIES = 6  # attempts of one exchange when connections break (3 before any answer)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-class Sink(Protocol):
-    def write(self, data: bytes, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,11 @@ class Body:
     data: bytes = b""
     path: Path | None = None
     progress: Callable[[int], None] | None = None
+    offset: int = 0  # send from this byte on (a resumed upload)
 
     @property
     def size(self) -> int:
+        """The whole body's size (``offset`` not taken off)."""
         return self.path.stat().st_size if self.path is not None else len(self.data)
 
 
@@ -72,10 +78,10 @@ class Response:
 class _Progress:
     """A file wrapper that reports bytes read (http.client reads it in blocksize chunks)."""
 
-    def __init__(self, fh: IO[bytes], progress: Callable[[int], None] | None) -> None:
+    def __init__(self, fh: IO[bytes], progress: Callable[[int], None] | None, done: int) -> None:
         self._fh = fh
         self._progress = progress
-        self._done = 0
+        self._done = done
 
     def read(self, size: int = -1) -> bytes:
         data = self._fh.read(size)
@@ -102,6 +108,7 @@ class Client:
     # request (a registry may cut a long upload short with a 401 instead of reading it)
     _renew: dict[str, tuple[Challenge, float]] = field(default_factory=dict, repr=False)
     _basic: bool = field(default=False, repr=False)
+    _answered: bool = field(default=False, repr=False)  # the registry answered at least once
     _idle: list[http.client.HTTPConnection] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -166,17 +173,20 @@ class Client:
                     headers["Content-Length"] = "0"
                 conn.request(method, target, headers=headers)
             elif body.path is not None:
-                headers["Content-Length"] = str(body.size)
+                headers["Content-Length"] = str(body.size - body.offset)
                 with body.path.open("rb") as fh:
-                    conn.request(method, target, _Progress(fh, body.progress), headers)
+                    fh.seek(body.offset)
+                    reader = _Progress(fh, body.progress, body.offset)
+                    conn.request(method, target, reader, headers)
             else:
-                headers["Content-Length"] = str(len(body.data))
-                conn.request(method, target, body.data, headers)
+                headers["Content-Length"] = str(len(body.data) - body.offset)
+                conn.request(method, target, body.data[body.offset :], headers)
             resp = conn.getresponse()
+            if parts.netloc == self.host:
+                self._answered = True
             data = b""
-            if sink is not None and resp.status == 200:
-                while chunk := resp.read(CHUNK):
-                    sink.write(chunk)
+            if sink is not None and resp.status in (200, 206):
+                stream_into(resp, sink)
             else:
                 data = resp.read()
             if resp.status == 400 and parts.scheme == "http" and b"HTTPS server" in data:
@@ -193,25 +203,30 @@ class Client:
         body: Body | None = None,
         scope: str = "",
         sink: Sink | None = None,
+        retry_faults: bool = True,
     ) -> Response:
-        """Send with auth, retries and redirects; returns the final response (any status)."""
-        url = path if "://" in path else self.url(path)
+        """Send with auth, retries and redirects; returns the final response (any status).
+
+        With a ``sink``, a GET's 200/206 body is streamed into it and a broken transfer
+        resumes where the sink stands. ``retry_faults=False``: a connection fault raises
+        :class:`ConnectionFault` at once (the caller knows how to resume)."""
+        start = url = path if "://" in path else self.url(path)
         refreshed = False
-        attempt = 0
-        redirects = 0
+        attempt = faults = redirects = 0
         while True:
-            send = dict(headers or {})
-            if urllib.parse.urlsplit(url).netloc == self.host:
-                send.update(self._auth_header(scope))
+            send = self._headers(url, headers, scope, sink)
             try:
                 resp = self._once(method, url, send, body, sink)
             except ssl.SSLCertVerificationError as exc:
                 raise self._untrusted(exc) from None
             except (OSError, http.client.HTTPException) as exc:
-                attempt += 1
-                if attempt >= (RETRIES if isinstance(exc, http.client.HTTPException) else 3):
-                    raise self._unreachable(exc) from None
-                self.sleep(min(0.25 * 2**attempt, 8.0))
+                faults += 1
+                self._after_fault(exc, method, url, faults, retry=retry_faults)
+                url, redirects = start, 0  # a redirect target may have expired
+                continue
+            if resp.status == 416 and sink is not None and sink.size and faults < FAULT_RETRIES:
+                faults += 1
+                sink.reset()  # the range asked for is not there: start over
                 continue
             if resp.status == 401 and not refreshed:
                 refreshed = True
@@ -227,6 +242,42 @@ class Client:
                 method, body = ("GET", None) if resp.status == 303 else (method, body)
                 continue
             return resp
+
+    def _headers(
+        self, url: str, headers: Mapping[str, str] | None, scope: str, sink: Sink | None
+    ) -> dict[str, str]:
+        send = dict(headers or {})
+        if sink is not None and sink.size:
+            send["Range"] = f"bytes={sink.size}-"
+        if urllib.parse.urlsplit(url).netloc == self.host:
+            send.update(self._auth_header(scope))
+        return send
+
+    def _after_fault(
+        self, exc: BaseException, method: str, url: str, faults: int, *, retry: bool
+    ) -> None:
+        """Sleep before the next attempt, or raise when it should not or cannot be retried."""
+        limit = FAULT_RETRIES if self._answered else 3
+        if not retry or faults >= limit:
+            raise self._fault(exc, method, url, faults) from None
+        self.sleep(min(0.25 * 2**faults, 8.0))
+
+    def _fault(self, exc: BaseException, method: str, url: str, attempts: int) -> RegistryError:
+        if not self._answered:
+            return self._unreachable(exc)
+        target = urllib.parse.urlsplit(url).path
+        cause = describe_fault(exc)
+        times = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        return ConnectionFault(
+            f"registry {self.host}: {method} {target}: {cause} ({times})",
+            cause=cause,
+            method=method,
+            target=target,
+            attempts=attempts,
+            hint="the connection broke in the middle of a transfer; check the network and "
+            "any proxy between here and the registry, then run the command again (what was "
+            "transferred completely is not sent again)",
+        )
 
     def _unreachable(self, exc: BaseException) -> RegistryError:
         return RegistryError(
