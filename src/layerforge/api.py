@@ -140,7 +140,8 @@ def plan_project(
     lock = read_lock(project, ws)
     tags = _built_tags(ws.store)
     previous = load_previous(ws.store, tags)
-    plan = make_plan(project, lock, scan_sources(project), tags, previous, options, names)
+    trees = scan_sources(project, (ws.store, ws.cache_dir))
+    plan = make_plan(project, lock, trees, tags, previous, options, names)
     return _with_remote(plan, remote)
 
 
@@ -180,7 +181,7 @@ def build_project(
     lock = read_lock(project, ws)
     store = Store.open(ws.store)
     tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
-    trees = scan_sources(project)
+    trees = scan_sources(project, (ws.store, ws.cache_dir))
     plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
     plan = _with_remote(plan, remote)
     preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
