@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -57,7 +58,6 @@ def common(func: F) -> F:
 def _names_a_full_disk(func: F) -> F:
     """A disk that fills up while the command runs becomes a DiskFullError naming the store
     and the cache directory of the command's options and their free space."""
-    import functools  # noqa: PLC0415
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

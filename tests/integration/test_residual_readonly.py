@@ -5,7 +5,9 @@ allowed writes).
 
 Checked: ``plan``, ``build --dry-run``, ``report``, ``gc --dry-run``, ``export dockerfiles``
 (without root filesystem tarballs; with them, from a store that already holds the OS image),
-``export bake``, on the tiny project (a rootfs directory base and one service)."""
+``export bake``, on the tiny project (a rootfs directory base and one service). Not read-only
+by design: ``export dockerfiles`` with its root filesystem tarballs on a checkout without a
+store, which (like ``lock``) imports the OS source into the store to write the tarball."""
 
 from __future__ import annotations
 

@@ -87,5 +87,6 @@ def test_context_dot_shows_run_steps_only_the_files_the_key_covers(tmp_path: Pat
     members = {m.removeprefix("./") for m in layer_members(project / ".layerforge", "base:latest")}
     copied = {m for m in members if m.startswith("ctx/")}
     assert "ctx/layerforge.toml" in copied and "ctx/svc/svc/__main__.py" in copied
-    assert sorted(m for m in copied if ".layerforge" in m or "secret" in m) == []
+    assert sorted(m for m in copied if "secret" in m) == []  # .dockerignore'd: not in the key
+    assert sorted(m for m in copied if ".layerforge" in m) == []
     assert build(project, cache) == {"base": "cached", "svc": "cached"}
