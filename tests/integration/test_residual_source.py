@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from layerforge import cmd
 from layerforge.oci.layout import Store
+from tests.conftest import require_tools
 from tests.integration.tiny import cli, cli_json, manifest_of, tiny_project
 
 pytestmark = pytest.mark.integration
@@ -29,8 +31,9 @@ def layer_members(store: Path, ref: str) -> set[str]:
 
 def host_programs(root: Path, *programs: str) -> None:
     """Copy host ``programs`` and the shared libraries they load into ``root``."""
+    require_tools("ldd", "bwrap", *programs)  # bwrap: the run steps of these roots
     for program in programs:
-        path = Path(shutil.which(program) or program).resolve()
+        path = Path(cmd.which(program)).resolve()
         target = root / "bin" / program
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
