@@ -31,7 +31,7 @@ def layer_members(store: Path, ref: str) -> set[str]:
 
 def host_programs(root: Path, *programs: str) -> None:
     """Copy host ``programs`` and the shared libraries they load into ``root``."""
-    require_tools("ldd", "bwrap", *programs)  # bwrap: the run steps of these roots
+    require_tools("bwrap", *programs)  # bwrap: the run steps of these roots (ldd: libc-bin)
     for program in programs:
         path = Path(cmd.which(program)).resolve()
         target = root / "bin" / program
