@@ -138,12 +138,20 @@ def plan_project(
 ) -> Plan:
     names = project.select(selected) if selected else None
     lock = read_lock(project, ws)
-    store = Store.open(ws.store)
-    tags = {ref: desc.digest for ref, desc in store.tags().items()}
-    tags = {ref: d for ref, d in tags.items() if store.has_blob(d)}
+    tags = _built_tags(ws.store)
     previous = load_previous(ws.store, tags)
-    plan = make_plan(project, lock, scan_sources(project), tags, previous, options, names)
+    trees = scan_sources(project, (ws.store, ws.cache_dir))
+    plan = make_plan(project, lock, trees, tags, previous, options, names)
     return _with_remote(plan, remote)
+
+
+def _built_tags(path: Path) -> dict[str, str]:
+    """ref -> manifest digest of the tags whose manifest the store holds; a store that does
+    not exist yet holds none (and is not created: planning writes nothing)."""
+    if not (path / "oci-layout").exists():
+        return {}
+    store = Store.open(path, create=False)
+    return {ref: d.digest for ref, d in store.tags().items() if store.has_blob(d.digest)}
 
 
 def _with_remote(plan: Plan, remote: RegistryCache | None) -> Plan:
@@ -173,7 +181,7 @@ def build_project(
     lock = read_lock(project, ws)
     store = Store.open(ws.store)
     tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
-    trees = scan_sources(project)
+    trees = scan_sources(project, (ws.store, ws.cache_dir))
     plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
     plan = _with_remote(plan, remote)
     preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing

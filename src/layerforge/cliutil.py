@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -48,9 +49,39 @@ def common(func: F) -> F:
             "lines on stderr.",
         ),
     ]
+    func = _names_a_full_disk(func)
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _names_a_full_disk(func: F) -> F:
+    """A disk that fills up while the command runs becomes a DiskFullError naming the store
+    and the cache directory of the command's options and their free space."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            from layerforge.diskfull import disk_full_error, full_disk_cause  # noqa: PLC0415
+
+            cause = full_disk_cause(exc)
+            if cause is None:
+                raise
+            areas = _areas(kwargs.get("manifest"), kwargs.get("store"), kwargs.get("cache_dir"))
+            raise disk_full_error(cause, areas) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _areas(manifest: Path | None, store: Path | None, cache_dir: Path | None) -> list[Any]:
+    """(name, directory) of the store and the cache the options name (what can be found)."""
+    try:
+        ws = workspace(manifest, store, cache_dir)
+    except Exception:  # the disk-full report must not fail in its turn
+        return [("cache", (cache_dir or _default_cache()).absolute())]
+    return [("store", ws.store), ("cache", ws.cache_dir)]
 
 
 def workspace(manifest: Path | None, store: Path | None, cache_dir: Path | None) -> Any:

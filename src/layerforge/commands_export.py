@@ -41,7 +41,7 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
         copy_link=paths.get("copy_link", True),
     )
     _check_outputs(kind, options, {k for k, v in paths.items() if v is not None})
-    ctx = make_context(project, api.read_lock(project, ws), options)
+    ctx = make_context(project, api.read_lock(project, ws), options, (ws.store, ws.cache_dir))
     result = run_export(
         kind,
         ctx,

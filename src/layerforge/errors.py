@@ -11,7 +11,8 @@ Tree::
     ├── BuildError                  exit 1: a build step failed
     │   ├── VerifyError             exit 1: a verify statement failed inside the image
     │   ├── BudgetError             exit 1: an image is larger than its max_size
-    │   └── DiskSpaceError          exit 1: the build would not fit in the free disk space
+    │   ├── DiskSpaceError          exit 1: the build would not fit in the free disk space
+    │   └── DiskFullError           exit 1: the disk filled up while writing (ENOSPC)
     ├── StoreError                  exit 1: the local OCI store is damaged or a blob is corrupt
     ├── SandboxError                exit 1: unpacking or running inside an image failed
     │   └── UnpackError             exit 1: a layer is hostile or damaged (escaping paths...)
@@ -112,6 +113,16 @@ class DiskSpaceError(BuildError):
         self.path = path
         self.needed = needed
         self.free = free
+
+
+class DiskFullError(BuildError):
+    """A write failed for lack of space (ENOSPC/EDQUOT); ``path``: the file, when known."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, path: str | None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
 
 
 class StoreError(LayerforgeError):

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import shlex
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +157,9 @@ def load(path: Path, cache_dir: Path | None = None) -> Project:
     """Parse and validate ``path``.
 
     With ``cache_dir``, the schema validation's result (a pure function of the TOML text and of
-    layerforge's schema) is remembered under ``cache_dir/manifest``, so that a build whose
-    manifest did not change skips pydantic entirely. Everything that depends on other files
+    the code that validates: see :func:`_code_fingerprint`) is remembered under
+    ``cache_dir/manifest``, so that a build whose manifest did not change skips pydantic
+    entirely. Everything that depends on other files
     (requirements files, source and context directories, OS sources) is checked on every load.
     """
     path = path.resolve()
@@ -197,16 +200,45 @@ def _validate(text: bytes, shown: str) -> dict[str, Any]:
     return data
 
 
-def _schema_fingerprint() -> bytes:
-    schema = Path(__file__).with_name("schema.py")
+# The code a validation runs, relative to the package: this module, the schema and every
+# layerforge module they import (a test checks this list against what importing them loads).
+VALIDATION_MODULES = (
+    "__init__.py",
+    "confine.py",
+    "errors.py",
+    "manifest.py",
+    "oci/__init__.py",
+    "oci/reference.py",
+    "requirements.py",
+    "runtime_groups.py",
+    "schema.py",
+    "sizes.py",
+)
+
+
+def _code_fingerprint() -> bytes:
+    """A digest of everything that decides what a validation returns, besides the TOML text:
+    the bytes of :data:`VALIDATION_MODULES`, pydantic's version file (found without importing
+    pydantic, which a cache hit never does) and Python's version (tomllib). About 0.3 ms."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256(f"{__version__}\0{sys.version}\0".encode())
+    for name in VALIDATION_MODULES:
+        digest.update(name.encode() + b"\0" + _bytes_or_empty(package / name) + b"\0")
+    spec = importlib.util.find_spec("pydantic")
+    if spec is not None and spec.origin is not None:
+        digest.update(_bytes_or_empty(Path(spec.origin).with_name("version.py")))
+    return digest.digest()
+
+
+def _bytes_or_empty(path: Path) -> bytes:
     try:
-        return hashlib.sha256(schema.read_bytes()).digest()
+        return path.read_bytes()
     except OSError:  # pragma: no cover - e.g. a zipped install: the version alone
         return b""
 
 
 def _cache_file(cache_dir: Path, text: bytes) -> Path:
-    digest = hashlib.sha256(__version__.encode() + b"\0" + _schema_fingerprint() + b"\0" + text)
+    digest = hashlib.sha256(_code_fingerprint() + b"\0" + text)
     return cache_dir / "manifest" / f"{digest.hexdigest()}.json"
 
 

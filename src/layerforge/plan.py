@@ -130,9 +130,13 @@ def node_inputs(
     return NodeInputs(doc, files)
 
 
-def scan_sources(project: Project) -> dict[str, SourceTree]:
-    trees = {n.name: scan(n.source) for n in project.nodes.values() if n.source is not None}
-    trees.update({n.name: scan(n.context) for n in project.nodes.values() if n.context})
+def scan_sources(project: Project, exclude: tuple[Path, ...] = ()) -> dict[str, SourceTree]:
+    """The source tree of each service and the context of each base; ``exclude``: the store
+    and cache directories in use (never part of a tree, see :func:`scan`)."""
+    trees = {
+        n.name: scan(n.source, exclude) for n in project.nodes.values() if n.source is not None
+    }
+    trees.update({n.name: scan(n.context, exclude) for n in project.nodes.values() if n.context})
     return trees
 
 

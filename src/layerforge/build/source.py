@@ -2,6 +2,10 @@
 
 Honours ``.dockerignore`` (patterns relative to the source root, ``**``, ``!`` negation,
 last match wins). ``__pycache__``, ``*.pyc``, ``.git`` and the ignore file itself never ship.
+Nor does layerforge's own state, whatever ``.dockerignore`` says: any directory named
+``.layerforge`` (the default store) and the store and cache directories in use when they lie
+inside the tree (``source = "."`` would otherwise copy the store into the image, growing it
+and changing its key with every build).
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ import fnmatch
 import hashlib
 import json
 import os
+import shutil
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge.errors import ManifestError
 
 ALWAYS_IGNORED = ("**/__pycache__", "**/*.pyc", "**/*.pyo", ".git", ".dockerignore", "**/.DS_Store")
+STORE_DIR = ".layerforge"  # the default store, in the project directory: never a source file
 
 
 @dataclass(frozen=True)
@@ -103,19 +110,29 @@ def _hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def scan(root: Path) -> SourceTree:
-    """Walk ``root``, applying the ignore rules.
+def scan(root: Path, exclude: Iterable[Path] = ()) -> SourceTree:
+    """Walk ``root``, applying the ignore rules; directories named ``.layerforge`` and those
+    in ``exclude`` (the store and the cache directory) are left out, with all they hold.
 
     Symlinks are never followed: a link (to a file or to a directory, inside the tree or not)
     ships as a link, as Docker's COPY keeps the links inside its build context, so that a link
     pointing outside the project never pulls host files into a layer.
     """
     rules = IgnoreRules.load(root)
+    real_root = os.path.realpath(root)  # walked without following links: real paths below
+    skipped = {os.path.realpath(p) for p in exclude}
     files: list[SourceFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
-        dirnames[:] = sorted(d for d in dirnames if not rules.ignored(f"{rel_dir}/{d}".lstrip("/")))
+        real_dir = os.path.join(real_root, rel_dir)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d != STORE_DIR
+            and os.path.join(real_dir, d) not in skipped
+            and not rules.ignored(f"{rel_dir}/{d}".lstrip("/"))
+        )
         links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
         dirnames[:] = [d for d in dirnames if d not in links]  # os.walk would not descend anyway
         for name in sorted([*filenames, *links]):
@@ -132,3 +149,20 @@ def scan(root: Path) -> SourceTree:
                 files.append(SourceFile(rel, mode, st.st_size, _hash_file(full)))
     files.sort(key=lambda f: f.path)
     return SourceTree(root, tuple(files))
+
+
+def copy_tree(tree: SourceTree, target: Path) -> None:
+    """Lay the files of ``tree`` (and nothing else) out under the new directory ``target``:
+    hardlinks where the filesystem allows, copies elsewhere; links stay links."""
+    target.mkdir(mode=0o755)
+    for f in tree.files:
+        dest = target / f.path
+        dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        source = tree.root / f.path
+        if f.sha256.startswith("link:"):
+            os.symlink(os.readlink(source), dest)
+            continue
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copy2(source, dest)

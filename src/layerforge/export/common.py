@@ -70,9 +70,10 @@ class Exporter(Protocol):
     def render(self, ctx: ExportContext) -> list[GeneratedFile]: ...
 
 
-def content_keys(project: Project, lock: Lock) -> dict[str, str]:
-    """Each node's content key, computed exactly as ``layerforge plan`` does."""
-    plan = make_plan(project, lock, scan_sources(project), {}, {})
+def content_keys(project: Project, lock: Lock, exclude: tuple[Path, ...] = ()) -> dict[str, str]:
+    """Each node's content key, computed exactly as ``layerforge plan`` does (``exclude``: the
+    store and cache directories, as for ``plan``)."""
+    plan = make_plan(project, lock, scan_sources(project, exclude), {}, {})
     return {step.node: step.key for step in plan.steps}
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from layerforge import runtime_layer
 from layerforge.build.image import KEY_ANNOTATION, NODE_ANNOTATION, created_at
-from layerforge.build.source import ALWAYS_IGNORED, IgnoreRules
+from layerforge.build.source import ALWAYS_IGNORED, STORE_DIR, IgnoreRules
 from layerforge.export import runtime as export_runtime
 from layerforge.export.common import (
     ExportContext,
@@ -378,13 +378,18 @@ def dockerignore(ctx: ExportContext, node: Node) -> list[str]:
     if needs_rootfs(node):
         lines.append(f"!{paths.rootfs}")
     lines += export_runtime.ignore(ctx, node, paths.directory)
+    shipped: list[str] = []  # directories the context takes in whole
     if node.context is not None and node.run:
-        lines.append(f"!{_context_rel(ctx.project, node)}")
+        shipped.append(_context_rel(ctx.project, node))
+        lines.append(f"!{shipped[-1]}")
     if node.source is not None:
         src = _source_rel(ctx.project, node)
+        shipped.append(src)
         lines.append(f"!{src}")
         for negated, pattern in IgnoreRules.load(node.source).rules:
             lines += _translate_ignore(src, pattern, negated)
+    for directory in shipped:  # last: layerforge's store never ships (as in its own builds)
+        lines += [f"{directory}/{STORE_DIR}", f"{directory}/**/{STORE_DIR}"]
     return lines
 
 

@@ -17,8 +17,11 @@ from layerforge.lockfile import Lock
 from layerforge.manifest import Project
 
 
-def make_context(project: Project, lock: Lock, options: ExportOptions) -> ExportContext:
-    return ExportContext(project, lock, content_keys(project, lock), options)
+def make_context(
+    project: Project, lock: Lock, options: ExportOptions, exclude: tuple[Path, ...] = ()
+) -> ExportContext:
+    """``exclude``: the store and cache directories in use (never part of a source tree)."""
+    return ExportContext(project, lock, content_keys(project, lock, exclude), options)
 
 
 def export(

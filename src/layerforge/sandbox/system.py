@@ -5,8 +5,9 @@ a work directory, and the steps run there through a :mod:`~layerforge.sandbox.ru
 first ``apt-get install`` of ``system``, then each ``run`` step with ``/bin/sh -c``. Host
 cache directories are mounted over ``/var/cache/apt/archives``, ``/var/lib/apt/lists``,
 ``/root/.cache/pip`` and ``/root/.cache/uv`` (the daemonless equivalent of BuildKit cache
-mounts), and the base's ``context`` directory (if any) read-only at ``/context``. The
-network is on unless ``network = false``.
+mounts), and the base's ``context`` directory (if any) read-only at ``/context``: a copy
+(hardlinks where possible) of exactly the files its content key covers, so never the store,
+the cache or what ``.dockerignore`` leaves out. The network is on unless ``network = false``.
 
 The before/after diff (:mod:`~layerforge.sandbox.diff`) becomes one layer, deletions as
 whiteouts; caches, logs and ``__pycache__`` never reach it. A failing step raises a
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from layerforge import cmd
 from layerforge.build.layer import Entry
+from layerforge.build.source import copy_tree, scan
 from layerforge.errors import BuildError
 from layerforge.events import Event, Reporter
 from layerforge.oci.layout import Store, atomic_write
@@ -122,6 +124,23 @@ def _work_copy(lower: Path, sandbox: Sandbox) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+@contextmanager
+def _context_copy(spec: SystemSpec, sandbox: Sandbox) -> Iterator[Path | None]:
+    """The files of the context tree (as the content key scanned them), staged for the run."""
+    if spec.context is None:
+        yield None
+        return
+    tree = scan(spec.context, (sandbox.store.root, sandbox.cache_dir))
+    stage = sandbox.cache_dir / "stage"
+    stage.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="context-", dir=stage))
+    try:
+        copy_tree(tree, work / "context")
+        yield work / "context"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def system_layer(
     spec: SystemSpec,
     parent_layers: Sequence[Layer],
@@ -134,10 +153,10 @@ def system_layer(
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in parent_layers]
     lower = unpack_chain(sandbox.store, chain, sandbox.cache_dir / "rootfs")
     mounts = cache_mounts(sandbox.cache_dir)
-    if spec.context is not None:
-        mounts.append(runners.Mount(spec.context, CONTEXT, read_only=True))
     env = sandbox_env(image_env, sandbox.epoch)
-    with _work_copy(lower, sandbox) as rootfs:
+    with _work_copy(lower, sandbox) as rootfs, _context_copy(spec, sandbox) as context:
+        if context is not None:
+            mounts.append(runners.Mount(context, CONTEXT, read_only=True))
         skip: list[str] = []
         for label, command in steps(spec):
             inv = runners.Invocation(
