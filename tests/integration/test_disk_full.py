@@ -18,7 +18,7 @@ import pytest
 
 from layerforge.sizes import format_size
 from tests.conftest import require_tools
-from tests.integration.test_residual_source import host_programs
+from tests.integration.test_source_excludes_store import host_programs
 from tests.integration.tiny import tiny_project
 
 pytestmark = pytest.mark.integration
