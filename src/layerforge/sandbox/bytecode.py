@@ -50,7 +50,7 @@ def compile_stage(
         network=False,
         read_only=True,
     )
-    runners.prepare(inv)
+    inv = runners.prepare(inv)
     sandbox.reporter.emit(Event("start", task, "compiling bytecode with the image's Python"))
     result = runners.run(runner, inv)
     sandbox.reporter.emit(Event("finish", task, data={"ok": result.returncode in (0, 1)}))

@@ -149,7 +149,7 @@ def system_layer(
                 cwd="/",
                 privileges="system",  # apt and dpkg give files to other users
             )
-            runners.prepare(inv)
+            inv = runners.prepare(inv)  # mount points as resolved in the root
             skip = runners.mount_points(inv)
             _run_step(runner, inv, spec, label, command, sandbox.reporter)
         entries = diff_trees(lower, rootfs, skip=skip)

@@ -92,8 +92,7 @@ def _bytecode_cache(cache_dir: Path, root: Root) -> Iterator[tuple[runners.Mount
     shared.mkdir(parents=True, exist_ok=True)
     mounts = [runners.Mount(shared, PYC_PREFIX, read_only=False)]
     scratch: Path | None = None
-    if root.app_at is not None:
-        (shared / root.app_at.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    if root.app_at is not None:  # its mount point in ``shared``: made by runners.prepare
         scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=shared.parent))
         mounts.append(runners.Mount(scratch, PYC_PREFIX + root.app_at, read_only=False))
     try:
@@ -130,7 +129,7 @@ def verify_image(
                 read_only=True,
                 cwd=cwd,
             )
-            runners.prepare(inv)
+            inv = runners.prepare(inv)
             task = f"verify:{node.name}"
             reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
             started = time.perf_counter()

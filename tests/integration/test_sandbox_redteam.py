@@ -1,0 +1,235 @@
+"""Red team of the sandbox: what a hostile image or run step can make the HOST do.
+
+The escapes of tests/integration/test_sandbox_escape.py are attempts from inside; these are
+attempts to make layerforge's own host-side code (and bubblewrap's setup, which runs as the
+host's root before the sandbox exists) follow a symlink the image or a step planted in the
+root filesystem, and write outside it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from layerforge import cmd
+from layerforge.cli import main
+from layerforge.errors import SandboxError
+from layerforge.sandbox import runner as runners
+from layerforge.sandbox.runner import Bwrap, Invocation, Mount
+from layerforge.sandbox.unpack import chain_id
+from layerforge.sandbox.verify import PYC_PREFIX, Root, _bytecode_cache
+
+pytestmark = pytest.mark.integration
+
+TOOLS = ("sh", "env", "cat", "ls")
+
+
+@pytest.fixture(scope="module")
+def base_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny root filesystem: a shell and a few tools with the host's C library."""
+    root = tmp_path_factory.mktemp("redteam") / "rootfs"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    for tool in TOOLS:
+        program = Path(cmd.which(tool)).resolve()
+        shutil.copy2(program, root / "usr/bin" / tool)
+        for line in cmd.run(["ldd", str(program)]).stdout.splitlines():
+            for word in line.split():
+                if word.startswith("/"):
+                    library = root / word.lstrip("/")
+                    library.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(Path(word).resolve(), library)
+    return root
+
+
+@pytest.fixture
+def rootfs(base_rootfs: Path, tmp_path: Path) -> Path:
+    """A private copy (the tests plant symlinks in it)."""
+    root = tmp_path / "image" / "rootfs"
+    shutil.copytree(base_rootfs, root, symlinks=True)
+    return root
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    """A host directory the image must never get written into."""
+    directory = tmp_path / "host-victim"
+    directory.mkdir()
+    return directory
+
+
+def climb(rootfs: Path, start: str) -> str:
+    """A relative symlink target that leads from ``rootfs/start`` up to the host's /."""
+    depth = len(rootfs.parts) - 1 + start.count("/")
+    return "/".join([".."] * depth)
+
+
+def plant(rootfs: Path, host: Path, style: str) -> None:
+    """Make the image's /var a symlink that leads to ``host``."""
+    var = rootfs / "var"
+    if style == "absolute":  # what the host's os.mkdir follows as a host path
+        var.symlink_to(host)
+    elif style == "relative":  # climbs out of the root directory on the host
+        var.symlink_to(climb(rootfs, "var") + str(host))
+    else:  # bubblewrap's view while it sets up: the root at /newroot, the host at /oldroot
+        var.symlink_to("../oldroot" + str(host))
+        # where that leads on the host (beside the root, not in it): there, so that the
+        # host-side mkdir gets through and bubblewrap's own is tried
+        (rootfs.parent / ("oldroot" + str(host))).mkdir(parents=True)
+
+
+STYLES = ["absolute", "relative", "oldroot"]
+
+
+def invocation(rootfs: Path, kind: str, script: str, cache: Path) -> Invocation:
+    mounts = (Mount(cache, "/var/cache/apt/archives"),)
+    argv = ("/bin/sh", "-c", script)
+    if kind == "verify":
+        return Invocation(rootfs, argv, mounts=mounts, read_only=True)
+    return Invocation(rootfs, argv, mounts=mounts, privileges="system")
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("kind", ["verify", "system"])
+def test_a_symlinked_parent_of_a_mount_point_creates_nothing_outside_the_root(
+    rootfs: Path, host: Path, tmp_path: Path, kind: str, style: str
+) -> None:
+    """The image's /var leads to a host directory: preparing the mount point of
+    /var/cache/apt/archives (host-side mkdir, then bubblewrap's own, as the host's root)
+    must resolve it inside the root, as the program will see it, and the program still
+    finds its mount at /var/cache/apt/archives."""
+    plant(rootfs, host, style)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    inv = invocation(rootfs, kind, "echo hello > /var/cache/apt/archives/probe", cache)
+    runners.prepare(inv)  # what the build does before each run
+    result = runners.run(Bwrap(), inv)
+    assert sorted(p.name for p in host.iterdir()) == []
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (cache / "probe").read_text() == "hello\n"
+
+
+def test_a_symlinked_resolv_conf_parent_touches_no_host_file(
+    rootfs: Path, host: Path, tmp_path: Path
+) -> None:
+    """With the network on, /etc/resolv.conf is bound from the host: an image whose /etc
+    leads to a host directory must not make layerforge create resolv.conf there."""
+    (rootfs / "etc").symlink_to(host)
+    inv = Invocation(rootfs, ("/bin/sh", "-c", "cat /etc/resolv.conf"), network=True,
+                     privileges="system")  # fmt: skip
+    runners.prepare(inv)
+    result = runners.run(Bwrap(), inv)
+    assert sorted(p.name for p in host.iterdir()) == []
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == Path("/etc/resolv.conf").read_text()
+
+
+@pytest.mark.parametrize("top", ["proc", "dev", "tmp"])
+def test_a_dangling_symlink_at_a_top_mount_point_is_no_traceback(
+    rootfs: Path, host: Path, top: str
+) -> None:
+    """/proc, /dev or /tmp as a symlink to a missing host path: replaced by a directory in
+    the root (not a FileExistsError from the host's mkdir), nothing created on the host."""
+    (rootfs / top).symlink_to(host / "missing")
+    inv = Invocation(rootfs, ("/bin/sh", "-c", "ls /proc/self/fd >/dev/null && echo ok"))
+    runners.prepare(inv)
+    result = runners.run(Bwrap(), inv)
+    assert sorted(p.name for p in host.iterdir()) == []
+    assert result.stdout == "ok\n", result.stdout + result.stderr
+
+
+PLANTING_PROJECT = """
+[project]
+name = "planting"
+python = "3.11"
+
+[bases.planter]
+from = {{ debootstrap = "bookworm" }}
+network = false
+run = [
+  "mv /root/.cache /root/.cache-old && ln -s {absolute} /root/.cache",
+  "mv /var/cache/apt /var/cache/apt-old && ln -s ../../../oldroot{oldroot} /var/cache/apt",
+  "test -d /root/.cache/pip && test -d /var/cache/apt/archives",
+]
+"""
+
+
+def test_run_steps_that_plant_symlinks_make_the_next_step_write_nothing_on_the_host(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """The attack through a manifest's own run steps (the image may be a clean Debian):
+    a step replaces the parent directory of the next step's cache mounts by a symlink to a
+    host directory, absolute (which the host's mkdir follows) or climbing to bubblewrap's
+    /oldroot (which bubblewrap's mkdir follows). The build succeeds, the next steps see
+    their caches where they expect them, and the host directories stay empty."""
+    absolute, oldroot = tmp_path / "victim-a", tmp_path / "victim-b"
+    absolute.mkdir()
+    oldroot.mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    text = PLANTING_PROJECT.format(absolute=absolute, oldroot=oldroot)
+    (project / "layerforge.toml").write_text(text)
+    common = ["-f", str(project), "--cache-dir", str(shared_cache)]
+    assert main(["lock", *common]) == 0
+    code = main(["build", *common])
+    assert sorted(os.listdir(absolute)) == []
+    assert sorted(os.listdir(oldroot)) == []
+    assert code == 0
+
+
+@pytest.mark.parametrize("style", ["absolute", "oldroot"])
+def test_a_symlink_planted_in_the_bytecode_cache_leads_nowhere(
+    rootfs: Path, host: Path, tmp_path: Path, style: str
+) -> None:
+    """verify's bytecode cache (``CACHE/pyc/<chain>``, writable in the sandbox, shared by
+    every verify over the same layers) holds a symlink a previous check planted where the
+    next service's application directory (/srv/app) gets its scratch mount: neither the
+    host (making that mount point) nor bubblewrap (mounting it) follows it out."""
+    cache_dir = tmp_path / "cache"
+    root = Root(rootfs, ("sha256:" + "0" * 64,), app_at="/srv/app")
+    shared = cache_dir / "pyc" / chain_id(root.chain)
+    shared.mkdir(parents=True)
+    if style == "absolute":
+        (shared / "srv").symlink_to(host)
+    else:  # from /newroot/var/cache/layerforge-pyc, four levels up is bubblewrap's /
+        (shared / "srv").symlink_to("../../../../oldroot" + str(host))
+        landing = shared.parents[3] / ("oldroot" + str(host))  # the same, on the host
+        landing.mkdir(parents=True)
+    script = f"echo hello > {PYC_PREFIX}/srv/app/probe"
+    with _bytecode_cache(cache_dir, root) as pyc:
+        inv = Invocation(rootfs, ("/bin/sh", "-c", script), mounts=pyc, read_only=True)
+        runners.prepare(inv)  # what verify_image does before each check
+        result = runners.run(Bwrap(), inv)
+        probe = sorted(p.read_text() for p in pyc[-1].source.glob("probe"))
+    if style != "absolute":
+        shutil.rmtree(shared.parents[3] / "oldroot")
+    assert sorted(p.name for p in host.iterdir()) == []
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert probe == ["hello\n"]
+
+
+@pytest.mark.parametrize(
+    ("plant_it", "message"),
+    [
+        (lambda root: (root / "var").write_text("a file"), "/var in the root filesystem is not "),
+        (lambda root: (root / "var").symlink_to("var"), "too many levels of symlinks"),
+        (lambda root: (root / "var").symlink_to("/proc/self"), "in the sandbox's own /proc"),
+    ],
+    ids=["file", "loop", "proc"],
+)
+def test_a_mount_point_that_cannot_be_made_is_a_sandbox_error(
+    rootfs: Path, tmp_path: Path, plant_it: Callable[[Path], object], message: str
+) -> None:
+    """A clear error naming the mount point (exit code 1, no traceback), not an OSError
+    from the host's mkdir, and never a mount inside the sandbox's own /proc."""
+    plant_it(rootfs)
+    inv = invocation(rootfs, "system", "true", tmp_path)
+    with pytest.raises(SandboxError) as err:
+        runners.prepare(inv)
+    assert "cannot mount at /var/cache/apt/archives" in str(err.value)
+    assert message in str(err.value)
+    assert err.value.exit_code == 1
