@@ -20,8 +20,10 @@ from layerforge.cli import main
 from layerforge.errors import SandboxError
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.runner import Bwrap, Invocation, Mount
+from layerforge.sandbox.system import cache_mounts
 from layerforge.sandbox.unpack import chain_id
 from layerforge.sandbox.verify import PYC_PREFIX, Root, _bytecode_cache
+from tests.integration.tools import run as run_tool
 
 pytestmark = pytest.mark.integration
 
@@ -233,3 +235,133 @@ def test_a_mount_point_that_cannot_be_made_is_a_sandbox_error(
     assert "cannot mount at /var/cache/apt/archives" in str(err.value)
     assert message in str(err.value)
     assert err.value.exit_code == 1
+
+
+# A hostile project's run step (no network needed): a Debian package of its own making,
+# listed as libgomp1 in apt's package lists under a fake (unverifiable) signature, both left
+# in the download caches; plus a file in each of the pip and uv caches.
+PLANT_APT = r"""set -e
+mkdir -p /tmp/p/DEBIAN /tmp/p/etc
+cat > /tmp/p/DEBIAN/control <<END
+Package: libgomp1
+Version: 99
+Architecture: amd64
+Maintainer: x <x@example.invalid>
+Description: planted
+END
+echo poisoned > /tmp/p/etc/lf-poisoned
+deb=/var/cache/apt/archives/libgomp1_99_amd64.deb
+dpkg-deb -b /tmp/p $deb
+source=$(awk '/^deb /{sub("http://", "", $2); gsub("/", "_", $2); print $2; exit}' \
+  /etc/apt/sources.list)
+L=/var/lib/apt/lists/${source}_dists_bookworm
+P=${L}_main_binary-amd64_Packages
+{ grep -v ^Description /tmp/p/DEBIAN/control
+  echo "Filename: pool/main/g/gcc-12/libgomp1_99_amd64.deb"
+  echo "Size: $(stat -c %s $deb)"
+  echo "SHA256: $(sha256sum $deb | cut -d' ' -f1)"
+  echo "Description: planted"; echo; } > $P
+cat > ${L}_InRelease <<END
+-----BEGIN PGP SIGNED MESSAGE-----
+Hash: SHA256
+
+Origin: Debian
+Suite: stable
+Codename: bookworm
+Date: $(date -u -R)
+Valid-Until: $(date -u -R -d '+10 years')
+Architectures: amd64
+Components: main
+SHA256:
+ $(sha256sum $P | cut -d' ' -f1) $(stat -c %s $P) main/binary-amd64/Packages
+-----BEGIN PGP SIGNATURE-----
+
+AAAA
+-----END PGP SIGNATURE-----
+END
+echo planted > /root/.cache/pip/lf-planted
+echo planted > /root/.cache/uv/lf-planted
+"""
+
+POISONER = """
+[project]
+name = "poisoner"
+python = "3.11"
+
+[bases.poisoner]
+from = {{ debootstrap = "bookworm" }}
+network = false
+context = "ctx"
+run = ["sh /context/plant.sh"]
+"""
+
+VICTIM = """
+[project]
+name = "victim"
+python = "3.11"
+
+[bases.victim]
+from = { debootstrap = "bookworm" }
+system = ["libgomp1"]
+run = ["ls /root/.cache/pip /root/.cache/uv > /etc/lf-seen-in-caches"]
+"""
+
+
+def test_a_hostile_project_cannot_poison_what_another_project_installs(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """Two projects on one machine (one cache directory). The first one's run step leaves
+    a package of its own in the download caches, with package lists that name it libgomp1
+    (the signature is garbage: apt verifies signatures only when it downloads lists), and
+    files in the pip and uv caches. The second project, network on, installs libgomp1 and
+    lists its pip and uv caches: it gets Debian's libgomp1 and sees nothing planted."""
+    cache = tmp_path / "cache"  # never the shared one: this test poisons it
+    cache.mkdir()
+    cmd.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
+    projects = {"poisoner": POISONER.format(), "victim": VICTIM}
+    for name, text in projects.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "layerforge.toml").write_text(text)
+    (tmp_path / "poisoner" / "ctx").mkdir()
+    (tmp_path / "poisoner" / "ctx" / "plant.sh").write_text(PLANT_APT)
+    for name in projects:
+        common = ["-f", str(tmp_path / name), "--cache-dir", str(cache), "--no-verify"]
+        assert main(["lock", *common[:4]]) == 0
+        assert main(["build", *common]) == 0, name
+    bundle = tmp_path / "bundle"
+    store = tmp_path / "victim" / ".layerforge"
+    run_tool(["umoci", "unpack", "--image", f"{store}:victim:latest", str(bundle)])
+    rootfs = bundle / "rootfs"
+    assert not (rootfs / "etc/lf-poisoned").exists()
+    assert (rootfs / "etc/lf-seen-in-caches").read_text().split() == [
+        "/root/.cache/pip:",
+        "/root/.cache/uv:",
+    ]
+    assert (rootfs / "usr/lib/x86_64-linux-gnu/libgomp.so.1").exists()
+
+
+def test_what_a_step_left_in_the_shared_archive_cache_is_cleared_without_following_it(
+    tmp_path: Path, host: Path
+) -> None:
+    """A run step may leave symlinks, fifos and directories in the shared apt archive cache
+    (``partial`` a dangling symlink: the next build's host-side mkdir failed on it). They
+    are removed before the next build mounts the cache; the host files they led to stay;
+    the packages apt downloaded (regular files) stay."""
+    archives = tmp_path / "cache" / "sandbox" / "apt" / "archives"
+    archives.mkdir(parents=True)
+    (host / "keep").write_text("host file")
+    (archives / "partial").symlink_to(host / "missing")
+    (archives / "lock").symlink_to(host / "keep")
+    (archives / "x_1_all.deb").mkdir()
+    (archives / "x_1_all.deb" / "inside").symlink_to(host)
+    os.mkfifo(archives / "fifo")
+    (archives / "libgomp1_1_amd64.deb").write_bytes(b"downloaded")
+    work = tmp_path / "work"
+    work.mkdir()
+    mounts = cache_mounts(tmp_path / "cache", work)
+    assert sorted(os.listdir(archives)) == ["libgomp1_1_amd64.deb", "partial"]
+    assert (archives / "partial").is_dir() and not (archives / "partial").is_symlink()
+    assert (host / "keep").read_text() == "host file"
+    assert sorted(os.listdir(host)) == ["keep"]
+    shared = [m for m in mounts if not m.source.is_relative_to(work)]
+    assert [(m.source, m.target) for m in shared] == [(archives, "/var/cache/apt/archives")]
