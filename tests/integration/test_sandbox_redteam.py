@@ -365,3 +365,16 @@ def test_what_a_step_left_in_the_shared_archive_cache_is_cleared_without_followi
     assert sorted(os.listdir(host)) == ["keep"]
     shared = [m for m in mounts if not m.source.is_relative_to(work)]
     assert [(m.source, m.target) for m in shared] == [(archives, "/var/cache/apt/archives")]
+
+
+@pytest.mark.parametrize("kind", ["verify", "system"])
+def test_the_hosts_timers_keys_and_memory_are_masked_in_proc(
+    rootfs: Path, tmp_path: Path, kind: str
+) -> None:
+    """/proc/timer_list lists the timers of every process on the host (names, pids),
+    /proc/keys the keys of the caller's user, /proc/sched_debug every task: empty in the
+    sandbox, as Docker masks them."""
+    script = "cat /proc/timer_list /proc/keys /proc/sched_debug /proc/kcore 2>/dev/null; true"
+    result = runners.run(Bwrap(), invocation(rootfs, kind, script, tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""

@@ -78,6 +78,18 @@ PROC_READ_ONLY = (
 )
 
 
+# Files of /proc that show the whole host (the timers and tasks of every process, the
+# caller's keys, memory): hidden behind /dev/null in the sandbox, as Docker masks them.
+PROC_MASKED = (
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+)
+
+
 @dataclass(frozen=True)
 class Mount:
     """A host path visible at ``target`` (absolute, inside the root) during a run."""
@@ -204,9 +216,7 @@ class Bwrap:
             for cap in SYSTEM_CAPS:
                 out += ["--cap-add", cap]
         out += ["--ro-bind" if inv.read_only else "--bind", str(inv.rootfs), "/"]
-        out += ["--proc", "/proc", "--dev", "/dev"]
-        for path in PROC_READ_ONLY:
-            out += ["--ro-bind-try", path, path]
+        out += ["--proc", "/proc", "--dev", "/dev", *_proc_guards()]
         for path in inv.tmpfs:
             out += ["--perms", "1777", "--tmpfs", path]
         resolv = _host_resolv()
@@ -219,6 +229,18 @@ class Bwrap:
         for key, value in inv.env:
             out += ["--setenv", key, value]
         return [*out, "--", *inv.argv]
+
+
+def _proc_guards() -> list[str]:
+    """bwrap arguments: the global settings under /proc read-only, the host-wide views
+    masked (those this kernel has: the sandbox's /proc is of the same kernel)."""
+    out: list[str] = []
+    for path in PROC_READ_ONLY:
+        out += ["--ro-bind-try", path, path]
+    for path in PROC_MASKED:
+        if os.path.exists(path):
+            out += ["--ro-bind", "/dev/null", path]
+    return out
 
 
 def _namespaces(inv: Invocation) -> list[str]:
