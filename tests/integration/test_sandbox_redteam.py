@@ -8,8 +8,13 @@ root filesystem, and write outside it.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import os
 import shutil
+import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +32,7 @@ from tests.integration.tools import run as run_tool
 
 pytestmark = pytest.mark.integration
 
-TOOLS = ("sh", "env", "cat", "ls")
+TOOLS = ("sh", "env", "cat", "ls", "ln", "mkdir")
 
 
 @pytest.fixture(scope="module")
@@ -378,3 +383,127 @@ def test_the_hosts_timers_keys_and_memory_are_masked_in_proc(
     result = runners.run(Bwrap(), invocation(rootfs, kind, script, tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+# The image's Python as the bytecode step meets it (/opt/venv/bin/python -> this): it writes
+# into the staged wheels it was given to compile, and leaves "bytecode" files that are
+# symlinks to a host file, next to the sources and where PYTHONPYCACHEPREFIX says; the one
+# regular file it writes there is the bytecode of __init__.py.
+HOSTILE_PYTHON = """#!/bin/sh
+site=/opt/venv/lib/python3.11/site-packages
+echo "TROJAN = True" >> $site/lfprobe/__init__.py
+mkdir -p $site/lfprobe/__pycache__
+ln -s {secret} $site/lfprobe/__pycache__/__init__.cpython-311.pyc
+out=$PYTHONPYCACHEPREFIX$site/lfprobe
+mkdir -p $out
+echo bytecode > $out/__init__.cpython-311.pyc
+ln -s {secret} $out/other.cpython-311.pyc
+exit 0
+"""
+
+
+def make_wheel(directory: Path) -> Path:
+    """lfprobe 1.0, pure Python, one module."""
+    files = {
+        "lfprobe/__init__.py": b"VALUE = 1\n",
+        "lfprobe/other.py": b"OTHER = 2\n",
+        "lfprobe-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: lfprobe\nVersion: 1.0\n",
+        "lfprobe-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\n"
+        b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    rows = [f"{name},{record_hash(data)},{len(data)}" for name, data in files.items()]
+    rows.append("lfprobe-1.0.dist-info/RECORD,,")
+    files["lfprobe-1.0.dist-info/RECORD"] = ("\n".join(rows) + "\n").encode()
+    wheel = directory / "lfprobe-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return wheel
+
+
+def record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + digest.decode()
+
+
+def layer_members(store: Path) -> dict[str, bytes]:
+    """Every regular file of every layer blob in ``store`` (name -> content)."""
+    found: dict[str, bytes] = {}
+    for blob in (store / "blobs" / "sha256").iterdir():
+        with contextlib.suppress(tarfile.TarError, OSError, EOFError), tarfile.open(blob) as tar:
+            for info in tar:
+                extracted = tar.extractfile(info) if info.isreg() else None
+                if extracted is not None:
+                    found[info.name] = extracted.read()
+    return found
+
+
+def test_the_bytecode_step_writes_neither_into_the_wheel_cache_nor_makes_the_host_read(
+    base_rootfs: Path, tmp_path: Path, host: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compile_bytecode runs the IMAGE's Python over the staged wheels, which uv installs
+    as hardlinks to its cache: a hostile image wrote through them into uv's cache (every
+    later install of that wheel on the machine, any project, got its code), and a
+    bytecode file it made a symlink to a host file was read into the layer."""
+    secret = host / "secret"
+    secret.write_text("host secret\n")
+    project = tmp_path / "project"
+    shutil.copytree(base_rootfs, project / "os", symlinks=True)
+    python = project / "os/usr/bin/python3.11"
+    python.write_text(HOSTILE_PYTHON.format(secret=secret))
+    python.chmod(0o755)
+    (project / "wheels").mkdir()
+    make_wheel(project / "wheels")
+    (project / "layerforge.toml").write_text(
+        '[project]\nname = "bytecode"\npython = "3.11"\nfind_links = ["wheels"]\n\n'
+        '[bases.base]\nfrom = "rootfs:os"\n\n'
+        '[bases.deps]\nfrom = "base"\nrequirements = ["lfprobe==1.0"]\ncompile_bytecode = true\n'
+    )
+    uv_cache = tmp_path / "uv-cache"  # never the machine's: this test may poison it
+    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+    common = ["-f", str(project), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["lock", *common]) == 0
+    code = main(["build", *common, "--no-verify"])
+    cached = sorted(uv_cache.rglob("lfprobe/__init__.py"))
+    assert cached, "uv did not cache the wheel"
+    assert [p.read_bytes() for p in cached] == [b"VALUE = 1\n"] * len(cached)
+    members = layer_members(project / ".layerforge")
+    assert b"host secret\n" not in members.values()
+    assert code == 0
+    site = "opt/venv/lib/python3.11/site-packages/lfprobe"
+    assert members[f"{site}/__init__.py"] == b"VALUE = 1\n"
+    assert members[f"{site}/__pycache__/__init__.cpython-311.pyc"] == b"bytecode\n"
+    assert f"{site}/__pycache__/other.cpython-311.pyc" not in members
+
+
+def test_compile_bytecode_still_puts_the_image_pythons_bytecode_next_to_the_sources(
+    tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same wheel over a real Debian base (and a cache directory of its own, so that
+    nothing is reused): compileall writes under PYTHONPYCACHEPREFIX, read-only sources, and
+    the bytecode reaches the layer next to its sources, in RECORD, with the magic number of
+    the image's Python 3.11."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cmd.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    project = tmp_path / "project"
+    (project / "wheels").mkdir(parents=True)
+    make_wheel(project / "wheels")
+    (project / "layerforge.toml").write_text(
+        '[project]\nname = "bytecode"\npython = "3.11"\nfind_links = ["wheels"]\n\n'
+        '[bases.base]\nfrom = { debootstrap = "bookworm" }\n\n'
+        '[bases.deps]\nfrom = "base"\nrequirements = ["lfprobe==1.0"]\ncompile_bytecode = true\n'
+        'verify = ["import lfprobe.other"]\n'
+    )
+    common = ["-f", str(project), "--cache-dir", str(cache)]
+    assert main(["lock", *common]) == 0
+    assert main(["build", *common]) == 0
+    members = layer_members(project / ".layerforge")
+    site = "opt/venv/lib/python3.11/site-packages/lfprobe"
+    for module in ("__init__", "other"):
+        pyc = members[f"{site}/__pycache__/{module}.cpython-311.pyc"]
+        assert pyc[:4] == (3495).to_bytes(2, "little") + b"\r\n"  # CPython 3.11's magic
+        assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, not checked
+    record = members[f"{site}-1.0.dist-info/RECORD"].decode()
+    assert "lfprobe/__pycache__/other.cpython-311.pyc,sha256=" in record
