@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -198,7 +199,8 @@ def test_a_symlink_planted_in_the_bytecode_cache_leads_nowhere(
     host (making that mount point) nor bubblewrap (mounting it) follows it out."""
     cache_dir = tmp_path / "cache"
     root = Root(rootfs, ("sha256:" + "0" * 64,), app_at="/srv/app")
-    shared = cache_dir / "pyc" / chain_id(root.chain)
+    owner = hashlib.sha256(str((tmp_path / "store").resolve()).encode()).hexdigest()[:16]
+    shared = cache_dir / "pyc" / chain_id(root.chain) / owner
     shared.mkdir(parents=True)
     if style == "absolute":
         (shared / "srv").symlink_to(host)
@@ -207,7 +209,7 @@ def test_a_symlink_planted_in_the_bytecode_cache_leads_nowhere(
         landing = shared.parents[3] / ("oldroot" + str(host))  # the same, on the host
         landing.mkdir(parents=True)
     script = f"echo hello > {PYC_PREFIX}/srv/app/probe"
-    with _bytecode_cache(cache_dir, root) as pyc:
+    with _bytecode_cache(cache_dir, root, tmp_path / "store") as pyc:
         inv = Invocation(rootfs, ("/bin/sh", "-c", script), mounts=pyc, read_only=True)
         runners.prepare(inv)  # what verify_image does before each check
         result = runners.run(Bwrap(), inv)
@@ -507,3 +509,42 @@ def test_compile_bytecode_still_puts_the_image_pythons_bytecode_next_to_the_sour
         assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, not checked
     record = members[f"{site}-1.0.dist-info/RECORD"].decode()
     assert "lfprobe/__pycache__/other.cpython-311.pyc,sha256=" in record
+
+
+# A verify statement of the hostile project: it writes, into verify's bytecode cache, the
+# bytecode of the image's json module with one more line, under a header that matches the
+# source's mtime and size (what Python checks).
+POISON_PYC = (
+    "import importlib.util as u, marshal, os; s = '/usr/lib/python3.11/json/__init__.py'; "
+    "st = os.stat(s); c = compile(open(s).read() + '\\nopen(\\'/var/cache/layerforge-pyc/"
+    "POISONED\\', \\'w\\').close()\\n', s, 'exec'); p = u.cache_from_source(s); "
+    "os.makedirs(os.path.dirname(p), exist_ok=True); open(p, 'wb').write(u.MAGIC_NUMBER + "
+    "bytes(4) + int(st.st_mtime).to_bytes(4, 'little') + st.st_size.to_bytes(4, 'little') "
+    "+ marshal.dumps(c))"
+)
+
+
+def test_a_hostile_projects_verify_cannot_run_code_in_another_projects_verify(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    """verify keeps the bytecode of what checks import between runs, for images with the
+    same layers. Two checkouts of one project (same name and base: say a pull request from
+    a fork and the main branch, on one CI runner), one cache directory: the first one's
+    verify plants bytecode for json; the second one's verify imports json. It must not run
+    the planted code (which leaves a file named POISONED in the cache)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cmd.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
+    checks = {"poisoner": POISON_PYC, "victim": "import json"}
+    for name, check in checks.items():
+        project = tmp_path / name
+        project.mkdir()
+        (project / "layerforge.toml").write_text(
+            '[project]\nname = "app"\npython = "3.11"\n\n'
+            f'[bases.os]\nfrom = {{ debootstrap = "bookworm" }}\nverify = [{json.dumps(check)}]\n'
+        )
+        common = ["-f", str(project), "--cache-dir", str(cache)]
+        assert main(["lock", *common]) == 0
+        assert main(["build", *common]) == 0, name
+    assert sorted(p.name for p in (cache / "pyc").rglob("json/__init__*")) != []
+    assert sorted(str(p) for p in (cache / "pyc").rglob("POISONED")) == []

@@ -12,6 +12,7 @@ exception text (the last line of the traceback) plus the tail of the output.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import time
@@ -78,22 +79,28 @@ def _config(record: ImageRecord) -> tuple[tuple[tuple[str, str], ...], str]:
 
 
 @contextmanager
-def _bytecode_cache(cache_dir: Path, root: Root) -> Iterator[tuple[runners.Mount, ...]]:
+def _bytecode_cache(
+    cache_dir: Path, root: Root, store: Path
+) -> Iterator[tuple[runners.Mount, ...]]:
     """Where Python writes the bytecode of what the checks import (PYTHONPYCACHEPREFIX).
 
     The image is read-only, so without this every verify compiled every module it imported
     from source again (seconds for an ML stack). The cache is keyed by the chain of layers
-    of the root filesystem, whose files never change, so its bytecode stays valid. Python
-    validates bytecode by the source's mtime and size, and every layer entry has the same
-    mtime: the application mounted at ``workdir`` (which changes from build to build)
-    therefore gets a scratch directory of its own, never the shared one.
+    of the root filesystem, whose files never change, so its bytecode stays valid, and by
+    the store: the checks write there, and Python trusts any bytecode whose header matches
+    its source's mtime and size, so checks of another store (another checkout of the same
+    project, say a fork's pull request on the same CI runner) must never see it. Every
+    layer entry has the same mtime: the application mounted at ``workdir`` (which changes
+    from build to build) therefore gets a scratch directory of its own, never the shared
+    one.
     """
-    shared = cache_dir / "pyc" / chain_id(root.chain)
+    owner = hashlib.sha256(str(store.resolve()).encode()).hexdigest()[:16]
+    shared = cache_dir / "pyc" / chain_id(root.chain) / owner
     shared.mkdir(parents=True, exist_ok=True)
     mounts = [runners.Mount(shared, PYC_PREFIX, read_only=False)]
     scratch: Path | None = None
     if root.app_at is not None:  # its mount point in ``shared``: made by runners.prepare
-        scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=shared.parent))
+        scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir / "pyc"))
         mounts.append(runners.Mount(scratch, PYC_PREFIX + root.app_at, read_only=False))
     try:
         yield tuple(mounts)
@@ -118,7 +125,7 @@ def verify_image(
     root = _root_of(store, record, node, cache_dir)
     env, cwd = _config(record)
     results: list[CheckResult] = []
-    with _bytecode_cache(cache_dir, root) as pyc:
+    with _bytecode_cache(cache_dir, root, store.root) as pyc:
         for check in todo:
             inv = runners.Invocation(
                 rootfs=root.rootfs,
