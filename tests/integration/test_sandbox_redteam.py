@@ -548,3 +548,32 @@ def test_a_hostile_projects_verify_cannot_run_code_in_another_projects_verify(
         assert main(["build", *common]) == 0, name
     assert sorted(p.name for p in (cache / "pyc").rglob("json/__init__*")) != []
     assert sorted(str(p) for p in (cache / "pyc").rglob("POISONED")) == []
+
+
+# Clear the screen, set the window title, and print a fake success over the error.
+TERMINAL_ATTACK = r"printf '\033[2J\033[H\033]0;owned\033\\build succeeded\n'"
+
+
+@pytest.mark.parametrize("where", ["run", "verify"])
+def test_a_failing_steps_output_cannot_drive_the_terminal(
+    base_rootfs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """The tail of a failing step's (or check's) output is part of the error printed to
+    the user's terminal: its control characters are shown, not sent (ESC as \\x1b)."""
+    project = tmp_path / "project"
+    shutil.copytree(base_rootfs, project / "os", symlinks=True)
+    (project / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
+    step = json.dumps(f"{TERMINAL_ATTACK}; exit 3")
+    check = json.dumps(f"sh: {TERMINAL_ATTACK}; exit 3")
+    (project / "layerforge.toml").write_text(
+        '[project]\nname = "term"\npython = "3.11"\n\n[bases.base]\nfrom = "rootfs:os"\n'
+        + (f"run = [{step}]\n" if where == "run" else f"verify = [{check}]\n")
+    )
+    common = ["-f", str(project), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["lock", *common]) == 0
+    capsys.readouterr()
+    assert main(["build", *common]) == 1
+    err = capsys.readouterr().err
+    assert "build succeeded" in err
+    assert "\x1b" not in err
+    assert "\\x1b]0;owned" in err

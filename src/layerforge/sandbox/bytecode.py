@@ -84,7 +84,7 @@ def _compile(runner: runners.Runner, inv: runners.Invocation, sandbox: Sandbox, 
     elif result.returncode != 0:
         raise BuildError(
             f"compiling bytecode in the image failed with exit code {result.returncode}:\n"
-            f"{cmd.tail(result.stdout + result.stderr)}",
+            f"{runners.printable(cmd.tail(result.stdout + result.stderr))}",
             hint="set compile_bytecode = false for this node, or check its interpreter",
         )
 

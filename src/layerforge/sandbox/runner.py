@@ -90,6 +90,17 @@ PROC_MASKED = (
 )
 
 
+# Control characters of a sandboxed program's output, shown instead of sent when the output
+# is part of an error printed to the user's terminal (ESC sequences clear the screen, set
+# the title, print a fake success, write the clipboard...). Newlines and tabs stay.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (9, 10)}
+
+
+def printable(text: str) -> str:
+    """``text`` (output of a sandboxed program) with its control characters escaped."""
+    return text.translate(_CONTROL)
+
+
 @dataclass(frozen=True)
 class Mount:
     """A host path visible at ``target`` (absolute, inside the root) during a run."""

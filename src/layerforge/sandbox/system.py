@@ -211,7 +211,7 @@ def _run_step(
     ok = result.returncode == 0
     reporter.emit(Event("finish", task, data={"ok": ok, "seconds": round(seconds, 3)}))
     if not ok:
-        output = cmd.tail(result.stdout + result.stderr, OUTPUT_TAIL)
+        output = runners.printable(cmd.tail(result.stdout + result.stderr, OUTPUT_TAIL))
         hint = "fix the step and build again; nothing was stored"
         if not spec.network:
             hint += " (network = false: the step has no network access)"

@@ -203,7 +203,7 @@ def _app_tree(store: Store, layer: tuple[str, str], cache_root: Path) -> Path:
 
 
 def _failure(node: Node, record: ImageRecord, check: Check, result: cmd.Result) -> VerifyError:
-    output = (result.stderr + result.stdout).strip()
+    output = runners.printable((result.stderr + result.stdout).strip())
     last = output.splitlines()[-1] if output else f"exit code {result.returncode}"
     return VerifyError(
         f"{node.section}.verify: {check.label!r} failed in {node.name} "
