@@ -577,3 +577,21 @@ def test_a_failing_steps_output_cannot_drive_the_terminal(
     assert "build succeeded" in err
     assert "\x1b" not in err
     assert "\\x1b]0;owned" in err
+
+
+@pytest.mark.parametrize("kind", ["verify", "system"])
+def test_the_chroot_runner_shows_a_minimal_dev_not_the_hosts(
+    rootfs: Path, tmp_path: Path, kind: str
+) -> None:
+    """Even the unconfined runner (trusted images only) must not hand a step the host's
+    /dev: a writable bind of it let a cleanup step (``rm -rf /dev/*``) delete the host's
+    device nodes, and showed the disks."""
+    inv = invocation(rootfs, kind, "ls /dev; echo x > /dev/null && echo written", tmp_path)
+    result = runners.run(runners.Chroot(), inv)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = set(result.stdout.split())
+    assert "written" in names
+    assert names - {"written"} <= {
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm",
+        "fd", "stdin", "stdout", "stderr",
+    }  # fmt: skip

@@ -267,7 +267,9 @@ def _namespaces(inv: Invocation) -> list[str]:
 class Chroot:
     """UNCONFINED (explicit opt-in, trusted images only): ``unshare --mount [--net] --fork
     --pid sh -c 'mount ...; exec chroot ROOT env ... ARGV'``. The program keeps every
-    capability of root and no seccomp filter applies: it can leave the chroot."""
+    capability of root and no seccomp filter applies: it can leave the chroot. Its /dev is
+    a minimal one (:func:`_minimal_dev`), not the host's, so that an ordinary step cannot
+    harm the host's devices by accident."""
 
     name = "chroot"
 
@@ -281,7 +283,7 @@ class Chroot:
         lines = ["set -e", "mount --make-rprivate /"]
         if inv.read_only:
             lines.append(f"mount --bind {root} {root} && mount -o remount,bind,ro {root}")
-        lines += [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
+        lines += [f"mount -t proc proc {root}/proc", *_minimal_dev(f"{root}/dev")]
         lines += [f"mount -t tmpfs -o mode=1777 tmpfs {root}{shlex.quote(p)}" for p in inv.tmpfs]
         binds = list(inv.mounts)
         resolv = _host_resolv()
@@ -298,6 +300,25 @@ class Chroot:
         lines.append("exec " + shlex.join(inner))
         flags = ["--mount", "--fork", "--pid"] + ([] if inv.network else ["--net"])
         return [cmd.which("unshare"), *flags, "/bin/sh", "-c", "\n".join(lines)]
+
+
+def _minimal_dev(dev: str) -> list[str]:
+    """Shell lines that mount a /dev like bubblewrap's at ``dev`` (quoted): a tmpfs with the
+    harmless devices bound from the host, a private devpts, shm, and the fd links. Never the
+    host's /dev itself (disks; a writable bind that ``rm -rf /dev/*`` empties on the host)."""
+    lines = [f"mount -t tmpfs -o mode=0755,nosuid,noexec tmpfs {dev}"]
+    for name in ("null", "zero", "full", "random", "urandom", "tty"):
+        lines.append(f": > {dev}/{name} && mount --bind /dev/{name} {dev}/{name}")
+    lines += [
+        f"mkdir {dev}/pts {dev}/shm",
+        f"mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts {dev}/pts",
+        f"ln -s pts/ptmx {dev}/ptmx",
+        f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {dev}/shm",
+        f"ln -s /proc/self/fd {dev}/fd",
+    ]
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        lines.append(f"ln -s /proc/self/fd/{fd} {dev}/{name}")
+    return lines
 
 
 class Podman:
