@@ -14,6 +14,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -595,3 +598,43 @@ def test_the_chroot_runner_shows_a_minimal_dev_not_the_hosts(
         "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm",
         "fd", "stdin", "stdout", "stderr",
     }  # fmt: skip
+
+
+class FakeRunner:
+    """A runner whose "sandbox" is already over but says its init is ``pid``: a process
+    that outlives it (as one stuck in the kernel would)."""
+
+    name = "fake"
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def argv(self, inv: Invocation, fds: runners.Fds) -> list[str]:
+        info = json.dumps({"child-pid": self.pid}).encode()
+        return [sys.executable, "-c", f"import os; os.write({fds.info}, {info!r})"]
+
+
+def test_a_sandbox_whose_processes_do_not_end_is_an_error_not_a_result(
+    rootfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """layerforge reads what a step left (the system layer's diff) only once every process
+    of the sandbox is gone. If they are still there when the wait gives up, reading the
+    work copy would race with them (a file swapped for a symlink to a host file between
+    the check and the read): the run is an error instead."""
+    survivor = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "sleep", "600"])
+    pid = 0
+    try:
+        children = Path(f"/proc/{survivor.pid}/task/{survivor.pid}/children")
+        while not children.read_text().split():
+            os.sched_yield()
+        pid = int(children.read_text().split()[0])
+        monkeypatch.setattr(runners, "SANDBOX_EXIT_TIMEOUT", 1)
+        inv = Invocation(rootfs, ("/bin/sh", "-c", "true"))
+        with pytest.raises(SandboxError) as err:
+            runners.run(FakeRunner(pid), inv)
+        assert "did not end" in str(err.value)
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        survivor.kill()
+        survivor.wait()

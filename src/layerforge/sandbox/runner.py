@@ -195,7 +195,9 @@ def _read_all(fd: int) -> bytes:
 def _wait_for_sandbox(info: bytes) -> None:
     """bubblewrap exits as soon as the program does, while the init of its pid namespace is
     still killing what the program left behind (a daemon): wait for that init to end (the
-    kernel ends it only after every other process of its namespace)."""
+    kernel ends it only after every other process of its namespace). If it has not ended
+    after :data:`SANDBOX_EXIT_TIMEOUT`, raise: what the program left (a work copy to diff)
+    must never be read while one of its processes may still change it."""
     try:
         pid = int(json.loads(info)["child-pid"])
         pidfd = os.pidfd_open(pid)
@@ -207,7 +209,13 @@ def _wait_for_sandbox(info: bytes) -> None:
                 return  # the pid was reused by a process of ours: not the sandbox
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        poller.poll(SANDBOX_EXIT_TIMEOUT * 1000)
+        if not poller.poll(SANDBOX_EXIT_TIMEOUT * 1000):
+            raise SandboxError(
+                f"the sandbox's processes did not end within {SANDBOX_EXIT_TIMEOUT} s of its "
+                f"program (its init is host pid {pid}); its result is not used",
+                hint="a process stuck in the kernel (I/O on a hung device?): retry the "
+                "build; if it persists, look at that process",
+            )
     finally:
         os.close(pidfd)
 
