@@ -638,3 +638,23 @@ def test_a_sandbox_whose_processes_do_not_end_is_an_error_not_a_result(
             os.kill(pid, signal.SIGKILL)
         survivor.kill()
         survivor.wait()
+
+
+def test_a_mount_point_that_leads_into_a_read_only_mount_writes_nothing_there(
+    rootfs: Path, tmp_path: Path
+) -> None:
+    """The base's context is bound read-only at /context, and /etc/resolv.conf (network
+    on) is bound after it: an image whose /etc is a symlink to /context made layerforge
+    create an empty resolv.conf in the project's context directory on the host."""
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "build.sh").write_text("true\n")
+    (rootfs / "etc").symlink_to("/context")
+    (rootfs / "context").mkdir()
+    inv = Invocation(rootfs, ("/bin/sh", "-c", "true"), mounts=(Mount(context, "/context", True),),
+                     network=True, privileges="system")  # fmt: skip
+    with pytest.raises(SandboxError) as err:
+        runners.prepare(inv)
+    assert sorted(os.listdir(context)) == ["build.sh"]
+    assert "cannot mount at /etc/resolv.conf" in str(err.value)
+    assert "inside /context (read-only)" in str(err.value)

@@ -405,13 +405,39 @@ def prepare(inv: Invocation) -> Invocation:
 def _host_dir(rootfs: Path, inner: list[str], mounts: tuple[Mount, ...]) -> str:
     """The host path of ``inner`` (components of a path in the sandbox, no symlinks): under
     the deepest mount whose target holds it, else under the root filesystem."""
-    best, rest = str(rootfs), inner
-    best_depth = -1
+    mount = _mount_of(inner, mounts)
+    if mount is None:
+        return os.path.join(rootfs, *inner)
+    return os.path.join(mount.source, *inner[len(_parts_of(mount.target)) :])
+
+
+def _mount_of(inner: list[str], mounts: tuple[Mount, ...]) -> Mount | None:
+    """The deepest of ``mounts`` whose target holds ``inner``."""
+    best: Mount | None = None
     for m in mounts:
-        parts = [p for p in m.target.split("/") if p]
-        if inner[: len(parts)] == parts and len(parts) > best_depth:
-            best, rest, best_depth = str(m.source), inner[len(parts) :], len(parts)
-    return os.path.join(best, *rest)
+        parts = _parts_of(m.target)
+        if inner[: len(parts)] == parts and (
+            best is None or len(parts) >= len(_parts_of(best.target))
+        ):
+            best = m
+    return best
+
+
+def _parts_of(target: str) -> list[str]:
+    return [p for p in target.split("/") if p]
+
+
+def _writable(target: str, inner: list[str], mounts: tuple[Mount, ...]) -> None:
+    """Refuse to create or remove anything for ``target`` inside a read-only mount (the
+    base's context, the application layer): those host directories are not outputs."""
+    mount = _mount_of(inner, mounts)
+    if mount is not None and mount.read_only:
+        raise SandboxError(
+            f"cannot mount at {target}: it leads to /{'/'.join(inner)}, inside {mount.target} "
+            "(read-only)",
+            hint="the image (or a step) made a directory on the way a symlink: make it a "
+            "directory again",
+        )
 
 
 def _mount_point(rootfs: Path, target: str, mounts: tuple[Mount, ...], *, is_file: bool) -> str:
@@ -433,8 +459,11 @@ def _mount_point(rootfs: Path, target: str, mounts: tuple[Mount, ...], *, is_fil
     host = _host_dir(rootfs, inner, mounts)
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISLNK(os.lstat(host).st_mode):
+            _writable(target, inner, mounts)
             os.unlink(host)  # e.g. a resolv.conf symlink: the bind mount must not follow it
     try:
+        if not os.path.lexists(host):
+            _writable(target, inner, mounts)
         if is_file:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             os.close(os.open(host, flags, 0o644))
@@ -467,6 +496,7 @@ def _resolve_dirs(
         try:
             st = os.lstat(host)
         except FileNotFoundError:
+            _writable(target, [*inner, part], mounts)
             os.mkdir(host, 0o755)
             inner.append(part)
             continue
