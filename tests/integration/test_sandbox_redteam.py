@@ -658,3 +658,30 @@ def test_a_mount_point_that_leads_into_a_read_only_mount_writes_nothing_there(
     assert sorted(os.listdir(context)) == ["build.sh"]
     assert "cannot mount at /etc/resolv.conf" in str(err.value)
     assert "inside /context (read-only)" in str(err.value)
+
+
+VSOCK_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+int main(void) {
+    int s = socket(40 /* AF_VSOCK */, SOCK_STREAM, 0);
+    if (s >= 0) { puts("created"); return 0; }
+    printf("refused: %s\n", strerror(errno));
+    return 1;
+}
+"""
+
+
+@pytest.mark.parametrize("kind", ["verify", "system"])
+def test_no_vsock_socket_in_the_sandbox(rootfs: Path, tmp_path: Path, kind: str) -> None:
+    """AF_VSOCK talks to the hypervisor (the host of a VM build machine: this one is one),
+    which the sandbox's network namespace may not confine: "no network" must cover it.
+    (Only the socket is made: nothing is sent to this machine's hypervisor.)"""
+    source = tmp_path / "vsock.c"
+    source.write_text(VSOCK_C)
+    cmd.run(["gcc", "-static", "-O1", "-o", str(rootfs / "vsock"), str(source)])
+    result = runners.run(Bwrap(), invocation(rootfs, kind, "/vsock", tmp_path))
+    assert result.stdout == "refused: Operation not permitted\n", result.stdout + result.stderr
+    assert result.returncode == 1
