@@ -196,27 +196,32 @@ def test_run_steps_that_plant_symlinks_make_the_next_step_write_nothing_on_the_h
 def test_a_symlink_planted_in_the_bytecode_cache_leads_nowhere(
     rootfs: Path, host: Path, tmp_path: Path, style: str
 ) -> None:
-    """verify's bytecode cache (``CACHE/pyc/<chain>``, writable in the sandbox, shared by
-    every verify over the same layers) holds a symlink a previous check planted where the
-    next service's application directory (/srv/app) gets its scratch mount: neither the
-    host (making that mount point) nor bubblewrap (mounting it) follows it out."""
+    """verify's bytecode cache (``CACHE/pyc/<chain>/<store>``, writable in the sandbox,
+    shared by every verify over the same layers) holds symlinks a previous check planted:
+    where the next service's application directory (/srv/app) got its scratch mount, and
+    in the shared trees. Neither the host (making mount points) nor bubblewrap (mounting)
+    follows them out, and the check's bytecode for /srv/app lands in a scratch directory.
+    (Since the shared trees are mounted inside the scratch directory, no mount point is
+    made inside a shared one at all.)"""
     cache_dir = tmp_path / "cache"
     root = Root(rootfs, ("sha256:" + "0" * 64,), app_at="/srv/app")
     owner = hashlib.sha256(str((tmp_path / "store").resolve()).encode()).hexdigest()[:16]
     shared = cache_dir / "pyc" / chain_id(root.chain) / owner
-    shared.mkdir(parents=True)
+    (shared / "usr").mkdir(parents=True)
     if style == "absolute":
         (shared / "srv").symlink_to(host)
+        (shared / "usr" / "srv").symlink_to(host)
     else:  # from /newroot/var/cache/layerforge-pyc, four levels up is bubblewrap's /
         (shared / "srv").symlink_to("../../../../oldroot" + str(host))
+        (shared / "usr" / "srv").symlink_to("../../../../../oldroot" + str(host))
         landing = shared.parents[3] / ("oldroot" + str(host))  # the same, on the host
         landing.mkdir(parents=True)
-    script = f"echo hello > {PYC_PREFIX}/srv/app/probe"
+    script = f"mkdir -p {PYC_PREFIX}/srv/app && echo hello > {PYC_PREFIX}/srv/app/probe"
     with _bytecode_cache(cache_dir, root, tmp_path / "store") as pyc:
         inv = Invocation(rootfs, ("/bin/sh", "-c", script), mounts=pyc, read_only=True)
         runners.prepare(inv)  # what verify_image does before each check
         result = runners.run(Bwrap(), inv)
-        probe = sorted(p.read_text() for p in pyc[-1].source.glob("probe"))
+        probe = sorted(p.read_text() for m in pyc for p in m.source.rglob("probe"))
     if style != "absolute":
         shutil.rmtree(shared.parents[3] / "oldroot")
     assert sorted(p.name for p in host.iterdir()) == []
