@@ -27,21 +27,24 @@ of :mod:`~layerforge.sandbox.seccomp` on an inherited file descriptor. Implement
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import select
 import shlex
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 from layerforge import cmd
-from layerforge.errors import ToolError, UsageError
+from layerforge.errors import SandboxError, ToolError, UsageError
 from layerforge.sandbox import seccomp
 
 Privileges = Literal["none", "system"]
 SANDBOX_EXIT_TIMEOUT = 60  # seconds to wait for the processes a program left to be killed
+MAX_LINKS = 40  # symlinks followed while resolving one mount point, as Linux allows
 
 # Docker's default capabilities, less CAP_MKNOD (no device cgroup guards the nodes it could
 # make) and CAP_NET_RAW: what apt, dpkg and maintainer scripts need as root.
@@ -75,6 +78,29 @@ PROC_READ_ONLY = (
 )
 
 
+# Files of /proc that show the whole host (the timers and tasks of every process, the
+# caller's keys, memory): hidden behind /dev/null in the sandbox, as Docker masks them.
+PROC_MASKED = (
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+)
+
+
+# Control characters of a sandboxed program's output, shown instead of sent when the output
+# is part of an error printed to the user's terminal (ESC sequences clear the screen, set
+# the title, print a fake success, write the clipboard...). Newlines and tabs stay.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (9, 10)}
+
+
+def printable(text: str) -> str:
+    """``text`` (output of a sandboxed program) with its control characters escaped."""
+    return text.translate(_CONTROL)
+
+
 @dataclass(frozen=True)
 class Mount:
     """A host path visible at ``target`` (absolute, inside the root) during a run."""
@@ -102,6 +128,7 @@ class Invocation:
     cwd: str = "/"
     tmpfs: tuple[str, ...] = field(default=("/tmp",))  # noqa: S108 - inside the sandbox
     privileges: Privileges = "none"
+    resolv_conf: str = "/etc/resolv.conf"  # where the host's is bound (with the network)
 
 
 @dataclass(frozen=True)
@@ -130,13 +157,15 @@ def mount_points(inv: Invocation) -> list[str]:
     """Paths inside the root that a run mounts over (created beforehand if missing)."""
     points = [m.target for m in inv.mounts]
     if inv.network and _host_resolv() is not None:
-        points.append("/etc/resolv.conf")
+        points.append(inv.resolv_conf)
     return points
 
 
 def run(runner: Runner, inv: Invocation) -> cmd.Result:
     """Run ``inv`` with ``runner`` (never raises for the program's exit code), and return
-    only once every process of the sandbox is gone."""
+    only once every process of the sandbox is gone. The mount points are prepared first
+    (:func:`prepare`)."""
+    inv = prepare(inv)
     filter_fd = os.memfd_create("layerforge-seccomp")
     info_read, info_write = os.pipe()
     try:
@@ -166,7 +195,9 @@ def _read_all(fd: int) -> bytes:
 def _wait_for_sandbox(info: bytes) -> None:
     """bubblewrap exits as soon as the program does, while the init of its pid namespace is
     still killing what the program left behind (a daemon): wait for that init to end (the
-    kernel ends it only after every other process of its namespace)."""
+    kernel ends it only after every other process of its namespace). If it has not ended
+    after :data:`SANDBOX_EXIT_TIMEOUT`, raise: what the program left (a work copy to diff)
+    must never be read while one of its processes may still change it."""
     try:
         pid = int(json.loads(info)["child-pid"])
         pidfd = os.pidfd_open(pid)
@@ -178,7 +209,13 @@ def _wait_for_sandbox(info: bytes) -> None:
                 return  # the pid was reused by a process of ours: not the sandbox
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        poller.poll(SANDBOX_EXIT_TIMEOUT * 1000)
+        if not poller.poll(SANDBOX_EXIT_TIMEOUT * 1000):
+            raise SandboxError(
+                f"the sandbox's processes did not end within {SANDBOX_EXIT_TIMEOUT} s of its "
+                f"program (its init is host pid {pid}); its result is not used",
+                hint="a process stuck in the kernel (I/O on a hung device?): retry the "
+                "build; if it persists, look at that process",
+            )
     finally:
         os.close(pidfd)
 
@@ -198,14 +235,12 @@ class Bwrap:
             for cap in SYSTEM_CAPS:
                 out += ["--cap-add", cap]
         out += ["--ro-bind" if inv.read_only else "--bind", str(inv.rootfs), "/"]
-        out += ["--proc", "/proc", "--dev", "/dev"]
-        for path in PROC_READ_ONLY:
-            out += ["--ro-bind-try", path, path]
+        out += ["--proc", "/proc", "--dev", "/dev", *_proc_guards()]
         for path in inv.tmpfs:
             out += ["--perms", "1777", "--tmpfs", path]
         resolv = _host_resolv()
         if inv.network and resolv is not None:
-            out += ["--ro-bind", str(resolv), "/etc/resolv.conf"]
+            out += ["--ro-bind", str(resolv), inv.resolv_conf]
         for m in inv.mounts:
             out += ["--ro-bind" if m.read_only else "--bind", str(m.source), m.target]
         out += ["--seccomp", str(fds.seccomp), "--info-fd", str(fds.info)]
@@ -213,6 +248,18 @@ class Bwrap:
         for key, value in inv.env:
             out += ["--setenv", key, value]
         return [*out, "--", *inv.argv]
+
+
+def _proc_guards() -> list[str]:
+    """bwrap arguments: the global settings under /proc read-only, the host-wide views
+    masked (those this kernel has: the sandbox's /proc is of the same kernel)."""
+    out: list[str] = []
+    for path in PROC_READ_ONLY:
+        out += ["--ro-bind-try", path, path]
+    for path in PROC_MASKED:
+        if os.path.exists(path):
+            out += ["--ro-bind", "/dev/null", path]
+    return out
 
 
 def _namespaces(inv: Invocation) -> list[str]:
@@ -228,7 +275,9 @@ def _namespaces(inv: Invocation) -> list[str]:
 class Chroot:
     """UNCONFINED (explicit opt-in, trusted images only): ``unshare --mount [--net] --fork
     --pid sh -c 'mount ...; exec chroot ROOT env ... ARGV'``. The program keeps every
-    capability of root and no seccomp filter applies: it can leave the chroot."""
+    capability of root and no seccomp filter applies: it can leave the chroot. Its /dev is
+    a minimal one (:func:`_minimal_dev`), not the host's, so that an ordinary step cannot
+    harm the host's devices by accident."""
 
     name = "chroot"
 
@@ -242,12 +291,12 @@ class Chroot:
         lines = ["set -e", "mount --make-rprivate /"]
         if inv.read_only:
             lines.append(f"mount --bind {root} {root} && mount -o remount,bind,ro {root}")
-        lines += [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
+        lines += [f"mount -t proc proc {root}/proc", *_minimal_dev(f"{root}/dev")]
         lines += [f"mount -t tmpfs -o mode=1777 tmpfs {root}{shlex.quote(p)}" for p in inv.tmpfs]
         binds = list(inv.mounts)
         resolv = _host_resolv()
         if inv.network and resolv is not None:
-            binds.append(Mount(resolv, "/etc/resolv.conf", read_only=True))
+            binds.append(Mount(resolv, inv.resolv_conf, read_only=True))
         for m in binds:
             target = f"{root}{shlex.quote(m.target)}"
             lines.append(f"mount --bind {shlex.quote(str(m.source))} {target}")
@@ -259,6 +308,25 @@ class Chroot:
         lines.append("exec " + shlex.join(inner))
         flags = ["--mount", "--fork", "--pid"] + ([] if inv.network else ["--net"])
         return [cmd.which("unshare"), *flags, "/bin/sh", "-c", "\n".join(lines)]
+
+
+def _minimal_dev(dev: str) -> list[str]:
+    """Shell lines that mount a /dev like bubblewrap's at ``dev`` (quoted): a tmpfs with the
+    harmless devices bound from the host, a private devpts, shm, and the fd links. Never the
+    host's /dev itself (disks; a writable bind that ``rm -rf /dev/*`` empties on the host)."""
+    lines = [f"mount -t tmpfs -o mode=0755,nosuid,noexec tmpfs {dev}"]
+    for name in ("null", "zero", "full", "random", "urandom", "tty"):
+        lines.append(f": > {dev}/{name} && mount --bind /dev/{name} {dev}/{name}")
+    lines += [
+        f"mkdir {dev}/pts {dev}/shm",
+        f"mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts {dev}/pts",
+        f"ln -s pts/ptmx {dev}/ptmx",
+        f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {dev}/shm",
+        f"ln -s /proc/self/fd {dev}/fd",
+    ]
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        lines.append(f"ln -s /proc/self/fd/{fd} {dev}/{name}")
+    return lines
 
 
 class Podman:
@@ -304,19 +372,151 @@ def get_runner(name: str | None = None) -> Runner:
     return RUNNERS[name]()
 
 
-def prepare(inv: Invocation) -> None:
-    """Create the mount points a run needs inside a writable root filesystem."""
-    for target in mount_points(inv):
-        path = inv.rootfs / target.lstrip("/")
-        if path.is_symlink():
-            path.unlink()  # e.g. a resolv.conf symlink: the bind mount must not follow it
-        if target == "/etc/resolv.conf" or (
-            any(m.target == target and m.source.is_file() for m in inv.mounts)
+def prepare(inv: Invocation) -> Invocation:
+    """Create the mount points a run needs inside its root filesystem (on the host), and
+    return ``inv`` with every mount target replaced by the path it resolves to in the root.
+
+    The root filesystem and the writable cache directories are the image's (or a previous
+    step's) to shape: any directory on the way to a mount point may be a symlink, absolute
+    (``/var -> /root``) or climbing (``../../oldroot/root``). Followed by the host's
+    ``mkdir`` or by bubblewrap's own setup (which runs as the host's root, with the new root
+    at ``/newroot`` and the host at ``/oldroot``), such a symlink would create directories
+    and files on the host. So each target is resolved here, component by component, the
+    way the program will see it: symlinks are read, never followed by the host; absolute
+    ones restart at the root of the sandbox, ``..`` stops there; a directory mounted by an
+    earlier mount (the bytecode cache, say) is looked up in that mount's host source. The
+    last component is never followed (a symlink there is replaced). The runner is then
+    given targets without any symlink. Nothing else writes in the root between this and
+    the run (the previous run's processes are all gone).
+    """
+    for top in ("/proc", "/dev"):
+        _mount_point(inv.rootfs, top, (), is_file=False)
+    tmpfs = tuple(_mount_point(inv.rootfs, p, (), is_file=False) for p in inv.tmpfs)
+    done: list[Mount] = []
+    for m in inv.mounts:
+        target = _mount_point(inv.rootfs, m.target, tuple(done), is_file=m.source.is_file())
+        done.append(Mount(m.source, target, m.read_only))
+    resolv = inv.resolv_conf
+    if inv.network and _host_resolv() is not None:
+        resolv = _mount_point(inv.rootfs, inv.resolv_conf, tuple(done), is_file=True)
+    return dataclasses.replace(inv, tmpfs=tmpfs, mounts=tuple(done), resolv_conf=resolv)
+
+
+def _host_dir(rootfs: Path, inner: list[str], mounts: tuple[Mount, ...]) -> str:
+    """The host path of ``inner`` (components of a path in the sandbox, no symlinks): under
+    the deepest mount whose target holds it, else under the root filesystem."""
+    mount = _mount_of(inner, mounts)
+    if mount is None:
+        return os.path.join(rootfs, *inner)
+    return os.path.join(mount.source, *inner[len(_parts_of(mount.target)) :])
+
+
+def _mount_of(inner: list[str], mounts: tuple[Mount, ...]) -> Mount | None:
+    """The deepest of ``mounts`` whose target holds ``inner``."""
+    best: Mount | None = None
+    for m in mounts:
+        parts = _parts_of(m.target)
+        if inner[: len(parts)] == parts and (
+            best is None or len(parts) >= len(_parts_of(best.target))
         ):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                path.touch()
+            best = m
+    return best
+
+
+def _parts_of(target: str) -> list[str]:
+    return [p for p in target.split("/") if p]
+
+
+def _writable(target: str, inner: list[str], mounts: tuple[Mount, ...]) -> None:
+    """Refuse to create or remove anything for ``target`` inside a read-only mount (the
+    base's context, the application layer): those host directories are not outputs."""
+    mount = _mount_of(inner, mounts)
+    if mount is not None and mount.read_only:
+        raise SandboxError(
+            f"cannot mount at {target}: it leads to /{'/'.join(inner)}, inside {mount.target} "
+            "(read-only)",
+            hint="the image (or a step) made a directory on the way a symlink: make it a "
+            "directory again",
+        )
+
+
+def _mount_point(rootfs: Path, target: str, mounts: tuple[Mount, ...], *, is_file: bool) -> str:
+    """Resolve ``target`` in the sandbox (see :func:`prepare`), creating the missing
+    directories and the mount point itself; return it as an absolute path without
+    symlinks."""
+    parts = [p for p in target.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise SandboxError(f"mount point {target!r} is not a plain absolute path")
+    inner = [*_resolve_dirs(rootfs, target, parts[:-1], mounts), parts[-1]]
+    if inner[0] in ("proc", "dev") and len(inner) > 1:
+        raise SandboxError(
+            f"cannot mount at {target}: it leads to /{'/'.join(inner)}, in the sandbox's "
+            f"own /{inner[0]}",
+            hint="the image (or a step) made a directory on the way a symlink: make it a "
+            "directory again",
+        )
+    path = "/" + "/".join(inner)
+    host = _host_dir(rootfs, inner, mounts)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(os.lstat(host).st_mode):
+            _writable(target, inner, mounts)
+            os.unlink(host)  # e.g. a resolv.conf symlink: the bind mount must not follow it
+    try:
+        if not os.path.lexists(host):
+            _writable(target, inner, mounts)
+        if is_file:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            os.close(os.open(host, flags, 0o644))
         else:
-            path.mkdir(parents=True, exist_ok=True)
-    for sub in ("proc", "dev", *(p.lstrip("/") for p in inv.tmpfs)):
-        (inv.rootfs / sub).mkdir(parents=True, exist_ok=True)
+            os.mkdir(host, 0o755)
+    except FileExistsError:
+        mode = os.lstat(host).st_mode
+        if is_file and not stat.S_ISREG(mode):
+            raise _not_a(target, path, "file") from None
+        if not is_file and not stat.S_ISDIR(mode):
+            raise _not_a(target, path, "directory") from None
+    return path
+
+
+def _resolve_dirs(
+    rootfs: Path, target: str, parts: list[str], mounts: tuple[Mount, ...]
+) -> list[str]:
+    """The directories ``parts`` resolved in the sandbox, symlinks read (never followed on
+    the host), missing ones created."""
+    inner: list[str] = []
+    todo = list(parts)
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if inner:
+                inner.pop()
+            continue
+        host = _host_dir(rootfs, [*inner, part], mounts)
+        try:
+            st = os.lstat(host)
+        except FileNotFoundError:
+            _writable(target, [*inner, part], mounts)
+            os.mkdir(host, 0o755)
+            inner.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > MAX_LINKS:
+                raise SandboxError(f"cannot mount at {target}: too many levels of symlinks")
+            link = os.readlink(host)
+            if link.startswith("/"):
+                inner = []
+            todo = [p for p in link.split("/") if p not in ("", ".")] + todo
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise _not_a(target, "/" + "/".join([*inner, part]), "directory")
+        inner.append(part)
+    return inner
+
+
+def _not_a(target: str, path: str, kind: str) -> SandboxError:
+    return SandboxError(
+        f"cannot mount at {target}: {path} in the root filesystem is not a {kind}",
+        hint=f"make {path} a {kind} in the image (or in the step that changed it)",
+    )

@@ -6,7 +6,9 @@ default (modelled on moby's default profile): getting at files by handle
 (``open_by_handle_at``, the "shocker" escape), mounting and the new mount API, namespaces
 (``setns``, ``unshare``, ``clone`` with a ``CLONE_NEW*`` flag), tracing and reading other
 processes (``ptrace``, ``process_vm_*``), the kernel keyring, bpf, perf, kernel modules,
-kexec, reboot, swap, clocks, raw I/O ports, ``userfaultfd``, ``io_uring``. ``clone3``
+kexec, reboot, swap, clocks, raw I/O ports, ``userfaultfd``, ``io_uring``, and sockets of
+the ``AF_VSOCK`` family (to the hypervisor of a virtual machine, which the network
+namespace may not confine). ``clone3``
 answers ``ENOSYS`` (its flags live in memory a filter cannot read), so that the C library
 falls back to ``clone``. Everything else is allowed.
 
@@ -50,6 +52,8 @@ CLONE_NEW_FLAGS |= 0x40000000
 
 NR_CLONE = 56
 NR_CLONE3 = 435
+NR_SOCKET = 41
+AF_VSOCK = 40  # sockets to the hypervisor, which the network namespace may not confine
 
 # x86-64 numbers (arch/x86/entry/syscalls/syscall_64.tbl) of the refused calls.
 DENIED: dict[str, int] = {
@@ -139,11 +143,15 @@ def _source() -> list[_Op | str]:
         (LD_W_ABS, None, None, OFFSET_NR),
         (JGE_K, "enosys", None, X32_SYSCALL_BIT),
         *((JEQ_K, "eperm", None, nr) for nr in denied),
-        (JEQ_K, None, "clone3", NR_CLONE),
+        (JEQ_K, "clone", None, NR_CLONE),
+        (JEQ_K, "socket", None, NR_SOCKET),
+        (JEQ_K, "enosys", "allow", NR_CLONE3),
+        "clone",
         (LD_W_ABS, None, None, OFFSET_ARG0_LOW),
         (JSET_K, "eperm", "allow", CLONE_NEW_FLAGS),
-        "clone3",
-        (JEQ_K, "enosys", "allow", NR_CLONE3),
+        "socket",
+        (LD_W_ABS, None, None, OFFSET_ARG0_LOW),
+        (JEQ_K, "eperm", "allow", AF_VSOCK),
         "allow",
         (RET_K, None, None, RET_ALLOW),
         "eperm",

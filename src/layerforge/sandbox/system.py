@@ -2,12 +2,14 @@
 
 The parent image's root filesystem is unpacked (cached by its chain of layers), copied to
 a work directory, and the steps run there through a :mod:`~layerforge.sandbox.runner`:
-first ``apt-get install`` of ``system``, then each ``run`` step with ``/bin/sh -c``. Host
-cache directories are mounted over ``/var/cache/apt/archives``, ``/var/lib/apt/lists``,
-``/root/.cache/pip`` and ``/root/.cache/uv`` (the daemonless equivalent of BuildKit cache
-mounts), and the base's ``context`` directory (if any) read-only at ``/context``: a copy
-(hardlinks where possible) of exactly the files its content key covers, so never the store,
-the cache or what ``.dockerignore`` leaves out. The network is on unless ``network = false``.
+first ``apt-get install`` of ``system``, then each ``run`` step with ``/bin/sh -c``. The
+machine's apt archive cache is mounted over ``/var/cache/apt/archives`` (the daemonless
+equivalent of a BuildKit cache mount: apt checks what it takes from there against the
+lists it verified), directories private to the build over ``/var/lib/apt/lists``,
+``/root/.cache/pip`` and ``/root/.cache/uv`` (see :func:`cache_mounts`), and the base's
+``context`` directory (if any) read-only at ``/context``: a copy (hardlinks where possible)
+of exactly the files its content key covers, so never the store, the cache or what
+``.dockerignore`` leaves out. The network is on unless ``network = false``.
 
 The before/after diff (:mod:`~layerforge.sandbox.diff`) becomes one layer, deletions as
 whiteouts; caches, logs and ``__pycache__`` never reach it. A failing step raises a
@@ -80,21 +82,56 @@ def steps(spec: SystemSpec) -> list[tuple[str, str]]:
     return out
 
 
-def cache_mounts(cache_dir: Path) -> list[runners.Mount]:
-    pairs = (
-        ("apt/archives", "/var/cache/apt/archives"),
-        ("apt/lists", "/var/lib/apt/lists"),
+def cache_mounts(cache_dir: Path, work: Path) -> list[runners.Mount]:
+    """The download caches of a system layer's steps.
+
+    Only apt's archive cache is shared (machine-wide, ``CACHE/sandbox/apt/archives``): apt
+    checks every package it takes from there against the package lists it downloaded and
+    verified in this build, and fetches it again when it does not match. The package lists
+    and the pip and uv caches are private to one build (under ``work``, removed with it):
+    apt verifies the signature of its lists only when it downloads them and trusts the
+    ones it finds, and pip and uv trust their caches, so a shared copy would let the run
+    steps of one project choose what another project's steps install.
+    """
+    archives = cache_dir / "sandbox" / "apt" / "archives"
+    _sanitize_archives(archives)
+    out = [runners.Mount(archives, "/var/cache/apt/archives")]
+    for sub, target in (
+        ("apt-lists", "/var/lib/apt/lists"),
         ("pip", "/root/.cache/pip"),
         ("uv", "/root/.cache/uv"),
-    )
-    out = []
-    for sub, target in pairs:
-        host = cache_dir / "sandbox" / sub
-        host.mkdir(parents=True, exist_ok=True)
-        if sub.startswith("apt"):
-            (host / "partial").mkdir(exist_ok=True)
-        out.append(runners.Mount(host, target))
+    ):
+        private = work / sub
+        private.mkdir()
+        if sub == "apt-lists":
+            (private / "partial").mkdir()
+        out.append(runners.Mount(private, target))
     return out
+
+
+def _sanitize_archives(archives: Path) -> None:
+    """Make the shared archive cache hold what apt puts there and nothing else: regular
+    files and a ``partial`` directory. A step of another build may have left symlinks,
+    fifos or directories (apt makes none): removed, without following them."""
+    archives.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(archives):
+        if entry.is_file(follow_symlinks=False) or (
+            entry.name == "partial" and entry.is_dir(follow_symlinks=False)
+        ):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    partial = archives / "partial"
+    if not partial.is_dir():
+        partial.mkdir()
+    for entry in os.scandir(partial):
+        if not entry.is_file(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
 
 
 def sandbox_env(image_env: Sequence[str], epoch: int) -> tuple[tuple[str, str], ...]:
@@ -114,12 +151,13 @@ def sandbox_env(image_env: Sequence[str], epoch: int) -> tuple[tuple[str, str], 
 
 @contextmanager
 def _work_copy(lower: Path, sandbox: Sandbox) -> Iterator[Path]:
+    """A work directory: ``rootfs`` (a copy of ``lower``), and room for private caches."""
     stage = sandbox.cache_dir / "stage"
     stage.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="system-", dir=stage))
     try:
         cmd.run(["cp", "-a", "--reflink=auto", str(lower), str(work / "rootfs")])
-        yield work / "rootfs"
+        yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -152,9 +190,10 @@ def system_layer(
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in parent_layers]
     lower = unpack_chain(sandbox.store, chain, sandbox.cache_dir / "rootfs")
-    mounts = cache_mounts(sandbox.cache_dir)
     env = sandbox_env(image_env, sandbox.epoch)
-    with _work_copy(lower, sandbox) as rootfs, _context_copy(spec, sandbox) as context:
+    with _work_copy(lower, sandbox) as work, _context_copy(spec, sandbox) as context:
+        rootfs = work / "rootfs"
+        mounts = cache_mounts(sandbox.cache_dir, work)
         if context is not None:
             mounts.append(runners.Mount(context, CONTEXT, read_only=True))
         skip: list[str] = []
@@ -168,7 +207,7 @@ def system_layer(
                 cwd="/",
                 privileges="system",  # apt and dpkg give files to other users
             )
-            runners.prepare(inv)
+            inv = runners.prepare(inv)  # mount points as resolved in the root
             skip = runners.mount_points(inv)
             _run_step(runner, inv, spec, label, command, sandbox.reporter)
         entries = diff_trees(lower, rootfs, skip=skip)
@@ -191,7 +230,7 @@ def _run_step(
     ok = result.returncode == 0
     reporter.emit(Event("finish", task, data={"ok": ok, "seconds": round(seconds, 3)}))
     if not ok:
-        output = cmd.tail(result.stdout + result.stderr, OUTPUT_TAIL)
+        output = runners.printable(cmd.tail(result.stdout + result.stderr, OUTPUT_TAIL))
         hint = "fix the step and build again; nothing was stored"
         if not spec.network:
             hint += " (network = false: the step has no network access)"

@@ -138,13 +138,14 @@ class _LayerApplier:
         self.fs = fs
         self.label = label
         self.created: set[str] = set()  # host paths this layer wrote (opaque dirs keep them)
-        self.dir_modes: list[tuple[str, tarfile.TarInfo]] = []
+        # directories whose mode is set at the end, with the (st_dev, st_ino) they had
+        self.dir_modes: list[tuple[str, tarfile.TarInfo, tuple[int, int]]] = []
 
     def apply(self, tar: tarfile.TarFile) -> None:
         for info in tar:
             self._member(tar, info)
-        for host, info in reversed(self.dir_modes):  # deepest first, after the content
-            self._finish(host, info)
+        for host, info, ident in reversed(self.dir_modes):  # deepest first, after the content
+            self._finish_dir(host, info, ident)
 
     def _member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
         base = info.name.rstrip("/").rsplit("/", 1)[-1]
@@ -192,7 +193,31 @@ class _LayerApplier:
             if not stat.S_ISDIR(st.st_mode):
                 _remove(host)
                 os.mkdir(host, 0o755)
-        self.dir_modes.append((host, info))
+        st = os.lstat(host)
+        self.dir_modes.append((host, info, (st.st_dev, st.st_ino)))
+
+    def _finish_dir(self, host: str, info: tarfile.TarInfo, ident: tuple[int, int]) -> None:
+        """The owner, mode and mtime of a directory, once its content is in. A later member
+        of the layer may have replaced it, or one of its parents, by a symlink (to a host
+        path): the directory is opened without following its last component and changed
+        through that descriptor only if it is still the one this layer made."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(host, flags)
+        except OSError:
+            return  # replaced by a file or a symlink, or removed: nothing to set
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != ident:
+                return  # reached through a parent replaced by a symlink: not ours
+            if self.fs._same_uid:
+                with contextlib.suppress(OSError):
+                    os.fchown(fd, info.uid, info.gid)
+            os.fchmod(fd, info.mode & 0o7777)
+            with contextlib.suppress(OSError):
+                os.utime(fd, (info.mtime, info.mtime))
+        finally:
+            os.close(fd)
 
     def _file(self, tar: tarfile.TarFile, host: str, info: tarfile.TarInfo) -> None:
         _replace(host)

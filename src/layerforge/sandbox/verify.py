@@ -12,6 +12,7 @@ exception text (the last line of the traceback) plus the tail of the output.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import time
@@ -77,30 +78,57 @@ def _config(record: ImageRecord) -> tuple[tuple[tuple[str, str], ...], str]:
     return tuple(sorted(env.items())), str(inner.get("WorkingDir") or "/")
 
 
+# Where the image's Python and its venv live: their bytecode is shared between verifies
+# (under PYTHONPYCACHEPREFIX, the tree of each source's absolute path); the rest is not.
+SHARED_TREES = ("usr", "opt/venv")
+
+
 @contextmanager
-def _bytecode_cache(cache_dir: Path, root: Root) -> Iterator[tuple[runners.Mount, ...]]:
+def _bytecode_cache(
+    cache_dir: Path, root: Root, store: Path
+) -> Iterator[tuple[runners.Mount, ...]]:
     """Where Python writes the bytecode of what the checks import (PYTHONPYCACHEPREFIX).
 
     The image is read-only, so without this every verify compiled every module it imported
-    from source again (seconds for an ML stack). The cache is keyed by the chain of layers
-    of the root filesystem, whose files never change, so its bytecode stays valid. Python
-    validates bytecode by the source's mtime and size, and every layer entry has the same
-    mtime: the application mounted at ``workdir`` (which changes from build to build)
-    therefore gets a scratch directory of its own, never the shared one.
+    from source again (seconds for an ML stack). The bytecode of :data:`SHARED_TREES` is
+    kept, keyed by the chain of layers of the root filesystem (whose files never change, so
+    its bytecode stays valid) and by the store: the checks write there, and Python trusts
+    any bytecode whose header matches its source's mtime and size, so checks of another
+    store (another checkout of the same project, say a fork's pull request on the same CI
+    runner) must never see it.
+
+    The prefix itself is a scratch directory of this run, and the shared trees are mounted
+    inside it: no mount point is ever made inside a directory that another sandbox (a
+    concurrent verify of the same layers) can change, and a sandbox never sees the
+    directories that hold the shared trees, so it cannot turn them into symlinks. The
+    application mounted at ``workdir`` (changed from build to build while every layer
+    entry has the same mtime) and anything else outside the shared trees get the scratch
+    directory, never a shared one.
     """
-    shared = cache_dir / "pyc" / chain_id(root.chain)
-    shared.mkdir(parents=True, exist_ok=True)
-    mounts = [runners.Mount(shared, PYC_PREFIX, read_only=False)]
-    scratch: Path | None = None
-    if root.app_at is not None:
-        (shared / root.app_at.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=shared.parent))
-        mounts.append(runners.Mount(scratch, PYC_PREFIX + root.app_at, read_only=False))
+    owner = hashlib.sha256(str(store.resolve()).encode()).hexdigest()[:16]
+    shared = cache_dir / "pyc" / chain_id(root.chain) / owner
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_mkdir(cache_dir / "pyc")))
+    mounts = [runners.Mount(scratch, PYC_PREFIX)]
+    for tree in SHARED_TREES:
+        at = "/" + tree
+        if root.app_at is not None and (
+            root.app_at == at
+            or root.app_at.startswith(at + "/")
+            or at.startswith(root.app_at + "/")
+        ):
+            continue  # the application's bytecode must not be shared
+        source = shared / tree
+        source.mkdir(parents=True, exist_ok=True)  # no sandbox sees ``shared`` or ``opt``
+        mounts.append(runners.Mount(source, PYC_PREFIX + at))
     try:
         yield tuple(mounts)
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def verify_image(
@@ -119,7 +147,7 @@ def verify_image(
     root = _root_of(store, record, node, cache_dir)
     env, cwd = _config(record)
     results: list[CheckResult] = []
-    with _bytecode_cache(cache_dir, root) as pyc:
+    with _bytecode_cache(cache_dir, root, store.root) as pyc:
         for check in todo:
             inv = runners.Invocation(
                 rootfs=root.rootfs,
@@ -130,7 +158,7 @@ def verify_image(
                 read_only=True,
                 cwd=cwd,
             )
-            runners.prepare(inv)
+            inv = runners.prepare(inv)
             task = f"verify:{node.name}"
             reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
             started = time.perf_counter()
@@ -197,7 +225,7 @@ def _app_tree(store: Store, layer: tuple[str, str], cache_root: Path) -> Path:
 
 
 def _failure(node: Node, record: ImageRecord, check: Check, result: cmd.Result) -> VerifyError:
-    output = (result.stderr + result.stdout).strip()
+    output = runners.printable((result.stderr + result.stdout).strip())
     last = output.splitlines()[-1] if output else f"exit code {result.returncode}"
     return VerifyError(
         f"{node.section}.verify: {check.label!r} failed in {node.name} "
