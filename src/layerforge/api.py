@@ -76,9 +76,22 @@ def lock_project(
     reporter = reporter or NullReporter()
     options = options or ResolveOptions()
     previous = lockfile.read_optional(ws.lock_path)
-    before = stale_nodes(project, previous)
     lock = resolve(project, previous, options, reporter)
     store = Store.open(ws.store)
+    with store.shared():  # OS sources are written to the store
+        return _lock_sources(project, ws, store, lock, previous, options, reporter)
+
+
+def _lock_sources(
+    project: Project,
+    ws: Workspace,
+    store: Store,
+    lock: Lock,
+    previous: Lock | None,
+    options: ResolveOptions,
+    reporter: Reporter,
+) -> LockResult:
+    before = stale_nodes(project, previous)
     ctx = SourceContext(
         store, ws.cache_dir, reporter, project.python, project.compression,
         project.source_date_epoch,
@@ -155,13 +168,14 @@ def build_project(
     names = project.select(selected) if selected else None
     lock = read_lock(project, ws)
     store = Store.open(ws.store)
-    tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
-    trees = scan_sources(project)
-    plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
-    plan = _with_remote(plan, remote)
-    preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
-    ctx = BuildContext(
-        project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
-        allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
-    )  # fmt: skip
-    return plan, execute(plan, ctx)
+    with store.shared():  # from reading the tags to the last tag written: gc waits
+        tags = {r: d.digest for r, d in store.tags().items() if store.has_blob(d.digest)}
+        trees = scan_sources(project)
+        plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
+        plan = _with_remote(plan, remote)
+        preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
+        ctx = BuildContext(
+            project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
+            allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
+        )  # fmt: skip
+        return plan, execute(plan, ctx)

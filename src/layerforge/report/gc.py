@@ -8,8 +8,9 @@
    dropped keys, layer listings, layer-cache and distribution-cache entries naming a removed
    blob).
 
-Temporary files of a build in progress (``.tmp-*``) are left alone; do not run gc while a
-build writes to the same store, as the blobs it has written are not tagged yet.
+All of it under the store lock held exclusively (:mod:`layerforge.oci.storelock`): gc waits
+for the builds, pushes and verifies using the store to finish (the blobs a build has written
+are not tagged yet), and they wait for gc. Temporary files (``.tmp-*``) are left alone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.plan import records_dir
 
@@ -99,8 +101,25 @@ def reachable(store: Store, roots: list[Descriptor]) -> set[str]:
     return seen
 
 
-def collect(store: Store, keep: int = DEFAULT_KEEP, *, dry_run: bool = False) -> GcResult:
-    """Drop old key tags, then every blob no tag reaches. ``dry_run``: change nothing."""
+def collect(
+    store: Store,
+    keep: int = DEFAULT_KEEP,
+    *,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    reporter: Reporter | None = None,
+) -> GcResult:
+    """Drop old key tags, then every blob no tag reaches. ``dry_run``: change nothing.
+
+    Waits (at most ``timeout`` seconds; None: as long as it takes) while a build, push or
+    verify uses the store, saying so once through ``reporter``."""
+    rep = reporter or NullReporter()
+    message = f"waiting for the build, push or verify using {store.root} to finish"
+    with store.exclusive(timeout=timeout, on_wait=lambda: rep.emit(Event("info", "gc", message))):
+        return _collect(store, keep, dry_run=dry_run)
+
+
+def _collect(store: Store, keep: int, *, dry_run: bool) -> GcResult:
     drop = stale_tags(store, keep)
     remaining = [d for ref, d in store.tags().items() if ref not in set(drop)]
     live = reachable(store, remaining)
