@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from layerforge.cli import main
 from layerforge.errors import StoreError
 from layerforge.events import ListReporter
 from layerforge.oci.layout import Descriptor, Store
@@ -85,3 +86,19 @@ def test_image_problems_names_missing_and_short_blobs(tmp_path: Path) -> None:
     assert store.image_problems(Descriptor(OCI_MANIFEST, gone, 1)) == [
         f"{gone} ({OCI_MANIFEST}) is missing"
     ]
+
+
+def test_gc_verb_gives_up_after_wait_seconds_with_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    store = Store.open(tmp_path / "store")
+    args = ["gc", "-f", str(tmp_path), "--store", str(store.root), "--cache-dir",
+            str(tmp_path / "cache"), "--no-caches"]  # fmt: skip
+    capsys.readouterr()
+    with store.shared():
+        assert main([*args, "--wait", "0.2"]) == 1
+    err = capsys.readouterr().err
+    assert f"waiting for the build, push or verify using {store.root} to finish" in err
+    assert "is in use" in err and "--wait SECONDS" in err and "Traceback" not in err
+    assert main([*args, "--wait", "0"]) == 0  # nobody holds it now
