@@ -106,7 +106,9 @@ def gc(
     all_caches: bool,
     wait: float | None,
 ) -> None:
-    """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries."""
+    """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries.
+
+    Waits while a build, push or verify uses the store (they hold its lock)."""
     from layerforge.report.cachegc import collect_caches  # noqa: PLC0415
     from layerforge.report.gc import collect  # noqa: PLC0415
 

@@ -111,6 +111,9 @@ def test_kill_9_at_each_phase_then_identical_digests(
     assert _run_until(push, env, ("push:", "progress")) is not None  # mid blob upload
     assert validate(store) == []
     _check(push, env)
+    before = tag_digests(store)
+    _check([*LF, "gc", "--keep", "1", "--wait", "0", *args], env)  # no lock left by a kill
+    assert validate(store) == [] and tag_digests(store) == before
 
     clean = _project(tmp_path / "clean", f"{registry.host}/acme")
     clean_args = [
