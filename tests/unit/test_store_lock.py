@@ -83,6 +83,7 @@ def test_image_problems_names_missing_and_short_blobs(tmp_path: Path) -> None:
         f"{gone} ({OCI_LAYER_GZIP}) is missing",
         f"{layer} has 11 bytes, not 99",
     ]
+    assert store.image_problems(desc, layers=False) == [f"{layer} has 11 bytes, not 99"]
     assert store.image_problems(Descriptor(OCI_MANIFEST, gone, 1)) == [
         f"{gone} ({OCI_MANIFEST}) is missing"
     ]

@@ -209,27 +209,28 @@ class Store:
         """Hold the store lock exclusively (see :func:`layerforge.oci.storelock.exclusive`)."""
         return storelock.exclusive(self.root, timeout=timeout, on_wait=on_wait)
 
-    def image_problems(self, desc: Descriptor) -> list[str]:
+    def image_problems(self, desc: Descriptor, *, layers: bool = True) -> list[str]:
         """What is missing from the image (manifest or index) ``desc`` names: absent blobs,
-        or blobs whose size is not the descriptor's. Empty: every blob it reaches is there."""
+        or blobs whose size is not the descriptor's. Empty: every blob it reaches is there.
+        ``layers=False``: absent layers are fine (a registry holds them), short ones are not."""
         problems: list[str] = []
-        todo = [desc]
+        todo = [(desc, True)]
         while todo:
-            current = todo.pop()
-            path = self.blob_path(current.digest)
+            current, needed = todo.pop()
             try:
-                size = path.stat().st_size
+                size = self.blob_path(current.digest).stat().st_size
             except FileNotFoundError:
-                problems.append(f"{current.digest} ({current.media_type}) is missing")
+                if needed:
+                    problems.append(f"{current.digest} ({current.media_type}) is missing")
                 continue
             if size != current.size:
                 problems.append(f"{current.digest} has {size} bytes, not {current.size}")
-                continue
-            if current.media_type in DOCUMENTS:
+            elif current.media_type in DOCUMENTS:
                 doc = self.read_json(current.digest)
-                children = [doc["config"], *doc.get("layers", [])] if "config" in doc else []
-                children += doc.get("manifests", [])
-                todo += [Descriptor.from_json(x) for x in children]
+                todo += [(Descriptor.from_json(x), True) for x in doc.get("manifests", [])]
+                if "config" in doc:
+                    todo.append((Descriptor.from_json(doc["config"]), True))
+                    todo += [(Descriptor.from_json(x), layers) for x in doc.get("layers", [])]
         return problems
 
     # -- blobs -------------------------------------------------------------------------
