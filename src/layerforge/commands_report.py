@@ -130,7 +130,9 @@ def gc(
     for ref in result.untagged:
         click.echo(f"{'would untag' if dry_run else 'untagged'} {ref}")
     click.echo(
-        f"{verb} {format_size(result.freed)} ({len(result.removed)} blobs); "
+        f"{verb} {format_size(result.freed)} ({len(result.removed)} blobs"
+        + (f", {len(result.leftovers)} files of killed writes" if result.leftovers else "")
+        + "); "
         f"{result.kept} blobs still reachable"
     )
     if cache is not None:

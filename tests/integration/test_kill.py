@@ -114,6 +114,7 @@ def test_kill_9_at_each_phase_then_identical_digests(
     before = tag_digests(store)
     _check([*LF, "gc", "--keep", "1", "--wait", "0", *args], env)  # no lock left by a kill
     assert validate(store) == [] and tag_digests(store) == before
+    assert not list((store / "blobs" / "sha256").glob(".tmp-*"))  # killed writes cleaned
 
     clean = _project(tmp_path / "clean", f"{registry.host}/acme")
     clean_args = [

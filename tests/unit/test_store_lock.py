@@ -103,3 +103,23 @@ def test_gc_verb_gives_up_after_wait_seconds_with_exit_1(
     assert f"waiting for the build, push or verify using {store.root} to finish" in err
     assert "is in use" in err and "--wait SECONDS" in err and "Traceback" not in err
     assert main([*args, "--wait", "0"]) == 0  # nobody holds it now
+
+
+def test_gc_removes_the_temporary_files_of_killed_writes(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    kept = store.put_bytes(b"{}")
+    store.tag("x:latest", Descriptor(OCI_MANIFEST, kept, 2))
+    half = store.root / "blobs" / "sha256" / ".tmp-0123456789abcdef"
+    half.write_bytes(b"half a layer")  # what a kill -9 during a blob write leaves
+    index = store.root / ".tmp-fedcba9876543210"
+    index.write_bytes(b"{")
+    dry = collect(store, 1, dry_run=True)
+    assert half.is_file() and dry.leftovers == (
+        (".tmp-fedcba9876543210", 1),
+        ("blobs/sha256/.tmp-0123456789abcdef", 12),
+    )
+    result = collect(store, 1)
+    assert result.leftovers == dry.leftovers and result.freed == 13
+    assert not half.exists() and not index.exists() and store.has_blob(kept)
+    assert result.to_json()["leftovers"][1] == {"path": "blobs/sha256/.tmp-0123456789abcdef",
+                                                "size": 12}  # fmt: skip

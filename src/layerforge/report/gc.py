@@ -10,11 +10,13 @@
 
 All of it under the store lock held exclusively (:mod:`layerforge.oci.storelock`): gc waits
 for the builds, pushes and verifies using the store to finish (the blobs a build has written
-are not tagged yet), and they wait for gc. Temporary files (``.tmp-*``) are left alone.
+are not tagged yet), and they wait for gc. So the temporary files (``.tmp-*``) of blobs and of
+``index.json`` that gc finds are leftovers of killed writers: gc removes them too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,16 +36,18 @@ class GcResult:
     removed: tuple[tuple[str, int], ...]  # (digest, size)
     kept: int  # blobs still reachable
     dry_run: bool
+    leftovers: tuple[tuple[str, int], ...] = ()  # (path in the store, size): killed writes
 
     @property
     def freed(self) -> int:
-        return sum(size for _, size in self.removed)
+        return sum(size for _, size in (*self.removed, *self.leftovers))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "untagged": list(self.untagged),
             "removed": [{"digest": d, "size": s} for d, s in self.removed],
+            "leftovers": [{"path": p, "size": s} for p, s in self.leftovers],
             "freed": self.freed,
             "kept": self.kept,
         }
@@ -127,12 +131,27 @@ def _collect(store: Store, keep: int, *, dry_run: bool) -> GcResult:
         (digest, store.blob_path(digest).stat().st_size)
         for digest in store.blobs() - live
     )  # fmt: skip
+    leftovers = _leftovers(store)
     if not dry_run:
         store.untag(drop)
         for digest, _ in removed:
             store.blob_path(digest).unlink(missing_ok=True)
+        for path, _ in leftovers:
+            (store.root / path).unlink(missing_ok=True)
         _forget(store, drop, {d for d, _ in removed})
-    return GcResult(tuple(drop), tuple(removed), len(live), dry_run)
+    return GcResult(tuple(drop), tuple(removed), len(live), dry_run, tuple(leftovers))
+
+
+def _leftovers(store: Store) -> list[tuple[str, int]]:
+    """Temporary files (``.tmp-*``) of blobs and indexes whose writer was killed: under the
+    exclusive store lock no writer is running, so every one of them is a leftover."""
+    out: list[tuple[str, int]] = []
+    for directory in (store.root, store.root / "blobs" / "sha256"):
+        for path in sorted(directory.glob(".tmp-*")):
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    out.append((str(path.relative_to(store.root)), path.stat().st_size))
+    return out
 
 
 def _forget(store: Store, dropped: list[str], removed: set[str]) -> None:
