@@ -18,7 +18,7 @@ from layerforge.build.executor import BuildContext, NodeResult, execute
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError
 from layerforge.events import NullReporter, Reporter
-from layerforge.lockfile import Lock
+from layerforge.lockfile import Lock, LockedNode
 from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, materialize
@@ -81,26 +81,41 @@ def lock_project(
     previous = lockfile.read_optional(ws.lock_path)
     before = stale_nodes(project, previous)
     lock = resolve(project, previous, options, reporter)
-    with _new_store_undone_on_error(ws.store) as store:
-        ctx = SourceContext(
-            store, ws.cache_dir, reporter, project.python, project.compression,
-            project.source_date_epoch,
-        )  # fmt: skip
-        nodes = dict(lock.nodes)
-        for name, node in project.nodes.items():
-            if node.os_source is None:
-                continue
-            old = previous.nodes.get(name) if previous and not options.upgrade else None
-            same = old is not None and old.inputs == nodes[name].inputs
-            pinned = dict(old.source).get("identity") if old is not None and same else None
-            image = materialize(
-                node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
-            )
-            fields = {**dict(nodes[name].source), "identity": image.identity}
-            nodes[name] = replace(nodes[name], source=tuple(fields.items()))
+    with _new_store_undone_on_error(ws.store) as store, store.shared():  # gc waits
+        nodes = _lock_sources(project, ws, store, lock, previous, options, reporter)
     lock = replace(lock, nodes=nodes)
     changed = lockfile.write(ws.lock_path, lock)
     return LockResult(lock, changed, tuple(before))
+
+
+def _lock_sources(
+    project: Project,
+    ws: Workspace,
+    store: Store,
+    lock: Lock,
+    previous: Lock | None,
+    options: ResolveOptions,
+    reporter: Reporter,
+) -> dict[str, LockedNode]:
+    """The lock's nodes with the identity of each OS source, materialised into ``store``."""
+    ctx = SourceContext(
+        store, ws.cache_dir, reporter, project.python, project.compression,
+        project.source_date_epoch,
+    )  # fmt: skip
+    nodes = dict(lock.nodes)
+    for name, node in project.nodes.items():
+        if node.os_source is None:
+            continue
+        old = previous.nodes.get(name) if previous and not options.upgrade else None
+        pinned = (
+            dict(old.source).get("identity") if old and old.inputs == nodes[name].inputs else None
+        )
+        image = materialize(
+            node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
+        )
+        fields = {**dict(nodes[name].source), "identity": image.identity}
+        nodes[name] = replace(nodes[name], source=tuple(fields.items()))
+    return nodes
 
 
 @contextmanager
@@ -180,13 +195,14 @@ def build_project(
     names = project.select(selected) if selected else None
     lock = read_lock(project, ws)
     store = Store.open(ws.store)
-    tags = {ref: desc.digest for ref, desc in store.tags().items() if store.has_blob(desc.digest)}
-    trees = scan_sources(project, (ws.store, ws.cache_dir))
-    plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
-    plan = _with_remote(plan, remote)
-    preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
-    ctx = BuildContext(
-        project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
-        allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
-    )  # fmt: skip
-    return plan, execute(plan, ctx)
+    with store.shared():  # from reading the tags to the last tag written: gc waits
+        tags = {r: d.digest for r, d in store.tags().items() if store.has_blob(d.digest)}
+        trees = scan_sources(project, (ws.store, ws.cache_dir))
+        plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
+        plan = _with_remote(plan, remote)
+        preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
+        ctx = BuildContext(
+            project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
+            allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
+        )  # fmt: skip
+        return plan, execute(plan, ctx)

@@ -41,10 +41,26 @@ class Result:
     stderr: str
 
 
+_RESOLVED: dict[tuple[str, str | None], str] = {}  # (tool, PATH) -> absolute path
+_RESOLVE_LOCK = threading.Lock()
+
+
 def which(tool: str) -> str:
-    """Absolute path of ``tool`` or a ToolError that says how to install it."""
+    """Absolute path of ``tool`` or a ToolError that says how to install it.
+
+    Resolved once per PATH value, under a lock: the worker threads of a build look tools up
+    at the same time, and uv's lookup (``sysconfig``) is not thread-safe on its first use."""
+    key = (tool, os.environ.get("PATH"))
+    with _RESOLVE_LOCK:
+        found = _RESOLVED.get(key)
+        if found is None:
+            found = _RESOLVED[key] = _lookup(tool)
+    return found
+
+
+def _lookup(tool: str) -> str:
     if tool == "uv":
-        return find_uv()
+        return _find_uv()
     found = shutil.which(tool) or shutil.which(tool, path=os.pathsep.join(SBIN_DIRS))
     if found is None:
         hint = INSTALL_HINTS.get(tool, f"install {tool!r} and make sure it is on PATH")
@@ -53,6 +69,10 @@ def which(tool: str) -> str:
 
 
 def find_uv() -> str:
+    return which("uv")
+
+
+def _find_uv() -> str:
     try:
         from uv import find_uv_bin  # noqa: PLC0415 - optional import, only when uv is needed
 

@@ -133,15 +133,16 @@ def archive(
     project.select([node])
     local = c.open_store(ws.store)
     output = c.output_file(_archive_path(output, node, tag), "-o/--output", f"{node}.tar")
-    if project.registry:
-        remote.fetch_missing(project, local, node, remote.default_config(), tag)
     name = f"{project.name}/{node}:{tag}"
     if project.registry:
         from layerforge.oci.reference import split_namespace  # noqa: PLC0415
 
         host, namespace = split_namespace(project.registry)
         name = f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
-    result = write_archive(local, f"{node}:{tag}", output, name)
+    with local.shared():  # gc waits until every blob is in the archive
+        if project.registry:
+            remote.fetch_missing(project, local, node, remote.default_config(), tag)
+        result = write_archive(local, f"{node}:{tag}", output, name)
     doc = {"archive": str(result.path), "image": name, "digest": result.manifest.digest}
     if as_json:
         c.emit_json({**doc, "size": result.size})

@@ -86,6 +86,15 @@ def report(
     "apt/pip/uv downloads). Frees the most; the next builds run debootstrap and "
     "system steps again.",
 )
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Wait at most SECONDS for the builds, pushes and verifies using the store to finish "
+    "(default: as long as they take; 0: fail at once if the store is in use).",
+)
 def gc(
     manifest: Path | None,
     store: Path | None,
@@ -95,14 +104,17 @@ def gc(
     dry_run: bool,
     caches: bool,
     all_caches: bool,
+    wait: float | None,
 ) -> None:
-    """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries."""
+    """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries.
+
+    Waits while a build, push or verify uses the store (they hold its lock)."""
     from layerforge.report.cachegc import collect_caches  # noqa: PLC0415
     from layerforge.report.gc import collect  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     opened = c.open_store(ws.store)
-    result = collect(opened, keep, dry_run=dry_run)
+    result = collect(opened, keep, dry_run=dry_run, timeout=wait, reporter=c.reporter(as_json))
     cache = None
     if caches or all_caches:
         cache = collect_caches(
@@ -118,7 +130,9 @@ def gc(
     for ref in result.untagged:
         click.echo(f"{'would untag' if dry_run else 'untagged'} {ref}")
     click.echo(
-        f"{verb} {format_size(result.freed)} ({len(result.removed)} blobs); "
+        f"{verb} {format_size(result.freed)} ({len(result.removed)} blobs"
+        + (f", {len(result.leftovers)} files of killed writes" if result.leftovers else "")
+        + "); "
         f"{result.kept} blobs still reachable"
     )
     if cache is not None:

@@ -105,7 +105,36 @@ def execute(plan: Plan, ctx: BuildContext) -> dict[str, NodeResult]:
             cancel.request()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+    recheck(ctx.store, plan, results, remote_layers=ctx.project.registry is not None)
     return {s.node: results[s.node] for s in plan.steps}
+
+
+def recheck(
+    store: Store, plan: Plan, results: dict[str, NodeResult], *, remote_layers: bool
+) -> None:
+    """Before a build reports success: every content-key tag it wrote or reused still names
+    its image, and every blob of that image is in the store with its size; else a BuildError.
+    ``remote_layers`` (the project has a registry): layers may be absent, as those of a
+    remote-cache hit stay in the registry until push, verify or export fetch them."""
+    problems: list[str] = []
+    for step in plan.steps:
+        record = results[step.node].record
+        ref = f"{step.node}:{step.tag}"
+        desc = store.resolve(ref)
+        if desc is None or desc.digest != record.manifest.digest:
+            problems.append(f"{ref} no longer names {record.manifest.digest}")
+        else:
+            found = store.image_problems(desc, layers=not remote_layers)
+            problems += [f"{ref}: blob {p}" for p in found]
+    if problems:
+        raise BuildError(
+            f"the store {store.root} lost parts of the images this build wrote:\n  "
+            + "\n  ".join(
+                problems[:10] + ([f"... {len(problems) - 10} more"] if len(problems) > 10 else [])
+            ),
+            hint="something removed them during the build (a gc of a layerforge older than "
+            "the store lock, or by hand); run `layerforge build` again",
+        )
 
 
 def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> NodeResult:

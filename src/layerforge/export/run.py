@@ -44,14 +44,16 @@ def export(
         from layerforge.export.rootfs import write_rootfs  # noqa: PLC0415
         from layerforge.oci.layout import Store  # noqa: PLC0415
 
-        written, unchanged = write_rootfs(
-            ctx.project,
-            ctx.lock,
-            Store.open(store),
-            cache_dir,
-            ctx.options.dockerfiles,
-            reporter or NullReporter(),
-        )
+        opened = Store.open(store)
+        with opened.shared():  # OS layers are written to the store: gc waits
+            written, unchanged = write_rootfs(
+                ctx.project,
+                ctx.lock,
+                opened,
+                cache_dir,
+                ctx.options.dockerfiles,
+                reporter or NullReporter(),
+            )
         result = replace(
             result,
             written=(*result.written, *written),

@@ -7,6 +7,9 @@ written as ``NODE:TAG`` so that ``skopeo inspect oci:STORE:NODE:TAG`` finds them
 Writes are atomic: a blob is written to a temporary file in ``blobs/sha256/``,
 verified against its digest, then renamed; ``index.json`` is replaced by rename.
 A crash never leaves a blob under its final name with the wrong bytes.
+
+A lock (:mod:`layerforge.oci.storelock`) keeps ``gc`` away from a store that a build, push or
+verify is using.
 """
 
 from __future__ import annotations
@@ -17,15 +20,25 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from layerforge.errors import StoreError
-from layerforge.oci.media import OCI_INDEX, REF_NAME
+from layerforge.oci import storelock
+from layerforge.oci.media import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    REF_NAME,
+)
 
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+LOCK_FILE = ("layerforge", "store.lock")
+DOCUMENTS = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)  # blobs that name others
+LOCK_POLL = 0.25  # seconds between tries of a waiting exclusive lock
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,41 @@ class Store:
                 raise StoreError(f"{layout}: unsupported imageLayoutVersion {data!r}")
             (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         return cls(root)
+
+    # -- the store lock (layerforge.oci.storelock) ------------------------------------------
+    def shared(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the store lock shared for the body (waits while a ``gc`` holds it)."""
+        return storelock.shared(self.root)
+
+    def exclusive(
+        self, *, timeout: float | None = None, on_wait: Callable[[], None] | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold the store lock exclusively (see :func:`layerforge.oci.storelock.exclusive`)."""
+        return storelock.exclusive(self.root, timeout=timeout, on_wait=on_wait)
+
+    def image_problems(self, desc: Descriptor, *, layers: bool = True) -> list[str]:
+        """What is missing from the image (manifest or index) ``desc`` names: absent blobs,
+        or blobs whose size is not the descriptor's. Empty: every blob it reaches is there.
+        ``layers=False``: absent layers are fine (a registry holds them), short ones are not."""
+        problems: list[str] = []
+        todo = [(desc, True)]
+        while todo:
+            current, needed = todo.pop()
+            try:
+                size = self.blob_path(current.digest).stat().st_size
+            except FileNotFoundError:
+                if needed:
+                    problems.append(f"{current.digest} ({current.media_type}) is missing")
+                continue
+            if size != current.size:
+                problems.append(f"{current.digest} has {size} bytes, not {current.size}")
+            elif current.media_type in DOCUMENTS:
+                doc = self.read_json(current.digest)
+                todo += [(Descriptor.from_json(x), True) for x in doc.get("manifests", [])]
+                if "config" in doc:
+                    todo.append((Descriptor.from_json(doc["config"]), True))
+                    todo += [(Descriptor.from_json(x), layers) for x in doc.get("layers", [])]
+        return problems
 
     # -- blobs -------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:

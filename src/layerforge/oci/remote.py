@@ -169,7 +169,7 @@ def push_nodes(
     ordered = [n for n in project.nodes if n in set(names)]
     commit = git_commit(project.root)  # once per push, not per node
     tags = (*([commit] if commit else []), *extra_tags)
-    with session.client:
+    with store.shared(), session.client:  # gc waits until the blobs are pushed
         return [_push_one(project, store, session, target, name, tags) for name in ordered]
 
 
@@ -329,7 +329,7 @@ def fetch_missing(
     target = Target.of(project)
     client = config.client(target.registry)
     ref = Reference(target.registry, target.repository(node), tag)
-    with client:
+    with store.shared(), client:  # gc would remove the pulled blobs: no tag names them yet
         for layer in missing:
             pull_blob(client, ref, store, layer, NullReporter())
     return sum(x.size for x in missing)

@@ -8,18 +8,22 @@
    dropped keys, layer listings, layer-cache and distribution-cache entries naming a removed
    blob).
 
-Temporary files of a build in progress (``.tmp-*``) are left alone; do not run gc while a
-build writes to the same store, as the blobs it has written are not tagged yet.
+All of it under the store lock held exclusively (:mod:`layerforge.oci.storelock`): gc waits
+for the builds, pushes and verifies using the store to finish (the blobs a build has written
+are not tagged yet), and they wait for gc. So the temporary files (``.tmp-*``) of blobs and of
+``index.json`` that gc finds are leftovers of killed writers: gc removes them too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.plan import records_dir
 
@@ -32,16 +36,18 @@ class GcResult:
     removed: tuple[tuple[str, int], ...]  # (digest, size)
     kept: int  # blobs still reachable
     dry_run: bool
+    leftovers: tuple[tuple[str, int], ...] = ()  # (path in the store, size): killed writes
 
     @property
     def freed(self) -> int:
-        return sum(size for _, size in self.removed)
+        return sum(size for _, size in (*self.removed, *self.leftovers))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "untagged": list(self.untagged),
             "removed": [{"digest": d, "size": s} for d, s in self.removed],
+            "leftovers": [{"path": p, "size": s} for p, s in self.leftovers],
             "freed": self.freed,
             "kept": self.kept,
         }
@@ -99,8 +105,25 @@ def reachable(store: Store, roots: list[Descriptor]) -> set[str]:
     return seen
 
 
-def collect(store: Store, keep: int = DEFAULT_KEEP, *, dry_run: bool = False) -> GcResult:
-    """Drop old key tags, then every blob no tag reaches. ``dry_run``: change nothing."""
+def collect(
+    store: Store,
+    keep: int = DEFAULT_KEEP,
+    *,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    reporter: Reporter | None = None,
+) -> GcResult:
+    """Drop old key tags, then every blob no tag reaches. ``dry_run``: change nothing.
+
+    Waits (at most ``timeout`` seconds; None: as long as it takes) while a build, push or
+    verify uses the store, saying so once through ``reporter``."""
+    rep = reporter or NullReporter()
+    message = f"waiting for the build, push or verify using {store.root} to finish"
+    with store.exclusive(timeout=timeout, on_wait=lambda: rep.emit(Event("info", "gc", message))):
+        return _collect(store, keep, dry_run=dry_run)
+
+
+def _collect(store: Store, keep: int, *, dry_run: bool) -> GcResult:
     drop = stale_tags(store, keep)
     remaining = [d for ref, d in store.tags().items() if ref not in set(drop)]
     live = reachable(store, remaining)
@@ -108,12 +131,27 @@ def collect(store: Store, keep: int = DEFAULT_KEEP, *, dry_run: bool = False) ->
         (digest, store.blob_path(digest).stat().st_size)
         for digest in store.blobs() - live
     )  # fmt: skip
+    leftovers = _leftovers(store)
     if not dry_run:
         store.untag(drop)
         for digest, _ in removed:
             store.blob_path(digest).unlink(missing_ok=True)
+        for path, _ in leftovers:
+            (store.root / path).unlink(missing_ok=True)
         _forget(store, drop, {d for d, _ in removed})
-    return GcResult(tuple(drop), tuple(removed), len(live), dry_run)
+    return GcResult(tuple(drop), tuple(removed), len(live), dry_run, tuple(leftovers))
+
+
+def _leftovers(store: Store) -> list[tuple[str, int]]:
+    """Temporary files (``.tmp-*``) of blobs and indexes whose writer was killed: under the
+    exclusive store lock no writer is running, so every one of them is a leftover."""
+    out: list[tuple[str, int]] = []
+    for directory in (store.root, store.root / "blobs" / "sha256"):
+        for path in sorted(directory.glob(".tmp-*")):
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    out.append((str(path.relative_to(store.root)), path.stat().st_size))
+    return out
 
 
 def _forget(store: Store, dropped: list[str], removed: set[str]) -> None:

@@ -254,19 +254,20 @@ def verify_project(
     wanted = set(names) if names else set(project.nodes)
     store = Store.open(ws.store)
     results: list[CheckResult] = []
-    for step in plan.steps:
-        if step.node not in wanted:
-            continue
-        record = read_record(store, f"{step.node}:{step.tag}")
-        if record is None:
-            raise VerifyError(
-                f"{step.node} is not built for the current manifest ({step.tag} is not in "
-                f"{ws.store})",
-                hint=f"run `layerforge build {step.node}` first",
-            )
-        node = project.nodes[step.node]
-        _ensure_layers(project, store, record)
-        results += verify_image(store, record, node, ws.cache_dir, reporter, runner_name)
+    with store.shared():  # gc waits: the images stay whole while they are unpacked
+        for step in plan.steps:
+            if step.node not in wanted:
+                continue
+            record = read_record(store, f"{step.node}:{step.tag}")
+            if record is None:
+                raise VerifyError(
+                    f"{step.node} is not built for the current manifest ({step.tag} is not in "
+                    f"{ws.store})",
+                    hint=f"run `layerforge build {step.node}` first",
+                )
+            node = project.nodes[step.node]
+            _ensure_layers(project, store, record)
+            results += verify_image(store, record, node, ws.cache_dir, reporter, runner_name)
     return results
 
 
