@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any
 
 from layerforge.errors import SourceError, StoreError
 from layerforge.oci import media
-from layerforge.oci.layout import Descriptor, Store
+from layerforge.oci.layout import DOCUMENT_LIMIT, Descriptor, Store, open_regular, read_bounded
+
+CHUNK = 1 << 20
 
 
 def _pick(src: Store, tag: str | None, where: str) -> Descriptor:
@@ -22,7 +23,7 @@ def _pick(src: Store, tag: str | None, where: str) -> Descriptor:
                 hint=f"tags there: {', '.join(sorted(tags)) or '(none)'}",
             )
         return desc
-    index = json.loads((src.root / "index.json").read_text())
+    index = json.loads(read_bounded(src.root / "index.json"))
     entries = index.get("manifests", [])
     if len(entries) != 1:
         raise SourceError(
@@ -43,14 +44,25 @@ def _platform_manifest(src: Store, desc: Descriptor, where: str) -> Descriptor:
     raise SourceError(f"{where}: the index {desc.digest} has no linux/amd64 image")
 
 
-def _copy_blob(src: Store, dst: Store, digest: str, *, link: bool = False) -> None:
+def _copy_blob(src: Store, dst: Store, digest: str, size: int, *, link: bool = False) -> None:
+    """Copy one blob: a regular file of at most ``size`` bytes (its descriptor's), whose
+    digest the writer checks; a layout that says otherwise is an error, not a full disk."""
     if dst.has_blob(digest):
         return
     if link and _link_blob(src, dst, digest):
         return
     try:
-        with src.blob_path(digest).open("rb") as fh, dst.ingest() as writer:
-            shutil.copyfileobj(fh, writer, 1 << 20)
+        with open_regular(src.blob_path(digest)) as fh, dst.ingest() as writer:
+            left = size + 1  # one byte more shows a blob larger than its descriptor
+            while left > 0 and (chunk := fh.read(min(left, CHUNK))):
+                writer.write(chunk)
+                left -= len(chunk)
+            if left <= 0:
+                raise StoreError(
+                    f"blob {digest} in {src.root} is larger than the {size} bytes its "
+                    "descriptor says",
+                    hint="the layout is corrupt or was changed after it was written",
+                )
             writer.commit(digest)
     except FileNotFoundError:
         raise StoreError(f"blob {digest} is missing from {src.root}") from None
@@ -83,8 +95,9 @@ def copy_image(src: Store, manifest_digest: str, dst: Store, *, link: bool = Fal
     ``link``: hard-link instead where both stores share a file system; only for a ``src``
     that layerforge owns (a staging store), never a user's layout, whose files may change.
     """
-    manifest = src.read_json(manifest_digest)
+    manifest = src.read_json(manifest_digest)  # a bounded read of a regular file, verified
     for layer in manifest.get("layers", []):
-        _copy_blob(src, dst, str(layer["digest"]), link=link)
-    _copy_blob(src, dst, str(manifest["config"]["digest"]), link=link)
-    _copy_blob(src, dst, manifest_digest, link=link)
+        _copy_blob(src, dst, str(layer["digest"]), int(layer["size"]), link=link)
+    config = manifest["config"]
+    _copy_blob(src, dst, str(config["digest"]), int(config["size"]), link=link)
+    _copy_blob(src, dst, manifest_digest, DOCUMENT_LIMIT, link=link)

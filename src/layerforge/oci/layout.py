@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -98,6 +99,43 @@ def _check_digest(digest: str) -> str:
 
 
 SYNC_EVERY = 64 << 20  # bytes between background fdatasyncs of a blob being written
+
+
+DOCUMENT_LIMIT = 16 << 20  # manifests, configs, index.json (registries refuse manifests > 4 MiB)
+
+
+def open_regular(path: Path) -> IO[bytes]:
+    """``path`` opened for reading, only if it is a regular file.
+
+    A layout someone else wrote may hold a fifo (a read that never returns), a symlink to
+    ``/dev/zero`` (one that never ends) or a device where a blob should be: each is a
+    StoreError at once. Raises FileNotFoundError for a missing file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise StoreError(
+            f"{path} is not a regular file ({exc.strerror})",
+            hint="an OCI layout holds its blobs and index.json as plain files",
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreError(
+            f"{path} is not a regular file",
+            hint="an OCI layout holds its blobs and index.json as plain files",
+        )
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_bounded(path: Path, limit: int = DOCUMENT_LIMIT) -> bytes:
+    """The bytes of the regular file ``path``; a StoreError past ``limit`` bytes."""
+    with open_regular(path) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise StoreError(f"{path} is larger than {limit} bytes, too large for an OCI document")
+    return data
 
 
 def _quiet_fdatasync(fd: int) -> None:
@@ -279,7 +317,7 @@ class Store:
 
     def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         try:
-            data = self.blob_path(digest).read_bytes()
+            data = read_bounded(self.blob_path(digest))
         except FileNotFoundError:
             raise StoreError(
                 f"blob {digest} is missing from {self.root}",
@@ -302,7 +340,7 @@ class Store:
     # -- index and tags -------------------------------------------------------------------
     def _read_index(self) -> list[dict[str, Any]]:
         try:
-            data = json.loads((self.root / "index.json").read_text())
+            data = json.loads(read_bounded(self.root / "index.json"))
         except FileNotFoundError:
             return []
         except ValueError as exc:
