@@ -31,6 +31,7 @@ for _command in COMMANDS:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else sys.argv[1:]
+    cancel.reset()  # a new command: an earlier interrupt in this process (a caller's) is over
     try:
         cli.main(args=args, prog_name="layerforge", standalone_mode=False)
     except (LayerforgeError, OSError) as exc:

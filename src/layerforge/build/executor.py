@@ -194,9 +194,11 @@ def _build_node(
     _check_budget(ctx, node, record)
     if ctx.verify:  # before tagging: an image that fails its checks gets no tag
         verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
+    # the record first: a build stopped between the two leaves an untagged record, never a
+    # tag without its record (verify and push would call that node "not built")
+    write_record(ctx.store.root, record, step.inputs.to_json())
     ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
                         f"{node.name}:latest": record.manifest})  # fmt: off
-    write_record(ctx.store.root, record, step.inputs.to_json())
     return record, sum(layer.descriptor.size for layer in new_layers)
 
 
