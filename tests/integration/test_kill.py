@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -117,19 +118,75 @@ def test_kill_9_at_each_phase_then_identical_digests(
     assert validate(store) == [] and tag_digests(store) == before
     assert not list((store / "blobs" / "sha256").glob(".tmp-*"))  # killed writes cleaned
 
+    _assert_as_clean(store, tmp_path, shared_cache, registry, env, "")
+
+
+def _assert_as_clean(
+    store: Path,
+    tmp_path: Path,
+    shared_cache: Path,
+    registry: Registry,
+    env: dict[str, str],
+    context: str,
+) -> None:
+    """Every tag of ``store`` names what a clean build (fresh store and cache) writes, and
+    the registry's ``latest`` manifests are those bytes."""
     clean = _project(tmp_path / "clean", f"{registry.host}/acme")
-    clean_args = [
-        "-f",
-        str(clean),
-        "--cache-dir",
-        str(private_cache(shared_cache, tmp_path / "c2")),
-    ]
+    cache = private_cache(shared_cache, tmp_path / "c2")
+    clean_args = ["-f", str(clean), "--cache-dir", str(cache)]
     _check([*LF, "lock", *clean_args], env)
     _check([*LF, "build", "--json", "--no-remote-cache", *clean_args], env)
-    assert tag_digests(store) == tag_digests(clean / ".layerforge")
+    assert tag_digests(store) == tag_digests(clean / ".layerforge"), context
     for node, digest in tag_digests(store).items():
         if node.endswith(":latest"):
             ref = f"docker://{registry.host}/acme/{node.split(':')[0]}:latest"
             raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", ref],
                                  capture_output=True, check=True, env=env).stdout  # fmt: skip
-            assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest, node
+            assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest, (context, node)
+
+
+def _run_until_event(argv: list[str], env: dict[str, str], count: int) -> bool:
+    """Run ``argv`` with --json; SIGKILL it at its ``count``-th event. False if it ended
+    first (then it must have succeeded)."""
+    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=env) as proc:  # fmt: skip
+        assert proc.stderr is not None
+        lines: list[str] = []
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("{") and sum(x.startswith("{") for x in lines) >= count:
+                proc.kill()
+                proc.wait()
+                return True
+        assert proc.wait() == 0, "".join(lines[-30:])
+        return False
+
+
+def test_kill_9_at_random_points_then_identical_digests(
+    tmp_path: Path, shared_cache: Path, registry: Registry
+) -> None:
+    """Kills at random events (a seeded draw, printed on failure) of builds and pushes that
+    each resume the last: the store validates after each, and the end equals a clean build."""
+    seed = int(os.environ.get("LAYERFORGE_KILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker")}
+    project = _project(tmp_path / "killed", f"{registry.host}/acme")
+    args = ["-f", str(project), "--cache-dir", str(private_cache(shared_cache, tmp_path / "c1"))]
+    _check([*LF, "lock", *args], env)
+    store = project / ".layerforge"
+    points: list[tuple[str, int, bool]] = []
+
+    def kill_at_random(verb: str, top: int, extra: tuple[str, ...] = ()) -> None:
+        count = rng.randint(1, top)
+        cut = _run_until_event([*LF, verb, "--json", *extra, *args], env, count)
+        points.append((verb, count, cut))
+        assert validate(store) == [], f"seed {seed}: after kills at {points}"
+
+    for _ in range(3):
+        kill_at_random("build", 150, ("--no-remote-cache",))
+    _check([*LF, "build", "--no-remote-cache", *args], env)
+    for _ in range(2):
+        kill_at_random("push", 60)
+    _check([*LF, "push", *args], env)
+    assert validate(store) == [], f"seed {seed}: {points}"
+    _assert_as_clean(store, tmp_path, shared_cache, registry, env, f"seed {seed}: {points}")

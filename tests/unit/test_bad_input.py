@@ -174,15 +174,14 @@ def image_layout(path: Path, tmp: Path, python: str) -> Store:
     store = Store.open(path)
     ctx = SourceContext(store, tmp / "cache-src", NullReporter(), python)
     base = materialize(OSSource("rootfs", "x", path=rootfs), ctx, "setup", refresh=False)
-    config = store.put_bytes(
-        canonical_json({
-            "architecture": "amd64", "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [x.diff_id for x in base.layers]},
-        })
-    )  # fmt: skip
+    config_bytes = canonical_json({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [x.diff_id for x in base.layers]},
+    })  # fmt: skip
+    config = store.put_bytes(config_bytes)
     manifest = canonical_json({
         "schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
-        "config": {"mediaType": media.OCI_CONFIG, "digest": config, "size": 1},
+        "config": {"mediaType": media.OCI_CONFIG, "digest": config, "size": len(config_bytes)},
         "layers": [x.descriptor.to_json() for x in base.layers],
     })  # fmt: skip
     digest = store.put_bytes(manifest)
