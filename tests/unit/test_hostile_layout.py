@@ -17,7 +17,13 @@ import pytest
 from layerforge.errors import LayerforgeError
 from layerforge.oci import media
 from layerforge.oci.importer import import_image
-from layerforge.oci.layout import Descriptor, Store, canonical_json, sha256_digest
+from layerforge.oci.layout import (
+    DOCUMENT_LIMIT,
+    Descriptor,
+    Store,
+    canonical_json,
+    sha256_digest,
+)
 
 
 def _layout(root: Path) -> tuple[Store, str, str]:
@@ -106,3 +112,14 @@ def test_an_honest_layout_still_imports(tmp_path: Path) -> None:
     assert dst.read_bytes(layer) == b"layer bytes"
     assert sha256_digest(dst.read_bytes(manifest)) == manifest
     assert json.loads(dst.read_bytes(manifest))["layers"][0]["digest"] == layer
+
+
+def test_only_documents_are_bounded(tmp_path: Path) -> None:
+    """A layer may be GBs: read_bytes reads it whole; read_json (manifests, configs, indexes)
+    stops at DOCUMENT_LIMIT instead of reading a huge file into memory."""
+    store = Store.open(tmp_path / "s")
+    big = b"{" + b" " * (DOCUMENT_LIMIT + 10) + b"}"
+    digest = store.put_bytes(big)
+    assert store.read_bytes(digest) == big
+    with pytest.raises(LayerforgeError, match="too large for an OCI document"):
+        store.read_json(digest)

@@ -129,11 +129,12 @@ def open_regular(path: Path) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def read_bounded(path: Path, limit: int = DOCUMENT_LIMIT) -> bytes:
-    """The bytes of the regular file ``path``; a StoreError past ``limit`` bytes."""
+def read_bounded(path: Path, limit: int | None = DOCUMENT_LIMIT) -> bytes:
+    """The bytes of the regular file ``path``; a StoreError past ``limit`` bytes (None: no
+    limit)."""
     with open_regular(path) as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
+        data = fh.read() if limit is None else fh.read(limit + 1)
+    if limit is not None and len(data) > limit:
         raise StoreError(f"{path} is larger than {limit} bytes, too large for an OCI document")
     return data
 
@@ -315,9 +316,11 @@ class Store:
                 writer.commit(digest)
         return digest
 
-    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
+    def read_bytes(self, digest: str, *, verify: bool = True, limit: int | None = None) -> bytes:
+        """A blob's bytes, read only from a regular file; at most ``limit`` bytes (a
+        StoreError past it), as for documents (:meth:`read_json`)."""
         try:
-            data = read_bounded(self.blob_path(digest))
+            data = read_bounded(self.blob_path(digest), limit)
         except FileNotFoundError:
             raise StoreError(
                 f"blob {digest} is missing from {self.root}",
@@ -328,7 +331,7 @@ class Store:
         return data
 
     def read_json(self, digest: str) -> dict[str, Any]:
-        value = json.loads(self.read_bytes(digest))
+        value = json.loads(self.read_bytes(digest, limit=DOCUMENT_LIMIT))
         if not isinstance(value, dict):
             raise StoreError(f"blob {digest} is not a JSON object")
         return value

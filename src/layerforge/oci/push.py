@@ -24,7 +24,7 @@ from typing import Literal
 
 from layerforge.errors import ConnectionFault, RegistryError, StoreError
 from layerforge.events import Event, NullReporter, Reporter
-from layerforge.oci.layout import Descriptor, Store
+from layerforge.oci.layout import DOCUMENT_LIMIT, Descriptor, Store
 from layerforge.oci.registry import Body, Client, Response, check
 
 BlobOutcome = Literal["present", "mounted", "uploaded"]
@@ -319,7 +319,7 @@ def push_image(
         outcomes: list[BlobOutcome] = ["present"] * len(unique)
         if missing:
             outcomes = list(pool.map(lambda d: upload(session, store, repo, d), unique))
-        raw = store.read_bytes(manifest.digest)
+        raw = store.read_bytes(manifest.digest, limit=DOCUMENT_LIMIT)
         media_type = str(doc.get("mediaType") or manifest.media_type)
         put = partial(_put_manifest, session, repo, raw=raw, media_type=media_type)
         list(pool.map(lambda t: put(tag=t, digest=manifest.digest), missing))
