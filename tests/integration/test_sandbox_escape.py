@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import os
 import shlex
-import shutil
 import signal
 import socket
 import threading
@@ -31,6 +30,7 @@ from layerforge.errors import VerifyError
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.runner import SYSTEM_CAPS, Bwrap, Fds, Invocation, Mount
 from layerforge.sandbox.verify import verify_project
+from tests.integration.hostroot import copy_programs
 
 pytestmark = pytest.mark.integration
 
@@ -105,15 +105,7 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "usr/bin").mkdir(parents=True)
     (root / "bin").symlink_to("usr/bin")
     cmd.run(["gcc", "-static", "-O1", "-o", str(root / "hostile"), str(HOSTILE_C)])
-    for tool in ("sh", "env"):
-        program = Path(cmd.which(tool)).resolve()
-        shutil.copy2(program, root / "usr/bin" / tool)
-        for line in cmd.run(["ldd", str(program)]).stdout.splitlines():
-            for word in line.split():
-                if word.startswith("/"):
-                    library = root / word.lstrip("/")
-                    library.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(Path(word).resolve(), library)
+    copy_programs(root, ("sh", "env"))
     for sub in ("proc", "dev", "tmp", "cache"):
         (root / sub).mkdir()
     return root

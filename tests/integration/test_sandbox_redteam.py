@@ -32,6 +32,7 @@ from layerforge.sandbox.runner import Bwrap, Invocation, Mount
 from layerforge.sandbox.system import cache_mounts
 from layerforge.sandbox.unpack import chain_id
 from layerforge.sandbox.verify import PYC_PREFIX, Root, _bytecode_cache
+from tests.integration.hostroot import copy_programs
 from tests.integration.tools import run as run_tool
 
 pytestmark = pytest.mark.integration
@@ -45,15 +46,7 @@ def base_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("redteam") / "rootfs"
     (root / "usr/bin").mkdir(parents=True)
     (root / "bin").symlink_to("usr/bin")
-    for tool in TOOLS:
-        program = Path(cmd.which(tool)).resolve()
-        shutil.copy2(program, root / "usr/bin" / tool)
-        for line in cmd.run(["ldd", str(program)]).stdout.splitlines():
-            for word in line.split():
-                if word.startswith("/"):
-                    library = root / word.lstrip("/")
-                    library.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(Path(word).resolve(), library)
+    copy_programs(root, TOOLS)
     return root
 
 

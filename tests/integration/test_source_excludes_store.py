@@ -5,16 +5,14 @@ the store. A run step sees in ``/context`` exactly the files the key covers."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from layerforge import cmd
 from layerforge.oci.layout import Store
 from tests.conftest import require_tools
+from tests.integration.hostroot import copy_programs
 from tests.integration.tiny import cli, cli_json, manifest_of, tiny_project
 
 pytestmark = pytest.mark.integration
@@ -32,17 +30,7 @@ def layer_members(store: Path, ref: str) -> set[str]:
 def host_programs(root: Path, *programs: str) -> None:
     """Copy host ``programs`` and the shared libraries they load into ``root``."""
     require_tools("bwrap", *programs)  # bwrap: the run steps of these roots (ldd: libc-bin)
-    for program in programs:
-        path = Path(cmd.which(program)).resolve()
-        target = root / "bin" / program
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-        out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=True)
-        for line in out.stdout.splitlines():
-            lib = line.split("=>")[-1].split("(")[0].strip()
-            if lib.startswith("/"):
-                (root / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(Path(lib).resolve(), root / lib.lstrip("/"))
+    copy_programs(root, programs, bindir="bin")
 
 
 def build(project: Path, cache: Path, *extra: str) -> dict[str, str]:
