@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import ToolError
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "fleet"
 
 # Debian packages of the programs the tests run themselves (layerforge's own are in
-# cmd.INSTALL_HINTS); scripts/setup.sh installs all of them.
+# proc.INSTALL_HINTS); scripts/setup.sh installs all of them.
 TEST_TOOL_PACKAGES: dict[str, str] = {
     "pgrep": "procps",
     "htpasswd": "apache2-utils",
@@ -39,13 +39,13 @@ TEST_TOOL_PACKAGES: dict[str, str] = {
 def require_tools(*tools: str) -> None:
     """Fail (never skip) the calling test if one of ``tools`` cannot be found.
 
-    Tools are looked up the way layerforge looks them up (``cmd.which``: PATH, then the
+    Tools are looked up the way layerforge looks them up (``proc.which``: PATH, then the
     sbin directories a sudo-less PATH often lacks).
     """
     problems = []
     for tool in tools:
         try:
-            cmd.which(tool)
+            proc.which(tool)
         except ToolError as exc:
             package = TEST_TOOL_PACKAGES.get(tool)
             hint = f"apt-get install -y {package}" if package else exc.hint

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from layerforge import __version__, cancel
+from layerforge import __version__, proc
 from layerforge.cliutil import console
 from layerforge.errors import LayerforgeError, UsageError
 
@@ -31,7 +31,7 @@ for _command in COMMANDS:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else sys.argv[1:]
-    cancel.reset()  # a new command: an earlier interrupt in this process (a caller's) is over
+    proc.reset_stop()  # a new command: an earlier interrupt in this process (a caller's) is over
     try:
         cli.main(args=args, prog_name="layerforge", standalone_mode=False)
     except (LayerforgeError, OSError) as exc:
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         return _click_error(exc, _wants_json(args))
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
-        cancel.request()  # workers and the programs they run stop too
+        proc.request_stop()  # workers and the programs they run stop too
         # click turns Ctrl-C into Abort; an Abort of its own (EOF at a prompt) says so
         aborted = not isinstance(exc, KeyboardInterrupt) and not isinstance(
             exc.__cause__, KeyboardInterrupt

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.build.layer import LayerBlob, entries_from_tree, write_layer_to_store
 from layerforge.errors import SourceError
 from layerforge.events import Event, Reporter
@@ -218,7 +218,7 @@ def debootstrap_rootfs(
     task = f"debootstrap:{source.spec}"
     reporter.emit(Event("start", task, f"debootstrap {source.spec} ({packages})"))
     try:
-        cmd.run(
+        proc.run(
             [
                 "debootstrap",
                 f"--variant={source.variant}",

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.lockfile import Lock, LockedNode, Package
@@ -175,12 +175,12 @@ def _resolve_node(
         preferred = {} if options.upgrade or old is None else old.by_name()
         _write_preferences(work / "pylock.toml", {**preferred, **above})
         argv = _uv_argv(project, work, options)
-        result = cmd.run(argv, cwd=work, check=False)
+        result = proc.run(argv, cwd=work, check=False)
         if result.returncode != 0:
             raise ResolveError(
                 f"uv could not resolve {node.section} "
                 f"(with the pins of {', '.join(chain) or 'no ancestors'}):\n"
-                f"{cmd.tail(result.stderr)}",
+                f"{proc.tail(result.stderr)}",
                 hint="loosen the conflicting requirement, or pin it in the base that owns it",
             )
         resolved = _parse_pylock(work / "pylock.toml", node)
@@ -193,7 +193,7 @@ def _resolve_node(
 
 def _uv_argv(project: Project, work: Path, options: ResolveOptions) -> list[str]:
     argv = [
-        cmd.find_uv(),
+        proc.find_uv(),
         "pip",
         "compile",
         "requirements.in",

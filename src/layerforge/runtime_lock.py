@@ -26,7 +26,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.lockfile import Lock, LockedGroup, LockedNode, Package
@@ -183,11 +183,11 @@ def _resolve_group(
             {} if options.upgrade or prefer is None else {p.name: p for p in prefer.packages}
         )
         _write_preferences(work / "pylock.toml", {**preferred, **below})
-        result = cmd.run(_uv_argv(project, work, options), cwd=work, check=False)
+        result = proc.run(_uv_argv(project, work, options), cwd=work, check=False)
         if result.returncode != 0:
             raise ResolveError(
                 f"uv could not resolve the runtime group {where} on top of the distributions "
-                f"baked in {node.section} (and its bases):\n{cmd.tail(result.stderr)}",
+                f"baked in {node.section} (and its bases):\n{proc.tail(result.stderr)}",
                 hint="a runtime install never changes a baked distribution: relax the group's "
                 f"requirement in {where}, or change the baked pin it conflicts with",
             )

@@ -6,18 +6,18 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from layerforge import cmd
+from layerforge import proc
 
 
 def copy_programs(root: Path, programs: Iterable[str], bindir: str = "usr/bin") -> None:
     """Copy host ``programs`` into ``root/bindir`` with the shared libraries they load (by
     ldd), at the same paths inside ``root``."""
     for name in programs:
-        program = Path(cmd.which(name)).resolve()
+        program = Path(proc.which(name)).resolve()
         target = root / bindir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(program, target)
-        for line in cmd.run(["ldd", str(program)]).stdout.splitlines():
+        for line in proc.run(["ldd", str(program)]).stdout.splitlines():
             for word in line.split():
                 if word.startswith("/"):
                     library = root / word.lstrip("/")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import api, cmd
+from layerforge import api, proc
 from layerforge.cli import main
 from layerforge.errors import VerifyError
 from layerforge.sandbox import runner as runners
@@ -50,7 +50,7 @@ class LegacyBwrap:
 
     def argv(self, inv: Invocation, fds: Fds) -> list[str]:
         root_flag = "--ro-bind" if inv.read_only else "--bind"
-        out = [cmd.which("bwrap"), root_flag, str(inv.rootfs), "/"]
+        out = [proc.which("bwrap"), root_flag, str(inv.rootfs), "/"]
         out += ["--proc", "/proc", "--dev", "/dev"]
         for path in inv.tmpfs:
             out += ["--perms", "1777", "--tmpfs", path]
@@ -84,7 +84,7 @@ class LegacyChroot:
                  'cd "$0" && exec "$@"', inv.cwd, *inv.argv]  # fmt: skip
         lines.append("exec " + shlex.join(inner))
         flags = ["--mount", "--fork", "--pid"] + ([] if inv.network else ["--net"])
-        return [cmd.which("unshare"), *flags, "/bin/sh", "-c", "\n".join(lines)]
+        return [proc.which("unshare"), *flags, "/bin/sh", "-c", "\n".join(lines)]
 
 
 class BwrapWithAdminCaps(Bwrap):
@@ -104,7 +104,7 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hostile") / "rootfs"
     (root / "usr/bin").mkdir(parents=True)
     (root / "bin").symlink_to("usr/bin")
-    cmd.run(["gcc", "-static", "-O1", "-o", str(root / "hostile"), str(HOSTILE_C)])
+    proc.run(["gcc", "-static", "-O1", "-o", str(root / "hostile"), str(HOSTILE_C)])
     copy_programs(root, ("sh", "env"))
     for sub in ("proc", "dev", "tmp", "cache"):
         (root / sub).mkdir()
@@ -142,7 +142,7 @@ def invocation(rootfs: Path, kind: str, argv: tuple[str, ...], cache: Path) -> I
 
 def attempt(
     runner: runners.Runner, rootfs: Path, kind: str, *args: str, network: bool = False
-) -> cmd.Result:
+) -> proc.Result:
     cache = rootfs.parent / "cache"
     cache.mkdir(exist_ok=True)
     inv = invocation(rootfs, kind, ("/hostile", *args), cache)

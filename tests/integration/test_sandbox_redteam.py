@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.cli import main
 from layerforge.errors import SandboxError
 from layerforge.sandbox import runner as runners
@@ -325,7 +325,7 @@ def test_a_hostile_project_cannot_poison_what_another_project_installs(
     lists its pip and uv caches: it gets Debian's libgomp1 and sees nothing planted."""
     cache = tmp_path / "cache"  # never the shared one: this test poisons it
     cache.mkdir()
-    cmd.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
+    proc.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
     projects = {"poisoner": POISONER.format(), "victim": VICTIM}
     for name, text in projects.items():
         (tmp_path / name).mkdir()
@@ -488,7 +488,7 @@ def test_compile_bytecode_still_puts_the_image_pythons_bytecode_next_to_the_sour
     the image's Python 3.11."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    cmd.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
+    proc.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     project = tmp_path / "project"
     (project / "wheels").mkdir(parents=True)
@@ -535,7 +535,7 @@ def test_a_hostile_projects_verify_cannot_run_code_in_another_projects_verify(
     the planted code (which leaves a file named POISONED in the cache)."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    cmd.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
+    proc.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
     checks = {"poisoner": POISON_PYC, "victim": "import json"}
     for name, check in checks.items():
         project = tmp_path / name
@@ -679,7 +679,7 @@ def test_no_vsock_socket_in_the_sandbox(rootfs: Path, tmp_path: Path, kind: str)
     (Only the socket is made: nothing is sent to this machine's hypervisor.)"""
     source = tmp_path / "vsock.c"
     source.write_text(VSOCK_C)
-    cmd.run(["gcc", "-static", "-O1", "-o", str(rootfs / "vsock"), str(source)])
+    proc.run(["gcc", "-static", "-O1", "-o", str(rootfs / "vsock"), str(source)])
     result = runners.run(Bwrap(), invocation(rootfs, kind, "/vsock", tmp_path))
     assert result.stdout == "refused: Operation not permitted\n", result.stdout + result.stderr
     assert result.returncode == 1

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from layerforge import cancel, cmd
+from layerforge import proc
 
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
-    cancel.reset()
+    proc.reset_stop()
     yield
-    cancel.reset()
+    proc.reset_stop()
 
 
 def test_a_program_run_by_a_worker_thread_is_terminated_on_request() -> None:
@@ -23,7 +23,7 @@ def test_a_program_run_by_a_worker_thread_is_terminated_on_request() -> None:
 
     def worker() -> None:
         try:
-            cmd.run(["sleep", "30"])
+            proc.run(["sleep", "30"])
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)
@@ -31,22 +31,22 @@ def test_a_program_run_by_a_worker_thread_is_terminated_on_request() -> None:
     thread = threading.Thread(target=worker)
     thread.start()
     deadline = time.monotonic() + 10
-    while not cmd._RUNNING and time.monotonic() < deadline:
+    while not proc._RUNNING and time.monotonic() < deadline:
         time.sleep(0.01)
     started = time.monotonic()
-    cancel.request()
+    proc.request_stop()
     thread.join(10)
     assert not thread.is_alive() and time.monotonic() - started < 5
     assert len(outcome) == 1 and isinstance(outcome[0], KeyboardInterrupt)
-    assert not cmd._RUNNING
+    assert not proc._RUNNING
 
 
 def test_nothing_new_starts_after_a_request_and_reset_allows_it_again() -> None:
-    cancel.request()
+    proc.request_stop()
     with pytest.raises(KeyboardInterrupt):
-        cmd.run(["true"])
-    cancel.reset()
-    assert cmd.run(["true"]).returncode == 0
+        proc.run(["true"])
+    proc.reset_stop()
+    assert proc.run(["true"]).returncode == 0
 
 
 def test_a_layer_write_stops_at_the_next_chunk() -> None:
@@ -55,6 +55,6 @@ def test_a_layer_write_stops_at_the_next_chunk() -> None:
     from layerforge.build.layer import Entry, write_layer
 
     entries = [Entry(f"f{i}", "file", 0o644, 1 << 20, data=b"x" * (1 << 20)) for i in range(64)]
-    cancel.request()
+    proc.request_stop()
     with pytest.raises(KeyboardInterrupt):
         write_layer(entries, io.BytesIO())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import cmd, runtime_layer
+from layerforge import proc, runtime_layer
 from layerforge.lockfile import LockedGroup, LockedNode, Package
 from layerforge.runtime import launcher
 from layerforge.runtime.wheel import Target
@@ -162,17 +162,17 @@ def test_exec_ensures_then_runs_the_command(image: tuple[Path, Path, Path]) -> N
     pins, wheels, target = image
     env = env_for(pins, wheels, LAYERFORGE_RUNTIME_GROUPS="extra", PYTHONPATH=str(target))
     code = "import tiny, other; print(tiny.VERSION, other.VERSION)"
-    proc = _launcher(target, "exec", "--", sys.executable, "-c", code, env=env)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    child = _launcher(target, "exec", "--", sys.executable, "-c", code, env=env)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
     assert out.strip() == "1.0 2.0"
     env.pop("LAYERFORGE_RUNTIME_GROUPS")
-    proc = _launcher(target, "exec", "--group", "extra", "--", sys.executable, "-c", code, env=env)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "extra: already installed" in err
-    proc = _launcher(target, "exec", "--", env=env)
-    assert proc.communicate(timeout=60)[1].count("exec needs a command") == 1
-    assert proc.returncode == 2
+    child = _launcher(target, "exec", "--group", "extra", "--", sys.executable, "-c", code, env=env)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0 and "extra: already installed" in err
+    child = _launcher(target, "exec", "--", env=env)
+    assert child.communicate(timeout=60)[1].count("exec needs a command") == 1
+    assert child.returncode == 2
 
 
 @pytest.mark.parametrize("installer", ["pip", "uv"])
@@ -180,12 +180,12 @@ def test_pip_and_uv_installers_take_the_same_pins(
     image: tuple[Path, Path, Path], installer: str
 ) -> None:
     pins, wheels, target = image
-    uv_dir = str(Path(cmd.find_uv()).parent)
+    uv_dir = str(Path(proc.find_uv()).parent)
     env = env_for(pins, wheels, LAYERFORGE_RUNTIME_INSTALLER=installer)
     env["PATH"] = f"{uv_dir}:{os.environ['PATH']}"
-    proc = _launcher(target, "ensure", "extra", env=env)
-    _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    child = _launcher(target, "ensure", "extra", env=env)
+    _out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
     assert (target / "tiny" / "__init__.py").is_file()
     assert (target / ".layerforge-runtime" / "extra").is_file()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import ToolError
 from tests.conftest import REPO, TEST_TOOL_PACKAGES, require_tools
 
@@ -38,11 +38,11 @@ def test_debootstrap_is_found_when_sbin_is_off_path(monkeypatch: pytest.MonkeyPa
     real = Path("/usr/sbin/debootstrap")
     assert real.is_file(), "debootstrap is not installed (run scripts/setup.sh)"
     monkeypatch.setenv("PATH", NO_SBIN)
-    assert cmd.which("debootstrap") == str(real)
+    assert proc.which("debootstrap") == str(real)
     require_tools("debootstrap")  # the suite's gate agrees with layerforge
     with pytest.raises(ToolError, match="apt-get install -y bubblewrap"):
         monkeypatch.setenv("PATH", "/nonexistent")
-        cmd.which("bwrap")  # /usr/bin is not searched behind the user's back
+        proc.which("bwrap")  # /usr/bin is not searched behind the user's back
 
 
 # -- a run with a skipped test fails -----------------------------------------------------------
@@ -63,8 +63,8 @@ PASSING = "def test_ok():\n    assert 1 + 1 == 2\n"
 
 
 def test_an_all_green_run_passes(tmp_path: Path) -> None:
-    proc = inner_pytest(tmp_path, PASSING)
-    assert proc.returncode == 0, proc.stdout
+    child = inner_pytest(tmp_path, PASSING)
+    assert child.returncode == 0, child.stdout
 
 
 @pytest.mark.parametrize(
@@ -80,15 +80,15 @@ def test_an_all_green_run_passes(tmp_path: Path) -> None:
     ids=["skip", "skipif", "importorskip", "xfail"],
 )
 def test_a_run_with_a_test_that_did_not_run_fails(tmp_path: Path, body: str) -> None:
-    proc = inner_pytest(tmp_path, PASSING + body)
-    assert proc.returncode == 1, proc.stdout
-    assert "tests that did not run (this fails the run)" in proc.stdout
-    assert "scripts/setup.sh" in proc.stdout
+    child = inner_pytest(tmp_path, PASSING + body)
+    assert child.returncode == 1, child.stdout
+    assert "tests that did not run (this fails the run)" in child.stdout
+    assert "scripts/setup.sh" in child.stdout
 
 
 def test_no_test_collected_is_not_a_pass(tmp_path: Path) -> None:
-    proc = inner_pytest(tmp_path, "# no tests\n")
-    assert proc.returncode == pytest.ExitCode.NO_TESTS_COLLECTED
+    child = inner_pytest(tmp_path, "# no tests\n")
+    assert child.returncode == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
 def test_no_test_file_skips() -> None:
@@ -116,7 +116,7 @@ def setup_packages() -> set[str]:
 
 def test_setup_installs_every_tool_the_suite_calls() -> None:
     wanted = set(TEST_TOOL_PACKAGES.values())
-    for hint in cmd.INSTALL_HINTS.values():
+    for hint in proc.INSTALL_HINTS.values():
         if "apt-get install -y " in hint:
             wanted.add(hint.rsplit(" ", 1)[1])
     assert wanted - setup_packages() == set()
@@ -129,7 +129,7 @@ def test_every_tool_a_test_requires_has_an_install_hint() -> None:
             required |= set(re.findall(r'"([^"]+)"', call))
     required -= {"no-such-tool-4711"}
     assert required, "the tests name the tools they need"
-    assert required - set(cmd.INSTALL_HINTS) - set(TEST_TOOL_PACKAGES) == set()
+    assert required - set(proc.INSTALL_HINTS) - set(TEST_TOOL_PACKAGES) == set()
 
 
 def test_the_test_script_fails_when_no_test_is_collected(tmp_path: Path) -> None:
@@ -145,8 +145,8 @@ def test_the_test_script_fails_when_no_test_is_collected(tmp_path: Path) -> None
         (venv / tool).symlink_to("/bin/true")
     (venv / "pytest").symlink_to(Path(sys.executable).parent / "pytest")
     (tmp_path / "tests").mkdir()
-    proc = subprocess.run(
+    child = subprocess.run(
         ["bash", str(script), "tests"], capture_output=True, text=True, check=False, timeout=120
     )
-    assert proc.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, proc.stdout + proc.stderr
-    assert "no tests ran" in proc.stdout
+    assert child.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, child.stdout + child.stderr
+    assert "no tests ran" in child.stdout

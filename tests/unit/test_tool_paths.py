@@ -10,11 +10,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from layerforge import cmd
+from layerforge import proc
 
 SCRIPT = """
 import threading
-from layerforge import cmd
+from layerforge import proc
 
 errors = []
 barrier = threading.Barrier(16)
@@ -23,7 +23,7 @@ def resolve():
     barrier.wait()
     try:
         for tool in ("uv", "bwrap", "uv"):
-            cmd.which(tool)
+            proc.which(tool)
     except Exception as exc:
         errors.append(repr(exc))
 
@@ -45,5 +45,5 @@ def test_which_from_many_threads_in_a_fresh_interpreter() -> None:
 
 
 def test_tools_resolved_once_are_the_ones_which_finds() -> None:
-    assert cmd.which("uv") == cmd.which("uv")
-    assert cmd.which("uv").endswith("uv")
+    assert proc.which("uv") == proc.which("uv")
+    assert proc.which("uv").endswith("uv")

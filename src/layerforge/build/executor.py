@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from layerforge import cancel, runtime_layer
+from layerforge import proc, runtime_layer
 from layerforge.build import python as pydeps
 from layerforge.build.deps import dependency_layers as _dependency_layers
 from layerforge.build.image import (
@@ -102,7 +102,7 @@ def execute(plan: Plan, ctx: BuildContext) -> dict[str, NodeResult]:
         except KeyboardInterrupt:
             # only this thread sees Ctrl-C: stop the workers (their programs are terminated,
             # their layer writes end at the next chunk) rather than wait for them to finish
-            cancel.request()
+            proc.request_stop()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     recheck(ctx.store, plan, results, remote_layers=ctx.project.registry is not None)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from layerforge import cancel
+from layerforge import proc
 from layerforge.errors import BuildError
 from layerforge.oci import media
 from layerforge.oci.layout import Store
@@ -516,7 +516,7 @@ def write_layer(
     written = reported = 0
     try:
         for chunk in tar_chunks(ordered, mtime):
-            cancel.check()  # Ctrl-C: a worker thread stops at the next 4 MiB
+            proc.check_stop()  # Ctrl-C: a worker thread stops at the next 4 MiB
             written += len(chunk.view)
             hasher.put(chunk)
             encoder.feed(chunk)

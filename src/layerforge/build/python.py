@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.build.layer import Entry
 from layerforge.errors import BuildError
 from layerforge.lockfile import Package
@@ -81,7 +81,7 @@ def install(project: Project, packages: Sequence[Package], stage: Path) -> None:
     reqs = stage.parent / f"{stage.name}.requirements.txt"
     reqs.write_text("\n".join(lines) + "\n")
     argv = [
-        cmd.find_uv(),
+        proc.find_uv(),
         "pip",
         "install",
         "--prefix",
@@ -107,11 +107,11 @@ def install(project: Project, packages: Sequence[Package], stage: Path) -> None:
         argv += ["--index-url", project.index_url]
     for link in project.find_links:
         argv += ["--find-links", str(link)]
-    result = cmd.run(argv, check=False)
+    result = proc.run(argv, check=False)
     reqs.unlink(missing_ok=True)
     if result.returncode != 0:
         raise BuildError(
-            f"uv could not install the locked wheels:\n{cmd.tail(result.stderr)}",
+            f"uv could not install the locked wheels:\n{proc.tail(result.stderr)}",
             hint="check network access to the package index, or run `layerforge lock` again",
         )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import LayerforgeError, RegistryError
 from layerforge.oci.reference import DEFAULT_ENDPOINT, DEFAULT_REGISTRY
 
@@ -131,7 +131,7 @@ def _from_entry(entry: Mapping[str, Any], key: str) -> Credential | None:
 
 def _from_helper(helper: str, server: str) -> Credential | None:
     try:
-        result = cmd.run([f"docker-credential-{helper}", "get"], input_text=server, check=False)
+        result = proc.run([f"docker-credential-{helper}", "get"], input_text=server, check=False)
     except LayerforgeError:
         return None
     if result.returncode != 0:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import LayerforgeError, RegistryError, StoreError, UsageError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci import media
@@ -136,8 +136,8 @@ def git_commit(root: Path) -> str | None:
     """
     status_args = ["status", "--porcelain", "--untracked-files=no"]
     try:
-        status = cmd.run(["git", "-C", str(root), *status_args], check=False)
-        head = cmd.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=False)
+        status = proc.run(["git", "-C", str(root), *status_args], check=False)
+        head = proc.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=False)
     except LayerforgeError:
         return None
     if status.returncode or head.returncode or status.stdout.strip():

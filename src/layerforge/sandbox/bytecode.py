@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import BuildError
 from layerforge.events import Event
 from layerforge.ossource import Layer
@@ -84,7 +84,7 @@ def _compile(runner: runners.Runner, inv: runners.Invocation, sandbox: Sandbox, 
     elif result.returncode != 0:
         raise BuildError(
             f"compiling bytecode in the image failed with exit code {result.returncode}:\n"
-            f"{runners.printable(cmd.tail(result.stdout + result.stderr))}",
+            f"{runners.printable(proc.tail(result.stdout + result.stderr))}",
             hint="set compile_bytecode = false for this node, or check its interpreter",
         )
 

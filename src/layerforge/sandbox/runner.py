@@ -2,7 +2,7 @@
 
 A :class:`Runner` turns an :class:`Invocation` (root filesystem, argv, environment, host
 directories to mount, network on or off, read-only or not, privileges) into the argv of a
-host command; :func:`run` runs it through :func:`layerforge.cmd.run` with the seccomp filter
+host command; :func:`run` runs it through :func:`layerforge.proc.run` with the seccomp filter
 of :mod:`~layerforge.sandbox.seccomp` on an inherited file descriptor. Implementations sit in
 :data:`RUNNERS`:
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import SandboxError, ToolError, UsageError
 from layerforge.sandbox import seccomp
 
@@ -161,7 +161,7 @@ def mount_points(inv: Invocation) -> list[str]:
     return points
 
 
-def run(runner: Runner, inv: Invocation) -> cmd.Result:
+def run(runner: Runner, inv: Invocation) -> proc.Result:
     """Run ``inv`` with ``runner`` (never raises for the program's exit code), and return
     only once every process of the sandbox is gone. The mount points are prepared first
     (:func:`prepare`)."""
@@ -174,7 +174,7 @@ def run(runner: Runner, inv: Invocation) -> cmd.Result:
             data = data[os.write(filter_fd, data) :]
         os.lseek(filter_fd, 0, os.SEEK_SET)
         argv = runner.argv(inv, Fds(filter_fd, info_write))
-        result = cmd.run(argv, check=False, pass_fds=(filter_fd, info_write))
+        result = proc.run(argv, check=False, pass_fds=(filter_fd, info_write))
         os.close(info_write)
         info_write = -1
         _wait_for_sandbox(_read_all(info_read))
@@ -229,7 +229,7 @@ class Bwrap:
                 "the sandbox's seccomp filter is built for x86-64 only",
                 hint="run layerforge on an x86-64 machine, or use --runner podman",
             )
-        out = [cmd.which("bwrap"), *_namespaces(inv), "--die-with-parent", "--new-session"]
+        out = [proc.which("bwrap"), *_namespaces(inv), "--die-with-parent", "--new-session"]
         out += ["--cap-drop", "ALL"]
         if inv.privileges == "system":
             for cap in SYSTEM_CAPS:
@@ -303,11 +303,11 @@ class Chroot:
             if m.read_only:
                 lines.append(f"mount -o remount,bind,ro {target}")
         env = [f"{k}={v}" for k, v in inv.env]
-        inner = [cmd.which("chroot"), str(inv.rootfs), "/usr/bin/env", "-i", *env, "/bin/sh", "-c",
+        inner = [proc.which("chroot"), str(inv.rootfs), "/usr/bin/env", "-i", *env, "/bin/sh", "-c",
                  'cd "$0" && exec "$@"', inv.cwd, *inv.argv]  # fmt: skip
         lines.append("exec " + shlex.join(inner))
         flags = ["--mount", "--fork", "--pid"] + ([] if inv.network else ["--net"])
-        return [cmd.which("unshare"), *flags, "/bin/sh", "-c", "\n".join(lines)]
+        return [proc.which("unshare"), *flags, "/bin/sh", "-c", "\n".join(lines)]
 
 
 def _minimal_dev(dev: str) -> list[str]:
@@ -337,7 +337,7 @@ class Podman:
     name = "podman"
 
     def argv(self, inv: Invocation, fds: Fds) -> list[str]:
-        out = [cmd.which("podman"), "run", "--rm", "--rootfs", str(inv.rootfs) + ":O"]
+        out = [proc.which("podman"), "run", "--rm", "--rootfs", str(inv.rootfs) + ":O"]
         if inv.read_only:
             out[-1] = str(inv.rootfs)
             out.append("--read-only")
@@ -368,7 +368,7 @@ def get_runner(name: str | None = None) -> Runner:
         raise UsageError(
             f"unknown runner {name!r}", hint=f"choose one of: {', '.join(sorted(RUNNERS))}"
         )
-    cmd.which(TOOLS[name])  # a missing tool is a ToolError with the install command
+    proc.which(TOOLS[name])  # a missing tool is a ToolError with the install command
     return RUNNERS[name]()
 
 

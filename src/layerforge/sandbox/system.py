@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.build.layer import Entry
 from layerforge.build.source import copy_tree, scan
 from layerforge.errors import BuildError
@@ -156,7 +156,7 @@ def _work_copy(lower: Path, sandbox: Sandbox) -> Iterator[Path]:
     stage.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="system-", dir=stage))
     try:
-        cmd.run(["cp", "-a", "--reflink=auto", str(lower), str(work / "rootfs")])
+        proc.run(["cp", "-a", "--reflink=auto", str(lower), str(work / "rootfs")])
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -230,7 +230,7 @@ def _run_step(
     ok = result.returncode == 0
     reporter.emit(Event("finish", task, data={"ok": ok, "seconds": round(seconds, 3)}))
     if not ok:
-        output = runners.printable(cmd.tail(result.stdout + result.stderr, OUTPUT_TAIL))
+        output = runners.printable(proc.tail(result.stdout + result.stderr, OUTPUT_TAIL))
         hint = "fix the step and build again; nothing was stored"
         if not spec.network:
             hint += " (network = false: the step has no network access)"

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.errors import UnpackError
 from layerforge.oci import media
 from layerforge.oci.layout import Store
@@ -365,7 +365,7 @@ def unpack_chain(store: Store, layers: Sequence[tuple[str, str]], cache_root: Pa
         start, lower = len(layers) - 1, unpack_chain(store, layers[:-1], cache_root)
     with _staging(final) as tmp:
         if lower is not None:
-            cmd.run(["cp", "-al", str(lower), str(tmp / "rootfs")])
+            proc.run(["cp", "-al", str(lower), str(tmp / "rootfs")])
         for index in range(start, len(layers)):
             digest, media_type = layers[index]
             label = f"layer {index} ({digest[:19]})"

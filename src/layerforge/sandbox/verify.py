@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from layerforge import cmd
+from layerforge import proc
 from layerforge.build.image import ImageRecord
 from layerforge.cachedir import uses_cache
 from layerforge.errors import VerifyError
@@ -224,13 +224,13 @@ def _app_tree(store: Store, layer: tuple[str, str], cache_root: Path) -> Path:
     return final
 
 
-def _failure(node: Node, record: ImageRecord, check: Check, result: cmd.Result) -> VerifyError:
+def _failure(node: Node, record: ImageRecord, check: Check, result: proc.Result) -> VerifyError:
     output = runners.printable((result.stderr + result.stdout).strip())
     last = output.splitlines()[-1] if output else f"exit code {result.returncode}"
     return VerifyError(
         f"{node.section}.verify: {check.label!r} failed in {node.name} "
         f"({record.manifest.digest[:19]}): {last}\n"
-        f"--- output (last {OUTPUT_TAIL} lines) ---\n{cmd.tail(output, OUTPUT_TAIL)}",
+        f"--- output (last {OUTPUT_TAIL} lines) ---\n{proc.tail(output, OUTPUT_TAIL)}",
         hint="fix the image (requirements, system packages, source) or the statement; "
         "`layerforge build --no-verify` skips verification",
     )

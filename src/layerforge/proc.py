@@ -1,7 +1,15 @@
-"""The one place layerforge runs other programs.
+"""The one place layerforge runs other programs, and stops them (and its own workers) on Ctrl-C.
 
 Argument lists only (never a shell), the tool resolved with ``shutil.which`` first,
 output captured and shown on failure.
+
+Stopping promptly: Python delivers ``KeyboardInterrupt`` to the main thread only. Work running
+in pool threads (installs, layer writes, sandbox steps) would otherwise carry on until it
+finished, and the interpreter waits for those threads before it exits: an interrupted cold build
+of a torch base kept downloading and compressing for minutes. The main thread calls
+:func:`request_stop`; workers notice it in their loops (:func:`check_stop`) and every program
+started through :func:`run` is terminated. Atomic writes keep the store valid whatever stops
+where.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerforge import cancel
 from layerforge.errors import ToolError
 
 INSTALL_HINTS: dict[str, str] = {
@@ -30,6 +37,30 @@ INSTALL_HINTS: dict[str, str] = {
 
 # Administrator tools (debootstrap) live here, and a PATH without them is common (a sudo-less
 # login shell, cron, CI steps): ``which`` looks here after PATH, as sudo's secure_path would.
+_STOP_REQUESTED = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every worker to stop, and terminate the programs they run."""
+    _STOP_REQUESTED.set()
+    terminate_all()
+
+
+def stop_requested() -> bool:
+    return _STOP_REQUESTED.is_set()
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt in a worker once a stop was requested."""
+    if _STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
+
+
+def reset_stop() -> None:
+    """For a library caller (and tests) that goes on after an interrupted operation."""
+    _STOP_REQUESTED.clear()
+
+
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
@@ -119,7 +150,7 @@ def run(
     return result
 
 
-# -- programs running now, so that Ctrl-C stops them (see layerforge.cancel) -------------------
+# -- programs running now, so that Ctrl-C stops them (see request_stop) -------------------
 
 _RUNNING: set[subprocess.Popen[str]] = set()
 _RUNNING_LOCK = threading.Lock()
@@ -134,7 +165,7 @@ def _communicate(
     timeout: float | None,
     pass_fds: tuple[int, ...] = (),
 ) -> tuple[int, str, str]:
-    cancel.check()  # nothing new starts once a stop was requested
+    check_stop()  # nothing new starts once a stop was requested
     try:
         proc = subprocess.Popen(
             argv,
@@ -158,7 +189,7 @@ def _communicate(
     finally:
         with _RUNNING_LOCK:
             _RUNNING.discard(proc)
-    cancel.check()  # a program we terminated: report the interrupt, not its failure
+    check_stop()  # a program we terminated: report the interrupt, not its failure
     return proc.returncode, stdout, stderr
 
 
