@@ -1,4 +1,8 @@
-"""Run one exporter: read the lock, compute the content keys, render, write idempotently."""
+"""Run one exporter: read the lock, compute the content keys, render, write idempotently.
+
+Exporters implement :class:`~layerforge.export.common.Exporter` and are registered in
+:data:`EXPORTERS` by name; ``layerforge export NAME`` runs one.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,26 @@ from dataclasses import replace
 from pathlib import Path
 
 from layerforge.events import NullReporter, Reporter
+from layerforge.export.bake import BakeExporter
 from layerforge.export.common import (
     ExportContext,
+    Exporter,
     ExportOptions,
     WriteResult,
     content_keys,
     write_files,
 )
+from layerforge.export.dockerfile import ROOTFS, DockerfileExporter, needs_rootfs
+from layerforge.export.github import GithubExporter
+from layerforge.export.prune import prune
+from layerforge.export.rootfs import write_rootfs
 from layerforge.lockfile import Lock
 from layerforge.manifest import Project
+from layerforge.oci.layout import Store
+
+EXPORTERS: dict[str, Exporter] = {
+    e.name: e for e in (DockerfileExporter(), BakeExporter(), GithubExporter())
+}
 
 
 def make_context(
@@ -34,16 +49,11 @@ def export(
 ) -> WriteResult:
     """Render and write the files of exporter ``kind``. With ``store`` (dockerfiles only),
     also write the root filesystem tarballs the Dockerfiles of root bases ``ADD``."""
-    from layerforge.export import EXPORTERS  # noqa: PLC0415
-
     files = EXPORTERS[kind].render(ctx)
     result = write_files(files)
     if kind == "dockerfiles":
         result = replace(result, removed=tuple(_prune(ctx, {f.path for f in files})))
     if kind == "dockerfiles" and store is not None and cache_dir is not None:
-        from layerforge.export.rootfs import write_rootfs  # noqa: PLC0415
-        from layerforge.oci.layout import Store  # noqa: PLC0415
-
         opened = Store.open(store)
         with opened.shared():  # OS layers are written to the store: gc waits
             written, unchanged = write_rootfs(
@@ -64,9 +74,6 @@ def export(
 
 def _prune(ctx: ExportContext, written: set[Path]) -> list[Path]:
     """Files of an earlier export that this one no longer writes (e.g. removed nodes)."""
-    from layerforge.export.dockerfile import ROOTFS, needs_rootfs  # noqa: PLC0415
-    from layerforge.export.prune import prune  # noqa: PLC0415
-
     directory = ctx.options.dockerfiles
     tarballs = {directory / n for n, node in ctx.project.nodes.items() if needs_rootfs(node)}
     return prune(directory, written | {d / ROOTFS for d in tarballs})
