@@ -11,23 +11,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from layerforge import lockfile
-from layerforge.build.executor import BuildContext, NodeResult, execute
+from layerforge.build.context import BuildContext, NodeResult
+from layerforge.build.disk import preflight
+from layerforge.build.executor import execute
+from layerforge.build.image import ImageRecord, read_record
 from layerforge.cachedir import uses_cache
-from layerforge.errors import LockError
+from layerforge.errors import LockError, VerifyError
 from layerforge.events import NullReporter, Reporter
 from layerforge.lockfile import Lock, LockedNode
 from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
+from layerforge.oci.remote import RegistryCache, default_config, fetch_missing, mark_remote
 from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
-from layerforge.report.disk import preflight
 from layerforge.resolve import ResolveOptions, resolve, stale_nodes
-
-if TYPE_CHECKING:
-    from layerforge.oci.remote import RegistryCache
+from layerforge.sandbox.verify import CheckResult, verify_image
 
 
 @dataclass(frozen=True)
@@ -172,8 +172,6 @@ def _built_tags(path: Path) -> dict[str, str]:
 def _with_remote(plan: Plan, remote: RegistryCache | None) -> Plan:
     if remote is None or not plan.to_build:
         return plan
-    from layerforge.oci.remote import mark_remote  # noqa: PLC0415
-
     return mark_remote(plan, remote.present(plan))
 
 
@@ -200,9 +198,54 @@ def build_project(
         trees = scan_sources(project, (ws.store, ws.cache_dir))
         plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
         plan = _with_remote(plan, remote)
-        preflight(plan, project, lock, store, ws.cache_dir, trees, jobs)  # refuse before writing
         ctx = BuildContext(
             project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
             allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
         )  # fmt: skip
+        preflight(plan, ctx)  # refuse before writing
         return plan, execute(plan, ctx)
+
+
+@uses_cache
+def verify_project(
+    project: Project,
+    ws: Workspace,
+    names: list[str] | None = None,
+    reporter: Reporter | None = None,
+    runner_name: str | None = None,
+) -> list[CheckResult]:
+    """Verify the images of ``names`` (default: every node) as the manifest describes them
+    now: each node's content-key tag must be in the store (else: build it first)."""
+    reporter = reporter or NullReporter()
+    plan = plan_project(project, ws, names or None)
+    wanted = set(names) if names else set(project.nodes)
+    store = Store.open(ws.store)
+    results: list[CheckResult] = []
+    with store.shared():  # gc waits: the images stay whole while they are unpacked
+        for step in plan.steps:
+            if step.node not in wanted:
+                continue
+            record = read_record(store, f"{step.node}:{step.tag}")
+            if record is None:
+                raise VerifyError(
+                    f"{step.node} is not built for the current manifest ({step.tag} is not in "
+                    f"{ws.store})",
+                    hint=f"run `layerforge build {step.node}` first",
+                )
+            node = project.nodes[step.node]
+            _ensure_layers(project, store, record)
+            results += verify_image(store, record, node, ws.cache_dir, reporter, runner_name)
+    return results
+
+
+def _ensure_layers(project: Project, store: Store, record: ImageRecord) -> None:
+    """A node reused from the registry (remote cache) has only its manifest and config in
+    the store: fetch its layers before unpacking it."""
+    if all(store.has_blob(layer.descriptor.digest) for layer in record.layers):
+        return
+    if not project.registry:
+        raise VerifyError(
+            f"{record.node}: layers of its image are missing from {store.root}",
+            hint=f"rebuild it with `layerforge build {record.node}`",
+        )
+    fetch_missing(project, store, record.node, default_config())

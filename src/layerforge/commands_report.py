@@ -35,7 +35,7 @@ def report(
 ) -> None:
     """Sizes, layers, sharing, waste and budgets of the images in the store."""
     from layerforge import api, lockfile  # noqa: PLC0415
-    from layerforge.report import budget  # noqa: PLC0415
+    from layerforge.build import budgets  # noqa: PLC0415
     from layerforge.report.fleet import fleet_report  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
@@ -59,7 +59,7 @@ def report(
         if html_file is not None:
             click.echo(f"wrote {html_file}")
     if check and result.breaches:
-        raise budget.error(result.breaches, building=False)
+        raise budgets.error(result.breaches, building=False)
 
 
 @click.command()

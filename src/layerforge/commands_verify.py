@@ -23,7 +23,7 @@ def verify(
 ) -> None:
     """Run the verify statements of NODES (default: all) inside their images."""
     from layerforge import api  # noqa: PLC0415
-    from layerforge.sandbox.verify import verify_project  # noqa: PLC0415
+    from layerforge.api import verify_project  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)

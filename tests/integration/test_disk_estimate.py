@@ -1,6 +1,6 @@
 """The disk preflight's estimate against what a real build of the example fleet writes.
 
-The estimate (``report/disk.py``) is a model: factors over wheel sizes, guesses for OS
+The estimate (``build/disk.py``) is a model: factors over wheel sizes, guesses for OS
 layers and a debootstrap root. Here it is compared with the disk space a cold build really
 uses, measured as ``du`` does (allocated blocks, hard links once): the store after `lock`
 and after `build` into a fresh store, the debootstrap root filesystem in the cache, and the
@@ -22,12 +22,14 @@ from typing import Any
 import pytest
 
 from layerforge import lockfile
+from layerforge.build import disk
+from layerforge.build.context import BuildContext
 from layerforge.cli import main
+from layerforge.events import NullReporter
 from layerforge.manifest import load
 from layerforge.oci.layout import Store
 from layerforge.ossource import debootstrap_key
 from layerforge.plan import make_plan, scan_sources
-from layerforge.report import disk
 from tests.conftest import EXAMPLE, require_tools
 from tests.integration.conftest import build_fleet
 
@@ -100,7 +102,10 @@ def test_the_estimate_covers_a_real_cold_build(tmp_path: Path, shared_cache: Pat
     assert {s.node for s in plan.to_build} == set(project.nodes)
 
     def estimate(store: Path, cache: Path) -> tuple[int, int]:
-        return disk.estimate(plan, project, lock, Store.open(store), cache, trees, JOBS)
+        ctx = BuildContext(
+            project, lock, Store.open(store), cache, NullReporter(), trees, jobs=JOBS
+        )
+        return disk.estimate(plan, ctx)
 
     # cold: no store, no cache (the debootstrap root and the OS layers are guesses)
     cold_store, cold_cache = estimate(tmp_path / "empty-store", tmp_path / "empty-cache")

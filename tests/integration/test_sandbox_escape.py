@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 
 from layerforge import api, proc
+from layerforge.api import verify_project
 from layerforge.cli import main
 from layerforge.errors import VerifyError
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.runner import SYSTEM_CAPS, Bwrap, Fds, Invocation, Mount
-from layerforge.sandbox.verify import verify_project
 from tests.integration.hostroot import copy_programs
 
 pytestmark = pytest.mark.integration

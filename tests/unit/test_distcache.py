@@ -122,8 +122,8 @@ def test_lock_names_match_dist_info_names() -> None:
 
 def test_disk_preflight_counts_no_wheel_whose_own_layer_is_reused(tmp_path: Path) -> None:
     from layerforge import lockfile
+    from layerforge.build.context import BuildContext
     from layerforge.build.deps import dist_cache_key, wheel_bytes_to_install
-    from layerforge.build.executor import BuildContext
     from layerforge.events import NullReporter
     from layerforge.manifest import load
     from tests.conftest import EXAMPLE

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from layerforge.build import budgets, disk
 from layerforge.build.layer import Entry, write_layer_to_store
 from layerforge.errors import BudgetError
 from layerforge.events import Event, ListReporter
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.plan import records_dir
-from layerforge.report import budget, disk, gc
+from layerforge.report import gc
 from layerforge.report.fleet import FleetReport, naive_size, union_size
 from layerforge.report.html import render
 from layerforge.report.listing import FileEntry, listing, read_listing
@@ -180,8 +181,8 @@ def test_fleet_report_saving_and_breaches() -> None:
 
 
 def test_budget_error_lists_every_breach() -> None:
-    breaches = [budget.Breach("cpu", 2_000_000, 1_000_000), budget.Breach("gpu", 9, 5)]
-    err = budget.error(breaches, building=True)
+    breaches = [budgets.Breach("cpu", 2_000_000, 1_000_000), budgets.Breach("gpu", 9, 5)]
+    err = budgets.error(breaches, building=True)
     assert isinstance(err, BudgetError) and err.exit_code == 1
     assert "cpu: 2 MB uncompressed, over its max_size of 1 MB" in str(err)
     assert "gpu" in str(err) and "--allow-oversize" in str(err)
@@ -205,6 +206,8 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
     than the wheels it comes from, a debootstrap root not cached yet costs space, and one
     more job stages one more node at once."""
     from layerforge import lockfile
+    from layerforge.build.context import BuildContext
+    from layerforge.events import NullReporter
     from layerforge.manifest import load
     from layerforge.ossource import debootstrap_key
     from layerforge.plan import make_plan, scan_sources
@@ -221,7 +224,8 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
 
     def estimate(cache: Path, jobs: int, *nodes: str) -> tuple[int, int]:
         plan = make_plan(project, lock, trees, {}, {}, selected=list(nodes) or None)
-        return disk.estimate(plan, project, lock, store, cache, trees, jobs)
+        ctx = BuildContext(project, lock, store, cache, NullReporter(), trees, jobs=jobs)
+        return disk.estimate(plan, ctx)
 
     wheels = {n: sum(p.size for p in lock.nodes[n].packages) for n in project.nodes}
     assert estimate(warm, 1, "ml")[0] > wheels["ml"]  # no OS layers, no source tree
@@ -347,8 +351,8 @@ def test_timings_attribute_unnamed_tasks_to_the_thread_node() -> None:
 
 def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -> None:
     from layerforge import lockfile
+    from layerforge.build.context import BuildContext
     from layerforge.build.deps import deps_cache_key
-    from layerforge.build.executor import BuildContext
     from layerforge.events import NullReporter
     from layerforge.manifest import load
     from layerforge.ossource import Layer
@@ -360,15 +364,15 @@ def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -
     trees = scan_sources(project)
     plan = make_plan(project, lock, trees, {}, {})
     store = Store.open(tmp_path / "store")
-    before, _ = disk.estimate(plan, project, lock, store, tmp_path, trees, 2)
+    ctx = BuildContext(project, lock, store, tmp_path, NullReporter(), trees)
+    before, _ = disk.estimate(plan, ctx)
     blob = store.put_bytes(b"a dependency layer")
     layer = Layer(Descriptor(media.OCI_LAYER_GZIP, blob, 18), blob, "layerforge: pip x")
-    ctx = BuildContext(project, lock, store, tmp_path, NullReporter(), trees)
     key = deps_cache_key(ctx, lock.nodes["ml"].packages, project.python)
     cached = store.root / "layerforge" / "layers" / f"{key}.json"
     cached.parent.mkdir(parents=True)
     cached.write_text(json.dumps([layer.to_json()]))
-    after, _ = disk.estimate(plan, project, lock, store, tmp_path, trees, 2)
+    after, _ = disk.estimate(plan, ctx)
     ml_wheels = sum(p.size for p in lock.nodes["ml"].packages)
     assert before - after == int(ml_wheels * disk.LAYER_FACTOR)
 

@@ -26,7 +26,7 @@ from layerforge.sandbox.bytecode import compile_stage
 from layerforge.sandbox.system import Sandbox
 
 if TYPE_CHECKING:
-    from layerforge.build.executor import BuildContext
+    from layerforge.build.context import BuildContext
 
 
 def deps_cache_key(

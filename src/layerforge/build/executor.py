@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Protocol
+from dataclasses import replace
 
 from layerforge import proc, runtime_layer
 from layerforge.build import python as pydeps
+from layerforge.build.context import BuildContext, NodeResult
 from layerforge.build.deps import dependency_layers as _dependency_layers
 from layerforge.build.image import (
     KEY_ANNOTATION,
@@ -30,57 +29,21 @@ from layerforge.build.image import (
     venv_env,
     write_record,
 )
-from layerforge.build.layer import Compression, Entry
+from layerforge.build.layer import Entry
 from layerforge.build.layercache import cache_key as _cache_key
 from layerforge.build.layercache import cached_layers as _cached_layers
 from layerforge.build.layercache import remember_layers as _remember_layers
 from layerforge.build.layercache import write as _write
 from layerforge.build.source import SourceTree
 from layerforge.errors import BuildError, LayerforgeError
-from layerforge.events import Event, Reporter
-from layerforge.lockfile import Lock
-from layerforge.manifest import Node, Project
+from layerforge.events import Event
+from layerforge.manifest import Node
 from layerforge.oci.layout import Store
 from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
 from layerforge.plan import Plan, Step, short
 from layerforge.sandbox import system as sysl
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
-
-
-class RemoteCache(Protocol):
-    """Fetches a node the registry already holds (see layerforge.oci.remote.RegistryCache)."""
-
-    def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord: ...
-
-
-@dataclass
-class BuildContext:
-    project: Project
-    lock: Lock
-    store: Store
-    cache_dir: Path
-    reporter: Reporter
-    trees: dict[str, SourceTree]
-    jobs: int = 2
-    remote: RemoteCache | None = None
-    verify: bool = True  # run each built node's verify statements in its image
-    runner: str | None = None  # sandbox runner (bwrap by default)
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
-    allow_oversize: bool = False
-
-    @property
-    def compression(self) -> Compression:
-        return self.project.compression
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    node: str
-    status: str  # built | cached
-    record: ImageRecord
-    seconds: float
-    new_bytes: int = 0  # compressed bytes of layers written by this build
 
 
 def execute(plan: Plan, ctx: BuildContext) -> dict[str, NodeResult]:
@@ -204,13 +167,13 @@ def _build_node(
 
 def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> None:
     """max_size: fail before tagging an oversize image, or warn with --allow-oversize."""
-    from layerforge.report import budget  # noqa: PLC0415
+    from layerforge.build import budgets  # noqa: PLC0415
 
-    breach = budget.check(node, record)
+    breach = budgets.check(node, record)
     if breach is None:
         return
     if not ctx.allow_oversize:
-        raise budget.error([breach], building=True)
+        raise budgets.error([breach], building=True)
     ctx.reporter.emit(Event("warning", f"build:{node.name}", breach.describe()))
 
 

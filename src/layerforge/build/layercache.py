@@ -19,7 +19,7 @@ from layerforge.ossource import Layer
 from layerforge.plan import LAYER_FORMAT
 
 if TYPE_CHECKING:
-    from layerforge.build.executor import BuildContext
+    from layerforge.build.context import BuildContext
 
 
 def cache_key(ctx: BuildContext, what: dict[str, Any]) -> str:

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from layerforge.build.budgets import Breach
 from layerforge.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
-from layerforge.report.budget import Breach
 from layerforge.report.sizes import ImageReport, image_report, load_records
 
 TOP_DISTS = 15

@@ -20,20 +20,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from layerforge import proc
 from layerforge.build.image import ImageRecord
-from layerforge.cachedir import uses_cache
 from layerforge.errors import VerifyError
-from layerforge.events import Event, NullReporter, Reporter
-from layerforge.manifest import Node, Project
+from layerforge.events import Event, Reporter
+from layerforge.manifest import Node
 from layerforge.oci.layout import Store
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.unpack import apply_layer, chain_id, unpack_chain
-
-if TYPE_CHECKING:
-    from layerforge.api import Workspace
 
 PYTHON = "/opt/venv/bin/python"
 OUTPUT_TAIL = 15
@@ -234,53 +229,3 @@ def _failure(node: Node, record: ImageRecord, check: Check, result: proc.Result)
         hint="fix the image (requirements, system packages, source) or the statement; "
         "`layerforge build --no-verify` skips verification",
     )
-
-
-@uses_cache
-def verify_project(
-    project: Project,
-    ws: Workspace,
-    names: list[str] | None = None,
-    reporter: Reporter | None = None,
-    runner_name: str | None = None,
-) -> list[CheckResult]:
-    """Verify the images of ``names`` (default: every node) as the manifest describes them
-    now: each node's content-key tag must be in the store (else: build it first)."""
-    from layerforge import api  # noqa: PLC0415 - api imports the executor, which imports us
-    from layerforge.build.image import read_record  # noqa: PLC0415
-
-    reporter = reporter or NullReporter()
-    plan = api.plan_project(project, ws, names or None)
-    wanted = set(names) if names else set(project.nodes)
-    store = Store.open(ws.store)
-    results: list[CheckResult] = []
-    with store.shared():  # gc waits: the images stay whole while they are unpacked
-        for step in plan.steps:
-            if step.node not in wanted:
-                continue
-            record = read_record(store, f"{step.node}:{step.tag}")
-            if record is None:
-                raise VerifyError(
-                    f"{step.node} is not built for the current manifest ({step.tag} is not in "
-                    f"{ws.store})",
-                    hint=f"run `layerforge build {step.node}` first",
-                )
-            node = project.nodes[step.node]
-            _ensure_layers(project, store, record)
-            results += verify_image(store, record, node, ws.cache_dir, reporter, runner_name)
-    return results
-
-
-def _ensure_layers(project: Project, store: Store, record: ImageRecord) -> None:
-    """A node reused from the registry (remote cache) has only its manifest and config in
-    the store: fetch its layers before unpacking it."""
-    if all(store.has_blob(layer.descriptor.digest) for layer in record.layers):
-        return
-    if not project.registry:
-        raise VerifyError(
-            f"{record.node}: layers of its image are missing from {store.root}",
-            hint=f"rebuild it with `layerforge build {record.node}`",
-        )
-    from layerforge.oci.remote import default_config, fetch_missing  # noqa: PLC0415
-
-    fetch_missing(project, store, record.node, default_config())

@@ -31,11 +31,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerforge.build.context import BuildContext
+from layerforge.build.deps import wheel_bytes_to_install
 from layerforge.build.image import read_record
-from layerforge.build.source import SourceTree
 from layerforge.errors import DiskSpaceError
-from layerforge.events import NullReporter
-from layerforge.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 from layerforge.ossource import debootstrap_key, record_path
@@ -89,20 +88,9 @@ def _os_cache(project: Project, node: str, cache_dir: Path) -> int:
     return 0 if cached.is_dir() else DEBOOTSTRAP_GUESS
 
 
-def estimate(
-    plan: Plan,
-    project: Project,
-    lock: Lock,
-    store: Store,
-    cache_dir: Path,
-    trees: dict[str, SourceTree],
-    jobs: int = 2,
-) -> tuple[int, int]:
+def estimate(plan: Plan, ctx: BuildContext) -> tuple[int, int]:
     """(bytes the store needs, bytes the cache needs) to build ``plan``."""
-    from layerforge.build.deps import wheel_bytes_to_install  # noqa: PLC0415
-    from layerforge.build.executor import BuildContext  # noqa: PLC0415
-
-    ctx = BuildContext(project, lock, store, cache_dir, NullReporter(), trees, jobs=jobs)
+    project, lock, store, cache_dir = ctx.project, ctx.lock, ctx.store, ctx.cache_dir
     store_bytes = 0
     staging: list[int] = []
     cache_bytes = 0
@@ -114,10 +102,10 @@ def estimate(
         if project.nodes[step.node].os_source is not None:
             store_bytes += _os_layers(store, project, step.node)
             cache_bytes += _os_cache(project, step.node, cache_dir)
-        tree = trees.get(step.node)
+        tree = ctx.trees.get(step.node)
         if tree is not None:
             store_bytes += sum(f.size for f in tree.files)
-    cache_bytes += sum(sorted(staging, reverse=True)[: max(1, jobs)])
+    cache_bytes += sum(sorted(staging, reverse=True)[: max(1, ctx.jobs)])
     return store_bytes, cache_bytes
 
 
@@ -132,20 +120,12 @@ def needs(store_root: Path, store_bytes: int, cache_dir: Path, cache_bytes: int)
     return [Need(p, n, shutil.disk_usage(p).free) for p, n in by_device.values()]
 
 
-def preflight(
-    plan: Plan,
-    project: Project,
-    lock: Lock,
-    store: Store,
-    cache_dir: Path,
-    trees: dict[str, SourceTree],
-    jobs: int = 2,
-) -> list[Need]:
+def preflight(plan: Plan, ctx: BuildContext) -> list[Need]:
     """Raise DiskSpaceError if the build would not fit; else the needs, for the record."""
     if not plan.to_build:
         return []
-    store_bytes, cache_bytes = estimate(plan, project, lock, store, cache_dir, trees, jobs)
-    result = needs(store.root, store_bytes, cache_dir, cache_bytes)
+    store_bytes, cache_bytes = estimate(plan, ctx)
+    result = needs(ctx.store.root, store_bytes, ctx.cache_dir, cache_bytes)
     for need in result:
         if not need.fits:
             raise DiskSpaceError(

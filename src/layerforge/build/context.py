@@ -1,0 +1,56 @@
+"""What one build needs, shared by the executor and the helpers it calls.
+
+:class:`BuildContext` is made once per build by :func:`layerforge.api.build_project`;
+:class:`RemoteCache` is the seam to the registry cache (implemented by
+:class:`layerforge.oci.remote.RegistryCache`), so the builder never imports the publisher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from layerforge.build.image import ImageRecord
+from layerforge.build.layer import Compression
+from layerforge.build.source import SourceTree
+from layerforge.events import Reporter
+from layerforge.lockfile import Lock
+from layerforge.manifest import Project
+from layerforge.oci.layout import Store
+from layerforge.plan import Step
+
+
+class RemoteCache(Protocol):
+    """Fetches a node the registry already holds (see layerforge.oci.remote.RegistryCache)."""
+
+    def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord: ...
+
+
+@dataclass
+class BuildContext:
+    project: Project
+    lock: Lock
+    store: Store
+    cache_dir: Path
+    reporter: Reporter
+    trees: dict[str, SourceTree]
+    jobs: int = 2
+    remote: RemoteCache | None = None
+    verify: bool = True  # run each built node's verify statements in its image
+    runner: str | None = None  # sandbox runner (bwrap by default)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    allow_oversize: bool = False
+
+    @property
+    def compression(self) -> Compression:
+        return self.project.compression
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    status: str  # built | cached
+    record: ImageRecord
+    seconds: float
+    new_bytes: int = 0  # compressed bytes of layers written by this build
