@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from layerforge import proc, runtime_layer
+from layerforge.build import budgets
 from layerforge.build import python as pydeps
 from layerforge.build.context import BuildContext, NodeResult
 from layerforge.build.deps import dependency_layers as _dependency_layers
@@ -24,6 +25,7 @@ from layerforge.build.image import (
     ImageRecord,
     ImageSpec,
     assemble,
+    created_at,
     merge_env,
     read_record,
     venv_env,
@@ -167,8 +169,6 @@ def _build_node(
 
 def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> None:
     """max_size: fail before tagging an oversize image, or warn with --allow-oversize."""
-    from layerforge.build import budgets  # noqa: PLC0415
-
     breach = budgets.check(node, record)
     if breach is None:
         return
@@ -181,8 +181,6 @@ def _image_spec(
     step: Step, ctx: BuildContext, node: Node, env: list[str], parent: ImageRecord | None
 ) -> ImageSpec:
     epoch = ctx.project.source_date_epoch
-    from layerforge.build.image import created_at  # noqa: PLC0415
-
     annotations = {
         "org.opencontainers.image.created": created_at(epoch),
         "org.opencontainers.image.title": node.name,

@@ -20,6 +20,7 @@ from typing import Any
 
 from layerforge import proc
 from layerforge.errors import LayerforgeError, RegistryError
+from layerforge.oci.layout import atomic_write
 from layerforge.oci.reference import DEFAULT_ENDPOINT, DEFAULT_REGISTRY
 
 # The key Docker itself writes for its default registry.
@@ -148,8 +149,6 @@ def _from_helper(helper: str, server: str) -> Credential | None:
 
 def save_login(path: Path, host: str, credential: Credential) -> None:
     """Add or replace ``auths[host]`` in config.json (mode 0600, atomic)."""
-    from layerforge.oci.layout import atomic_write  # noqa: PLC0415
-
     config = read_config(path)
     auths = dict(config.get("auths") or {})
     key = DOCKER_HUB_KEY if host in _aliases(DEFAULT_REGISTRY) else host

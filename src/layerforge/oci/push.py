@@ -25,6 +25,7 @@ from typing import Literal
 from layerforge.errors import ConnectionFault, RegistryError, StoreError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.layout import DOCUMENT_LIMIT, Descriptor, Store
+from layerforge.oci.pull import ACCEPT
 from layerforge.oci.registry import Body, Client, Response, check
 
 BlobOutcome = Literal["present", "mounted", "uploaded"]
@@ -272,8 +273,6 @@ def _status(session: PushSession, repo: str, location: str) -> tuple[int, str] |
 
 def _tag_digest(session: PushSession, repo: str, tag: str) -> str | None:
     """The digest ``repo:tag`` points at in the registry (None: no such tag)."""
-    from layerforge.oci.pull import ACCEPT  # noqa: PLC0415
-
     resp = session.client.request(
         "HEAD", f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT}, scope=_scope(repo)
     )
@@ -336,8 +335,6 @@ def push_image(
 
 
 def manifest_exists(client: Client, registry: str, repo: str, tag: str) -> bool:
-    from layerforge.oci.pull import ACCEPT  # noqa: PLC0415
-
     resp = client.request(
         "HEAD",
         f"/v2/{repo}/manifests/{tag}",

@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layerforge import cachedir
+from layerforge import cachedir, lockfile
 from layerforge.errors import LayerforgeError
+from layerforge.manifest import cache_entry
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.report.gc import GcResult, documents, reachable
 from layerforge.sandbox.unpack import chain_id
@@ -134,9 +135,6 @@ class Live:
     def add_project(self, cache_dir: Path, manifest: Path | None) -> None:
         """The validation-cache entry of a project's manifest and the OS images its lock pins
         (``unpacked/`` entries of its root bases)."""
-        from layerforge import lockfile  # noqa: PLC0415
-        from layerforge.manifest import cache_entry  # noqa: PLC0415
-
         if manifest is None:
             return
         entry = cache_entry(cache_dir, manifest)

@@ -19,6 +19,7 @@ from layerforge.build.budgets import Breach
 from layerforge.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
+from layerforge.report.listing import listing
 from layerforge.report.sizes import ImageReport, image_report, load_records
 
 TOP_DISTS = 15
@@ -119,8 +120,6 @@ def chain_wheel_bytes(project: Project, lock: Lock, node: str) -> int:
 
 
 def largest_dists(images: list[ImageReport], store: Store, count: int = TOP_DISTS) -> list[DistRow]:
-    from layerforge.report.listing import listing  # noqa: PLC0415
-
     found: dict[tuple[str, str], tuple[int, list[str]]] = {}
     for image in images:
         for layer in image.layers:
