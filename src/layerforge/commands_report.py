@@ -109,8 +109,8 @@ def gc(
     """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries.
 
     Waits while a build, push or verify uses the store (they hold its lock)."""
-    from layerforge.report.cachegc import collect_caches  # noqa: PLC0415
-    from layerforge.report.gc import collect  # noqa: PLC0415
+    from layerforge.gc.cachegc import collect_caches  # noqa: PLC0415
+    from layerforge.gc.storegc import collect  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     opened = c.open_store(ws.store)

@@ -12,11 +12,11 @@ import pytest
 
 from layerforge import cachedir
 from layerforge.api import Workspace
+from layerforge.gc import storegc
+from layerforge.gc.cachegc import GC_PREFIX, CacheGcResult, collect_caches, remove_entry
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.plan import records_dir
-from layerforge.report import gc
-from layerforge.report.cachegc import GC_PREFIX, CacheGcResult, collect_caches, remove_entry
 from layerforge.sandbox.unpack import chain_id
 from tests.conftest import EXAMPLE
 
@@ -106,7 +106,7 @@ INPUT_KEYED = {"tarball", "debootstrap", "downloads", "system_json"}
 
 def _run(world: dict[str, Path], **kwargs: bool) -> CacheGcResult:
     store = Store.open(world["store"], create=False)
-    result = gc.collect(store, keep=1, dry_run=bool(kwargs.get("dry_run")))
+    result = storegc.collect(store, keep=1, dry_run=bool(kwargs.get("dry_run")))
     return collect_caches(world["cache"], store, None, result, **kwargs)
 
 
@@ -282,6 +282,6 @@ def test_manifest_validation_entries_of_a_known_project_stay(tmp_path: Path) -> 
     fresh.write_text("{}")
     _age(current), _age(stale)
     store = Store.open(tmp_path / "store")
-    result = collect_caches(cache, store, manifest, gc.collect(store, keep=1, dry_run=False))
+    result = collect_caches(cache, store, manifest, storegc.collect(store, keep=1, dry_run=False))
     assert [e.path for e in result.removed] == [stale]
     assert current.is_file() and fresh.is_file() and not stale.exists()

@@ -13,10 +13,10 @@ from layerforge.build import budgets, disk
 from layerforge.build.layer import Entry, write_layer_to_store
 from layerforge.errors import BudgetError
 from layerforge.events import Event, ListReporter
+from layerforge.gc import storegc
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.plan import records_dir
-from layerforge.report import gc
 from layerforge.report.fleet import FleetReport, naive_size, union_size
 from layerforge.report.html import render
 from layerforge.report.listing import FileEntry, listing, read_listing
@@ -273,11 +273,11 @@ def test_gc_keeps_the_newest_keys_and_what_latest_reaches(tmp_path: Path) -> Non
     (dists / "gone.json").write_text(json.dumps({"layer": {"descriptor": {"digest": orphan}}}))
     (dists / "kept.json").write_text(json.dumps({"layer": {"descriptor": {"digest": min(new)}}}))
 
-    dry = gc.collect(store, keep=2, dry_run=True)
+    dry = storegc.collect(store, keep=2, dry_run=True)
     assert dry.untagged == (f"api:lf-{'b' * 12}",) and orphan in {d for d, _ in dry.removed}
     assert store.has_blob(orphan) and layers_cache.exists()
 
-    result = gc.collect(store, keep=2)
+    result = storegc.collect(store, keep=2)
     removed = {d for d, _ in result.removed}
     shared_config = old & mid & new
     assert removed == (mid - shared_config) | {orphan}
@@ -287,9 +287,9 @@ def test_gc_keeps_the_newest_keys_and_what_latest_reaches(tmp_path: Path) -> Non
     assert not (records_dir(store.root) / f"{'b' * 12}.json").exists()
     assert not layers_cache.exists()
     assert sorted(p.name for p in dists.iterdir()) == ["kept.json"]  # distribution cache too
-    assert gc.collect(store, keep=2).removed == ()  # nothing left to do
+    assert storegc.collect(store, keep=2).removed == ()  # nothing left to do
     # keep=1: only the key latest points at survives, even though it is the oldest
-    assert gc.collect(store, keep=1).untagged == (f"api:lf-{'c' * 12}",)
+    assert storegc.collect(store, keep=1).untagged == (f"api:lf-{'c' * 12}",)
     assert set(store.tags()) == {"api:latest", f"api:lf-{'a' * 12}"}
 
 

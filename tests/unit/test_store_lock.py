@@ -10,9 +10,9 @@ import pytest
 from layerforge.cli import main
 from layerforge.errors import StoreError
 from layerforge.events import ListReporter
+from layerforge.gc.storegc import collect
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.media import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
-from layerforge.report.gc import collect
 
 
 def test_gc_does_not_touch_a_store_in_use_and_says_why(tmp_path: Path) -> None:

@@ -49,9 +49,9 @@ from typing import Any
 
 from layerforge import cachedir, lockfile
 from layerforge.errors import LayerforgeError
+from layerforge.gc.storegc import GcResult, documents, reachable
 from layerforge.manifest import cache_entry
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.report.gc import GcResult, documents, reachable
 from layerforge.sandbox.unpack import chain_id
 
 GRACE = 3600.0  # seconds: never touch what changed this recently
