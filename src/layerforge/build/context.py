@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from layerforge.build.image import ImageRecord
 from layerforge.build.layer import Compression
@@ -19,6 +19,9 @@ from layerforge.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 from layerforge.plan import Step
+
+# built: written now; cached: its tag was in the store; remote: fetched from the registry cache
+Outcome = Literal["built", "cached", "remote"]
 
 
 class RemoteCache(Protocol):
@@ -50,7 +53,7 @@ class BuildContext:
 @dataclass(frozen=True)
 class NodeResult:
     node: str
-    status: str  # built | cached
+    status: Outcome
     record: ImageRecord
     seconds: float
     new_bytes: int = 0  # compressed bytes of layers written by this build
