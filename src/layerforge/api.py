@@ -13,18 +13,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from layerforge import lockfile
 from layerforge.build.executor import BuildContext, NodeResult, execute
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError
 from layerforge.events import NullReporter, Reporter
-from layerforge.lockfile import Lock, LockedNode
+from layerforge.lock import lockfile
+from layerforge.lock.inputs import stale_nodes
+from layerforge.lock.lockfile import Lock, LockedNode
+from layerforge.lock.resolve import resolve
+from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
 from layerforge.report.disk import preflight
-from layerforge.resolve import ResolveOptions, resolve, stale_nodes
 
 if TYPE_CHECKING:
     from layerforge.oci.remote import RegistryCache

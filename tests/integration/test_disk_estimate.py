@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from layerforge import lockfile
 from layerforge.cli import main
+from layerforge.lock import lockfile
 from layerforge.manifest import load
 from layerforge.oci.layout import Store
 from layerforge.ossource import debootstrap_key

@@ -16,9 +16,10 @@ import pytest
 
 from layerforge import proc
 from layerforge.build.python import install
-from layerforge.lockfile import Package
+from layerforge.lock.lockfile import Package
+from layerforge.lock.resolve import resolve
+from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project, load
-from layerforge.resolve import ResolveOptions, resolve
 
 UV = "/opt/uv/bin/uv"
 INDEX = "https://index.example/simple"

@@ -38,7 +38,7 @@ from layerforge.build.layercache import write as _write
 from layerforge.build.source import SourceTree
 from layerforge.errors import BuildError, LayerforgeError
 from layerforge.events import Event, Reporter
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Node, Project
 from layerforge.oci.layout import Store
 from layerforge.ossource import BaseImage, Layer, SourceContext, materialize

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from layerforge.errors import UsageError
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Node, Project
 from layerforge.oci.layout import atomic_write
 from layerforge.plan import make_plan, scan_sources, short
@@ -96,7 +96,7 @@ def push_tags(ctx: ExportContext, node: str) -> list[str]:
 
 
 def lock_digest(ctx: ExportContext) -> str:
-    from layerforge.lockfile import dumps  # noqa: PLC0415
+    from layerforge.lock.lockfile import dumps  # noqa: PLC0415
 
     return "sha256:" + hashlib.sha256(dumps(ctx.lock).encode()).hexdigest()[:16]
 

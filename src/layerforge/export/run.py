@@ -13,7 +13,7 @@ from layerforge.export.common import (
     content_keys,
     write_files,
 )
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 
 

@@ -134,7 +134,7 @@ class Live:
     def add_project(self, cache_dir: Path, manifest: Path | None) -> None:
         """The validation-cache entry of a project's manifest and the OS images its lock pins
         (``unpacked/`` entries of its root bases)."""
-        from layerforge import lockfile  # noqa: PLC0415
+        from layerforge.lock import lockfile  # noqa: PLC0415
         from layerforge.manifest import cache_entry  # noqa: PLC0415
 
         if manifest is None:

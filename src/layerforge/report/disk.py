@@ -35,7 +35,7 @@ from layerforge.build.image import read_record
 from layerforge.build.source import SourceTree
 from layerforge.errors import DiskSpaceError
 from layerforge.events import NullReporter
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 from layerforge.ossource import debootstrap_key, record_path
