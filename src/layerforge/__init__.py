@@ -19,7 +19,7 @@ _EXPORTS = {
     "build_project": "layerforge.api",
     "Project": "layerforge.manifest",
     "Node": "layerforge.manifest",
-    "Lock": "layerforge.lockfile",
+    "Lock": "layerforge.lock.lockfile",
     "Plan": "layerforge.plan",
     "Step": "layerforge.plan",
     "Store": "layerforge.oci.layout",

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from layerforge import lockfile
 from layerforge.build.context import BuildContext, NodeResult
 from layerforge.build.disk import preflight
 from layerforge.build.executor import execute
@@ -20,13 +19,16 @@ from layerforge.build.image import ImageRecord, read_record
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError, VerifyError
 from layerforge.events import NullReporter, Reporter
-from layerforge.lockfile import Lock, LockedNode
+from layerforge.lock import lockfile
+from layerforge.lock.inputs import stale_nodes
+from layerforge.lock.lockfile import Lock, LockedNode
+from layerforge.lock.resolve import resolve
+from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
 from layerforge.oci.remote import RegistryCache, default_config, fetch_missing, mark_remote
 from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
-from layerforge.resolve import ResolveOptions, resolve, stale_nodes
 from layerforge.sandbox.verify import CheckResult, verify_image
 
 

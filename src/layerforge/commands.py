@@ -51,7 +51,7 @@ def lock(
     """Resolve every node with uv and write layerforge.lock."""
     from layerforge import api  # noqa: PLC0415
     from layerforge.errors import LockError, UsageError  # noqa: PLC0415
-    from layerforge.resolve import ResolveOptions  # noqa: PLC0415
+    from layerforge.lock.uv import ResolveOptions  # noqa: PLC0415
 
     if check and (upgrade or upgrade_packages):
         flag = "--upgrade" if upgrade else "--upgrade-package"
@@ -93,8 +93,8 @@ def _check_upgrade_packages(project: Any, ws: Any, names: tuple[str, ...]) -> No
 
     from packaging.utils import canonicalize_name  # noqa: PLC0415
 
-    from layerforge import lockfile  # noqa: PLC0415
     from layerforge.errors import UsageError  # noqa: PLC0415
+    from layerforge.lock import lockfile  # noqa: PLC0415
     from layerforge.manifest import did_you_mean  # noqa: PLC0415
 
     lock = lockfile.read_optional(ws.lock_path)

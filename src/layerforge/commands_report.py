@@ -34,8 +34,9 @@ def report(
     html_file: Path | None,
 ) -> None:
     """Sizes, layers, sharing, waste and budgets of the images in the store."""
-    from layerforge import api, lockfile  # noqa: PLC0415
+    from layerforge import api  # noqa: PLC0415
     from layerforge.build import budgets  # noqa: PLC0415
+    from layerforge.lock import lockfile  # noqa: PLC0415
     from layerforge.report.fleet import fleet_report  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)

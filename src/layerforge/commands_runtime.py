@@ -16,14 +16,14 @@ def summaries(project: Any, lock: Any, names: list[str] | None = None) -> list[A
     """The runtime groups of ``names`` (default: every node); none without a lock."""
     if lock is None or not any(n.runtime for n in project.nodes.values()):
         return []
-    from layerforge.runtime_lock import summaries as compute  # noqa: PLC0415
+    from layerforge.lock.runtime import summaries as compute  # noqa: PLC0415
 
     known = [n for n in (names or list(project.nodes)) if n in lock.nodes]
     return compute(project, lock, known)
 
 
 def lock_summaries(ws: Any, project: Any, names: list[str]) -> list[Any]:
-    from layerforge import lockfile  # noqa: PLC0415
+    from layerforge.lock import lockfile  # noqa: PLC0415
 
     return summaries(project, lockfile.read_optional(ws.lock_path), names)
 

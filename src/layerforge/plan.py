@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 from layerforge.build.source import SourceTree, scan
 from layerforge.errors import LockError
-from layerforge.lockfile import Lock
+from layerforge.lock.inputs import key_doc as runtime_key_doc
+from layerforge.lock.inputs import stale_nodes
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Node, Project
-from layerforge.resolve import stale_nodes
-from layerforge.runtime_lock import key_doc as runtime_key_doc
 
 LAYER_FORMAT = 2  # 2: layer descriptors carry dev.layerforge.uncompressed-size
 Status = Literal["cached", "build", "remote"]  # remote: in the registry (remote cache)

@@ -1,6 +1,6 @@
 """The runtime layer of a node: its runtime groups' pins and the launcher, never the wheels.
 
-For every runtime group in the node's own lock table (see :mod:`layerforge.runtime_lock`)::
+For every runtime group in the node's own lock table (see :mod:`layerforge.lock.runtime`)::
 
     /opt/layerforge/runtime/GROUP.txt    name==version --hash=sha256:...  (pip -r format)
     /opt/layerforge/runtime/GROUP.json   file name, URL, sha256 and size of each wheel
@@ -20,9 +20,9 @@ from importlib import resources
 from typing import Any
 
 from layerforge.build.layer import Entry
-from layerforge.lockfile import Lock, LockedGroup, LockedNode
+from layerforge.lock.inputs import effective_lock
+from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode
 from layerforge.manifest import Node, Project
-from layerforge.runtime_lock import effective_lock
 
 PINS_DIR = "opt/layerforge/runtime"
 SCRIPT = "opt/venv/bin/layerforge-runtime"
@@ -78,7 +78,7 @@ def runtime_entries(
     """The files of the node's runtime layer; empty when it adds nothing.
 
     ``inherited``: the groups the parent image already carries (see
-    :func:`layerforge.runtime_lock.effective_lock`). Their files are written again only when
+    :func:`layerforge.lock.inputs.effective_lock`). Their files are written again only when
     this node's resolution differs, and the launcher only by the first node in the chain.
     """
     inherited = inherited or {}

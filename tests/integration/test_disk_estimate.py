@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from layerforge import lockfile
 from layerforge.build import disk
 from layerforge.build.context import BuildContext
 from layerforge.cli import main
 from layerforge.events import NullReporter
+from layerforge.lock import lockfile
 from layerforge.manifest import load
 from layerforge.oci.layout import Store
 from layerforge.ossource import debootstrap_key

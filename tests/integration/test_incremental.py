@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.cli import main
-from layerforge.lockfile import read as read_lock
+from layerforge.lock.lockfile import read as read_lock
 from layerforge.oci.layout import Store
 from tests.conftest import EXAMPLE, require_tools
 from tests.integration.conftest import build_fleet

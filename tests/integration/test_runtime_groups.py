@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import lockfile
 from layerforge.cli import main
+from layerforge.lock import lockfile
 from tests.conftest import require_tools
 from tests.integration.conftest import build_fleet
 from tests.integration.tools import Buildah, skopeo_raw

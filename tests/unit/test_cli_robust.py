@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.cli import main
-from layerforge.lockfile import Lock, LockedNode, Package, dumps
+from layerforge.lock.lockfile import Lock, LockedNode, Package, dumps
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from layerforge.build import distcache
 from layerforge.build.layer import Entry
 from layerforge.build.python import DistFiles, group, rest_group, split
-from layerforge.lockfile import Package
+from layerforge.lock.lockfile import Package
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.ossource import Layer
@@ -121,10 +121,10 @@ def test_lock_names_match_dist_info_names() -> None:
 
 
 def test_disk_preflight_counts_no_wheel_whose_own_layer_is_reused(tmp_path: Path) -> None:
-    from layerforge import lockfile
     from layerforge.build.context import BuildContext
     from layerforge.build.deps import dist_cache_key, wheel_bytes_to_install
     from layerforge.events import NullReporter
+    from layerforge.lock import lockfile
     from layerforge.manifest import load
     from tests.conftest import EXAMPLE
 

@@ -18,13 +18,14 @@ from typing import Any
 import hcl2
 import pytest
 
-from layerforge import lockfile
 from layerforge.cli import main
 from layerforge.export import EXPORTERS, ExportOptions, export, make_context
 from layerforge.export.common import ExportContext
-from layerforge.lockfile import Lock, LockedNode, Package
+from layerforge.lock import lockfile
+from layerforge.lock.inputs import all_inputs
+from layerforge.lock.lockfile import Lock, LockedNode, Package
+from layerforge.lock.uv import uv_platform
 from layerforge.manifest import load
-from layerforge.resolve import all_inputs, uv_platform
 
 
 def options_for(root: Path, builder: str = "layerforge") -> ExportOptions:

@@ -10,7 +10,7 @@ import pytest
 
 from layerforge.cli import main
 from layerforge.export.prune import ours, stale
-from layerforge.lockfile import Package
+from layerforge.lock.lockfile import Package
 from tests.unit.test_export import SIX, write_project
 
 HEAD = '[project]\nname = "p"\npython = "3.12"\n[bases.cpu]\nfrom = "python:3.12-slim"\n'

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import lockfile
 from layerforge.errors import LockError
-from layerforge.lockfile import Lock, LockedNode, Package
+from layerforge.lock import lockfile
+from layerforge.lock.lockfile import Lock, LockedNode, Package
 
 
 def sample() -> Lock:

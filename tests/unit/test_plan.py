@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from layerforge.errors import LockError
-from layerforge.lockfile import Lock, LockedNode, Package
+from layerforge.lock.inputs import all_inputs
+from layerforge.lock.lockfile import Lock, LockedNode, Package
 from layerforge.manifest import Project, load
 from layerforge.plan import NodeInputs, Step, make_plan, scan_sources, short
-from layerforge.resolve import all_inputs
 
 MANIFEST = """
 [project]

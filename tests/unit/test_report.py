@@ -205,9 +205,9 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
     cold build in tests/integration/test_disk_estimate.py): a layer or a staging is larger
     than the wheels it comes from, a debootstrap root not cached yet costs space, and one
     more job stages one more node at once."""
-    from layerforge import lockfile
     from layerforge.build.context import BuildContext
     from layerforge.events import NullReporter
+    from layerforge.lock import lockfile
     from layerforge.manifest import load
     from layerforge.ossource import debootstrap_key
     from layerforge.plan import make_plan, scan_sources
@@ -350,10 +350,10 @@ def test_timings_attribute_unnamed_tasks_to_the_thread_node() -> None:
 
 
 def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -> None:
-    from layerforge import lockfile
     from layerforge.build.context import BuildContext
     from layerforge.build.deps import deps_cache_key
     from layerforge.events import NullReporter
+    from layerforge.lock import lockfile
     from layerforge.manifest import load
     from layerforge.ossource import Layer
     from layerforge.plan import make_plan, scan_sources

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import lockfile, runtime_layer
+from layerforge import runtime_layer
 from layerforge.errors import ManifestError, ResolveError
-from layerforge.lockfile import Lock, LockedGroup, LockedNode, Package
+from layerforge.lock import lockfile
+from layerforge.lock.inputs import stale_nodes
+from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
+from layerforge.lock.resolve import resolve
+from layerforge.lock.runtime import summaries
+from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project, load
 from layerforge.plan import explain, node_inputs
-from layerforge.resolve import ResolveOptions, resolve, stale_nodes
-from layerforge.runtime_lock import summaries
 from tests.wheelkit import make_index, make_wheel
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from layerforge import proc, runtime_layer
-from layerforge.lockfile import LockedGroup, LockedNode, Package
+from layerforge.lock.lockfile import LockedGroup, LockedNode, Package
 from layerforge.runtime import launcher
 from layerforge.runtime.wheel import Target
 from tests.wheelkit import make_wheel, sha256_of

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layerforge import lockfile
 from layerforge.build.source import scan
 from layerforge.export import EXPORTERS, make_context
 from layerforge.export.common import ExportOptions
+from layerforge.lock import lockfile
 from layerforge.manifest import load
 
 

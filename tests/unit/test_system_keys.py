@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.errors import ManifestError
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project, load
 from layerforge.plan import Step
 from tests.unit.test_plan import plan_for, project_and_lock

@@ -15,7 +15,7 @@ from layerforge.build.image import ImageRecord
 from layerforge.build.layer import Compression
 from layerforge.build.source import SourceTree
 from layerforge.events import Reporter
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 from layerforge.plan import Step

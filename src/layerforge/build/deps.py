@@ -19,7 +19,7 @@ from layerforge.build import distcache
 from layerforge.build import python as pydeps
 from layerforge.build.layercache import cache_key, cached_layers, remember_layers, write
 from layerforge.events import Event
-from layerforge.lockfile import Package
+from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node
 from layerforge.ossource import Layer
 from layerforge.sandbox.bytecode import compile_stage

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from layerforge.build.python import DistFiles
-from layerforge.lockfile import Package
+from layerforge.lock.lockfile import Package
 from layerforge.oci.layout import Store, atomic_write
 from layerforge.ossource import Layer
 

@@ -16,7 +16,6 @@ import csv
 import hashlib
 import io
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -24,9 +23,9 @@ from pathlib import Path, PurePosixPath
 from layerforge import proc
 from layerforge.build.layer import Entry
 from layerforge.errors import BuildError
-from layerforge.lockfile import Package
+from layerforge.lock.lockfile import Package
+from layerforge.lock.uv import install_argv
 from layerforge.manifest import Project
-from layerforge.resolve import uv_platform
 
 VENV = "opt/venv"
 SHEBANG = b"#!/opt/venv/bin/python"
@@ -80,34 +79,7 @@ def install(project: Project, packages: Sequence[Package], stage: Path) -> None:
     lines = [f"{p.pin} --hash=sha256:{p.sha256}" for p in sorted(packages)]
     reqs = stage.parent / f"{stage.name}.requirements.txt"
     reqs.write_text("\n".join(lines) + "\n")
-    argv = [
-        proc.find_uv(),
-        "pip",
-        "install",
-        "--prefix",
-        str(stage),
-        "--no-deps",
-        "--require-hashes",
-        "--only-binary",
-        ":all:",
-        "-r",
-        str(reqs),
-        "--python",
-        sys.executable,
-        "--python-version",
-        project.python,
-        "--python-platform",
-        uv_platform(project),
-        "--link-mode",
-        "hardlink",
-        "--no-compile",
-        "--quiet",
-    ]
-    if project.index_url:
-        argv += ["--index-url", project.index_url]
-    for link in project.find_links:
-        argv += ["--find-links", str(link)]
-    result = proc.run(argv, check=False)
+    result = proc.run(install_argv(project, stage, reqs), check=False)
     reqs.unlink(missing_ok=True)
     if result.returncode != 0:
         raise BuildError(

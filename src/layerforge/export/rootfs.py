@@ -16,7 +16,7 @@ from layerforge import cachedir
 from layerforge.errors import LockError
 from layerforge.events import Event, Reporter
 from layerforge.export.dockerfile import ROOTFS, needs_rootfs
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci import media
 from layerforge.oci.layout import Store

@@ -23,7 +23,7 @@ from layerforge.export.dockerfile import ROOTFS, DockerfileExporter, needs_rootf
 from layerforge.export.github import GithubExporter
 from layerforge.export.prune import prune
 from layerforge.export.rootfs import write_rootfs
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 

@@ -47,9 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layerforge import cachedir, lockfile
+from layerforge import cachedir
 from layerforge.errors import LayerforgeError
 from layerforge.gc.storegc import GcResult, documents, reachable
+from layerforge.lock import lockfile
 from layerforge.manifest import cache_entry
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.sandbox.unpack import chain_id

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layerforge.build.budgets import Breach
-from layerforge.lockfile import Lock
+from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 from layerforge.report.listing import listing

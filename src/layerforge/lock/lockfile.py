@@ -70,7 +70,7 @@ class LockedNode:
     inputs: str
     packages: tuple[Package, ...] = ()  # this node's own distributions (not its ancestors')
     source: tuple[tuple[str, str], ...] = ()  # root bases: kind, spec (and digest once known)
-    runtime: tuple[LockedGroup, ...] = ()  # sorted by name (see layerforge.runtime_lock)
+    runtime: tuple[LockedGroup, ...] = ()  # sorted by name (see layerforge.lock.runtime)
 
     def by_name(self) -> dict[str, Package]:
         return {p.name: p for p in self.packages}

@@ -16,107 +16,27 @@ group's own dependencies are all in the group or baked below it).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
-from layerforge.lockfile import Lock, LockedGroup, LockedNode, Package
-from layerforge.manifest import Node, Project
-from layerforge.resolve import (
-    ResolveOptions,
-    _parse_pylock,
-    _rel,
-    _uv_argv,
-    _write_preferences,
-    uv_platform,
+from layerforge.lock.inputs import (
+    baked,
+    chain_names,
+    effective_entries,
+    effective_lock,
+    group_inputs,
+    groups_to_lock,
 )
+from layerforge.lock.lockfile import Lock, LockedGroup, Package
+from layerforge.lock.uv import ResolveOptions, compile_argv, parse_pylock, write_preferences
+from layerforge.manifest import Project
 from layerforge.runtime_groups import RuntimeGroup, effective_groups
-
-
-def chain_names(project: Project, name: str) -> list[str]:
-    """Root first, ending with ``name``."""
-    return [*(a.name for a in reversed(project.ancestors(name))), name]
-
-
-def groups_to_lock(
-    project: Project, lock_nodes: Mapping[str, LockedNode], name: str
-) -> dict[str, tuple[Node, RuntimeGroup]]:
-    """The groups that get an entry in ``name``'s lock table (see the module docstring)."""
-    own = set(lock_nodes[name].by_name()) if name in lock_nodes else set()
-    parent = project.nodes[name].parent
-    above = effective_entries(lock_nodes, project, parent) if parent else {}
-    out: dict[str, tuple[Node, RuntimeGroup]] = {}
-    for g, (owner, group) in effective_groups(project.nodes, name).items():
-        inherited = above.get(g)
-        if owner.name == name or inherited is None or own & {p.name for p in inherited.packages}:
-            out[g] = (owner, group)
-    return out
-
-
-def baked(lock_nodes: Mapping[str, LockedNode], chain: list[str]) -> dict[str, Package]:
-    out: dict[str, Package] = {}
-    for name in chain:
-        out.update(lock_nodes[name].by_name())
-    return out
-
-
-def group_inputs(project: Project, group: RuntimeGroup, below: Mapping[str, Package]) -> str:
-    doc = {
-        "python": project.python,
-        "platform": uv_platform(project),
-        "index_url": project.index_url,
-        "find_links": [_rel(project, p) for p in project.find_links],
-        "requirements": sorted(group.requirements.lines),
-        "baked": sorted([p.name, p.version, p.sha256] for p in below.values()),
-    }
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def effective_lock(lock: Lock, project: Project, name: str) -> dict[str, LockedGroup]:
-    """The locked groups a node's image can install: nearest entry up the chain wins."""
-    return effective_entries(lock.nodes, project, name)
-
-
-def effective_entries(
-    lock_nodes: Mapping[str, LockedNode], project: Project, name: str
-) -> dict[str, LockedGroup]:
-    out: dict[str, LockedGroup] = {}
-    for node_name in reversed(chain_names(project, name)):
-        locked = lock_nodes.get(node_name)
-        for group in locked.runtime if locked else ():
-            out.setdefault(group.name, group)
-    return dict(sorted(out.items()))
-
-
-def stale_runtime(project: Project, lock: Lock) -> list[str]:
-    """Nodes whose runtime entries are missing, extra, or resolved from other inputs."""
-    stale: list[str] = []
-    for name in project.nodes:
-        locked = lock.nodes.get(name)
-        if locked is None:
-            continue
-        chain = chain_names(project, name)
-        if any(n not in lock.nodes for n in chain):
-            continue
-        below = baked(lock.nodes, chain)
-        wanted = {
-            g: group_inputs(project, group, below)
-            for g, (_owner, group) in groups_to_lock(project, lock.nodes, name).items()
-        }
-        have = {g.name: g.inputs for g in locked.runtime}
-        if wanted != have:
-            stale.append(name)
-    return stale
 
 
 def resolve_runtime(
@@ -182,8 +102,8 @@ def _resolve_group(
         preferred = (
             {} if options.upgrade or prefer is None else {p.name: p for p in prefer.packages}
         )
-        _write_preferences(work / "pylock.toml", {**preferred, **below})
-        result = proc.run(_uv_argv(project, work, options), cwd=work, check=False)
+        write_preferences(work / "pylock.toml", {**preferred, **below})
+        result = proc.run(compile_argv(project, work, options), cwd=work, check=False)
         if result.returncode != 0:
             raise ResolveError(
                 f"uv could not resolve the runtime group {where} on top of the distributions "
@@ -191,7 +111,7 @@ def _resolve_group(
                 hint="a runtime install never changes a baked distribution: relax the group's "
                 f"requirement in {where}, or change the baked pin it conflicts with",
             )
-        resolved = _parse_pylock(work / "pylock.toml", node)
+        resolved = parse_pylock(work / "pylock.toml", node)
     for name, pkg in below.items():
         got = resolved.get(name)
         if got is not None and got.version != pkg.version:  # pragma: no cover - uv honours -c
@@ -235,15 +155,3 @@ def summaries(project: Project, lock: Lock, names: list[str] | None = None) -> l
                 )
             )
     return out
-
-
-def key_doc(locked: LockedNode) -> dict[str, Any]:
-    """What the runtime entries add to the node's content key (nothing when there are none)."""
-    if not locked.runtime:
-        return {}
-    return {
-        "runtime": {
-            g.name: [[p.name, p.version, p.sha256] for p in sorted(g.packages)]
-            for g in locked.runtime
-        }
-    }

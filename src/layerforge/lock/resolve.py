@@ -1,0 +1,134 @@
+"""Resolve every node's requirements with uv into a :class:`Lock`.
+
+Each node is resolved for the target Python and platform with its ancestors' requirements
+and *constrained* by their locked pins: a base pin is never changed by a child. Nodes whose
+inputs did not change keep their locked packages; ``upgrade`` re-resolves everything and
+``upgrade_packages`` lets only those names move.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from layerforge import proc
+from layerforge.errors import ResolveError
+from layerforge.events import Event, NullReporter, Reporter
+from layerforge.lock.inputs import all_inputs, stale_platform
+from layerforge.lock.lockfile import Lock, LockedNode, Package
+from layerforge.lock.runtime import resolve_runtime
+from layerforge.lock.uv import (
+    ResolveOptions,
+    compile_argv,
+    parse_pylock,
+    uv_platform,
+    write_preferences,
+)
+from layerforge.manifest import Node, Project
+
+
+def resolve(
+    project: Project,
+    previous: Lock | None,
+    options: ResolveOptions | None = None,
+    reporter: Reporter | None = None,
+) -> Lock:
+    options = options or ResolveOptions()
+    reporter = reporter or NullReporter()
+    inputs = all_inputs(project)
+    usable = previous if previous is not None and not stale_platform(project, previous) else None
+    upgrades = {canonicalize_name(p) for p in options.upgrade_packages}
+    nodes: dict[str, LockedNode] = {}
+    moved: set[str] = set()
+    for name, node in project.nodes.items():
+        old = usable.nodes.get(name) if usable else None
+        chain = [a.name for a in reversed(project.ancestors(name))]
+        keep = (
+            old is not None
+            and old.inputs == inputs[name]
+            and not options.upgrade
+            and not (upgrades & set(old.by_name()))
+            and not any(a in moved for a in chain)
+        )
+        if keep and old is not None:
+            nodes[name] = old
+            continue
+        above = Lock(project.python, uv_platform(project), nodes).packages_with_ancestors(chain)
+        task = f"resolve:{name}"
+        reporter.emit(Event("start", task, f"resolving {node.section}"))
+        _check_against_ancestors(project, node, nodes, chain)
+        packages = _resolve_node(project, node, chain, above, old, options)
+        reporter.emit(Event("finish", task, f"{len(packages)} packages", data={"ok": True}))
+        nodes[name] = LockedNode(inputs[name], packages, _source_fields(node))
+        if old is None or old.packages != packages:
+            moved.add(name)
+    return resolve_runtime(
+        project, Lock(project.python, uv_platform(project), nodes), usable, options, reporter
+    )
+
+
+def _source_fields(node: Node) -> tuple[tuple[str, str], ...]:
+    if node.os_source is None:
+        return ()
+    src = node.os_source
+    fields = [("kind", src.kind), ("spec", src.spec)]
+    if src.packages:
+        fields.append(("packages", ",".join(src.packages)))
+    return tuple(fields)
+
+
+def _check_against_ancestors(
+    project: Project, node: Node, locked: dict[str, LockedNode], chain: list[str]
+) -> None:
+    for line in node.requirements.lines:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        for ancestor in reversed(chain):
+            pkg = locked[ancestor].by_name().get(name)
+            if pkg is not None and not req.specifier.contains(pkg.version, prereleases=True):
+                owner = project.nodes[ancestor]
+                raise ResolveError(
+                    f"{node.section} requires {line!r}, but {owner.section} has "
+                    f"{pkg.name}=={pkg.version} locked",
+                    hint=f"a base pin is never changed by a child: move the requirement to "
+                    f"{owner.section} (then `layerforge lock`), or relax it in {node.section}",
+                )
+
+
+def _resolve_node(
+    project: Project,
+    node: Node,
+    chain: list[str],
+    above: dict[str, Package],
+    old: LockedNode | None,
+    options: ResolveOptions,
+) -> tuple[Package, ...]:
+    lines: list[str] = []
+    for name in [*chain, node.name]:
+        lines.extend(project.nodes[name].requirements.lines)
+    if not node.requirements.lines:
+        return ()
+    with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as tmp:
+        work = Path(tmp)
+        (work / "requirements.in").write_text("\n".join(lines) + "\n")
+        (work / "constraints.txt").write_text("".join(p.pin + "\n" for p in above.values()))
+        preferred = {} if options.upgrade or old is None else old.by_name()
+        write_preferences(work / "pylock.toml", {**preferred, **above})
+        argv = compile_argv(project, work, options)
+        result = proc.run(argv, cwd=work, check=False)
+        if result.returncode != 0:
+            raise ResolveError(
+                f"uv could not resolve {node.section} "
+                f"(with the pins of {', '.join(chain) or 'no ancestors'}):\n"
+                f"{proc.tail(result.stderr)}",
+                hint="loosen the conflicting requirement, or pin it in the base that owns it",
+            )
+        resolved = parse_pylock(work / "pylock.toml", node)
+    for name, pkg in above.items():
+        got = resolved.get(name)
+        if got is not None and got.version != pkg.version:  # pragma: no cover - uv honours -c
+            raise ResolveError(f"{node.section}: uv moved the ancestor pin {pkg.pin}")
+    return tuple(sorted(p for n, p in resolved.items() if n not in above))
