@@ -31,6 +31,8 @@ from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.lockfile import Lock, LockedGroup, LockedNode, Package
 from layerforge.manifest import Node, Project
+from layerforge.manifest.model import RuntimeGroup
+from layerforge.manifest.runtime import effective_groups
 from layerforge.resolve import (
     ResolveOptions,
     _parse_pylock,
@@ -39,7 +41,6 @@ from layerforge.resolve import (
     _write_preferences,
     uv_platform,
 )
-from layerforge.runtime_groups import RuntimeGroup, effective_groups
 
 
 def chain_names(project: Project, name: str) -> list[str]:
