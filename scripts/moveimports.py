@@ -71,13 +71,13 @@ def rewrite(text: str, rules: list[Rule]) -> str:  # noqa: C901 (a one-off tool)
         for item in items:
             name, _, alias = (part.strip() for part in item.partition(" as "))
             target, new_name = move_module(module, rules), name
-            named = False
+            named = False  # a name rule wins over a module rule for its module
             for rule in rules:
                 if rule.name == name and rule.old == module:
                     target, new_name, named = rule.new, rule.new_name or name, True
             full = f"{module}.{name}"
-            moved_full = full if named else move_module(full, rules)
-            if moved_full != full:  # `from P import m`: a module moved
+            moved_full = move_module(full, rules)
+            if moved_full != full and not named:  # `from P import m`: a module moved
                 target, new_name = split(moved_full)
                 if not alias and new_name != name:
                     module_renames[name] = new_name
@@ -120,7 +120,9 @@ def rewrite(text: str, rules: list[Rule]) -> str:  # noqa: C901 (a one-off tool)
                 f'"{rule.old}.{rule.name}"', f'"{rule.new}.{rule.new_name or rule.name}"'
             )
         else:
-            text = re.sub(rf"(?<=[\"' ]){re.escape(rule.old)}(?=[.\"' \n])", rule.new, text)
+            # not a file name such as "layerforge.schema.json"
+            pattern = rf"(?<=[\"' ]){re.escape(rule.old)}(?!\.(?:json|toml)\b)(?=[.\"' \n])"
+            text = re.sub(pattern, rule.new, text)
     return text
 
 
@@ -146,7 +148,7 @@ def main() -> None:
         for path in sorted((ROOT / folder).rglob("*")):
             if path.suffix not in (".py", ".md") or "runtime/" in str(path.relative_to(ROOT)):
                 continue
-            if path.name == "moveimports.py" or "docs/dev/" in path.as_posix():
+            if path.name == "moveimports.py":
                 continue
             text = path.read_text()
             new = rewrite(text, rules)

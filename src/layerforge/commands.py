@@ -21,7 +21,7 @@ from layerforge.sizes import format_size
 @click.option("--name", default=None, help="Project name (default: the directory name).")
 def init(directory: Path, name: str | None) -> None:
     """Write a starter layerforge.toml in DIRECTORY."""
-    from layerforge.init import write_starter  # noqa: PLC0415
+    from layerforge.manifest.starter import write_starter  # noqa: PLC0415
 
     path = write_starter(directory.resolve(), name)
     click.echo(f"wrote {path}; next: `layerforge lock`, then `layerforge build`")
@@ -214,7 +214,7 @@ def _push_after(ws: Any, project: Any, nodes: list[str], as_json: bool) -> dict[
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of layerforge.toml."""
-    from layerforge.schema import json_schema_text  # noqa: PLC0415
+    from layerforge.manifest.schema import json_schema_text  # noqa: PLC0415
 
     click.echo(json_schema_text(), nl=False)
 

@@ -9,7 +9,7 @@ import pytest
 
 import layerforge
 from layerforge.cli import main
-from layerforge.schema import json_schema_text
+from layerforge.manifest.schema import json_schema_text
 
 
 def test_public_api_is_exported() -> None:

@@ -1,5 +1,5 @@
 """The manifest validation cache is keyed on the code that validates, not only on schema.py:
-an edit to any module validation runs (sizes.py, oci/reference.py, manifest.py...) or another
+an edit to any module validation runs (sizes.py, oci/reference.py, manifest/parse.py...) or another
 pydantic validates the manifest again, even when layerforge's version number stays the same."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from layerforge import manifest
+import layerforge
+from layerforge.manifest.load import VALIDATION_MODULES
 
-PACKAGE = Path(manifest.__file__).resolve().parent
+PACKAGE = Path(layerforge.__file__).resolve().parent
 
 FLEET = """
 [project]
@@ -72,7 +73,7 @@ def test_an_edit_to_a_validation_module_is_not_served_from_the_cache(tmp_path: P
 def test_the_key_covers_every_layerforge_module_validation_imports() -> None:
     """Importing manifest and schema (what a validation runs) loads exactly these modules."""
     script = (
-        "import sys, layerforge.manifest, layerforge.schema; "
+        "import sys, layerforge.manifest, layerforge.manifest.schema; "
         "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() "
         "if n == 'layerforge' or n.startswith('layerforge.'))))"
     )
@@ -80,4 +81,4 @@ def test_the_key_covers_every_layerforge_module_validation_imports() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.split()
     loaded = {Path(f).resolve().relative_to(PACKAGE).as_posix() for f in out}
-    assert loaded == set(manifest.VALIDATION_MODULES)
+    assert loaded == set(VALIDATION_MODULES)

@@ -17,7 +17,8 @@ from typing import Any
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
 from layerforge.lock.uv import uv_platform
 from layerforge.manifest import Node, Project
-from layerforge.runtime_groups import RuntimeGroup, effective_groups
+from layerforge.manifest.model import RuntimeGroup
+from layerforge.manifest.runtime import effective_groups
 
 
 def node_inputs(project: Project, node: Node, parent_inputs: str | None) -> str:

@@ -36,7 +36,8 @@ from layerforge.lock.inputs import (
 from layerforge.lock.lockfile import Lock, LockedGroup, Package
 from layerforge.lock.uv import ResolveOptions, compile_argv, parse_pylock, write_preferences
 from layerforge.manifest import Project
-from layerforge.runtime_groups import RuntimeGroup, effective_groups
+from layerforge.manifest.model import RuntimeGroup
+from layerforge.manifest.runtime import effective_groups
 
 
 def resolve_runtime(

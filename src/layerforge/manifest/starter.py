@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from layerforge.errors import UsageError
-from layerforge.manifest import MANIFEST_NAME, PROJECT_NAME_RE, project_name_suggestion
+from layerforge.manifest.messages import MANIFEST_NAME
+from layerforge.manifest.model import PROJECT_NAME_RE, project_name_suggestion
 from layerforge.oci.layout import atomic_write
 
 STARTER = """\

@@ -7,43 +7,23 @@ only its pins and the launcher (see :mod:`layerforge.runtime_layer`).
 
 A node's *effective* groups are its own plus those of its ancestors: a service on a base
 with a group can install that group too. A group name may be declared once per chain.
+The :class:`~layerforge.manifest.model.RuntimeGroup` type and its name rule are in
+:mod:`layerforge.manifest.model`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from layerforge.confine import Confinement
 from layerforge.errors import ManifestError
-from layerforge.requirements import Requirements, read_requirements
-
-if TYPE_CHECKING:
-    from layerforge.manifest import Node
-
-GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-@dataclass(frozen=True)
-class RuntimeGroup:
-    name: str
-    requirements: Requirements
-
-
-def check_group_name(name: str) -> str:
-    """Raises ValueError (pydantic turns it into a ManifestError naming the key)."""
-    if not GROUP_RE.match(name):
-        raise ValueError(
-            f"{name!r} is not a valid runtime group name: use lowercase letters, digits, "
-            "'_' or '-', starting with a letter or digit (e.g. 'llm')"
-        )
-    return name
+from layerforge.manifest import graph
+from layerforge.manifest.confine import Confinement
+from layerforge.manifest.model import Node, RuntimeGroup
+from layerforge.manifest.requirements import read_requirements
 
 
 def read_groups(
@@ -74,32 +54,20 @@ def read_groups(
 def effective_groups(nodes: Mapping[str, Node], name: str) -> dict[str, tuple[Node, RuntimeGroup]]:
     """Groups a node can install: its own and its ancestors', with the node declaring each."""
     out: dict[str, tuple[Node, RuntimeGroup]] = {}
-    current: str | None = name
-    while current is not None:
-        node = nodes[current]
+    for node in graph.chain(nodes, name):
         for group in node.runtime:
             out.setdefault(group.name, (node, group))
-        current = node.parent
     return dict(sorted(out.items()))
 
 
 def check_runtime(nodes: Mapping[str, Node], shown: str) -> None:
     """Group names unique along a chain; no runtime line against a baked '==' pin."""
     for node in nodes.values():
-        chain = _chain(nodes, node.name)
+        chain = graph.chain(nodes, node.name)
         _check_unique(node, chain[1:], shown)
         for owner, group in effective_groups(nodes, node.name).values():
             for line in group.requirements.lines:
                 _check_line(line, owner, group, chain, shown)
-
-
-def _chain(nodes: Mapping[str, Node], name: str) -> list[Node]:
-    out: list[Node] = []
-    current: str | None = name
-    while current is not None:
-        out.append(nodes[current])
-        current = nodes[current].parent
-    return out
 
 
 def _check_unique(node: Node, ancestors: list[Node], shown: str) -> None:

@@ -1,6 +1,6 @@
 """The raw shape of ``layerforge.toml``: pydantic models, the single source of truth.
 
-``manifest.py`` validates TOML against these models and turns the result into the
+``load.py`` validates TOML against these models and ``parse.py`` turns the result into the
 frozen :class:`layerforge.manifest.Project`. ``json_schema()`` is generated from the same
 models and shipped as ``layerforge.schema.json``.
 """
@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from layerforge.manifest.model import check_group_name
 from layerforge.oci.reference import namespace_problem
-from layerforge.runtime_groups import check_group_name
 from layerforge.sizes import parse_size
 
 
@@ -227,6 +227,20 @@ class ManifestModel(_Model):
     project: ProjectModel
     bases: dict[str, BaseModelConfig] = Field(default_factory=dict)
     services: dict[str, ServiceModel] = Field(default_factory=dict)
+
+
+def keys_at(loc: list[str]) -> list[str]:
+    """The keys allowed in the table where ``loc`` (an unknown key's location) sits."""
+    model: type[BaseModel]
+    if len(loc) == 1:
+        model = ManifestModel
+    elif loc[0] == "project":
+        model = ProjectModel
+    elif loc[0] == "bases":
+        model = BaseModelConfig if len(loc) == 3 else DebootstrapModel
+    else:
+        model = ServiceModel
+    return [f.alias or n for n, f in model.model_fields.items()]
 
 
 def json_schema() -> dict[str, Any]:

@@ -9,8 +9,8 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from layerforge.confine import Confinement
 from layerforge.errors import ManifestError
+from layerforge.manifest.confine import Confinement
 
 # A file whose name says it holds requirements; the lines of any other file (say a secret that
 # a typo named) are never quoted in an error.
