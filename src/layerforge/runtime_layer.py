@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from layerforge.build.layer import Entry
 from layerforge.lockfile import Lock, LockedGroup, LockedNode
 from layerforge.manifest import Node, Project
+from layerforge.oci.tarball import Entry
 from layerforge.runtime_lock import effective_lock
 
 PINS_DIR = "opt/layerforge/runtime"

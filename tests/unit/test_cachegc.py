@@ -14,10 +14,10 @@ from layerforge import cachedir
 from layerforge.api import Workspace
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
-from layerforge.plan import records_dir
+from layerforge.oci.unpack import chain_id
+from layerforge.records import records_dir
 from layerforge.report import gc
 from layerforge.report.cachegc import GC_PREFIX, CacheGcResult, collect_caches, remove_entry
-from layerforge.sandbox.unpack import chain_id
 from tests.conftest import EXAMPLE
 
 OLD = 1000.0  # an mtime long past the grace period

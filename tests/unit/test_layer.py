@@ -14,17 +14,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from layerforge.build.layer import (
-    CHUNK,
-    Entry,
-    entries_from_tree,
-    normalize,
-    tar_chunks,
-    write_layer,
-    write_layer_to_store,
-)
 from layerforge.errors import BuildError
 from layerforge.oci.layout import Store
+from layerforge.oci.tarball import CHUNK, Entry, entries_from_tree, normalize, tar_chunks
+from layerforge.oci.write import write_layer, write_layer_to_store
 from tests.conftest import require_tools
 
 

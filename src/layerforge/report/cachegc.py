@@ -50,8 +50,8 @@ from typing import Any
 from layerforge import cachedir
 from layerforge.errors import LayerforgeError
 from layerforge.oci.layout import Descriptor, Store
+from layerforge.oci.unpack import chain_id
 from layerforge.report.gc import GcResult, documents, reachable
-from layerforge.sandbox.unpack import chain_id
 
 GRACE = 3600.0  # seconds: never touch what changed this recently
 GC_PREFIX = ".tmp-gc-"

@@ -31,8 +31,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerforge.build.image import read_record
-from layerforge.build.source import SourceTree
 from layerforge.errors import DiskSpaceError
 from layerforge.events import NullReporter
 from layerforge.lockfile import Lock
@@ -40,7 +38,9 @@ from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 from layerforge.ossource import debootstrap_key, record_path
 from layerforge.plan import Plan
+from layerforge.records import read_record
 from layerforge.sizes import format_size
+from layerforge.sourcetree import SourceTree
 
 LAYER_FACTOR = 1.5
 INSTALL_FACTOR = 4.0

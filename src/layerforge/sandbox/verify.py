@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from layerforge import proc
-from layerforge.build.image import ImageRecord
 from layerforge.cachedir import uses_cache
 from layerforge.errors import VerifyError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.manifest import Node, Project
 from layerforge.oci.layout import Store
+from layerforge.oci.unpack import apply_layer, chain_id, unpack_chain
+from layerforge.records import ImageRecord
 from layerforge.sandbox import runner as runners
-from layerforge.sandbox.unpack import apply_layer, chain_id, unpack_chain
 
 if TYPE_CHECKING:
     from layerforge.api import Workspace
@@ -247,7 +247,7 @@ def verify_project(
     """Verify the images of ``names`` (default: every node) as the manifest describes them
     now: each node's content-key tag must be in the store (else: build it first)."""
     from layerforge import api  # noqa: PLC0415 - api imports the executor, which imports us
-    from layerforge.build.image import read_record  # noqa: PLC0415
+    from layerforge.records import read_record  # noqa: PLC0415
 
     reporter = reporter or NullReporter()
     plan = api.plan_project(project, ws, names or None)
