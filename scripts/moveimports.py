@@ -71,10 +71,11 @@ def rewrite(text: str, rules: list[Rule]) -> str:  # noqa: C901 (a one-off tool)
         for item in items:
             name, _, alias = (part.strip() for part in item.partition(" as "))
             target, new_name = move_module(module, rules), name
-            named = False  # a name rule wins over a module rule for its module
+            named = False  # a name rule wins over a module rule for the same module
             for rule in rules:
                 if rule.name == name and rule.old == module:
-                    target, new_name, named = rule.new, rule.new_name or name, True
+                    target, new_name = rule.new, rule.new_name or name
+                    named = True
             full = f"{module}.{name}"
             moved_full = move_module(full, rules)
             if moved_full != full and not named:  # `from P import m`: a module moved

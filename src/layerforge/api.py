@@ -15,7 +15,6 @@ from pathlib import Path
 from layerforge.build.context import BuildContext, NodeResult
 from layerforge.build.disk import preflight
 from layerforge.build.executor import execute
-from layerforge.build.image import ImageRecord, read_record
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError, VerifyError
 from layerforge.events import NullReporter, Reporter
@@ -29,6 +28,7 @@ from layerforge.oci.layout import Store
 from layerforge.oci.remote import RegistryCache, default_config, fetch_missing, mark_remote
 from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
+from layerforge.records import ImageRecord, read_record
 from layerforge.sandbox.verify import CheckResult, verify_image
 
 

@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from layerforge import proc
-from layerforge.build.layer import LayerBlob, entries_from_tree, write_layer_to_store
 from layerforge.errors import SourceError
 from layerforge.events import Event, Reporter
 from layerforge.manifest import OSSource
+from layerforge.oci.layer import Layer, annotated_size
 from layerforge.oci.layout import Descriptor, Store, atomic_write
+from layerforge.oci.tarball import entries_from_tree
+from layerforge.oci.write import write_layer_to_store
+from layerforge.records import PythonInfo
 
 SOURCE_FORMAT = 1
 _PY_RE = re.compile(r"^python3\.(\d+)$")
@@ -42,66 +45,6 @@ _ROOTFS_EXCLUDE = (
     "var/lib/apt/lists/",
     "var/log/",
 )
-
-
-SIZE_ANNOTATION = "dev.layerforge.uncompressed-size"
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A layer as an image references it: descriptor, diff_id, and what made it.
-
-    Every layer descriptor layerforge writes carries its tar's size as the annotation
-    ``dev.layerforge.uncompressed-size``, so that an image reused from a registry (whose
-    layers stay remote) still knows its uncompressed size for budgets and reports.
-    """
-
-    descriptor: Descriptor
-    diff_id: str
-    created_by: str
-    uncompressed_size: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "descriptor": self.descriptor.to_json(),
-            "diff_id": self.diff_id,
-            "created_by": self.created_by,
-            "uncompressed_size": self.uncompressed_size,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Layer:
-        return cls(
-            Descriptor.from_json(data["descriptor"]),
-            str(data["diff_id"]),
-            str(data["created_by"]),
-            int(data.get("uncompressed_size", 0)),
-        )
-
-    @classmethod
-    def from_blob(cls, blob: LayerBlob, created_by: str) -> Layer:
-        desc = Descriptor(blob.media_type, blob.digest, blob.size)
-        return cls.sized(desc, blob.diff_id, created_by, blob.uncompressed_size)
-
-    @classmethod
-    def sized(cls, desc: Descriptor, diff_id: str, created_by: str, size: int) -> Layer:
-        """The layer with its uncompressed size recorded in its descriptor's annotations."""
-        annotations = dict(desc.annotations)
-        annotations[SIZE_ANNOTATION] = str(size)
-        desc = replace(desc, annotations=tuple(sorted(annotations.items())))
-        return cls(desc, diff_id, created_by, size)
-
-
-def annotated_size(desc: Descriptor) -> int:
-    """The uncompressed size a descriptor's annotation records (0 if it has none)."""
-    value = dict(desc.annotations).get(SIZE_ANNOTATION, "")
-    return int(value) if value.isdigit() else 0
-
-
-@dataclass(frozen=True)
-class PythonInfo:
-    executable: str  # absolute path inside the image, e.g. /usr/bin/python3.11
-    version: str  # MAJOR.MINOR
 
 
 @dataclass(frozen=True)
@@ -300,7 +243,7 @@ def _materialize_rootfs(source: OSSource, ctx: SourceContext, where: str) -> Bas
         python = find_python(path, ctx.python, where)
         layer = _layer_from_dir(ctx, path, source.describe())
     else:
-        from layerforge.sandbox.unpack import unpack_layers  # noqa: PLC0415
+        from layerforge.oci.unpack import unpack_layers  # noqa: PLC0415
 
         digest = _file_sha256(path)
         target = ctx.cache_dir / "rootfs" / digest[:24]
@@ -366,7 +309,7 @@ def _materialize_oci(source: OSSource, ctx: SourceContext, where: str) -> BaseIm
 def _image_from_manifest(
     manifest_digest: str, config: dict[str, Any], description: str, ctx: SourceContext, where: str
 ) -> BaseImage:
-    from layerforge.sandbox.unpack import unpack_image  # noqa: PLC0415
+    from layerforge.oci.unpack import unpack_image  # noqa: PLC0415
 
     manifest = ctx.store.read_json(manifest_digest)
     diff_ids = config.get("rootfs", {}).get("diff_ids", [])
@@ -385,7 +328,7 @@ def _image_from_manifest(
 
 def _tar_size(store: Store, desc: Descriptor) -> int:
     """Bytes of a foreign layer's tar, counted by decompressing its blob once."""
-    from layerforge.report.listing import open_layer  # noqa: PLC0415
+    from layerforge.oci.compress import open_layer  # noqa: PLC0415
 
     total = 0
     with open_layer(store.blob_path(desc.digest)) as stream:

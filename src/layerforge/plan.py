@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from layerforge.build.source import SourceTree, scan
 from layerforge.errors import LockError
 from layerforge.lock.inputs import key_doc as runtime_key_doc
 from layerforge.lock.inputs import stale_nodes
 from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Node, Project
+from layerforge.records import records_dir
+from layerforge.sourcetree import SourceTree, scan
 
 LAYER_FORMAT = 2  # 2: layer descriptors carry dev.layerforge.uncompressed-size
 Status = Literal["cached", "build", "remote"]  # remote: in the registry (remote cache)
@@ -243,10 +244,6 @@ def _source_diff(old: dict[str, str], new: dict[str, str]) -> str:
 
 
 # -- build records: what the last build of each node was made from ---------------------------
-
-
-def records_dir(store_root: Path) -> Path:
-    return store_root / "layerforge" / "keys"
 
 
 def load_previous(store_root: Path, store_tags: Mapping[str, str]) -> dict[str, NodeInputs]:

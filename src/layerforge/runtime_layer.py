@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from layerforge.build.layer import Entry
 from layerforge.lock.inputs import effective_lock
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode
 from layerforge.manifest import Node, Project
+from layerforge.oci.tarball import Entry
 
 PINS_DIR = "opt/layerforge/runtime"
 SCRIPT = "opt/venv/bin/layerforge-runtime"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.oci.layout import Store
-from layerforge.plan import records_dir
+from layerforge.records import records_dir
 from tests.integration.tiny import cli, tiny_project
 
 

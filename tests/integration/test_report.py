@@ -22,7 +22,7 @@ import pytest
 from layerforge.cli import main
 from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.oci.media import OCI_LAYER_GZIP, OCI_MANIFEST
-from layerforge.plan import records_dir
+from layerforge.records import records_dir
 from layerforge.sizes import format_size
 from tests.conftest import EXAMPLE, require_tools
 from tests.integration.test_fleet import NODES

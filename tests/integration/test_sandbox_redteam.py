@@ -27,10 +27,10 @@ import pytest
 from layerforge import proc
 from layerforge.cli import main
 from layerforge.errors import SandboxError
+from layerforge.oci.unpack import chain_id
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.runner import Bwrap, Invocation, Mount
 from layerforge.sandbox.system import cache_mounts
-from layerforge.sandbox.unpack import chain_id
 from layerforge.sandbox.verify import PYC_PREFIX, Root, _bytecode_cache
 from tests.integration.hostroot import copy_programs
 from tests.integration.tools import run as run_tool

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.build.source import scan
 from layerforge.cli import main
 from layerforge.errors import ManifestError
 from layerforge.events import NullReporter
@@ -16,6 +15,7 @@ from layerforge.manifest import OSSource, load
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.ossource import SourceContext, materialize
+from layerforge.sourcetree import scan
 from tests.unit.test_ossource import fake_rootfs
 
 BASE = '[project]\nname = "demo"\n{project}\n[bases.cpu]\nfrom = {base_from}\n{base}\n'

@@ -16,8 +16,8 @@ from layerforge.gc import storegc
 from layerforge.gc.cachegc import GC_PREFIX, CacheGcResult, collect_caches, remove_entry
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
-from layerforge.plan import records_dir
-from layerforge.sandbox.unpack import chain_id
+from layerforge.oci.unpack import chain_id
+from layerforge.records import records_dir
 from tests.conftest import EXAMPLE
 
 OLD = 1000.0  # an mtime long past the grace period

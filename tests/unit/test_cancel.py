@@ -52,7 +52,8 @@ def test_nothing_new_starts_after_a_request_and_reset_allows_it_again() -> None:
 def test_a_layer_write_stops_at_the_next_chunk() -> None:
     import io
 
-    from layerforge.build.layer import Entry, write_layer
+    from layerforge.oci.tarball import Entry
+    from layerforge.oci.write import write_layer
 
     entries = [Entry(f"f{i}", "file", 0o644, 1 << 20, data=b"x" * (1 << 20)) for i in range(64)]
     proc.request_stop()

@@ -6,12 +6,12 @@ import posixpath
 from pathlib import Path
 
 from layerforge.build import distcache
-from layerforge.build.layer import Entry
 from layerforge.build.python import DistFiles, group, rest_group, split
 from layerforge.lock.lockfile import Package
 from layerforge.oci import media
+from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.ossource import Layer
+from layerforge.oci.tarball import Entry
 
 SITE = "opt/venv/lib/python3.11/site-packages"
 

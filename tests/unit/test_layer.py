@@ -14,17 +14,12 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from layerforge.build.layer import (
-    CHUNK,
-    Entry,
-    entries_from_tree,
-    normalize,
-    tar_chunks,
-    write_layer,
-    write_layer_to_store,
-)
 from layerforge.errors import BuildError
+from layerforge.oci import media
+from layerforge.oci.compress import open_layer
 from layerforge.oci.layout import Store
+from layerforge.oci.tarball import CHUNK, Entry, entries_from_tree, normalize, tar_chunks
+from layerforge.oci.write import Compression, write_layer, write_layer_to_store
 from tests.conftest import require_tools
 
 
@@ -137,6 +132,26 @@ def test_zstd_round_trip_with_the_cli(tmp_path: Path) -> None:
             assert member is not None, name
             assert member.read() == (root / name).read_bytes(), name
         assert tar.getmember("pkg/link").linkname == "/usr/bin/python3.11"
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_one_decoder_reads_a_layer_by_media_type_or_by_its_first_bytes(
+    tmp_path: Path, compression: Compression
+) -> None:
+    root = make_tree(tmp_path / "t")
+    out = io.BytesIO()
+    blob = write_layer(entries_from_tree(root), out, compression=compression)
+    path = tmp_path / "blob"
+    path.write_bytes(out.getvalue())
+    plain = tmp_path / "plain"
+    for media_type in (blob.media_type, None):
+        with open_layer(path, media_type) as stream:
+            raw = stream.read()
+        assert blob.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+        plain.write_bytes(raw)
+    for media_type in (media.OCI_LAYER_TAR, None):
+        with open_layer(plain, media_type) as stream:
+            assert stream.read() == raw
 
 
 def test_exclude_skips_directories_and_files(tmp_path: Path) -> None:

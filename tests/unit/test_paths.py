@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.build.source import scan
 from layerforge.cli import main
 from layerforge.errors import ManifestError
 from layerforge.manifest import load
+from layerforge.sourcetree import scan
 
 SECRET = "root:$6$SECRETHASH:19000:0:99999:7:::"
 

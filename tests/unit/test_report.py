@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from layerforge.build import budgets, disk
-from layerforge.build.layer import Entry, write_layer_to_store
 from layerforge.errors import BudgetError
 from layerforge.events import Event, ListReporter
 from layerforge.gc import storegc
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
-from layerforge.plan import records_dir
+from layerforge.oci.tarball import Entry
+from layerforge.oci.write import write_layer_to_store
+from layerforge.records import records_dir
 from layerforge.report.fleet import FleetReport, naive_size, union_size
 from layerforge.report.html import render
 from layerforge.report.listing import FileEntry, listing, read_listing
@@ -355,7 +356,7 @@ def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -
     from layerforge.events import NullReporter
     from layerforge.lock import lockfile
     from layerforge.manifest import load
-    from layerforge.ossource import Layer
+    from layerforge.oci.layer import Layer
     from layerforge.plan import make_plan, scan_sources
     from tests.conftest import EXAMPLE
 
@@ -378,9 +379,9 @@ def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -
 
 
 def test_owners_match_layers_by_digest_along_the_chain() -> None:
-    from layerforge.build.image import ImageRecord
     from layerforge.manifest import load
-    from layerforge.ossource import Layer, PythonInfo
+    from layerforge.oci.layer import Layer
+    from layerforge.records import ImageRecord, PythonInfo
     from layerforge.report.sizes import _owners
     from tests.conftest import EXAMPLE
 

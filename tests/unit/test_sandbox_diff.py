@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.build.layer import Entry
 from layerforge.errors import ToolError, UsageError
+from layerforge.oci.tarball import Entry
 from layerforge.sandbox.diff import diff_trees
 from layerforge.sandbox.runner import Bwrap, Chroot, Fds, Invocation, Mount, Podman, get_runner
 from layerforge.sandbox.system import SystemSpec, steps

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layerforge.build.source import scan
 from layerforge.export import EXPORTERS, make_context
 from layerforge.export.common import ExportOptions
 from layerforge.lock import lockfile
 from layerforge.manifest import load
+from layerforge.sourcetree import scan
 
 
 def paths(root: Path, *exclude: Path) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from layerforge.build.source import scan
+from layerforge.sourcetree import scan
 
 
 def make(tmp: Path, files: dict[str, str]) -> Path:

@@ -48,9 +48,10 @@ def test_blob_writes_sync_in_the_background_and_an_unhashed_writer_trusts_its_ca
 ) -> None:
     import hashlib
 
-    from layerforge.build.layer import Entry, write_layer_to_store
     from layerforge.errors import StoreError
     from layerforge.oci import layout
+    from layerforge.oci.tarball import Entry
+    from layerforge.oci.write import write_layer_to_store
 
     monkeypatch.setattr(layout, "SYNC_EVERY", 1000)  # a background fdatasync every KB
     store = Store.open(tmp_path / "store")

@@ -14,7 +14,7 @@ import pytest
 
 from layerforge.errors import UnpackError
 from layerforge.oci.layout import Store
-from layerforge.sandbox.unpack import apply_layer, chain_id, unpack_chain, unpack_layers
+from layerforge.oci.unpack import apply_layer, chain_id, unpack_chain, unpack_layers
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
 

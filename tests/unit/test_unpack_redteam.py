@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.sandbox.unpack import apply_layer
+from layerforge.oci.unpack import apply_layer
 from tests.unit.test_unpack import TAR, dir_, file, layer, member, symlink
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from layerforge.build.image import ImageRecord
 from layerforge.errors import BudgetError
 from layerforge.manifest import Node
+from layerforge.records import ImageRecord
 from layerforge.sizes import format_size
 
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from layerforge.build.image import ImageRecord
-from layerforge.build.layer import Compression
-from layerforge.build.source import SourceTree
 from layerforge.events import Reporter
 from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
+from layerforge.oci.write import Compression
 from layerforge.plan import Step
+from layerforge.records import ImageRecord
+from layerforge.sourcetree import SourceTree
 
 # built: written now; cached: its tag was in the store; remote: fetched from the registry cache
 Outcome = Literal["built", "cached", "remote"]

@@ -21,7 +21,7 @@ from layerforge.build.layercache import cache_key, cached_layers, remember_layer
 from layerforge.events import Event
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node
-from layerforge.ossource import Layer
+from layerforge.oci.layer import Layer
 from layerforge.sandbox.bytecode import compile_stage
 from layerforge.sandbox.system import Sandbox
 

@@ -33,12 +33,12 @@ from pathlib import Path
 
 from layerforge.build.context import BuildContext
 from layerforge.build.deps import wheel_bytes_to_install
-from layerforge.build.image import read_record
 from layerforge.errors import DiskSpaceError
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 from layerforge.ossource import debootstrap_key, record_path
 from layerforge.plan import Plan
+from layerforge.records import read_record
 from layerforge.sizes import format_size
 
 LAYER_FACTOR = 1.5

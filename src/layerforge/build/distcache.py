@@ -38,8 +38,9 @@ from typing import Any
 
 from layerforge.build.python import DistFiles
 from layerforge.lock.lockfile import Package
+from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store, atomic_write
-from layerforge.ossource import Layer
+from layerforge.records import dists_dir
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class CachedDist:
 
 
 def _path(store: Store, key: str) -> Path:
-    return store.root / "layerforge" / "dists" / f"{key}.json"
+    return dists_dir(store.root) / f"{key}.json"
 
 
 def load(store: Store, key: str) -> CachedDist | None:

@@ -19,33 +19,31 @@ from layerforge.build import budgets
 from layerforge.build import python as pydeps
 from layerforge.build.context import BuildContext, NodeResult
 from layerforge.build.deps import dependency_layers as _dependency_layers
-from layerforge.build.image import (
-    KEY_ANNOTATION,
-    NODE_ANNOTATION,
-    ImageRecord,
-    ImageSpec,
-    assemble,
-    created_at,
-    merge_env,
-    read_record,
-    venv_env,
-    write_record,
-)
-from layerforge.build.layer import Entry
 from layerforge.build.layercache import cache_key as _cache_key
 from layerforge.build.layercache import cached_layers as _cached_layers
 from layerforge.build.layercache import remember_layers as _remember_layers
 from layerforge.build.layercache import write as _write
-from layerforge.build.source import SourceTree
+from layerforge.build.python import venv_env
 from layerforge.errors import BuildError, LayerforgeError
 from layerforge.events import Event
 from layerforge.manifest import Node
+from layerforge.oci.image import ImageSpec, assemble, created_at, merge_env
+from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store
-from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
+from layerforge.oci.tarball import Entry
+from layerforge.ossource import BaseImage, SourceContext, materialize
 from layerforge.plan import Plan, Step, short
+from layerforge.records import (
+    KEY_ANNOTATION,
+    NODE_ANNOTATION,
+    ImageRecord,
+    read_record,
+    write_record,
+)
 from layerforge.sandbox import system as sysl
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
+from layerforge.sourcetree import SourceTree
 
 
 def execute(plan: Plan, ctx: BuildContext) -> dict[str, NodeResult]:
@@ -155,7 +153,8 @@ def _build_node(
     if node.source is not None and node.workdir:
         updates.append(("PYTHONPATH", node.workdir))
     spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
-    record = assemble(ctx.store, spec, parent_config, parent_layers, new_layers, python)
+    image = assemble(ctx.store, spec, parent_config, parent_layers, new_layers)
+    record = ImageRecord(node.name, step.key, image.manifest, image.config, image.layers, python)
     _check_budget(ctx, node, record)
     if ctx.verify:  # before tagging: an image that fails its checks gets no tag
         verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
@@ -198,8 +197,6 @@ def _image_spec(
     labels = {k: v for k, v in annotations.items() if k.startswith("org.opencontainers")}
     labels.update(dict(node.labels))
     return ImageSpec(
-        node=node.name,
-        key=step.key,
         epoch=epoch,
         env=env,
         cmd=list(node.command) if node.command is not None else None,

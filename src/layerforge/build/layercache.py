@@ -12,11 +12,13 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from layerforge.build.layer import Entry, write_layer_to_store
 from layerforge.events import Event
+from layerforge.oci.layer import Layer
 from layerforge.oci.layout import atomic_write
-from layerforge.ossource import Layer
+from layerforge.oci.tarball import Entry
+from layerforge.oci.write import write_layer_to_store
 from layerforge.plan import LAYER_FORMAT
+from layerforge.records import layers_dir
 
 if TYPE_CHECKING:
     from layerforge.build.context import BuildContext
@@ -36,7 +38,7 @@ def cache_key(ctx: BuildContext, what: dict[str, Any]) -> str:
 
 def cached_layers(ctx: BuildContext, key: str) -> list[Layer] | None:
     """The layers remembered under ``key``, if all their blobs are still in the store."""
-    path = ctx.store.root / "layerforge" / "layers" / f"{key}.json"
+    path = layers_dir(ctx.store.root) / f"{key}.json"
     if not path.is_file():
         return None
     layers = [Layer.from_json(x) for x in json.loads(path.read_text())]
@@ -46,7 +48,7 @@ def cached_layers(ctx: BuildContext, key: str) -> list[Layer] | None:
 
 
 def remember_layers(ctx: BuildContext, key: str, layers: list[Layer]) -> None:
-    path = ctx.store.root / "layerforge" / "layers" / f"{key}.json"
+    path = layers_dir(ctx.store.root) / f"{key}.json"
     atomic_write(path, json.dumps([x.to_json() for x in layers], indent=1).encode())
 
 

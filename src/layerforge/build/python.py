@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from layerforge import proc
-from layerforge.build.layer import Entry
 from layerforge.errors import BuildError
 from layerforge.lock.lockfile import Package
 from layerforge.lock.uv import install_argv
 from layerforge.manifest import Project
+from layerforge.oci.tarball import Entry
 
 VENV = "opt/venv"
 SHEBANG = b"#!/opt/venv/bin/python"
@@ -215,3 +215,9 @@ def group(dists: list[DistFiles], threshold: int) -> list[LayerGroup]:
     groups = [LayerGroup(f"{d.name} {d.version}", (d,)) for d in big]
     shared = rest_group(rest)
     return [*groups, shared] if shared is not None else groups
+
+
+def venv_env(base: list[str]) -> list[tuple[str, str]]:
+    path = dict(e.partition("=")[::2] for e in base).get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    parts = [p for p in path.split(":") if p and p != "/opt/venv/bin"]
+    return [("PATH", ":".join(["/opt/venv/bin", *parts])), ("VIRTUAL_ENV", "/opt/venv")]

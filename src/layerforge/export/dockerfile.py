@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge import runtime_layer
-from layerforge.build.image import KEY_ANNOTATION, NODE_ANNOTATION, created_at
-from layerforge.build.source import ALWAYS_IGNORED, STORE_DIR, IgnoreRules
 from layerforge.export import runtime as export_runtime
 from layerforge.export.common import (
     ExportContext,
@@ -45,6 +43,9 @@ from layerforge.export.common import (
     inside,
 )
 from layerforge.manifest import Node, Project
+from layerforge.oci.image import created_at
+from layerforge.records import KEY_ANNOTATION, NODE_ANNOTATION
+from layerforge.sourcetree import ALWAYS_IGNORED, STORE_DIR, IgnoreRules
 
 VENV = "/opt/venv"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

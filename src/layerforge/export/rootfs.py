@@ -19,6 +19,7 @@ from layerforge.export.dockerfile import ROOTFS, needs_rootfs
 from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci import media
+from layerforge.oci.compress import transcode_to_gzip
 from layerforge.oci.layout import Store
 from layerforge.ossource import SourceContext, materialize
 
@@ -81,7 +82,7 @@ def _copy_gzip(store: Store, digest: str, media_type: str, target: Path) -> bool
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     if media_type == media.OCI_LAYER_ZSTD:
-        _zstd_to_gzip(source, tmp)
+        transcode_to_gzip(source, media_type, tmp)
     else:
         shutil.copyfile(source, tmp)
     if target.is_file() and filecmp.cmp(tmp, target, shallow=False):
@@ -89,15 +90,3 @@ def _copy_gzip(store: Store, digest: str, media_type: str, target: Path) -> bool
         return False
     tmp.replace(target)
     return True
-
-
-def _zstd_to_gzip(source: Path, target: Path) -> None:
-    import zstandard  # noqa: PLC0415
-    from isal import igzip  # noqa: PLC0415
-
-    with (
-        source.open("rb") as raw,
-        target.open("wb") as sink,
-        igzip.IGzipFile(fileobj=sink, mode="wb", compresslevel=1, mtime=0) as out,  # type: ignore[no-untyped-call]
-    ):
-        shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(raw), out, 1 << 20)

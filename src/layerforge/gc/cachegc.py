@@ -53,7 +53,7 @@ from layerforge.gc.storegc import GcResult, documents, reachable
 from layerforge.lock import lockfile
 from layerforge.manifest import cache_entry
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.sandbox.unpack import chain_id
+from layerforge.oci.unpack import chain_id
 
 GRACE = 3600.0  # seconds: never touch what changed this recently
 GC_PREFIX = ".tmp-gc-"

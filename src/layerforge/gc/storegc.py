@@ -25,7 +25,7 @@ from typing import Any
 
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.plan import records_dir
+from layerforge.records import dists_dir, layers_dir, listings_dir, records_dir
 
 DEFAULT_KEEP = 3
 
@@ -155,15 +155,14 @@ def _leftovers(store: Store) -> list[tuple[str, int]]:
 
 
 def _forget(store: Store, dropped: list[str], removed: set[str]) -> None:
-    base = store.root / "layerforge"
     keys = {ref.rpartition(":lf-")[2] for ref in dropped}
     still = {ref.rpartition(":lf-")[2] for ref in store.tags() if ":lf-" in ref}
     for hex12 in keys - still:
         (records_dir(store.root) / f"{hex12}.json").unlink(missing_ok=True)
     for digest in removed:
-        (base / "listings" / f"{digest.split(':', 1)[1]}.json").unlink(missing_ok=True)
-    for kind in ("layers", "dists"):  # layer-cache entries: a node's layers, one distribution's
-        directory = base / kind
+        (listings_dir(store.root) / f"{digest.split(':', 1)[1]}.json").unlink(missing_ok=True)
+    # layer-cache entries: a node's layers, one distribution's
+    for directory in (layers_dir(store.root), dists_dir(store.root)):
         for path in directory.glob("*.json") if directory.is_dir() else ():
             if _names_any(path, removed):
                 path.unlink(missing_ok=True)

@@ -34,10 +34,10 @@ from layerforge.oci.reference import (
 from layerforge.oci.registry import Client
 
 if TYPE_CHECKING:
-    from layerforge.build.image import ImageRecord
     from layerforge.manifest import OSSource, Project
     from layerforge.ossource import BaseImage, SourceContext
     from layerforge.plan import Plan, Step
+    from layerforge.records import ImageRecord
 
 INSECURE_ENV = "LAYERFORGE_INSECURE_REGISTRIES"
 CERTS_ENV = "LAYERFORGE_CERTS_DIR"
@@ -181,7 +181,7 @@ def _push_one(
     name: str,
     extra_tags: tuple[str, ...],
 ) -> PushResult:
-    from layerforge.build.image import read_record  # noqa: PLC0415
+    from layerforge.records import read_record  # noqa: PLC0415
 
     record = read_record(store, f"{name}:latest")
     if record is None:
@@ -257,8 +257,12 @@ class RegistryCache:
 
     def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord:
         """Manifest and config into the store (layers stay remote until needed)."""
-        from layerforge.build.image import ImageRecord, write_record  # noqa: PLC0415
-        from layerforge.ossource import Layer, PythonInfo, annotated_size  # noqa: PLC0415
+        from layerforge.oci.layer import Layer, annotated_size  # noqa: PLC0415
+        from layerforge.records import (  # noqa: PLC0415
+            ImageRecord,
+            PythonInfo,
+            write_record,
+        )
 
         target = self.target
         repo = target.repository(step.node)

@@ -14,18 +14,16 @@ import io
 import json
 import posixpath
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from layerforge.errors import StoreError
+from layerforge.oci.compress import open_layer
 from layerforge.oci.layout import Store, atomic_write
+from layerforge.records import listings_dir
 
 LISTING_FORMAT = 1
-_GZIP = b"\x1f\x8b"
-_ZSTD = b"\x28\xb5\x2f\xfd"
 
 
 @dataclass(frozen=True)
@@ -90,27 +88,6 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "other"
 
 
-@contextmanager
-def open_layer(path: Path) -> Iterator[IO[bytes]]:
-    """The uncompressed tar stream of a layer blob, whatever its compression."""
-    with path.open("rb") as raw:
-        magic = raw.read(4)
-        raw.seek(0)
-        if magic.startswith(_GZIP):
-            from isal import igzip  # noqa: PLC0415
-
-            stream: IO[bytes] = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call,assignment]
-            with stream:
-                yield stream
-        elif magic == _ZSTD:
-            import zstandard  # noqa: PLC0415
-
-            with zstandard.ZstdDecompressor().stream_reader(raw) as zstream:
-                yield zstream
-        else:
-            yield raw
-
-
 def _dist_of_record(path: str) -> tuple[str, str] | None:
     parent = posixpath.basename(posixpath.dirname(path))
     if not parent.endswith(".dist-info") or posixpath.basename(path) != "RECORD":
@@ -165,7 +142,7 @@ def _attribute(
 
 def listing(store: Store, digest: str) -> Listing:
     """The cached listing of a layer in the store (read and cached on first use)."""
-    cache = store.root / "layerforge" / "listings" / f"{digest.split(':', 1)[1]}.json"
+    cache = listings_dir(store.root) / f"{digest.split(':', 1)[1]}.json"
     if cache.is_file():
         try:
             data = json.loads(cache.read_text())

@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from layerforge.build.image import ImageRecord, read_record
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
+from layerforge.records import ImageRecord, read_record
 from layerforge.report.listing import Listing, listing
 from layerforge.report.waste import Waste, waste
 from layerforge.sizes import format_size

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from layerforge.build.layer import Entry
+from layerforge.oci.tarball import Entry
 
 EXCLUDED_DIRS = (
     "var/lib/apt/lists",

@@ -31,15 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge import proc
-from layerforge.build.layer import Entry
-from layerforge.build.source import copy_tree, scan
 from layerforge.errors import BuildError
 from layerforge.events import Event, Reporter
+from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store, atomic_write
-from layerforge.ossource import Layer
+from layerforge.oci.tarball import Entry
+from layerforge.oci.unpack import unpack_chain
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.diff import diff_trees
-from layerforge.sandbox.unpack import unpack_chain
+from layerforge.sourcetree import copy_tree, scan
 
 CONTEXT = "/context"
 OUTPUT_TAIL = 25

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge import proc
-from layerforge.build.image import ImageRecord
 from layerforge.errors import VerifyError
 from layerforge.events import Event, Reporter
 from layerforge.manifest import Node
 from layerforge.oci.layout import Store
+from layerforge.oci.unpack import apply_layer, chain_id, unpack_chain
+from layerforge.records import ImageRecord
 from layerforge.sandbox import runner as runners
-from layerforge.sandbox.unpack import apply_layer, chain_id, unpack_chain
 
 PYTHON = "/opt/venv/bin/python"
 OUTPUT_TAIL = 15

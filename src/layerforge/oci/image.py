@@ -1,49 +1,20 @@
 """Image assembly: OCI config and manifest from a parent image plus new layers.
 
-Config: architecture/os, Env (PATH with /opt/venv/bin first, VIRTUAL_ENV), Cmd, Entrypoint,
-WorkingDir, Labels, rootfs.diff_ids, and history with exactly one non-empty entry per layer.
-Manifest annotations: created, base.name, base.digest, version, revision, and the content key.
+Config: architecture/os, Env, Cmd, Entrypoint, WorkingDir, Labels, rootfs.diff_ids, and
+history with exactly one non-empty entry per layer. Manifest annotations as the spec gives
+them (the builder sets created, base.name, base.digest, version, revision and the content
+key).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from layerforge.oci import media
-from layerforge.oci.layout import Descriptor, Store, atomic_write, canonical_json
-from layerforge.ossource import Layer, PythonInfo
-
-KEY_ANNOTATION = "dev.layerforge.key"
-NODE_ANNOTATION = "dev.layerforge.node"
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """A built image as its children and the report see it."""
-
-    node: str
-    key: str
-    manifest: Descriptor
-    config: dict[str, Any]
-    layers: tuple[Layer, ...]
-    python: PythonInfo
-
-    @property
-    def env(self) -> list[str]:
-        return list(self.config.get("config", {}).get("Env") or [])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "key": self.key,
-            "manifest": self.manifest.to_json(),
-            "layers": [layer.to_json() for layer in self.layers],
-            "python": {"executable": self.python.executable, "version": self.python.version},
-        }
+from layerforge.oci.layer import Layer
+from layerforge.oci.layout import Descriptor, Store, canonical_json
 
 
 def created_at(epoch: int) -> str:
@@ -61,16 +32,8 @@ def merge_env(base: list[str], updates: list[tuple[str, str]]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
-def venv_env(base: list[str]) -> list[tuple[str, str]]:
-    path = dict(e.partition("=")[::2] for e in base).get("PATH", "/usr/local/bin:/usr/bin:/bin")
-    parts = [p for p in path.split(":") if p and p != "/opt/venv/bin"]
-    return [("PATH", ":".join(["/opt/venv/bin", *parts])), ("VIRTUAL_ENV", "/opt/venv")]
-
-
 @dataclass(frozen=True)
 class ImageSpec:
-    node: str
-    key: str
     epoch: int
     env: list[str]
     cmd: list[str] | None = None
@@ -80,14 +43,23 @@ class ImageSpec:
     annotations: dict[str, str] | None = None
 
 
+@dataclass(frozen=True)
+class Image:
+    """An image in the store: its manifest's descriptor, its config, its layers."""
+
+    manifest: Descriptor
+    config: dict[str, Any]
+    layers: tuple[Layer, ...]
+
+
 def assemble(
     store: Store,
     spec: ImageSpec,
     parent_config: dict[str, Any] | None,
     parent_layers: tuple[Layer, ...],
     new_layers: list[Layer],
-    python: PythonInfo,
-) -> ImageRecord:
+) -> Image:
+    """Write the config and manifest of ``parent_layers`` plus ``new_layers`` to the store."""
     created = created_at(spec.epoch)
     layers = (*parent_layers, *new_layers)
     history = _history(parent_config, parent_layers, created)
@@ -136,7 +108,7 @@ def assemble(
         len(manifest_bytes),
         platform=(("architecture", "amd64"), ("os", "linux")),
     )
-    return ImageRecord(spec.node, spec.key, desc, config, layers, python)
+    return Image(desc, config, layers)
 
 
 def _history(
@@ -150,39 +122,3 @@ def _history(
         {"created": created, "created_by": layer.created_by, "comment": "layerforge"}
         for layer in parent_layers
     ]
-
-
-def write_record(store_root: Path, record: ImageRecord, inputs: dict[str, Any]) -> None:
-    """What the plan compares against next time (see plan.load_previous)."""
-    from layerforge.plan import records_dir  # noqa: PLC0415
-
-    hex12 = record.key.split(":", 1)[1][:12]
-    doc = {**record.to_json(), "inputs": inputs}
-    atomic_write(
-        records_dir(store_root) / f"{hex12}.json",
-        json.dumps(doc, indent=2, sort_keys=True).encode(),
-    )
-
-
-def read_record(store: Store, ref: str) -> ImageRecord | None:
-    """The image a ref points at, rebuilt from its manifest and config in the store."""
-    desc = store.resolve(ref)
-    if desc is None or not store.has_blob(desc.digest):
-        return None
-    manifest = store.read_json(desc.digest)
-    from layerforge.plan import records_dir  # noqa: PLC0415
-
-    key = str(manifest.get("annotations", {}).get(KEY_ANNOTATION, ""))
-    path = records_dir(store.root) / f"{key.split(':', 1)[-1][:12]}.json"
-    if not key or not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    config = store.read_json(str(manifest["config"]["digest"]))
-    return ImageRecord(
-        node=str(data["node"]),
-        key=key,
-        manifest=desc,
-        config=config,
-        layers=tuple(Layer.from_json(x) for x in data["layers"]),
-        python=PythonInfo(str(data["python"]["executable"]), str(data["python"]["version"])),
-    )

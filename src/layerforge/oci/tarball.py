@@ -1,50 +1,34 @@
-"""Deterministic layer tars, hashed and compressed in one streaming pass.
+"""Deterministic layer tars: entries from a directory tree, normalized, cut into chunks.
 
 Rules (image-spec layer.md plus reproducibility): entries sorted by path; uid/gid 0; empty
 uname/gname; every mtime set to ``mtime`` (SOURCE_DATE_EPOCH semantics, default 0); PAX
 headers; explicit parent directory entries (mode 0755); hardlinks point at the first path in
 sorted order; symlinks kept as links; no absolute names and no ``..``.
 
-Speed: the tar stream is produced and hashed (diff_id) in the calling thread while a second
-thread compresses it (ISA-L gzip or zstd), hashes the compressed bytes (digest) and writes
-them. Both hashlib and the compressors release the GIL on large buffers, so the two cores
-work at once; the queue between them is bounded, so memory stays flat for any layer size.
+The tar stream comes in fixed-size pooled chunks (:func:`tar_chunks`), which
+:mod:`layerforge.oci.write` hands to a hasher and to a compressor of
+:mod:`layerforge.oci.compress`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import stat
-import struct
 import tarfile
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal
 
-from layerforge import proc
 from layerforge.errors import BuildError
-from layerforge.oci import media
-from layerforge.oci.layout import Store
 
 EntryKind = Literal["file", "dir", "symlink", "hardlink"]
-Compression = Literal["gzip", "zstd"]
 
 CHUNK = 4 << 20  # pieces handed to the hasher and the compressors
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
-QUEUE_DEPTH = 4
-PROGRESS_EVERY = 8 << 20
-DEFAULT_LEVEL: dict[str, int] = {"gzip": 1, "zstd": 3}
-
-
-class Writable(Protocol):
-    def write(self, data: bytes, /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -56,15 +40,6 @@ class Entry:
     source: Path | None = None
     data: bytes | None = None
     linkname: str = ""
-
-
-@dataclass(frozen=True)
-class LayerBlob:
-    digest: str
-    diff_id: str
-    size: int
-    uncompressed_size: int
-    media_type: str
 
 
 # -- entries ------------------------------------------------------------------------------------
@@ -340,227 +315,3 @@ def tar_chunks(
     end += -(chunker.total + end) % RECORD
     yield from chunker.put(b"\0" * end)
     yield chunker.finish()
-
-
-# -- compression -------------------------------------------------------------------------------
-#
-# The calling thread only reads files and builds the tar stream, cut into fixed 4 MiB chunks.
-# A hasher thread computes the diff_id over the chunks in order. gzip is pigz-style: each
-# chunk is deflated on its own by a pool of threads (ISA-L, raw deflate ending in a sync
-# flush; the last one finished) and the pieces are written in order behind one gzip header,
-# with the combined CRC-32 and the size as trailer: one valid gzip member, byte-identical for
-# identical input since chunk boundaries are fixed. zstd: one compressor with its own worker
-# threads. sha256, ISA-L and zstd release the GIL, so both cores work; every queue is
-# bounded, so memory stays flat whatever the layer's size.
-
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no mtime, no name, OS unknown
-
-
-class _HashingOut:
-    def __init__(self, out: Writable) -> None:
-        self.out = out
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        if data:
-            self.digest.update(data)
-            self.size += len(data)
-            self.out.write(data)
-
-
-class _Encoder(Protocol):
-    def feed(self, chunk: Chunk) -> None: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
-
-
-def _deflate_chunk(level: int, chunk: Chunk, last: bool) -> tuple[bytes, int, int]:
-    from isal import isal_zlib  # noqa: PLC0415
-
-    try:
-        compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
-        body: bytes = compressor.compress(chunk.view)
-        body += compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
-        return body, isal_zlib.crc32(chunk.view), len(chunk.view)
-    finally:
-        chunk.release()
-
-
-class _ParallelGzip:
-    def __init__(self, out: _HashingOut, level: int, threads: int) -> None:
-        from isal import isal_zlib  # noqa: PLC0415
-
-        self._combine = isal_zlib.crc32_combine
-        self.out = out
-        self.level = level
-        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="lf-gz")
-        self.inflight: deque[Future[tuple[bytes, int, int]]] = deque()
-        self.limit = 2 * max(1, threads) + 1
-        self.held: Chunk | None = None  # the newest chunk: only the last one may finish
-        self.crc = 0
-        self.total = 0
-        out.write(GZIP_HEADER)
-
-    def feed(self, chunk: Chunk) -> None:
-        if self.held is not None:
-            self._submit(self.held, last=False)
-        self.held = chunk
-
-    def _submit(self, chunk: Chunk, *, last: bool) -> None:
-        self.inflight.append(self.pool.submit(_deflate_chunk, self.level, chunk, last))
-        while len(self.inflight) >= self.limit:
-            self._drain_one()
-
-    def _drain_one(self) -> None:
-        body, crc, length = self.inflight.popleft().result()
-        self.out.write(body)
-        self.crc = self._combine(self.crc, crc, length)
-        self.total += length
-
-    def close(self) -> None:
-        if self.held is None:
-            raise BuildError("internal error: a tar stream always has a last chunk")
-        self._submit(self.held, last=True)
-        self.held = None
-        while self.inflight:
-            self._drain_one()
-        self.pool.shutdown()
-        self.out.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.total & 0xFFFFFFFF))
-
-    def abort(self) -> None:
-        for future in self.inflight:
-            future.cancel()
-        self.pool.shutdown(wait=True)
-
-
-class _Worker:
-    """A thread applying ``func`` to chunks in order (then releasing them), fed through a
-    bounded queue."""
-
-    def __init__(self, func: Callable[[memoryview], object], name: str) -> None:
-        self.func = func
-        self.error: BaseException | None = None
-        self.queue: queue.Queue[Chunk | None] = queue.Queue(QUEUE_DEPTH)
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            while (chunk := self.queue.get()) is not None:
-                try:
-                    self.func(chunk.view)
-                finally:
-                    chunk.release()
-        except BaseException as exc:  # handed to the producer, re-raised there
-            self.error = exc
-            while (rest := self.queue.get()) is not None:
-                rest.release()
-
-    def put(self, chunk: Chunk) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(chunk)
-
-    def join(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
-class _ThreadedZstd:
-    def __init__(self, out: _HashingOut, level: int, threads: int) -> None:
-        import zstandard  # noqa: PLC0415
-
-        cctx = zstandard.ZstdCompressor(level=level, threads=max(1, threads), write_checksum=True)
-        self.compressor = cctx.compressobj()
-        self.out = out
-        self.worker = _Worker(lambda chunk: out.write(self.compressor.compress(chunk)), "lf-zstd")
-
-    def feed(self, chunk: Chunk) -> None:
-        self.worker.put(chunk)
-
-    def close(self) -> None:
-        self.worker.join()
-        self.out.write(self.compressor.flush())
-
-    def abort(self) -> None:
-        self.worker.queue.put(None)
-        self.worker.thread.join()
-
-
-ENCODERS: dict[str, tuple[Callable[[_HashingOut, int, int], _Encoder], str]] = {
-    "gzip": (_ParallelGzip, media.OCI_LAYER_GZIP),
-    "zstd": (_ThreadedZstd, media.OCI_LAYER_ZSTD),
-}
-
-
-def write_layer(
-    entries: Iterable[Entry],
-    out: Writable,
-    *,
-    compression: Compression = "gzip",
-    level: int | None = None,
-    mtime: int = 0,
-    threads: int = 2,
-    progress: Callable[[int], None] | None = None,
-) -> LayerBlob:
-    """Write the compressed layer to ``out``; return its digests and sizes (one pass)."""
-    factory, media_type = ENCODERS[compression]
-    ordered = normalize(entries)
-    sink = _HashingOut(out)
-    encoder = factory(sink, DEFAULT_LEVEL[compression] if level is None else level, threads)
-    diff = hashlib.sha256()
-    hasher = _Worker(diff.update, "lf-hash")
-    written = reported = 0
-    try:
-        for chunk in tar_chunks(ordered, mtime):
-            proc.check_stop()  # Ctrl-C: a worker thread stops at the next 4 MiB
-            written += len(chunk.view)
-            hasher.put(chunk)
-            encoder.feed(chunk)
-            if progress is not None and written - reported >= PROGRESS_EVERY:
-                progress(written)
-                reported = written
-        hasher.join()
-        encoder.close()
-    except BaseException:
-        hasher.queue.put(None)
-        encoder.abort()
-        raise
-    if progress is not None:
-        progress(written)
-    return LayerBlob(
-        digest="sha256:" + sink.digest.hexdigest(),
-        diff_id="sha256:" + diff.hexdigest(),
-        size=sink.size,
-        uncompressed_size=written,
-        media_type=media_type,
-    )
-
-
-def write_layer_to_store(
-    store: Store,
-    entries: Iterable[Entry],
-    *,
-    compression: Compression = "gzip",
-    level: int | None = None,
-    mtime: int = 0,
-    threads: int = 2,
-    progress: Callable[[int], None] | None = None,
-) -> LayerBlob:
-    """Write a layer into the store atomically (temp file, renamed under its digest). The
-    layer writer hashes the compressed bytes it writes, so the store's writer does not."""
-    with store.ingest(hashed=False) as writer:
-        blob = write_layer(
-            entries,
-            writer,
-            compression=compression,
-            level=level,
-            mtime=mtime,
-            threads=threads,
-            progress=progress,
-        )
-        writer.commit(blob.digest)
-    return blob

@@ -30,11 +30,10 @@ import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
 
 from layerforge import proc
 from layerforge.errors import UnpackError
-from layerforge.oci import media
+from layerforge.oci.compress import open_layer
 from layerforge.oci.layout import Store
 
 WHITEOUT = ".wh."
@@ -42,18 +41,6 @@ OPAQUE = ".wh..wh..opq"
 MAX_LINKS = 40  # symlinks followed while resolving one path, as Linux allows
 PREFIX_RATIO = 4  # see _keep_prefix: the top layer at most a quarter of the ones below it
 PREFIX_MIN_BYTES = 32_000_000  # and those large enough (compressed) to be worth caching
-
-
-def _open_stream(path: Path, media_type: str) -> contextlib.AbstractContextManager[IO[bytes]]:
-    if media_type.endswith(("gzip", "tar.gzip")) or media_type == media.DOCKER_LAYER_GZIP:
-        from isal import igzip  # noqa: PLC0415
-
-        return igzip.open(path, "rb")  # type: ignore[no-untyped-call,no-any-return]
-    if media_type.endswith("zstd"):
-        import zstandard  # noqa: PLC0415
-
-        return zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)
-    return path.open("rb")
 
 
 def _parts(name: str, layer: str, what: str = "member") -> list[str]:
@@ -268,7 +255,7 @@ def apply_layer(root: Path, path: Path, media_type: str, label: str | None = Non
     fs = Rootfs(root)
     try:
         with (
-            _open_stream(path, media_type) as stream,
+            open_layer(path, media_type) as stream,
             tarfile.open(fileobj=stream, mode="r|") as tar,
         ):
             _LayerApplier(fs, name).apply(tar)
