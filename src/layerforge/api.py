@@ -21,13 +21,14 @@ from layerforge.events import NullReporter, Reporter
 from layerforge.lockfile import Lock, LockedNode
 from layerforge.manifest import Project, load
 from layerforge.oci.layout import Store
-from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
 from layerforge.report.disk import preflight
 from layerforge.resolve import ResolveOptions, resolve, stale_nodes
+from layerforge.sources.base import SourceContext
+from layerforge.sources.materialize import materialize
 
 if TYPE_CHECKING:
-    from layerforge.oci.remote import RegistryCache
+    from layerforge.publish import RegistryCache
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def _built_tags(path: Path) -> dict[str, str]:
 def _with_remote(plan: Plan, remote: RegistryCache | None) -> Plan:
     if remote is None or not plan.to_build:
         return plan
-    from layerforge.oci.remote import mark_remote  # noqa: PLC0415
+    from layerforge.publish import mark_remote  # noqa: PLC0415
 
     return mark_remote(plan, remote.present(plan))
 

@@ -11,7 +11,7 @@ from layerforge.build.python import DistFiles, group, rest_group, split
 from layerforge.lockfile import Package
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.ossource import Layer
+from layerforge.sources.base import Layer
 
 SITE = "opt/venv/lib/python3.11/site-packages"
 

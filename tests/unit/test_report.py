@@ -206,8 +206,8 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
     more job stages one more node at once."""
     from layerforge import lockfile
     from layerforge.manifest import load
-    from layerforge.ossource import debootstrap_key
     from layerforge.plan import make_plan, scan_sources
+    from layerforge.sources.debootstrap import debootstrap_key
     from tests.conftest import EXAMPLE
 
     project = load(EXAMPLE / "layerforge.toml")
@@ -351,8 +351,8 @@ def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -
     from layerforge.build.executor import BuildContext
     from layerforge.events import NullReporter
     from layerforge.manifest import load
-    from layerforge.ossource import Layer
     from layerforge.plan import make_plan, scan_sources
+    from layerforge.sources.base import Layer
     from tests.conftest import EXAMPLE
 
     project = load(EXAMPLE / "layerforge.toml")
@@ -376,8 +376,8 @@ def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -
 def test_owners_match_layers_by_digest_along_the_chain() -> None:
     from layerforge.build.image import ImageRecord
     from layerforge.manifest import load
-    from layerforge.ossource import Layer, PythonInfo
     from layerforge.report.sizes import _owners
+    from layerforge.sources.base import Layer, PythonInfo
     from tests.conftest import EXAMPLE
 
     project = load(EXAMPLE / "layerforge.toml")

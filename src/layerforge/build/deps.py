@@ -21,9 +21,9 @@ from layerforge.build.layercache import cache_key, cached_layers, remember_layer
 from layerforge.events import Event
 from layerforge.lockfile import Package
 from layerforge.manifest import Node
-from layerforge.ossource import Layer
 from layerforge.sandbox.bytecode import compile_stage
 from layerforge.sandbox.system import Sandbox
+from layerforge.sources.base import Layer
 
 if TYPE_CHECKING:
     from layerforge.build.executor import BuildContext

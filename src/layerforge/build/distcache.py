@@ -39,7 +39,7 @@ from typing import Any
 from layerforge.build.python import DistFiles
 from layerforge.lockfile import Package
 from layerforge.oci.layout import Store, atomic_write
-from layerforge.ossource import Layer
+from layerforge.sources.base import Layer
 
 
 @dataclass(frozen=True)

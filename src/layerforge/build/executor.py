@@ -41,15 +41,16 @@ from layerforge.events import Event, Reporter
 from layerforge.lockfile import Lock
 from layerforge.manifest import Node, Project
 from layerforge.oci.layout import Store
-from layerforge.ossource import BaseImage, Layer, SourceContext, materialize
 from layerforge.plan import Plan, Step, short
 from layerforge.sandbox import system as sysl
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
+from layerforge.sources.base import BaseImage, Layer, SourceContext
+from layerforge.sources.materialize import materialize
 
 
 class RemoteCache(Protocol):
-    """Fetches a node the registry already holds (see layerforge.oci.remote.RegistryCache)."""
+    """Fetches a node the registry already holds (see layerforge.publish.RegistryCache)."""
 
     def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord: ...
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, atomic_write, canonical_json
-from layerforge.ossource import Layer, PythonInfo
+from layerforge.sources.base import Layer, PythonInfo
 
 KEY_ANNOTATION = "dev.layerforge.key"
 NODE_ANNOTATION = "dev.layerforge.node"

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from layerforge.build.layer import Entry, write_layer_to_store
 from layerforge.events import Event
 from layerforge.oci.layout import atomic_write
-from layerforge.ossource import Layer
 from layerforge.plan import LAYER_FORMAT
+from layerforge.sources.base import Layer
 
 if TYPE_CHECKING:
     from layerforge.build.executor import BuildContext

@@ -20,7 +20,8 @@ from layerforge.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci import media
 from layerforge.oci.layout import Store
-from layerforge.ossource import SourceContext, materialize
+from layerforge.sources.base import SourceContext
+from layerforge.sources.materialize import materialize
 
 
 def write_rootfs(

@@ -38,9 +38,10 @@ from layerforge.events import NullReporter
 from layerforge.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
-from layerforge.ossource import debootstrap_key, record_path
 from layerforge.plan import Plan
 from layerforge.sizes import format_size
+from layerforge.sources.debootstrap import debootstrap_key
+from layerforge.sources.materialize import record_path
 
 LAYER_FACTOR = 1.5
 INSTALL_FACTOR = 4.0

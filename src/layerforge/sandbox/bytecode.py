@@ -29,10 +29,10 @@ from pathlib import Path
 from layerforge import proc
 from layerforge.errors import BuildError
 from layerforge.events import Event
-from layerforge.ossource import Layer
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.system import Sandbox
 from layerforge.sandbox.unpack import unpack_chain
+from layerforge.sources.base import Layer
 
 PYTHON = "/opt/venv/bin/python"
 PREFIX = "/var/cache/layerforge-bytecode"  # PYTHONPYCACHEPREFIX inside the sandbox

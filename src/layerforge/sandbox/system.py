@@ -36,10 +36,10 @@ from layerforge.build.source import copy_tree, scan
 from layerforge.errors import BuildError
 from layerforge.events import Event, Reporter
 from layerforge.oci.layout import Store, atomic_write
-from layerforge.ossource import Layer
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.diff import diff_trees
 from layerforge.sandbox.unpack import unpack_chain
+from layerforge.sources.base import Layer
 
 CONTEXT = "/context"
 OUTPUT_TAIL = 25

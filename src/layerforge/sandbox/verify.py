@@ -281,6 +281,7 @@ def _ensure_layers(project: Project, store: Store, record: ImageRecord) -> None:
             f"{record.node}: layers of its image are missing from {store.root}",
             hint=f"rebuild it with `layerforge build {record.node}`",
         )
-    from layerforge.oci.remote import default_config, fetch_missing  # noqa: PLC0415
+    from layerforge.oci.config import default_config  # noqa: PLC0415
+    from layerforge.publish import fetch_missing  # noqa: PLC0415
 
     fetch_missing(project, store, record.node, default_config())
