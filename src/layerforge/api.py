@@ -24,12 +24,14 @@ from layerforge.lock.lockfile import Lock, LockedNode
 from layerforge.lock.resolve import resolve
 from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project, load
+from layerforge.oci.config import default_config
 from layerforge.oci.layout import Store
-from layerforge.oci.remote import RegistryCache, default_config, fetch_missing, mark_remote
-from layerforge.ossource import SourceContext, materialize
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
+from layerforge.publish import RegistryCache, fetch_missing, mark_remote
 from layerforge.records import ImageRecord, read_record
 from layerforge.sandbox.verify import CheckResult, verify_image
+from layerforge.sources.base import SourceContext
+from layerforge.sources.materialize import materialize
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,7 @@ def registry_cache(project: Any, enabled: bool, reporter: Any) -> Any:
     """A RegistryCache for the project's registry, or None (no registry, or disabled)."""
     if not enabled or not project.registry:
         return None
-    from layerforge.oci.remote import RegistryCache, default_config  # noqa: PLC0415
+    from layerforge.oci.config import default_config  # noqa: PLC0415
+    from layerforge.publish import RegistryCache  # noqa: PLC0415
 
     return RegistryCache(project, default_config(), reporter)

@@ -16,17 +16,18 @@ def run_push(
     ws: Any, project: Any, nodes: list[str], as_json: bool, extra_tags: tuple[str, ...] = ()
 ) -> list[Any]:
     """Push NODES (default: all) with a progress display; returns PushResults."""
-    from layerforge.oci import remote  # noqa: PLC0415
+    from layerforge import publish  # noqa: PLC0415
+    from layerforge.oci.config import default_config  # noqa: PLC0415
 
-    remote.Target.of(project)  # no registry: a usage error before anything else
+    publish.Target.of(project)  # no registry: a usage error before anything else
     names = project.select(nodes) if nodes else list(project.nodes)
     store = c.open_store(ws.store)
     rep = c.reporter(as_json)
-    config = remote.default_config()
+    config = default_config()
     if hasattr(rep, "__enter__"):
         with rep:
-            return remote.push_nodes(project, store, names, config, rep, extra_tags)
-    return remote.push_nodes(project, store, names, config, rep, extra_tags)
+            return publish.push_nodes(project, store, names, config, rep, extra_tags)
+    return publish.push_nodes(project, store, names, config, rep, extra_tags)
 
 
 def push_json(results: list[Any], registry: str) -> dict[str, Any]:
@@ -91,14 +92,14 @@ def push(
 def login(registry: str, username: str, password: str | None, password_stdin: bool) -> None:
     """Check credentials for REGISTRY and store them in the Docker config.json."""
     from layerforge.errors import UsageError  # noqa: PLC0415
-    from layerforge.oci import remote  # noqa: PLC0415
+    from layerforge.oci import config  # noqa: PLC0415
     from layerforge.oci.auth import Credential  # noqa: PLC0415
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     if not password:
         raise UsageError("no password given", hint="pass --password-stdin (or -p PASSWORD)")
-    path = remote.login(registry, Credential(username, password), remote.default_config())
+    path = config.login(registry, Credential(username, password), config.default_config())
     click.echo(f"login succeeded; credentials stored in {path}")
 
 
@@ -125,8 +126,9 @@ def archive(
 ) -> None:
     """Write NODE as a tar loadable by `docker load` and `podman load`."""
     from layerforge import api  # noqa: PLC0415
-    from layerforge.oci import remote  # noqa: PLC0415
     from layerforge.oci.archive import write_archive  # noqa: PLC0415
+    from layerforge.oci.config import default_config  # noqa: PLC0415
+    from layerforge.publish import fetch_missing  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
@@ -141,7 +143,7 @@ def archive(
         name = f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
     with local.shared():  # gc waits until every blob is in the archive
         if project.registry:
-            remote.fetch_missing(project, local, node, remote.default_config(), tag)
+            fetch_missing(project, local, node, default_config(), tag)
         result = write_archive(local, f"{node}:{tag}", output, name)
     doc = {"archive": str(result.path), "image": name, "digest": result.manifest.digest}
     if as_json:

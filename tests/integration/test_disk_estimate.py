@@ -28,8 +28,8 @@ from layerforge.events import NullReporter
 from layerforge.lock import lockfile
 from layerforge.manifest import load
 from layerforge.oci.layout import Store
-from layerforge.ossource import debootstrap_key
 from layerforge.plan import make_plan, scan_sources
+from layerforge.sources.debootstrap import debootstrap_key
 from tests.conftest import EXAMPLE, require_tools
 from tests.integration.conftest import build_fleet
 

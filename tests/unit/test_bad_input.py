@@ -14,7 +14,8 @@ from layerforge.events import NullReporter
 from layerforge.manifest import OSSource, load
 from layerforge.oci import media
 from layerforge.oci.layout import Descriptor, Store, canonical_json
-from layerforge.ossource import SourceContext, materialize
+from layerforge.sources.base import SourceContext
+from layerforge.sources.materialize import materialize
 from layerforge.sourcetree import scan
 from tests.unit.test_ossource import fake_rootfs
 

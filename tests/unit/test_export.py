@@ -394,7 +394,8 @@ def test_rootfs_tarball_is_the_os_layer_as_gzip_and_written_once(
     # the hand-made lock's identity is a placeholder: use the real one of this tree
     from layerforge.events import NullReporter
     from layerforge.oci.layout import Store
-    from layerforge.ossource import SourceContext, materialize
+    from layerforge.sources.base import SourceContext
+    from layerforge.sources.materialize import materialize
 
     store = root / ".layerforge"
     node = ctx.project.nodes["cpu"]

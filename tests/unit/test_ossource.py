@@ -13,7 +13,8 @@ from layerforge.errors import SourceError, UnpackError
 from layerforge.events import NullReporter
 from layerforge.manifest import OSSource
 from layerforge.oci.layout import Store
-from layerforge.ossource import SourceContext, find_python, materialize
+from layerforge.sources.base import SourceContext, find_python
+from layerforge.sources.materialize import materialize
 from tests.conftest import require_tools
 
 
@@ -113,7 +114,7 @@ def test_a_changed_project_python_is_checked_again_on_a_reused_source(tmp_path: 
 
 
 def test_a_misspelt_debootstrap_suite_is_a_manifest_error(tmp_path: Path) -> None:
-    from layerforge.ossource import debootstrap_rootfs
+    from layerforge.sources.debootstrap import debootstrap_rootfs
 
     require_tools("debootstrap")  # its suite scripts name the suites it knows
     source = OSSource("debootstrap", "bookwrom")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.errors import UsageError
-from layerforge.oci.remote import RegistryConfig, default_cert_dirs, tls_context
+from layerforge.oci.config import RegistryConfig, default_cert_dirs, tls_context
 
 
 def test_cert_dirs_start_with_the_environment_then_containers_and_docker(tmp_path: Path) -> None:

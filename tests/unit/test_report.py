@@ -210,8 +210,8 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
     from layerforge.events import NullReporter
     from layerforge.lock import lockfile
     from layerforge.manifest import load
-    from layerforge.ossource import debootstrap_key
     from layerforge.plan import make_plan, scan_sources
+    from layerforge.sources.debootstrap import debootstrap_key
     from tests.conftest import EXAMPLE
 
     project = load(EXAMPLE / "layerforge.toml")

@@ -2,7 +2,7 @@
 
 :class:`BuildContext` is made once per build by :func:`layerforge.api.build_project`;
 :class:`RemoteCache` is the seam to the registry cache (implemented by
-:class:`layerforge.oci.remote.RegistryCache`), so the builder never imports the publisher.
+:class:`layerforge.publish.RegistryCache`), so the builder never imports the publisher.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ Outcome = Literal["built", "cached", "remote"]
 
 
 class RemoteCache(Protocol):
-    """Fetches a node the registry already holds (see layerforge.oci.remote.RegistryCache)."""
+    """Fetches a node the registry already holds (see layerforge.publish.RegistryCache)."""
 
     def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord: ...
 

@@ -36,10 +36,11 @@ from layerforge.build.deps import wheel_bytes_to_install
 from layerforge.errors import DiskSpaceError
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
-from layerforge.ossource import debootstrap_key, record_path
 from layerforge.plan import Plan
 from layerforge.records import read_record
 from layerforge.sizes import format_size
+from layerforge.sources.debootstrap import debootstrap_key
+from layerforge.sources.materialize import record_path
 
 LAYER_FACTOR = 1.5
 INSTALL_FACTOR = 4.0

@@ -31,7 +31,6 @@ from layerforge.oci.image import ImageSpec, assemble, created_at, merge_env
 from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store
 from layerforge.oci.tarball import Entry
-from layerforge.ossource import BaseImage, SourceContext, materialize
 from layerforge.plan import Plan, Step, short
 from layerforge.records import (
     KEY_ANNOTATION,
@@ -43,6 +42,8 @@ from layerforge.records import (
 from layerforge.sandbox import system as sysl
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
+from layerforge.sources.base import BaseImage, SourceContext
+from layerforge.sources.materialize import materialize
 from layerforge.sourcetree import SourceTree
 
 

@@ -21,7 +21,8 @@ from layerforge.manifest import Project
 from layerforge.oci import media
 from layerforge.oci.compress import transcode_to_gzip
 from layerforge.oci.layout import Store
-from layerforge.ossource import SourceContext, materialize
+from layerforge.sources.base import SourceContext
+from layerforge.sources.materialize import materialize
 
 
 def write_rootfs(

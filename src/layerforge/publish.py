@@ -1,107 +1,30 @@
-"""The project's registry: clients with credentials, pushing the fleet, the remote cache,
-and registry references as OS sources.
+"""Publishing a project's fleet to its registry: pushing nodes with their tags, and the
+registry as a remote cache of built nodes (implements the build's ``RemoteCache``).
 
 Repositories are ``<project.registry>/<node>``. Tags pushed per node: ``lf-<key12>``
 (immutable), ``latest``, the project version if set, and the git commit (12 hex) of the
-project's tree when it is clean.
+project's tree when it is clean. Registry settings and clients: :mod:`layerforge.oci.config`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from layerforge import proc
 from layerforge.errors import LayerforgeError, RegistryError, StoreError, UsageError
 from layerforge.events import Event, NullReporter, Reporter
-from layerforge.oci import media
-from layerforge.oci.auth import Credential, default_config_path, lookup, read_config, save_login
+from layerforge.manifest import Project
+from layerforge.oci.config import RegistryConfig
+from layerforge.oci.layer import Layer, annotated_size
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.oci.pull import pull, pull_blob, resolve_manifest
+from layerforge.oci.pull import pull_blob, resolve_manifest
 from layerforge.oci.push import PushResult, PushSession, manifest_exists, push_image
-from layerforge.oci.reference import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_REGISTRY,
-    Reference,
-    parse,
-    split_namespace,
-)
+from layerforge.oci.reference import Reference, split_namespace
 from layerforge.oci.registry import Client
-
-if TYPE_CHECKING:
-    from layerforge.manifest import OSSource, Project
-    from layerforge.ossource import BaseImage, SourceContext
-    from layerforge.plan import Plan, Step
-    from layerforge.records import ImageRecord
-
-INSECURE_ENV = "LAYERFORGE_INSECURE_REGISTRIES"
-CERTS_ENV = "LAYERFORGE_CERTS_DIR"
-
-
-def default_cert_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
-    """Where ``<host:port>/*.crt`` CA files are looked for, first match wins (containers'
-    order, after ``$LAYERFORGE_CERTS_DIR``)."""
-    home = Path(env.get("HOME") or Path.home())
-    config_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-    own = (Path(env[CERTS_ENV]),) if env.get(CERTS_ENV) else ()
-    return (
-        *own,
-        config_home / "containers" / "certs.d",
-        Path("/etc/containers/certs.d"),
-        Path("/etc/docker/certs.d"),
-    )
-
-
-def tls_context(cert_dirs: tuple[Path, ...], host: str) -> ssl.SSLContext | None:
-    """The system's CAs plus the ``*.crt`` files of the first ``DIR/<host>/`` that exists;
-    None when no directory has an entry for ``host``."""
-    entry = next((d / host for d in cert_dirs if (d / host).is_dir()), None)
-    if entry is None:
-        return None
-    context = ssl.create_default_context()
-    for ca in sorted(entry.glob("*.crt")):
-        try:
-            context.load_verify_locations(cafile=str(ca))
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError(
-                f"{ca}: not a PEM CA certificate ({exc})",
-                hint=f"put the PEM certificate of the CA that signed {host}'s certificate there",
-            ) from None
-    return context
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    """Where credentials live, which hosts may use plain HTTP, where private CAs are."""
-
-    docker_config: Path
-    insecure: tuple[str, ...] = ()
-    cert_dirs: tuple[Path, ...] = ()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> RegistryConfig:
-        insecure = tuple(h.strip() for h in env.get(INSECURE_ENV, "").split(",") if h.strip())
-        return cls(default_config_path(env), insecure, default_cert_dirs(env))
-
-    def client(self, registry: str, credential: Credential | None = None) -> Client:
-        """A client for ``registry`` with its credential (from config.json unless given)."""
-        endpoint = DEFAULT_ENDPOINT if registry == DEFAULT_REGISTRY else registry
-        if credential is None:
-            credential = lookup(read_config(self.docker_config), registry)
-        insecure = registry in self.insecure
-        tls = None if insecure else tls_context(self.cert_dirs, registry)
-        return Client(endpoint, credential, insecure=insecure, tls=tls)
-
-
-def default_config() -> RegistryConfig:
-    """Read at call time (never at import): DOCKER_CONFIG, LAYERFORGE_INSECURE_REGISTRIES,
-    LAYERFORGE_CERTS_DIR, HOME and XDG_CONFIG_HOME."""
-    return RegistryConfig.from_env(os.environ)
+from layerforge.plan import Plan, Step, short
+from layerforge.records import ImageRecord, PythonInfo, read_record, write_record
 
 
 @dataclass(frozen=True)
@@ -146,8 +69,6 @@ def git_commit(root: Path) -> str | None:
 
 
 def tags_for(project: Project, key: str, extra: tuple[str, ...] = ()) -> list[str]:
-    from layerforge.plan import short  # noqa: PLC0415
-
     tags = [short(key), "latest"]
     if project.version:
         tags.append(project.version)
@@ -181,8 +102,6 @@ def _push_one(
     name: str,
     extra_tags: tuple[str, ...],
 ) -> PushResult:
-    from layerforge.records import read_record  # noqa: PLC0415
-
     record = read_record(store, f"{name}:latest")
     if record is None:
         raise StoreError(
@@ -257,13 +176,6 @@ class RegistryCache:
 
     def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord:
         """Manifest and config into the store (layers stay remote until needed)."""
-        from layerforge.oci.layer import Layer, annotated_size  # noqa: PLC0415
-        from layerforge.records import (  # noqa: PLC0415
-            ImageRecord,
-            PythonInfo,
-            write_record,
-        )
-
         target = self.target
         repo = target.repository(step.node)
         ref = Reference(target.registry, repo, step.tag)
@@ -304,15 +216,13 @@ class RegistryCache:
 
 def mark_remote(plan: Plan, present: set[str]) -> Plan:
     """The plan with every step the registry holds marked ``remote`` ("in registry")."""
-    from layerforge.plan import Plan as PlanType  # noqa: PLC0415
-
     steps = tuple(
         replace(s, status="remote", reasons=("in registry",))
         if s.status == "build" and f"{s.node}:{s.tag}" in present
         else s
         for s in plan.steps
     )
-    return PlanType(steps)
+    return Plan(steps)
 
 
 def fetch_missing(
@@ -337,49 +247,3 @@ def fetch_missing(
         for layer in missing:
             pull_blob(client, ref, store, layer, NullReporter())
     return sum(x.size for x in missing)
-
-
-# -- registry references as OS sources ----------------------------------------------------
-
-
-def materialize_reference(source: OSSource, ctx: SourceContext, where: str) -> BaseImage:
-    """Pull ``source.spec`` (or the digest the lock pinned) and describe it as an OS base."""
-    from layerforge.ossource import _image_from_manifest  # noqa: PLC0415
-
-    ref = parse(source.spec)
-    pinned = getattr(ctx, "pinned", None)
-    if pinned:
-        ref = ref.with_digest(pinned)
-    with default_config().client(ref.registry) as client:
-        pulled = pull(client, ref, ctx.store, ctx.reporter)
-    image = _image_from_manifest(
-        pulled.descriptor.digest, pulled.config, source.describe(), ctx, where
-    )
-    # Docker-typed gzip layers are the same bytes as OCI gzip layers: our manifests use OCI
-    layers = tuple(
-        replace(x, descriptor=replace(x.descriptor, media_type=media.OCI_LAYER_GZIP))
-        if x.descriptor.media_type == media.DOCKER_LAYER_GZIP
-        else x
-        for x in image.layers
-    )
-    return replace(image, layers=layers)
-
-
-# -- login --------------------------------------------------------------------------------
-
-
-def login(registry: str, credential: Credential, config: RegistryConfig) -> Path:
-    """Check ``credential`` against ``registry`` (ping /v2/), then store it in config.json."""
-    host = split_namespace(registry)[0]
-    with config.client(host, credential) as client:
-        resp = client.ping()
-    if resp.status in (401, 403):
-        raise RegistryError(
-            f"registry {host} rejected the credentials of {credential.username!r} "
-            f"(HTTP {resp.status})",
-            hint=f"check the user name and password (or token), then `layerforge login {host}`",
-        )
-    if resp.status >= 300:
-        raise RegistryError(f"registry {host}: /v2/ answered HTTP {resp.status}; is it a registry?")
-    save_login(config.docker_config, host, credential)
-    return config.docker_config

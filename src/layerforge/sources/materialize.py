@@ -1,0 +1,60 @@
+"""Materialize an OS source as layers in the store, reusing the last record of it.
+
+Kinds (a dict of implementations, not a hierarchy), one module each:
+
+- ``debootstrap`` (:mod:`layerforge.sources.debootstrap`): run ``debootstrap`` once per
+  (suite, variant, packages) and cache the root filesystem under the cache directory; its
+  identity is the exact list of Debian packages.
+- ``rootfs`` (:mod:`layerforge.sources.rootfs`): a directory or a ``.tar[.gz]`` of a root
+  filesystem; identity = the layer diff_id.
+- ``oci`` (:mod:`layerforge.sources.ocilayout`): an image in a local OCI layout; identity = its
+  manifest digest.
+- ``registry`` (:mod:`layerforge.sources.registry`): a registry reference; identity = the
+  linux/amd64 manifest digest (the lock pins it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from layerforge.manifest import OSSource
+from layerforge.oci.layout import Store, atomic_write
+from layerforge.sources.base import BaseImage, SourceContext
+from layerforge.sources.debootstrap import materialize_debootstrap
+from layerforge.sources.ocilayout import materialize_oci
+from layerforge.sources.registry import materialize_reference
+from layerforge.sources.rootfs import materialize_rootfs
+
+MATERIALIZERS: dict[str, Callable[[OSSource, SourceContext, str], BaseImage]] = {
+    "debootstrap": materialize_debootstrap,
+    "rootfs": materialize_rootfs,
+    "oci": materialize_oci,
+    "registry": materialize_reference,
+}
+
+
+def record_path(store: Store, source: OSSource) -> Path:
+    spec = json.dumps([source.kind, source.spec, list(source.packages), source.variant])
+    key = hashlib.sha256(spec.encode()).hexdigest()[:24]
+    return store.root / "layerforge" / "sources" / f"{key}.json"
+
+
+def materialize(source: OSSource, ctx: SourceContext, where: str, *, refresh: bool) -> BaseImage:
+    """The OS source as layers in the store, reusing the last record unless ``refresh``."""
+    path = record_path(ctx.store, source)
+    if not refresh and path.is_file():
+        image = BaseImage.from_json(json.loads(path.read_text()))
+        pinned = source.kind != "registry" or ctx.pinned in (None, image.identity)
+        same_python = image.python.version == ctx.python  # else look for it again (and refuse)
+        if (
+            pinned
+            and same_python
+            and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers)
+        ):
+            return image
+    image = MATERIALIZERS[source.kind](source, ctx, where)
+    atomic_write(path, json.dumps(image.to_json(), indent=2, sort_keys=True).encode())
+    return image
