@@ -71,12 +71,14 @@ def rewrite(text: str, rules: list[Rule]) -> str:  # noqa: C901 (a one-off tool)
         for item in items:
             name, _, alias = (part.strip() for part in item.partition(" as "))
             target, new_name = move_module(module, rules), name
+            named = False  # a name rule wins over a module rule for the same module
             for rule in rules:
                 if rule.name == name and rule.old == module:
                     target, new_name = rule.new, rule.new_name or name
+                    named = True
             full = f"{module}.{name}"
             moved_full = move_module(full, rules)
-            if moved_full != full:  # `from P import m`: a module moved
+            if moved_full != full and not named:  # `from P import m`: a module moved
                 target, new_name = split(moved_full)
                 if not alias and new_name != name:
                     module_renames[name] = new_name
