@@ -12,26 +12,92 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from layerforge.build import budgets
 from layerforge.build.context import BuildContext, NodeResult
 from layerforge.build.disk import preflight
 from layerforge.build.executor import execute
 from layerforge.cachedir import uses_cache
-from layerforge.errors import LockError, VerifyError
+from layerforge.errors import LockError, UsageError, VerifyError
 from layerforge.events import NullReporter, Reporter
+from layerforge.export import ExportOptions, WriteResult, export, make_context
+from layerforge.export.common import find_repo_root
+from layerforge.gc.cachegc import CacheGcResult, collect_caches
+from layerforge.gc.storegc import GcResult, collect
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import stale_nodes
 from layerforge.lock.lockfile import Lock, LockedNode
 from layerforge.lock.resolve import resolve
+from layerforge.lock.runtime import GroupSummary, summaries
 from layerforge.lock.uv import ResolveOptions
-from layerforge.manifest import Project, load
-from layerforge.oci.config import default_config
+from layerforge.manifest import Project, did_you_mean, find_manifest, load
+from layerforge.manifest.starter import write_starter
+from layerforge.oci.archive import Archive, write_archive
+from layerforge.oci.auth import Credential
+from layerforge.oci.config import default_config, login
 from layerforge.oci.layout import Store
+from layerforge.oci.push import PushResult
+from layerforge.oci.reference import split_namespace
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
-from layerforge.publish import RegistryCache, fetch_missing, mark_remote
+from layerforge.publish import RegistryCache, Target, fetch_missing, mark_remote, push_nodes
 from layerforge.records import ImageRecord, read_record
+from layerforge.report.fleet import FleetReport, fleet_report
+from layerforge.report.html import render
+from layerforge.report.sizes import describe_layer
+from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize
+
+__all__ = [  # the verbs, and the types and helpers the CLI takes from here (it imports only api)
+    "Archive",
+    "CacheGcResult",
+    "CheckResult",
+    "Credential",
+    "ExportOptions",
+    "ExportOutcome",
+    "FleetReport",
+    "GarbageResult",
+    "GcResult",
+    "GroupSummary",
+    "Lock",
+    "LockResult",
+    "NodeResult",
+    "Plan",
+    "PlanOptions",
+    "Project",
+    "PushResult",
+    "RegistryCache",
+    "ReportResult",
+    "ResolveOptions",
+    "Store",
+    "TimingReporter",
+    "Workspace",
+    "archive_node",
+    "build_project",
+    "check_budgets",
+    "check_lock",
+    "collect_garbage",
+    "describe_layer",
+    "did_you_mean",
+    "export_project",
+    "find_manifest",
+    "find_repo_root",
+    "init_project",
+    "load_project",
+    "lock_project",
+    "login_registry",
+    "open_store",
+    "plan_project",
+    "push_project",
+    "read_lock",
+    "read_optional_lock",
+    "registry_cache",
+    "report_html",
+    "report_project",
+    "runtime_summaries",
+    "schema_text",
+    "verify_project",
+]
 
 
 @dataclass(frozen=True)
@@ -253,3 +319,172 @@ def _ensure_layers(project: Project, store: Store, record: ImageRecord) -> None:
             hint=f"rebuild it with `layerforge build {record.node}`",
         )
     fetch_missing(project, store, record.node, default_config())
+
+
+# -- the other verbs (each CLI command calls one of these) ------------------------------------
+
+
+def init_project(directory: Path, name: str | None = None) -> Path:
+    """Write a starter layerforge.toml in ``directory``; returns its path."""
+    return write_starter(directory, name)
+
+
+def schema_text() -> str:
+    """The JSON Schema of layerforge.toml."""
+    # pydantic loads only here and on a manifest cache miss, never for the other verbs
+    from layerforge.manifest.schema import json_schema_text  # noqa: PLC0415
+
+    return json_schema_text()
+
+
+def read_optional_lock(ws: Workspace) -> Lock | None:
+    """The lock as it is (stale or not); None when there is none yet."""
+    return lockfile.read_optional(ws.lock_path)
+
+
+def runtime_summaries(
+    project: Project, lock: Lock | None, names: list[str] | None = None
+) -> list[GroupSummary]:
+    """The runtime groups of ``names`` (default: every node); none without a lock."""
+    if lock is None or not any(n.runtime for n in project.nodes.values()):
+        return []
+    known = [n for n in (names or list(project.nodes)) if n in lock.nodes]
+    return summaries(project, lock, known)
+
+
+def registry_cache(project: Project, reporter: Reporter) -> RegistryCache | None:
+    """A RegistryCache for the project's registry, or None when it has none."""
+    if not project.registry:
+        return None
+    return RegistryCache(project, default_config(), reporter)
+
+
+def open_store(root: Path) -> Store:
+    """The store at ``root`` for verbs that only read it; an empty or missing store is a
+    UsageError (exit 2) naming it, a damaged one stays a StoreError (exit 1)."""
+    if not (root / "oci-layout").exists():
+        state = "does not exist" if not root.exists() else "holds no oci-layout file"
+        raise UsageError(
+            f"nothing built in the store {root} (it {state})",
+            hint="run `layerforge build` first, or pass --store DIR where you built",
+        )
+    return Store.open(root, create=False)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    fleet: FleetReport
+    runtime: list[GroupSummary]
+
+
+def report_project(
+    project: Project, ws: Workspace, store: Store, selected: list[str] | None = None
+) -> ReportResult:
+    """Sizes, layers, sharing, waste and budgets of the images of ``selected`` (default:
+    all) in ``store`` (see :func:`open_store`), and their runtime groups."""
+    lock = read_optional_lock(ws)
+    return ReportResult(
+        fleet_report(store, project, lock, selected), runtime_summaries(project, lock, selected)
+    )
+
+
+def report_html(report: FleetReport) -> str:
+    """The self-contained HTML page of a report."""
+    return render(report)
+
+
+def check_budgets(report: FleetReport) -> None:
+    """A BudgetError (exit 1) when an image of the report is over its max_size."""
+    if report.breaches:
+        raise budgets.error(report.breaches, building=False)
+
+
+@dataclass(frozen=True)
+class GarbageResult:
+    store: GcResult
+    caches: CacheGcResult | None  # None: the cache directory was not cleaned
+
+
+def collect_garbage(
+    ws: Workspace,
+    keep: int,
+    *,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    caches: bool = True,
+    all_caches: bool = False,
+    reporter: Reporter | None = None,
+) -> GarbageResult:
+    """Remove the blobs no tag reaches (keeping ``keep`` keys per node), then, with
+    ``caches`` (or ``all_caches``), the cache entries no known store needs."""
+    store = open_store(ws.store)
+    result = collect(store, keep, dry_run=dry_run, timeout=timeout, reporter=reporter)
+    cache = None
+    if caches or all_caches:
+        cache = collect_caches(
+            ws.cache_dir, store, ws.manifest, result, dry_run=dry_run, all_caches=all_caches
+        )
+    return GarbageResult(result, cache)
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    result: WriteResult
+    keys: dict[str, str]  # node -> its content-key tag
+
+
+def export_project(
+    kind: str,
+    project: Project,
+    ws: Workspace,
+    options: ExportOptions,
+    reporter: Reporter | None = None,
+    *,
+    rootfs: bool = False,
+) -> ExportOutcome:
+    """Write the files of exporter ``kind``; with ``rootfs`` (dockerfiles), also the root
+    filesystem tarballs of root bases, from the store."""
+    ctx = make_context(project, read_lock(project, ws), options, (ws.store, ws.cache_dir))
+    result = export(
+        kind,
+        ctx,
+        store=ws.store if rootfs else None,
+        cache_dir=ws.cache_dir if rootfs else None,
+        reporter=reporter,
+    )
+    return ExportOutcome(result, {n: ctx.tag(n) for n in project.nodes})
+
+
+def push_project(
+    project: Project,
+    ws: Workspace,
+    selected: list[str] | None = None,
+    reporter: Reporter | None = None,
+    extra_tags: tuple[str, ...] = (),
+) -> list[PushResult]:
+    """Push ``selected`` (default: all, with their ancestors) to project.registry."""
+    Target.of(project)  # no registry: a usage error before anything else
+    names = project.select(selected) if selected else list(project.nodes)
+    store = open_store(ws.store)
+    return push_nodes(project, store, names, default_config(), reporter, extra_tags)
+
+
+def login_registry(registry: str, credential: Credential) -> Path:
+    """Check ``credential`` against ``registry``, then store it in the Docker config.json
+    (whose path is returned)."""
+    return login(registry, credential, default_config())
+
+
+def archive_node(
+    project: Project, store: Store, node: str, tag: str, output: Path
+) -> tuple[str, Archive]:
+    """Write ``node:tag`` of ``store`` as a tar for `docker load` at ``output``; returns the
+    image name in the archive, and the archive."""
+    name = f"{project.name}/{node}:{tag}"
+    if project.registry:
+        host, namespace = split_namespace(project.registry)
+        name = f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
+    with store.shared():  # gc waits until every blob is in the archive
+        if project.registry:
+            fetch_missing(project, store, node, default_config(), tag)
+        return name, write_archive(store, f"{node}:{tag}", output, name)

@@ -136,7 +136,7 @@ def test_every_manifest_error_exits_2_names_the_key_and_writes_nothing(
 
 
 def test_cli_reference_is_current() -> None:
-    from layerforge.clidoc import render
+    from layerforge.cli.doc import render
 
     current = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
-    assert current == render(), "run: python -m layerforge.clidoc > docs/cli.md"
+    assert current == render(), "run: python -m layerforge.cli.doc > docs/cli.md"

@@ -183,17 +183,17 @@ def test_lock_upgrade_package_in_requirements_but_not_locked_is_accepted(
     project: Path,
 ) -> None:
     from layerforge.api import Workspace, load_project
-    from layerforge.commands import _check_upgrade_packages
+    from layerforge.cli.lock import check_upgrade_packages
     from layerforge.errors import UsageError
 
     _write_lock(project)
     ws = Workspace(project / "layerforge.toml", project / ".layerforge", project / "cache")
     loaded = load_project(ws)
     # six: in the requirements, not locked; numpy: locked, named in any spelling
-    _check_upgrade_packages(loaded, ws, ("six", "NumPy", "numpy==2.1", " six "))  # no error
+    check_upgrade_packages(loaded, ws, ("six", "NumPy", "numpy==2.1", " six "))  # no error
     for refused in ("pandas", "sixx", "numpy-extra"):  # neither locked nor required
         with pytest.raises(UsageError, match=f"no locked distribution named '{refused}'") as info:
-            _check_upgrade_packages(loaded, ws, ("six", refused))
+            check_upgrade_packages(loaded, ws, ("six", refused))
         assert info.value.exit_code == 2
 
 
@@ -371,7 +371,7 @@ def test_tables_written_to_a_pipe_are_wide_enough_for_their_headers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Regression: piped output (CI logs) was cut at 80 columns ('compress…')."""
-    from layerforge.cliutil import PIPE_WIDTH, console
+    from layerforge.cli.options import PIPE_WIDTH, console
 
     monkeypatch.delenv("COLUMNS", raising=False)
     assert console().width == PIPE_WIDTH

@@ -426,7 +426,7 @@ def test_waste_shared_by_descendants_is_printed_once() -> None:
 
     from rich.console import Console
 
-    from layerforge.commands_report import _print_waste
+    from layerforge.cli.report import print_waste
 
     item = SimpleNamespace(path="usr/share/doc/x.gz", size=2048, how="deleted", upper=2)
     shared = SimpleNamespace(items=[item])
@@ -437,7 +437,7 @@ def test_waste_shared_by_descendants_is_printed_once() -> None:
         SimpleNamespace(node="clean", waste=SimpleNamespace(items=[]), layers=layers),
     ]
     console = Console(record=True, width=200)
-    _print_waste(console, SimpleNamespace(images=images))
+    print_waste(console, SimpleNamespace(images=images))
     text = console.export_text()
     assert text.count("usr/share/doc/x.gz") == 1
     assert "waste in cpu, api (largest files):" in text and "clean" not in text

@@ -87,8 +87,7 @@ def _areas(manifest: Path | None, store: Path | None, cache_dir: Path | None) ->
 def workspace(manifest: Path | None, store: Path | None, cache_dir: Path | None) -> Any:
     """The Workspace of the options; a store or cache path that cannot be a directory (it, or
     a directory above it, is a file) is a UsageError before anything runs."""
-    from layerforge.api import Workspace  # noqa: PLC0415
-    from layerforge.manifest import find_manifest  # noqa: PLC0415
+    from layerforge.api import Workspace, find_manifest  # noqa: PLC0415
 
     path = find_manifest(Path(manifest) if manifest else Path.cwd()).resolve()
     ws = Workspace(
@@ -127,21 +126,6 @@ def check_directory(path: Path, what: str, hint: str) -> None:
         raise UsageError(f"{what} {path} cannot be a directory: {blocker} is a file", hint=hint)
 
 
-def open_store(root: Path) -> Any:
-    """The store at ``root`` for verbs that only read it; an empty or missing store is a
-    UsageError (exit 2) naming it, a damaged one stays a StoreError (exit 1)."""
-    from layerforge.errors import UsageError  # noqa: PLC0415
-    from layerforge.oci.layout import Store  # noqa: PLC0415
-
-    if not (root / "oci-layout").exists():
-        state = "does not exist" if not root.exists() else "holds no oci-layout file"
-        raise UsageError(
-            f"nothing built in the store {root} (it {state})",
-            hint="run `layerforge build` first, or pass --store DIR where you built",
-        )
-    return Store.open(root, create=False)
-
-
 def output_file(path: Path, option: str, example: str, *, create: bool = True) -> Path:
     """``path`` resolved, its missing parent directories created (with ``create``); exit 2 if
     it is a directory or cannot be made."""
@@ -172,7 +156,7 @@ def output_file(path: Path, option: str, example: str, *, create: bool = True) -
 
 
 def reporter(as_json: bool) -> Any:
-    from layerforge.render import JsonLinesReporter, RichReporter  # noqa: PLC0415
+    from layerforge.cli.render import JsonLinesReporter, RichReporter  # noqa: PLC0415
 
     if as_json:
         return JsonLinesReporter()
@@ -194,15 +178,13 @@ def emit_json(doc: object) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=True))
 
 
-def _runner_names() -> list[str]:
-    from layerforge.sandbox.runner import RUNNERS  # noqa: PLC0415
-
-    return sorted(RUNNERS)
-
+# The names of layerforge.sandbox.runner.RUNNERS (test_cli_robust checks that they are equal),
+# spelled here so that `--help` loads no sandbox code.
+RUNNER_NAMES = ("bwrap", "chroot", "podman")
 
 runner_option = click.option(
     "--runner",
-    type=click.Choice(_runner_names()),
+    type=click.Choice(RUNNER_NAMES),
     default=None,
     help="Sandbox runner (default: bwrap; chroot is unconfined: trusted images only).",
 )
@@ -226,9 +208,8 @@ remote_cache_option = click.option(
 
 def registry_cache(project: Any, enabled: bool, reporter: Any) -> Any:
     """A RegistryCache for the project's registry, or None (no registry, or disabled)."""
-    if not enabled or not project.registry:
+    if not enabled:
         return None
-    from layerforge.oci.config import default_config  # noqa: PLC0415
-    from layerforge.publish import RegistryCache  # noqa: PLC0415
+    from layerforge import api  # noqa: PLC0415
 
-    return RegistryCache(project, default_config(), reporter)
+    return api.registry_cache(project, reporter)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from layerforge import cliutil as c
+from layerforge.cli import options as c
 from layerforge.sizes import format_size
 
 
@@ -16,18 +16,13 @@ def run_push(
     ws: Any, project: Any, nodes: list[str], as_json: bool, extra_tags: tuple[str, ...] = ()
 ) -> list[Any]:
     """Push NODES (default: all) with a progress display; returns PushResults."""
-    from layerforge import publish  # noqa: PLC0415
-    from layerforge.oci.config import default_config  # noqa: PLC0415
+    from layerforge import api  # noqa: PLC0415
 
-    publish.Target.of(project)  # no registry: a usage error before anything else
-    names = project.select(nodes) if nodes else list(project.nodes)
-    store = c.open_store(ws.store)
     rep = c.reporter(as_json)
-    config = default_config()
     if hasattr(rep, "__enter__"):
         with rep:
-            return publish.push_nodes(project, store, names, config, rep, extra_tags)
-    return publish.push_nodes(project, store, names, config, rep, extra_tags)
+            return api.push_project(project, ws, nodes, rep, extra_tags)
+    return api.push_project(project, ws, nodes, rep, extra_tags)
 
 
 def push_json(results: list[Any], registry: str) -> dict[str, Any]:
@@ -91,15 +86,14 @@ def push(
 @click.option("--password-stdin", is_flag=True, help="Read the password or token from stdin.")
 def login(registry: str, username: str, password: str | None, password_stdin: bool) -> None:
     """Check credentials for REGISTRY and store them in the Docker config.json."""
+    from layerforge import api  # noqa: PLC0415
     from layerforge.errors import UsageError  # noqa: PLC0415
-    from layerforge.oci import config  # noqa: PLC0415
-    from layerforge.oci.auth import Credential  # noqa: PLC0415
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     if not password:
         raise UsageError("no password given", hint="pass --password-stdin (or -p PASSWORD)")
-    path = config.login(registry, Credential(username, password), config.default_config())
+    path = api.login_registry(registry, api.Credential(username, password))
     click.echo(f"login succeeded; credentials stored in {path}")
 
 
@@ -126,25 +120,13 @@ def archive(
 ) -> None:
     """Write NODE as a tar loadable by `docker load` and `podman load`."""
     from layerforge import api  # noqa: PLC0415
-    from layerforge.oci.archive import write_archive  # noqa: PLC0415
-    from layerforge.oci.config import default_config  # noqa: PLC0415
-    from layerforge.publish import fetch_missing  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
     project.select([node])
-    local = c.open_store(ws.store)
+    local = api.open_store(ws.store)
     output = c.output_file(_archive_path(output, node, tag), "-o/--output", f"{node}.tar")
-    name = f"{project.name}/{node}:{tag}"
-    if project.registry:
-        from layerforge.oci.reference import split_namespace  # noqa: PLC0415
-
-        host, namespace = split_namespace(project.registry)
-        name = f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
-    with local.shared():  # gc waits until every blob is in the archive
-        if project.registry:
-            fetch_missing(project, local, node, default_config(), tag)
-        result = write_archive(local, f"{node}:{tag}", output, name)
+    name, result = api.archive_node(project, local, node, tag, output)
     doc = {"archive": str(result.path), "image": name, "digest": result.manifest.digest}
     if as_json:
         c.emit_json({**doc, "size": result.size})
@@ -159,5 +141,5 @@ def _archive_path(output: Path, node: str, tag: str) -> Path:
     return output / (f"{node}.tar" if tag == "latest" else f"{node}-{tag}.tar")
 
 
-# `archive` joins the `export` group of layerforge.commands_export (see commands.py).
+# `archive` joins the `export` group of layerforge.cli.export (see cli/commands.py).
 REGISTRY_COMMANDS = [push, login]

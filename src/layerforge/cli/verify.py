@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from layerforge import cliutil as c
+from layerforge.cli import options as c
 
 
 @click.command()
@@ -23,11 +23,10 @@ def verify(
 ) -> None:
     """Run the verify statements of NODES (default: all) inside their images."""
     from layerforge import api  # noqa: PLC0415
-    from layerforge.api import verify_project  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
-    results = verify_project(project, ws, list(nodes), c.reporter(as_json), runner)
+    results = api.verify_project(project, ws, list(nodes), c.reporter(as_json), runner)
     if as_json:
         c.emit_json(
             {

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import click
 
 from layerforge import __version__, proc
-from layerforge.cliutil import console
+from layerforge.cli.commands import COMMANDS
+from layerforge.cli.options import console
 from layerforge.errors import LayerforgeError, UsageError
 
 
@@ -22,8 +23,6 @@ from layerforge.errors import LayerforgeError, UsageError
 def cli() -> None:
     """Reproducible, layered OCI images for fleets of Python services, without a daemon."""
 
-
-from layerforge.commands import COMMANDS  # noqa: E402
 
 for _command in COMMANDS:
     cli.add_command(_command)

@@ -8,24 +8,15 @@ from typing import Any
 
 import click
 
-from layerforge import cliutil as c
+from layerforge.cli import options as c
 from layerforge.sizes import format_size
 
 
-def summaries(project: Any, lock: Any, names: list[str] | None = None) -> list[Any]:
-    """The runtime groups of ``names`` (default: every node); none without a lock."""
-    if lock is None or not any(n.runtime for n in project.nodes.values()):
-        return []
-    from layerforge.lock.runtime import summaries as compute  # noqa: PLC0415
-
-    known = [n for n in (names or list(project.nodes)) if n in lock.nodes]
-    return compute(project, lock, known)
-
-
 def lock_summaries(ws: Any, project: Any, names: list[str]) -> list[Any]:
-    from layerforge.lock import lockfile  # noqa: PLC0415
+    """The runtime groups of ``names`` as the lock file says (stale or not)."""
+    from layerforge import api  # noqa: PLC0415
 
-    return summaries(project, lockfile.read_optional(ws.lock_path), names)
+    return api.runtime_summaries(project, api.read_optional_lock(ws), names)
 
 
 def runtime_json(rows: list[Any]) -> list[dict[str, object]]:
@@ -74,7 +65,7 @@ def runtime(
     project = api.load_project(ws)
     lock = api.read_lock(project, ws)
     names = [n for n in project.select(list(nodes)) if n in nodes] if nodes else None
-    rows = summaries(project, lock, names)
+    rows = api.runtime_summaries(project, lock, names)
     if as_json:
         c.emit_json({"runtime": runtime_json(rows)})
         return

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from layerforge import cliutil as c
-from layerforge import commands_runtime as rt
+from layerforge.cli import options as c
+from layerforge.cli import runtime as rt
 from layerforge.sizes import format_size
 
 
@@ -35,23 +35,17 @@ def report(
 ) -> None:
     """Sizes, layers, sharing, waste and budgets of the images in the store."""
     from layerforge import api  # noqa: PLC0415
-    from layerforge.build import budgets  # noqa: PLC0415
-    from layerforge.lock import lockfile  # noqa: PLC0415
-    from layerforge.report.fleet import fleet_report  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
     selected = [n for n in project.select(list(nodes)) if n in nodes] if nodes else None
-    opened = c.open_store(ws.store)
+    opened = api.open_store(ws.store)
     if html_file is not None:
         html_file = c.output_file(html_file, "--html", "report.html")
-    lock = lockfile.read_optional(ws.lock_path)
-    result = fleet_report(opened, project, lock, selected)
+    outcome = api.report_project(project, ws, opened, selected)
+    result, groups = outcome.fleet, outcome.runtime
     if html_file is not None:
-        from layerforge.report.html import render  # noqa: PLC0415
-
-        html_file.write_text(render(result), encoding="utf-8")
-    groups = rt.summaries(project, lock, selected)
+        html_file.write_text(api.report_html(result), encoding="utf-8")
     if as_json:
         c.emit_json({**result.to_json(), **rt.runtime_doc(groups)})
     else:
@@ -59,8 +53,8 @@ def report(
         rt.print_runtime(c.console(), groups)
         if html_file is not None:
             click.echo(f"wrote {html_file}")
-    if check and result.breaches:
-        raise budgets.error(result.breaches, building=False)
+    if check:
+        api.check_budgets(result)
 
 
 @click.command()
@@ -110,17 +104,14 @@ def gc(
     """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries.
 
     Waits while a build, push or verify uses the store (they hold its lock)."""
-    from layerforge.gc.cachegc import collect_caches  # noqa: PLC0415
-    from layerforge.gc.storegc import collect  # noqa: PLC0415
+    from layerforge import api  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
-    opened = c.open_store(ws.store)
-    result = collect(opened, keep, dry_run=dry_run, timeout=wait, reporter=c.reporter(as_json))
-    cache = None
-    if caches or all_caches:
-        cache = collect_caches(
-            ws.cache_dir, opened, ws.manifest, result, dry_run=dry_run, all_caches=all_caches
-        )
+    outcome = api.collect_garbage(
+        ws, keep, dry_run=dry_run, timeout=wait, caches=caches, all_caches=all_caches,
+        reporter=c.reporter(as_json),
+    )  # fmt: skip
+    result, cache = outcome.store, outcome.caches
     if as_json:
         doc = result.to_json()
         doc["caches"] = cache.to_json() if cache else None
@@ -166,7 +157,7 @@ def _table(title: str, *columns: str) -> Any:
 
 
 def print_report(console: Any, r: Any) -> None:
-    from layerforge.report.sizes import describe_layer  # noqa: PLC0415
+    from layerforge.api import describe_layer  # noqa: PLC0415
 
     images = _table(
         "images", "<image", "compressed", "uncompressed", "inherited", "own", "waste", "<budget"
@@ -206,12 +197,12 @@ def print_report(console: Any, r: Any) -> None:
                 )
     console.print(layers)
     _print_fleet(console, r)
-    _print_waste(console, r)
+    print_waste(console, r)
     for name in r.missing:
         console.print(f"[dim]· {name}: not in the store (run `layerforge build`)[/]")
 
 
-def _print_waste(console: Any, r: Any) -> None:
+def print_waste(console: Any, r: Any) -> None:
     """The largest hidden files, once per group of images that inherit the same waste (a
     base's deleted files would otherwise be listed again for each of its descendants)."""
     groups: dict[tuple[tuple[str, int, str, int], ...], list[str]] = {}

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from layerforge import cliutil as c
+from layerforge.cli import options as c
 
 
 @click.group()
@@ -21,9 +21,6 @@ def export() -> None:
 
 def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
     from layerforge import api  # noqa: PLC0415
-    from layerforge.export import export as run_export  # noqa: PLC0415
-    from layerforge.export import make_context  # noqa: PLC0415
-    from layerforge.export.common import ExportOptions, find_repo_root  # noqa: PLC0415
 
     store = paths.pop("store", None)
     cache_dir = paths.pop("cache_dir", None)
@@ -31,8 +28,8 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
     root = project.root
-    repo = find_repo_root(root)
-    options = ExportOptions(
+    repo = api.find_repo_root(root)
+    options = api.ExportOptions(
         dockerfiles=_abs(paths.get("dockerfiles"), root / "docker"),
         bake_file=_abs(paths.get("bake_file"), root / "docker-bake.hcl"),
         workflow=_abs(paths.get("workflow"), repo / ".github" / "workflows" / "layerforge.yml"),
@@ -41,14 +38,8 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
         copy_link=paths.get("copy_link", True),
     )
     _check_outputs(kind, options, {k for k, v in paths.items() if v is not None})
-    ctx = make_context(project, api.read_lock(project, ws), options, (ws.store, ws.cache_dir))
-    result = run_export(
-        kind,
-        ctx,
-        store=ws.store if rootfs else None,
-        cache_dir=ws.cache_dir if rootfs else None,
-        reporter=c.reporter(as_json),
-    )
+    outcome = api.export_project(kind, project, ws, options, c.reporter(as_json), rootfs=rootfs)
+    result = outcome.result
     if as_json:
         c.emit_json(
             {
@@ -56,7 +47,7 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
                 "written": [str(p) for p in result.written],
                 "unchanged": [str(p) for p in result.unchanged],
                 "removed": [str(p) for p in result.removed],
-                "keys": {n: ctx.tag(n) for n in project.nodes},
+                "keys": outcome.keys,
             }
         )
         return

@@ -1,0 +1,72 @@
+"""The package layout is a contract: no import cycles, no private names across modules, and
+function-level imports of our own modules only where they buy something (the CLI's fast
+``--help``, pydantic kept out of a cached manifest load). import-linter (``lint-imports``, run by
+scripts/test.sh) checks the layers; these tests check what it does not.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import grimp
+
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "layerforge"
+
+# Function-level imports of our own modules outside cli/, each with its reason.
+LAZY_IMPORTS_ALLOWED = {
+    "manifest/load.py:layerforge.manifest.schema": "pydantic, only on a validation-cache miss",
+    "api.py:layerforge.manifest.schema": "pydantic, only for `layerforge schema`",
+}
+
+
+def _modules() -> list[tuple[Path, ast.Module]]:
+    return [(p, ast.parse(p.read_text())) for p in sorted(PACKAGE.rglob("*.py"))]
+
+
+def _ours(node: ast.ImportFrom | ast.Import) -> list[str]:
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            return [node.module or "."]
+        return [node.module] if (node.module or "").startswith("layerforge") else []
+    return [a.name for a in node.names if a.name.startswith("layerforge")]
+
+
+def test_no_import_cycles() -> None:
+    graph = grimp.build_graph("layerforge", cache_dir=None)  # TYPE_CHECKING imports count
+    cycles = sorted(
+        f"{a} -> {b} -> ... -> {a}"
+        for a in graph.modules
+        for b in graph.find_modules_directly_imported_by(a)
+        if b != "layerforge" and graph.find_shortest_chain(importer=b, imported=a)
+    )
+    assert cycles == []
+
+
+def test_no_private_names_imported_across_modules() -> None:
+    found = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno} from {node.module}: {alias.name}"
+        for path, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and _ours(node)
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert found == []
+
+
+def test_function_level_imports_of_our_modules_only_in_the_cli() -> None:
+    found: list[str] = []
+    for path, tree in _modules():
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("cli/"):
+            continue
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    for module in _ours(node):
+                        if f"{relative}:{module}" not in LAZY_IMPORTS_ALLOWED:
+                            found.append(f"{relative}:{node.lineno} imports {module}")
+    assert found == []
