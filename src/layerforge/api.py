@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from layerforge.build import budgets
-from layerforge.build.context import BuildContext, NodeResult
-from layerforge.build.disk import preflight
-from layerforge.build.executor import execute
+from layerforge.builder import budgets
+from layerforge.builder.context import BuildContext, NodeResult
+from layerforge.builder.disk import preflight
+from layerforge.builder.executor import execute
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError, UsageError, VerifyError
 from layerforge.events import NullReporter, Reporter

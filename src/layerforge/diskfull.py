@@ -1,6 +1,6 @@
 """A disk that fills up in the middle of a command, as an error a user can act on.
 
-The disk preflight (:mod:`layerforge.build.disk`) refuses a build that cannot fit before it
+The disk preflight (:mod:`layerforge.builder.disk`) refuses a build that cannot fit before it
 writes anything, but it cannot foresee everything: what a run step writes, another process
 filling the same disk, a push or pull of a remote cache hit. When a write then fails with
 ENOSPC (or EDQUOT), the bare "No space left on device" names no path. :func:`disk_full_error`

@@ -1,6 +1,6 @@
 """The disk preflight's estimate against what a real build of the example fleet writes.
 
-The estimate (``build/disk.py``) is a model: factors over wheel sizes, guesses for OS
+The estimate (``builder/disk.py``) is a model: factors over wheel sizes, guesses for OS
 layers and a debootstrap root. Here it is compared with the disk space a cold build really
 uses, measured as ``du`` does (allocated blocks, hard links once): the store after `lock`
 and after `build` into a fresh store, the debootstrap root filesystem in the cache, and the
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from layerforge.build import disk
-from layerforge.build.context import BuildContext
+from layerforge.builder import disk
+from layerforge.builder.context import BuildContext
 from layerforge.cli import main
 from layerforge.events import NullReporter
 from layerforge.lock import lockfile

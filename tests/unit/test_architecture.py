@@ -28,7 +28,8 @@ def _ours(node: ast.ImportFrom | ast.Import) -> list[str]:
     if isinstance(node, ast.ImportFrom):
         if node.level:
             return [node.module or "."]
-        return [node.module] if (node.module or "").startswith("layerforge") else []
+        module = node.module or ""
+        return [module] if module.startswith("layerforge") else []
     return [a.name for a in node.names if a.name.startswith("layerforge")]
 
 

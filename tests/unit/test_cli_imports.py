@@ -26,7 +26,7 @@ ALLOWED = (
 # loaded by none of the `--help`s: the work behind the verbs
 HEAVY = (
     "layerforge.api",
-    "layerforge.build",
+    "layerforge.builder",
     "layerforge.oci",
     "layerforge.sandbox",
     "layerforge.report",

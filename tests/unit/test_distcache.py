@@ -5,8 +5,8 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
-from layerforge.build import distcache
-from layerforge.build.python import DistFiles, group, rest_group, split
+from layerforge.builder import distcache
+from layerforge.builder.python import DistFiles, group, rest_group, split
 from layerforge.lock.lockfile import Package
 from layerforge.oci import media
 from layerforge.oci.layer import Layer
@@ -121,8 +121,8 @@ def test_lock_names_match_dist_info_names() -> None:
 
 
 def test_disk_preflight_counts_no_wheel_whose_own_layer_is_reused(tmp_path: Path) -> None:
-    from layerforge.build.context import BuildContext
-    from layerforge.build.deps import dist_cache_key, wheel_bytes_to_install
+    from layerforge.builder.context import BuildContext
+    from layerforge.builder.deps import dist_cache_key, wheel_bytes_to_install
     from layerforge.events import NullReporter
     from layerforge.lock import lockfile
     from layerforge.manifest import load

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.build import budgets, disk
+from layerforge.builder import budgets, disk
 from layerforge.errors import BudgetError
 from layerforge.events import Event, ListReporter
 from layerforge.gc import storegc
@@ -206,7 +206,7 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
     cold build in tests/integration/test_disk_estimate.py): a layer or a staging is larger
     than the wheels it comes from, a debootstrap root not cached yet costs space, and one
     more job stages one more node at once."""
-    from layerforge.build.context import BuildContext
+    from layerforge.builder.context import BuildContext
     from layerforge.events import NullReporter
     from layerforge.lock import lockfile
     from layerforge.manifest import load
@@ -351,8 +351,8 @@ def test_timings_attribute_unnamed_tasks_to_the_thread_node() -> None:
 
 
 def test_disk_estimate_skips_dependency_layers_the_cache_holds(tmp_path: Path) -> None:
-    from layerforge.build.context import BuildContext
-    from layerforge.build.deps import deps_cache_key
+    from layerforge.builder.context import BuildContext
+    from layerforge.builder.deps import deps_cache_key
     from layerforge.events import NullReporter
     from layerforge.lock import lockfile
     from layerforge.manifest import load

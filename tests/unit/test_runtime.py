@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import runtime_layer
+from layerforge.builder import runtime_layer
 from layerforge.errors import ManifestError, ResolveError
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import stale_nodes

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from layerforge import proc, runtime_layer
+from layerforge import proc
+from layerforge.builder import runtime_layer
 from layerforge.lock.lockfile import LockedGroup, LockedNode, Package
 from layerforge.runtime import launcher
 from layerforge.runtime.wheel import Target

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from layerforge import proc
-from layerforge.build.python import install
+from layerforge.builder.python import install
 from layerforge.lock.lockfile import Package
 from layerforge.lock.resolve import resolve
 from layerforge.lock.uv import ResolveOptions
@@ -137,7 +137,7 @@ def test_the_install_argv_is_unchanged(tmp_path: Path, captured: list[list[str]]
     project = demo_project(tmp_path)
     stage = tmp_path / "stage"
     argv = install_argv_of(project, captured, stage)
-    assert argv == [  # recorded from layerforge.build.python.install before the move
+    assert argv == [  # recorded from layerforge.builder.python.install before the move
         UV,
         "pip",
         "install",

@@ -33,7 +33,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerforge import runtime_layer
+from layerforge.builder import runtime_layer
 from layerforge.export import runtime as export_runtime
 from layerforge.export.common import (
     ExportContext,

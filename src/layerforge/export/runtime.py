@@ -4,9 +4,9 @@ launcher as ENTRYPOINT where a group is declared. The wheels are not installed."
 
 from __future__ import annotations
 
+from layerforge.builder.runtime_layer import MODULE, PINS_DIR, SCRIPT, layer_for
 from layerforge.export.common import ExportContext, GeneratedFile
 from layerforge.manifest import Node
-from layerforge.runtime_layer import MODULE, PINS_DIR, SCRIPT, layer_for
 
 RUNTIME = "runtime"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from layerforge.build.budgets import Breach
+from layerforge.builder.budgets import Breach
 from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerforge.build.python import DistFiles
+from layerforge.builder.python import DistFiles
 from layerforge.lock.lockfile import Package
 from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store, atomic_write

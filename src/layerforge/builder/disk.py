@@ -31,8 +31,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerforge.build.context import BuildContext
-from layerforge.build.deps import wheel_bytes_to_install
+from layerforge.builder.context import BuildContext
+from layerforge.builder.deps import wheel_bytes_to_install
 from layerforge.errors import DiskSpaceError
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store

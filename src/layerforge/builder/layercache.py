@@ -21,7 +21,7 @@ from layerforge.plan import LAYER_FORMAT
 from layerforge.records import layers_dir
 
 if TYPE_CHECKING:
-    from layerforge.build.context import BuildContext
+    from layerforge.builder.context import BuildContext
 
 
 def cache_key(ctx: BuildContext, what: dict[str, Any]) -> str:

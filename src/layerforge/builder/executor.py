@@ -3,7 +3,7 @@
 Per node: the parent's layers unchanged; for a root base its OS layer(s) and the /opt/venv
 skeleton; the Python dependency layers (reused from the layer cache when the same locked
 distributions were installed before; else a large distribution's own layer is still reused
-by wheel, see layerforge.build.distcache, and uv installs only the others); for a service,
+by wheel, see layerforge.builder.distcache, and uv installs only the others); for a service,
 one application layer. Then config, manifest, tags ``NODE:latest`` and ``NODE:lf-<key12>``,
 and the build record.
 """
@@ -14,16 +14,16 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
-from layerforge import proc, runtime_layer
-from layerforge.build import budgets
-from layerforge.build import python as pydeps
-from layerforge.build.context import BuildContext, NodeResult
-from layerforge.build.deps import dependency_layers as _dependency_layers
-from layerforge.build.layercache import cache_key as _cache_key
-from layerforge.build.layercache import cached_layers as _cached_layers
-from layerforge.build.layercache import remember_layers as _remember_layers
-from layerforge.build.layercache import write as _write
-from layerforge.build.python import venv_env
+from layerforge import proc
+from layerforge.builder import budgets, runtime_layer
+from layerforge.builder import python as pydeps
+from layerforge.builder.context import BuildContext, NodeResult
+from layerforge.builder.deps import dependency_layers as _dependency_layers
+from layerforge.builder.layercache import cache_key as _cache_key
+from layerforge.builder.layercache import cached_layers as _cached_layers
+from layerforge.builder.layercache import remember_layers as _remember_layers
+from layerforge.builder.layercache import write as _write
+from layerforge.builder.python import venv_env
 from layerforge.errors import BuildError, LayerforgeError
 from layerforge.events import Event
 from layerforge.manifest import Node

@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerforge.build import distcache
-from layerforge.build import python as pydeps
-from layerforge.build.layercache import cache_key, cached_layers, remember_layers, write
+from layerforge.builder import distcache
+from layerforge.builder import python as pydeps
+from layerforge.builder.layercache import cache_key, cached_layers, remember_layers, write
 from layerforge.events import Event
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node
@@ -26,7 +26,7 @@ from layerforge.sandbox.bytecode import compile_stage
 from layerforge.sandbox.system import Sandbox
 
 if TYPE_CHECKING:
-    from layerforge.build.context import BuildContext
+    from layerforge.builder.context import BuildContext
 
 
 def deps_cache_key(
@@ -54,7 +54,7 @@ def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: st
 def dist_cache_key(
     ctx: BuildContext, package: Package, python: str, bytecode: list[str] | None = None
 ) -> str:
-    """The key of one distribution's own layer (see layerforge.build.distcache)."""
+    """The key of one distribution's own layer (see layerforge.builder.distcache)."""
     what: dict[str, Any] = {
         "dist": [package.name, package.version, package.sha256],
         "python": python,
