@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
-from layerforge.oci.layout import atomic_write
+from layerforge.fsutil import atomic_write
 
 STORES = "stores"
 LOCK = ".lock"

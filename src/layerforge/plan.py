@@ -11,7 +11,6 @@ distributions, system packages and run steps, configuration, the source tree dig
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from layerforge.errors import LockError
+from layerforge.fsutil import digest_json
 from layerforge.lock.inputs import key_doc as runtime_key_doc
 from layerforge.lock.inputs import stale_nodes
 from layerforge.lock.lockfile import Lock
@@ -39,8 +39,7 @@ class NodeInputs:
 
     @property
     def key(self) -> str:
-        raw = json.dumps(self.doc, sort_keys=True, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+        return digest_json(self.doc)
 
     def to_json(self) -> dict[str, Any]:
         return {"doc": self.doc, "source_files": self.source_files}

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerforge.fsutil import atomic_write
 from layerforge.oci.layer import Layer
-from layerforge.oci.layout import Descriptor, Store, atomic_write
+from layerforge.oci.layout import Descriptor, Store
 
 KEY_ANNOTATION = "dev.layerforge.key"
 NODE_ANNOTATION = "dev.layerforge.node"

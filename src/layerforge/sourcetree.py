@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge.errors import ManifestError
+from layerforge.fsutil import digest_json
 
 ALWAYS_IGNORED = ("**/__pycache__", "**/*.pyc", "**/*.pyo", ".git", ".dockerignore", "**/.DS_Store")
 STORE_DIR = ".layerforge"  # the default store, in the project directory: never a source file
@@ -42,8 +42,7 @@ class SourceTree:
     @property
     def digest(self) -> str:
         doc = [[f.path, f.mode, f.sha256] for f in self.files]
-        raw = json.dumps(doc, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+        return digest_json(doc)  # a list: sorting keys changes nothing
 
     def file_map(self) -> dict[str, str]:
         return {f.path: f"{f.mode:o}:{f.sha256}" for f in self.files}

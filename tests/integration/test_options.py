@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.oci.layout import sha256_digest
+from layerforge.fsutil import sha256_digest
 from layerforge.oci.media import OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 from tests.conftest import require_tools
 from tests.integration.registry_server import Registry

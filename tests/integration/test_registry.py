@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from layerforge.cli import main
-from layerforge.oci.layout import Descriptor, Store, canonical_json, sha256_digest
+from layerforge.fsutil import sha256_digest
+from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.oci.media import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
 from tests.conftest import require_tools
 from tests.integration.registry_server import Registry, TokenGate

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.oci.layout import Store, sha256_digest
+from layerforge.fsutil import sha256_digest
+from layerforge.oci.layout import Store
 from tests.conftest import require_tools
 from tests.integration.registry_server import Registry, TokenGate, free_port
 from tests.integration.tiny import cli, cli_json, local_digests, tiny_project

@@ -20,7 +20,8 @@ import pytest
 
 from layerforge.errors import RegistryError
 from layerforge.events import NullReporter
-from layerforge.oci.layout import Descriptor, Store, sha256_digest
+from layerforge.fsutil import sha256_digest
+from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.pull import pull_blob
 from layerforge.oci.push import PushSession, upload
 from layerforge.oci.reference import parse

@@ -15,15 +15,10 @@ from pathlib import Path
 import pytest
 
 from layerforge.errors import LayerforgeError
+from layerforge.fsutil import sha256_digest
 from layerforge.oci import media
 from layerforge.oci.importer import import_image
-from layerforge.oci.layout import (
-    DOCUMENT_LIMIT,
-    Descriptor,
-    Store,
-    canonical_json,
-    sha256_digest,
-)
+from layerforge.oci.layout import DOCUMENT_LIMIT, Descriptor, Store, canonical_json
 
 
 def _layout(root: Path) -> tuple[Store, str, str]:

@@ -252,7 +252,8 @@ def test_unreachable_registry_is_exit_3() -> None:
 
 def test_a_blob_that_does_not_match_its_digest_is_not_stored(tmp_path: Path) -> None:
     from layerforge.events import NullReporter
-    from layerforge.oci.layout import Descriptor, Store, sha256_digest
+    from layerforge.fsutil import sha256_digest
+    from layerforge.oci.layout import Descriptor, Store
     from layerforge.oci.pull import pull_blob
 
     good = b"the real layer"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from layerforge.fsutil import atomic_write
 from layerforge.oci import media
 from layerforge.oci.archive import write_archive
-from layerforge.oci.layout import Descriptor, Store, atomic_write, canonical_json
+from layerforge.oci.layout import Descriptor, Store, canonical_json
 
 
 @pytest.fixture

@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from layerforge.builder.python import DistFiles
+from layerforge.fsutil import atomic_write
 from layerforge.lock.lockfile import Package
 from layerforge.oci.layer import Layer
-from layerforge.oci.layout import Store, atomic_write
+from layerforge.oci.layout import Store
 from layerforge.records import dists_dir
 
 

@@ -7,14 +7,13 @@ blobs stay in the store, and an entry whose blobs are gone (``layerforge gc``) i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from layerforge.events import Event
+from layerforge.fsutil import atomic_write, digest_json
 from layerforge.oci.layer import Layer
-from layerforge.oci.layout import atomic_write
 from layerforge.oci.tarball import Entry
 from layerforge.oci.write import write_layer_to_store
 from layerforge.plan import LAYER_FORMAT
@@ -32,8 +31,7 @@ def cache_key(ctx: BuildContext, what: dict[str, Any]) -> str:
         "epoch": ctx.project.source_date_epoch,
         **what,
     }
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
+    return digest_json(doc).removeprefix("sha256:")[:32]
 
 
 def cached_layers(ctx: BuildContext, key: str) -> list[Layer] | None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from layerforge.errors import UsageError
+from layerforge.fsutil import atomic_write
 from layerforge.lock.lockfile import Lock, dumps
 from layerforge.manifest import Node, Project
-from layerforge.oci.layout import atomic_write
 from layerforge.plan import make_plan, scan_sources, short
 
 Builder = Literal["layerforge", "bake"]

@@ -8,12 +8,11 @@ and every baked pin below it (see :mod:`layerforge.lock.runtime`). ``lock --chec
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from layerforge.fsutil import digest_json
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
 from layerforge.lock.uv import uv_platform
 from layerforge.manifest import Node, Project
@@ -33,8 +32,7 @@ def node_inputs(project: Project, node: Node, parent_inputs: str | None) -> str:
     }
     if node.os_source is not None:
         doc["source"] = [node.os_source.kind, node.os_source.spec, list(node.os_source.packages)]
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    return digest_json(doc)
 
 
 def rel(project: Project, path: Path) -> str:
@@ -103,8 +101,7 @@ def group_inputs(project: Project, group: RuntimeGroup, below: Mapping[str, Pack
         "requirements": sorted(group.requirements.lines),
         "baked": sorted([p.name, p.version, p.sha256] for p in below.values()),
     }
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    return digest_json(doc)
 
 
 def effective_lock(lock: Lock, project: Project, name: str) -> dict[str, LockedGroup]:

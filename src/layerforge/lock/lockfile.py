@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from layerforge.errors import LockError
-from layerforge.oci.layout import atomic_write
+from layerforge.fsutil import atomic_write
 
 LOCK_NAME = "layerforge.lock"
 LOCK_VERSION = 1

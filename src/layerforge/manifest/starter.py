@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from layerforge.errors import UsageError
+from layerforge.fsutil import atomic_write
 from layerforge.manifest.messages import MANIFEST_NAME
 from layerforge.manifest.model import PROJECT_NAME_RE, project_name_suggestion
-from layerforge.oci.layout import atomic_write
 
 STARTER = """\
 # layerforge.toml: one base image for the fleet, one service on it.

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge.errors import StoreError
-from layerforge.oci.layout import LAYOUT_VERSION, Descriptor, Store, canonical_json, temp_file
+from layerforge.fsutil import temp_file
+from layerforge.oci.layout import LAYOUT_VERSION, Descriptor, Store, canonical_json
 from layerforge.oci.media import OCI_INDEX, REF_NAME
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from layerforge import proc
 from layerforge.errors import LayerforgeError, RegistryError
-from layerforge.oci.layout import atomic_write
+from layerforge.fsutil import atomic_write
 from layerforge.oci.reference import DEFAULT_ENDPOINT, DEFAULT_REGISTRY
 
 # The key Docker itself writes for its default registry.

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from layerforge.errors import StoreError
+from layerforge.fsutil import atomic_write, sha256_digest, temp_file
 from layerforge.oci import storelock
 from layerforge.oci.media import (
     DOCKER_LIST,
@@ -85,10 +85,6 @@ class Descriptor:
 def canonical_json(value: object) -> bytes:
     """Compact, sorted JSON: the same value always gives the same bytes (and digest)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _check_digest(digest: str) -> str:
@@ -237,8 +233,8 @@ class Store:
                     hint="run `layerforge build` first, or pass the right --store",
                 )
             (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            _atomic_write(layout, canonical_json(LAYOUT_VERSION))
-            _atomic_write(root / "index.json", _index_bytes([]))
+            atomic_write(layout, canonical_json(LAYOUT_VERSION))
+            atomic_write(root / "index.json", _index_bytes([]))
         else:
             try:
                 data = json.loads(layout.read_text())
@@ -385,7 +381,7 @@ class Store:
                 )
                 entries.append(annotated.to_json())
             entries.sort(key=lambda e: str(e.get("annotations", {}).get(REF_NAME, "")))
-            _atomic_write(self.root / "index.json", _index_bytes(entries))
+            atomic_write(self.root / "index.json", _index_bytes(entries))
 
     def untag(self, refs: list[str]) -> None:
         with self._lock:
@@ -393,44 +389,9 @@ class Store:
             entries = [
                 e for e in self._read_index() if e.get("annotations", {}).get(REF_NAME) not in drop
             ]
-            _atomic_write(self.root / "index.json", _index_bytes(entries))
+            atomic_write(self.root / "index.json", _index_bytes(entries))
 
 
 def _index_bytes(manifests: list[dict[str, Any]]) -> bytes:
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
     return json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
-
-
-def temp_file(directory: Path, suffix: str = "") -> tuple[int, str]:
-    """A new ``.tmp-*`` file in ``directory``, open for writing: (fd, path).
-
-    Unlike ``tempfile.mkstemp`` (always 0600), the file gets the mode an ordinary file gets
-    (0666 less the umask): blobs, indexes, locks and archives must be readable by the other
-    users and tools (rootless podman, CI, teammates) that read a store.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    while True:
-        name = str(directory / f".tmp-{secrets.token_hex(8)}{suffix}")
-        try:
-            return os.open(name, flags, 0o666), name
-        except FileExistsError:  # pragma: no cover - 64 random bits
-            continue
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = temp_file(path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(name).replace(path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` so that readers see the old or the new content, never a mix."""
-    _atomic_write(path, data)

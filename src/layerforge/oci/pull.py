@@ -14,8 +14,9 @@ from typing import Any
 
 from layerforge.errors import ConnectionFault, RegistryError
 from layerforge.events import Event, NullReporter, Reporter
+from layerforge.fsutil import sha256_digest
 from layerforge.oci import media
-from layerforge.oci.layout import BlobWriter, Descriptor, Store, sha256_digest
+from layerforge.oci.layout import BlobWriter, Descriptor, Store
 from layerforge.oci.reference import Reference
 from layerforge.oci.registry import Client, check
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from layerforge.errors import StoreError
+from layerforge.fsutil import atomic_write
 from layerforge.oci.compress import open_layer
-from layerforge.oci.layout import Store, atomic_write
+from layerforge.oci.layout import Store
 from layerforge.records import listings_dir
 
 LISTING_FORMAT = 1

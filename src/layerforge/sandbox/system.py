@@ -33,8 +33,9 @@ from pathlib import Path
 from layerforge import proc
 from layerforge.errors import BuildError
 from layerforge.events import Event, Reporter
+from layerforge.fsutil import atomic_write
 from layerforge.oci.layer import Layer
-from layerforge.oci.layout import Store, atomic_write
+from layerforge.oci.layout import Store
 from layerforge.oci.tarball import Entry
 from layerforge.oci.unpack import unpack_chain
 from layerforge.sandbox import runner as runners

@@ -28,6 +28,8 @@ from layerforge.sources.base import (
 
 def debootstrap_key(source: OSSource) -> str:
     doc = [SOURCE_FORMAT, source.spec, source.variant, sorted({"python3", *source.packages})]
+    # default json separators, not fsutil.digest_json: this key names cache directories that
+    # exist on users' machines; it must keep its bytes
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:24]
 
 
@@ -101,6 +103,8 @@ def _dpkg_identity(rootfs: Path) -> str:
             name = line.split(": ", 1)[1]
         elif line.startswith("Version: ") and name:
             pkgs.append(f"{name}={line.split(': ', 1)[1]}")
+    # the OS source identity feeds the root base's content key: never change these bytes
+    # (default json separators, unlike fsutil.digest_json)
     raw = json.dumps(sorted(pkgs)).encode()
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 

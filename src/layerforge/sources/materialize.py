@@ -20,8 +20,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from layerforge.fsutil import atomic_write
 from layerforge.manifest import OSSource
-from layerforge.oci.layout import Store, atomic_write
+from layerforge.oci.layout import Store
 from layerforge.sources.base import BaseImage, SourceContext
 from layerforge.sources.debootstrap import materialize_debootstrap
 from layerforge.sources.ocilayout import materialize_oci
@@ -37,6 +38,7 @@ MATERIALIZERS: dict[str, Callable[[OSSource, SourceContext, str], BaseImage]] = 
 
 
 def record_path(store: Store, source: OSSource) -> Path:
+    # default json separators: the name of a record that exists in users' stores
     spec = json.dumps([source.kind, source.spec, list(source.packages), source.variant])
     key = hashlib.sha256(spec.encode()).hexdigest()[:24]
     return store.root / "layerforge" / "sources" / f"{key}.json"
