@@ -1,4 +1,9 @@
-"""The machine cache directory (``--cache-dir``): who uses it, and a lock against ``gc``.
+"""The machine cache directory (``--cache-dir``): its areas, who uses it, a lock against ``gc``.
+
+**Areas.** Every directory layerforge writes under the cache is an :class:`Area` declared here,
+with the kind of its entries and the names an entry may have. Writers ask for
+``AREA.path(cache_dir, key)``; ``gc`` (:mod:`layerforge.gc.cachegc`) walks :data:`AREAS` and
+asks :meth:`Area.kind_of` what an entry is, so no module spells a cache path or parses one.
 
 Several projects (stores) may share one cache directory. Two small pieces of bookkeeping let
 ``layerforge gc`` clean it without breaking any of them:
@@ -24,12 +29,77 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import Literal, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from layerforge.fsutil import atomic_write
 
 STORES = "stores"
 LOCK = ".lock"
+TEMPORARY_PREFIX = ".tmp-"  # work directories and files of a writer in progress, in any area
+
+# what an area's entries are (gc's rules depend on it):
+#   store-derived (made again cheaply from a store's blobs): chain, layer, image, manifest
+#   input-keyed (expensive: debootstrap, apt, compiles): tarball, debootstrap, system-layer,
+#   downloads; temporary: a writer's leftovers
+Kind = Literal[
+    "chain", "layer", "image", "manifest",
+    "tarball", "debootstrap", "system-layer", "downloads",
+    "temporary",
+]  # fmt: skip
+_HEX = frozenset("0123456789abcdef")
+
+
+def _hex(length: int) -> Callable[[str], bool]:
+    return lambda name: len(name) == length and set(name) <= _HEX
+
+
+@dataclass(frozen=True)
+class Area:
+    """A directory under the cache whose entries are all of one ``kind``."""
+
+    name: str  # relative to the cache directory
+    kind: Kind | None  # None: only temporaries are ever removed from it
+    accepts: Callable[[str], bool]  # which entry names are of ``kind`` (others: left alone)
+
+    def path(self, cache_dir: Path, *parts: str) -> Path:
+        return cache_dir.joinpath(self.name, *parts)
+
+    def kind_of(self, name: str) -> Kind | None:
+        """What the entry ``name`` of this area is; None: not ours, never touched."""
+        if name.startswith(TEMPORARY_PREFIX) or self.kind == "temporary":
+            return "temporary"
+        return self.kind if self.kind is not None and self.accepts(name) else None
+
+
+# unpacked chains of layers (verify, system steps, bytecode): rootfs/<chain id>/rootfs
+CHAINS = Area("rootfs", "chain", _hex(32))
+# one layer unpacked alone (verify of a service's app layer): app/<layer hex[:32]>
+APPS = Area("app", "layer", _hex(32))
+# bytecode compiled by verify, per chain: pyc/<chain id>/<owner>
+PYC = Area("pyc", "chain", _hex(32))
+# an OS image (oci: and registry: sources) unpacked: unpacked/<manifest hex[:32]>/rootfs
+IMAGES = Area("unpacked", "image", _hex(32))
+# a rootfs: tarball, unpacked: tarballs/<sha256[:24]>
+TARBALLS = Area("tarballs", "tarball", _hex(24))
+# a debootstrap root: debootstrap/<inputs key>/rootfs
+DEBOOTSTRAP = Area("debootstrap", "debootstrap", _hex(24))
+# system layers reused machine-wide: sandbox/layers/<key>.{json,blob}
+SYSTEM_LAYERS = Area("sandbox/layers", "system-layer", lambda n: n.endswith((".json", ".blob")))
+# downloads mounted into the sandbox: sandbox/apt (the apt archive cache), pip, uv
+DOWNLOADS = Area("sandbox", "downloads", lambda n: n in ("apt", "pip", "uv"))
+# validated manifests: manifest/<sha256 of the text>.json
+MANIFESTS = Area(
+    "manifest", "manifest", lambda n: n.endswith(".json") and _hex(64)(n.removesuffix(".json"))
+)
+# staging of a build in progress (installs, OS layers): everything in it is temporary
+STAGE = Area("stage", "temporary", lambda _name: True)
+# registrations of the stores using this cache (see below): only temporaries are removed
+REGISTRATIONS = Area(STORES, None, lambda _name: False)
+
+AREAS = (
+    CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP,
+    SYSTEM_LAYERS, DOWNLOADS, MANIFESTS, STAGE, REGISTRATIONS,
+)  # fmt: skip
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,7 +126,7 @@ class CacheUser(Protocol):
 
 def _record_path(cache_dir: Path, store: Path) -> Path:
     name = hashlib.sha256(str(store).encode()).hexdigest()[:16]
-    return cache_dir / STORES / f"{name}.json"
+    return REGISTRATIONS.path(cache_dir, f"{name}.json")
 
 
 def register(cache_dir: Path, store: Path, manifest: Path | None) -> None:
@@ -72,7 +142,7 @@ def register(cache_dir: Path, store: Path, manifest: Path | None) -> None:
 
 def known_stores(cache_dir: Path) -> list[KnownStore]:
     """Every registration (the store may no longer exist); unreadable files are skipped."""
-    directory = cache_dir / STORES
+    directory = REGISTRATIONS.path(cache_dir)
     out: list[KnownStore] = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:

@@ -261,7 +261,7 @@ def test_gc_no_caches_and_all_caches(tmp_path: Path) -> None:
     }
     input_keyed = {
         "debootstrap": aged(cache / "debootstrap" / ("1" * 24)),
-        "tarball": aged(cache / "rootfs" / ("e" * 24)),
+        "tarball": aged(cache / "tarballs" / ("e" * 24)),
         "downloads": aged(cache / "sandbox" / "apt"),
     }
     system_layer = cache / "sandbox" / "layers" / "k.json"  # a system layer's record

@@ -74,7 +74,7 @@ def world(tmp_path: Path) -> dict[str, Path]:
         "dead_chain": _entry(cache / "rootfs" / chain_id(old)),
         "stray_chain": _entry(cache / "rootfs" / ("c" * 32)),
         "fresh_dead": _entry(cache / "rootfs" / ("d" * 32), old=False),
-        "tarball": _entry(cache / "rootfs" / ("e" * 24)),
+        "tarball": _entry(cache / "tarballs" / ("e" * 24)),
         "live_app": _entry(cache / "app" / _hex32(new[1])),
         "dead_app": _entry(cache / "app" / _hex32(old[1])),
         "dead_image": _entry(cache / "unpacked" / ("f" * 32)),
@@ -285,3 +285,29 @@ def test_manifest_validation_entries_of_a_known_project_stay(tmp_path: Path) -> 
     result = collect_caches(cache, store, manifest, storegc.collect(store, keep=1, dry_run=False))
     assert [e.path for e in result.removed] == [stale]
     assert current.is_file() and fresh.is_file() and not stale.exists()
+
+
+def test_entries_are_told_apart_by_their_area_not_by_the_length_of_a_name(
+    tmp_path: Path,
+) -> None:
+    """Chains and tarballs live in areas of their own (cachedir.AREAS): a directory whose
+    name merely has the other kind's length is not ours and is never judged."""
+    from layerforge.gc.cachegc import candidates
+
+    cache = tmp_path / "cache"
+    for relative in ("rootfs/" + "a" * 32, "rootfs/" + "b" * 24, "tarballs/" + "e" * 24,
+                     "tarballs/" + "f" * 32):  # fmt: skip
+        (cache / relative).mkdir(parents=True)
+    found = {(e.path.relative_to(cache).as_posix(), e.kind) for e in candidates(cache)}
+    assert found == {("rootfs/" + "a" * 32, "chain"), ("tarballs/" + "e" * 24, "tarball")}
+
+
+def test_every_cache_area_has_its_own_directory() -> None:
+    from layerforge import cachedir
+
+    names = [a.name for a in cachedir.AREAS]
+    assert len(names) == len(set(names))
+    assert cachedir.TARBALLS.kind_of("e" * 24) == "tarball"
+    assert cachedir.CHAINS.kind_of("e" * 24) is None
+    assert cachedir.STAGE.kind_of("anything") == "temporary"
+    assert cachedir.REGISTRATIONS.kind_of("0123.json") is None

@@ -76,7 +76,7 @@ def test_rootfs_directory_and_tarball_give_the_same_layer(tmp_path: Path) -> Non
     assert from_dir.layers[0].diff_id == from_tar.layers[0].diff_id
     assert from_dir.layers[0].descriptor.digest == from_tar.layers[0].descriptor.digest
     assert from_tar.python.executable == "/usr/bin/python3.11"
-    unpacked = next((tmp_path / "b/cache/rootfs").iterdir())
+    unpacked = next((tmp_path / "b/cache/tarballs").iterdir())
     assert os.readlink(unpacked / "usr/bin/pager") == "/etc/alternatives/pager"
     assert (unpacked / "usr/os-release-link").stat().st_ino == (
         unpacked / "etc/os-release"
@@ -97,7 +97,7 @@ def test_hostile_rootfs_tarball_is_refused_and_leaves_nothing(tmp_path: Path) ->
         materialize(OSSource("rootfs", "evil.tar", path=tarball), ctx, "bases.os", refresh=False)
     assert not (tmp_path / "escaped").exists()
     assert not (tmp_path.parent / "escaped").exists()
-    assert list((tmp_path / "cache/rootfs").iterdir()) == []
+    assert list((tmp_path / "cache/tarballs").iterdir()) == []
     assert Store.open(tmp_path / "store").blobs() == set()
 
 

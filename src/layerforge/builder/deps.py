@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from layerforge import cachedir
 from layerforge.builder import distcache
 from layerforge.builder import python as pydeps
 from layerforge.builder.layercache import cache_key, cached_layers, remember_layers, write
@@ -119,7 +120,7 @@ def _install_layers(
     if served:
         names = ", ".join(f"{c.name} {c.version}" for c in served.values())
         ctx.reporter.emit(Event("info", f"deps:{node.name}", f"layers reused: {names}"))
-    stage_root = ctx.cache_dir / "stage"
+    stage_root = cachedir.STAGE.path(ctx.cache_dir)
     stage_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{node.name}-", dir=stage_root))
     try:

@@ -31,6 +31,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerforge import cachedir
 from layerforge.builder.context import BuildContext
 from layerforge.builder.deps import wheel_bytes_to_install
 from layerforge.errors import DiskSpaceError
@@ -85,7 +86,7 @@ def _os_cache(project: Project, node: str, cache_dir: Path) -> int:
     source = project.nodes[node].os_source
     if source is None or source.kind != "debootstrap":
         return 0
-    cached = cache_dir / "debootstrap" / debootstrap_key(source) / "rootfs"
+    cached = cachedir.DEBOOTSTRAP.path(cache_dir, debootstrap_key(source), "rootfs")
     return 0 if cached.is_dir() else DEBOOTSTRAP_GUESS
 
 

@@ -1,6 +1,7 @@
 """Garbage collection of the machine cache directory (``--cache-dir``), after the store's.
 
-What the cache holds, and what each entry is keyed by:
+What the cache holds, and what each entry is keyed by (the areas are declared in
+:mod:`layerforge.cachedir`; gc asks them what an entry is and never parses a name itself):
 
 ==========================  ===============================================  ===============
 entry                       keyed by (written by)                            kind
@@ -11,7 +12,7 @@ entry                       keyed by (written by)                            kin
 ``pyc/<32 hex>/``           chain of layer digests (verify's bytecode)       ``chain``
 ``unpacked/<32 hex>/``      an OS image's manifest digest (``oci:`` and      ``image``
                             registry sources)
-``rootfs/<24 hex>/``        sha256 of a ``rootfs:`` tarball                  ``tarball``
+``tarballs/<24 hex>/``      sha256 of a ``rootfs:`` tarball                  ``tarball``
 ``debootstrap/<24 hex>/``   the debootstrap inputs                           ``debootstrap``
 ``sandbox/layers/K.*``      a system layer's inputs (machine-wide reuse)     ``system-layer``
 ``sandbox/{apt,pip,uv}``    downloads, mounted into the sandbox              ``downloads``
@@ -59,22 +60,13 @@ GRACE = 3600.0  # seconds: never touch what changed this recently
 GC_PREFIX = ".tmp-gc-"
 STORE_DERIVED = ("chain", "layer", "image", "manifest")
 INPUT_KEYED = ("tarball", "debootstrap", "system-layer", "downloads")
-# area (a directory under the cache) -> {length of a hex name: kind}
-_HEX_KINDS: dict[str, dict[int, str]] = {
-    "rootfs": {32: "chain", 24: "tarball"},
-    "app": {32: "layer"},
-    "pyc": {32: "chain"},
-    "unpacked": {32: "image"},
-    "debootstrap": {24: "debootstrap"},
-}
-_TMP_ONLY = ("sandbox/layers", cachedir.STORES)
 
 
 @dataclass(frozen=True)
 class CacheEntry:
     path: Path
     area: str  # directory under the cache: rootfs, app, unpacked, stage, sandbox/layers, ...
-    kind: str
+    kind: cachedir.Kind
     size: int = 0  # bytes freed by removing it
 
     def to_json(self) -> dict[str, Any]:
@@ -200,23 +192,6 @@ def known_live(
 # -- which entries go -----------------------------------------------------------------------
 
 
-def _kind(area: str, name: str) -> str | None:
-    if name.startswith(".tmp-") or area == "stage":
-        return "temporary"
-    if area == "sandbox":
-        return "downloads" if name in ("apt", "pip", "uv") else None
-    if area == "manifest":
-        hexname = name.removesuffix(".json")
-        ok = name.endswith(".json") and len(hexname) == 64
-        return "manifest" if ok and all(c in "0123456789abcdef" for c in hexname) else None
-    if area == "sandbox/layers":
-        return "system-layer" if name.endswith((".json", ".blob")) else None
-    kinds = _HEX_KINDS.get(area, {})
-    if len(name) in kinds and all(c in "0123456789abcdef" for c in name):
-        return kinds[len(name)]
-    return None
-
-
 def _newest_mtime(path: Path, since: float) -> float:
     """The newest modification time in the tree (stops early at one newer than ``since``)."""
     newest = path.lstat().st_mtime
@@ -250,14 +225,14 @@ def _judge(entry: CacheEntry, live: Live, all_caches: bool, cutoff: float) -> bo
 
 def candidates(cache_dir: Path) -> Iterator[CacheEntry]:
     """Every entry gc knows how to judge (anything else under the cache is never touched)."""
-    for area in (*_HEX_KINDS, "manifest", "stage", "sandbox", *_TMP_ONLY):
-        directory = cache_dir / area
-        if not directory.is_dir():
+    for area in cachedir.AREAS:
+        directory = area.path(cache_dir)
+        if not directory.is_dir() or directory.is_symlink():
             continue
         for child in sorted(directory.iterdir()):
-            kind = _kind(area, child.name)
+            kind = area.kind_of(child.name)
             if kind is not None:
-                yield CacheEntry(child, area, kind)
+                yield CacheEntry(child, area.name, kind)
 
 
 def _sized(entries: list[CacheEntry]) -> list[CacheEntry]:

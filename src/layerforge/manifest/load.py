@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from layerforge import __version__
+from layerforge import __version__, cachedir
 from layerforge.errors import ManifestError
 from layerforge.manifest.messages import MANIFEST_NAME, translate
 from layerforge.manifest.model import Project
@@ -88,7 +88,9 @@ def _validate(text: bytes, shown: str) -> dict[str, Any]:
 # importing them loads).
 VALIDATION_MODULES = (
     "__init__.py",
+    "cachedir.py",
     "errors.py",
+    "fsutil.py",
     "manifest/__init__.py",
     "manifest/confine.py",
     "manifest/graph.py",
@@ -128,7 +130,7 @@ def _bytes_or_empty(path: Path) -> bytes:
 
 def _cache_file(cache_dir: Path, text: bytes) -> Path:
     digest = hashlib.sha256(_code_fingerprint() + b"\0" + text)
-    return cache_dir / "manifest" / f"{digest.hexdigest()}.json"
+    return cachedir.MANIFESTS.path(cache_dir, f"{digest.hexdigest()}.json")
 
 
 def cache_entry(cache_dir: Path, manifest: Path) -> Path | None:

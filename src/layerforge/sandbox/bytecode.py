@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from layerforge import proc
+from layerforge import cachedir, proc
 from layerforge.errors import BuildError
 from layerforge.events import Event
 from layerforge.oci.layer import Layer
@@ -46,7 +46,7 @@ def compile_stage(
     site = f"/opt/venv/lib/python{python}/site-packages"
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in image_layers]
-    rootfs = unpack_chain(sandbox.store, chain, sandbox.cache_dir / "rootfs")
+    rootfs = unpack_chain(sandbox.store, chain, cachedir.CHAINS.path(sandbox.cache_dir))
     site_dir = stage / "lib" / f"python{python}" / "site-packages"
     compileall: tuple[str, ...] = (PYTHON, "-m", "compileall", "-q", "-j", "0")
     compileall += ("--invalidation-mode", "unchecked-hash", site)

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerforge import proc
+from layerforge import cachedir, proc
 from layerforge.errors import BuildError
 from layerforge.events import Event, Reporter
 from layerforge.fsutil import atomic_write
@@ -94,7 +94,7 @@ def cache_mounts(cache_dir: Path, work: Path) -> list[runners.Mount]:
     ones it finds, and pip and uv trust their caches, so a shared copy would let the run
     steps of one project choose what another project's steps install.
     """
-    archives = cache_dir / "sandbox" / "apt" / "archives"
+    archives = cachedir.DOWNLOADS.path(cache_dir, "apt", "archives")
     _sanitize_archives(archives)
     out = [runners.Mount(archives, "/var/cache/apt/archives")]
     for sub, target in (
@@ -153,7 +153,7 @@ def sandbox_env(image_env: Sequence[str], epoch: int) -> tuple[tuple[str, str], 
 @contextmanager
 def _work_copy(lower: Path, sandbox: Sandbox) -> Iterator[Path]:
     """A work directory: ``rootfs`` (a copy of ``lower``), and room for private caches."""
-    stage = sandbox.cache_dir / "stage"
+    stage = cachedir.STAGE.path(sandbox.cache_dir)
     stage.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="system-", dir=stage))
     try:
@@ -170,7 +170,7 @@ def _context_copy(spec: SystemSpec, sandbox: Sandbox) -> Iterator[Path | None]:
         yield None
         return
     tree = scan(spec.context, (sandbox.store.root, sandbox.cache_dir))
-    stage = sandbox.cache_dir / "stage"
+    stage = cachedir.STAGE.path(sandbox.cache_dir)
     stage.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="context-", dir=stage))
     try:
@@ -190,7 +190,7 @@ def system_layer(
     """Run the steps over the parent's root filesystem; ``write`` stores the diff layer."""
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in parent_layers]
-    lower = unpack_chain(sandbox.store, chain, sandbox.cache_dir / "rootfs")
+    lower = unpack_chain(sandbox.store, chain, cachedir.CHAINS.path(sandbox.cache_dir))
     env = sandbox_env(image_env, sandbox.epoch)
     with _work_copy(lower, sandbox) as work, _context_copy(spec, sandbox) as context:
         rootfs = work / "rootfs"
@@ -250,7 +250,7 @@ def _run_step(
 
 
 def _machine_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
-    base = cache_dir / "sandbox" / "layers"
+    base = cachedir.SYSTEM_LAYERS.path(cache_dir)
     return base / f"{key}.json", base / f"{key}.blob"
 
 

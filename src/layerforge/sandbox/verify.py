@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerforge import proc
+from layerforge import cachedir, proc
 from layerforge.errors import VerifyError
 from layerforge.events import Event, Reporter
 from layerforge.manifest import Node
@@ -101,8 +101,8 @@ def _bytecode_cache(
     directory, never a shared one.
     """
     owner = hashlib.sha256(str(store.resolve()).encode()).hexdigest()[:16]
-    shared = cache_dir / "pyc" / chain_id(root.chain) / owner
-    scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_mkdir(cache_dir / "pyc")))
+    shared = cachedir.PYC.path(cache_dir, chain_id(root.chain), owner)
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_mkdir(cachedir.PYC.path(cache_dir))))
     mounts = [runners.Mount(scratch, PYC_PREFIX)]
     for tree in SHARED_TREES:
         at = "/" + tree
@@ -191,14 +191,14 @@ def _root_of(store: Store, record: ImageRecord, node: Node, cache_dir: Path) -> 
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in record.layers]
     workdir = (node.workdir or "").strip("/")
     if node.kind == "service" and node.source is not None and workdir and len(chain) > 1:
-        lower = unpack_chain(store, chain[:-1], cache_dir / "rootfs")
+        lower = unpack_chain(store, chain[:-1], cachedir.CHAINS.path(cache_dir))
         existing = lower / workdir
         if not existing.exists() or (existing.is_dir() and not any(existing.iterdir())):
-            app = _app_tree(store, chain[-1], cache_dir / "app") / workdir
+            app = _app_tree(store, chain[-1], cachedir.APPS.path(cache_dir)) / workdir
             if app.is_dir():
                 mount = runners.Mount(app, "/" + workdir, read_only=True)
                 return Root(lower, tuple(d for d, _ in chain[:-1]), (mount,), "/" + workdir)
-    rootfs = unpack_chain(store, chain, cache_dir / "rootfs")
+    rootfs = unpack_chain(store, chain, cachedir.CHAINS.path(cache_dir))
     return Root(rootfs, tuple(d for d, _ in chain))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerforge import cachedir
 from layerforge.errors import SourceError
 from layerforge.events import Event, Reporter
 from layerforge.oci.compress import open_layer
@@ -143,7 +144,7 @@ def image_from_manifest(
         desc = Descriptor.from_json(raw)
         size = annotated_size(desc) or _tar_size(ctx.store, desc)
         layers.append(Layer.sized(desc, str(diff_ids[index]), str(created), size))
-    rootfs = unpack_image(ctx.store, manifest_digest, ctx.cache_dir / "unpacked")
+    rootfs = unpack_image(ctx.store, manifest_digest, cachedir.IMAGES.path(ctx.cache_dir))
     python = find_python(rootfs, ctx.python, where)
     env = tuple(config.get("config", {}).get("Env") or DEFAULT_ENV)
     return BaseImage(manifest_digest, description, tuple(layers), env, python)

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from layerforge import proc
+from layerforge import cachedir, proc
 from layerforge.errors import SourceError
 from layerforge.events import Event, Reporter
 from layerforge.manifest import OSSource, did_you_mean
@@ -37,7 +37,7 @@ def debootstrap_rootfs(
     source: OSSource, cache_dir: Path, reporter: Reporter, where: str = "from"
 ) -> Path:
     """Run debootstrap once per inputs; return the cached root filesystem directory."""
-    final = cache_dir / "debootstrap" / debootstrap_key(source)
+    final = cachedir.DEBOOTSTRAP.path(cache_dir, debootstrap_key(source))
     if (final / "rootfs").is_dir():
         return final / "rootfs"
     _check_suite(source.spec, where)

@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from layerforge import cachedir
 from layerforge.manifest import OSSource
 from layerforge.oci.importer import copy_image, import_image
 from layerforge.oci.layout import Store
@@ -19,7 +20,7 @@ def materialize_oci(source: OSSource, ctx: SourceContext, where: str) -> BaseIma
     leaves no blob in the project's store."""
     assert source.path is not None
     src = Store.open(source.path, create=False)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=mkdir(ctx.cache_dir / "stage")))
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=mkdir(cachedir.STAGE.path(ctx.cache_dir))))
     try:
         staged = Store.open(staging)
         manifest_digest, config = import_image(src, source.tag, staged, where)

@@ -1,6 +1,6 @@
 """OS sources of kind ``rootfs``: a directory or a ``.tar[.gz|.zst]`` of a root filesystem;
 the identity is the layer's diff_id. A tarball is unpacked once into the cache
-(``rootfs/<sha256[:24]>``)."""
+(``tarballs/<sha256[:24]>``, :data:`layerforge.cachedir.TARBALLS`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from layerforge import cachedir
 from layerforge.manifest import OSSource
 from layerforge.oci import media
 from layerforge.oci.unpack import unpack_layers
@@ -30,7 +31,7 @@ def materialize_rootfs(source: OSSource, ctx: SourceContext, where: str) -> Base
         layer = layer_from_dir(ctx, path, source.describe())
     else:
         digest = _file_sha256(path)
-        target = ctx.cache_dir / "rootfs" / digest[:24]
+        target = cachedir.TARBALLS.path(ctx.cache_dir, digest[:24])
         if not target.is_dir():
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=mkdir(target.parent)))
             try:
