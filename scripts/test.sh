@@ -6,4 +6,5 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layer contracts in pyproject.toml (docs/architecture.md)
 .venv/bin/pytest -p no:cacheprovider "$@"

@@ -31,7 +31,7 @@ from layerforge.oci.unpack import chain_id
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.runner import Bwrap, Invocation, Mount
 from layerforge.sandbox.system import cache_mounts
-from layerforge.sandbox.verify import PYC_PREFIX, Root, _bytecode_cache
+from layerforge.sandbox.verify import PYC_PREFIX, Root, bytecode_cache
 from tests.integration.hostroot import copy_programs
 from tests.integration.tools import run as run_tool
 
@@ -210,7 +210,7 @@ def test_a_symlink_planted_in_the_bytecode_cache_leads_nowhere(
         landing = shared.parents[3] / ("oldroot" + str(host))  # the same, on the host
         landing.mkdir(parents=True)
     script = f"mkdir -p {PYC_PREFIX}/srv/app && echo hello > {PYC_PREFIX}/srv/app/probe"
-    with _bytecode_cache(cache_dir, root, tmp_path / "store") as pyc:
+    with bytecode_cache(cache_dir, root, tmp_path / "store") as pyc:
         inv = Invocation(rootfs, ("/bin/sh", "-c", script), mounts=pyc, read_only=True)
         runners.prepare(inv)  # what verify_image does before each check
         result = runners.run(Bwrap(), inv)

@@ -441,9 +441,9 @@ def test_oci_layout_root_is_a_build_arg_the_bake_file_points_at_the_layout(
 )
 def test_a_run_step_runs_exactly_as_in_the_sandbox(step: str) -> None:
     """Regression: the lines of a multi-line step were joined into one shell line."""
-    from layerforge.export.dockerfile import _step
+    from layerforge.export.dockerfile import run_line
 
-    assert "\n" not in _step(step)  # a Dockerfile RUN line cannot hold a newline
+    assert "\n" not in run_line(step)  # a Dockerfile RUN line cannot hold a newline
     expected = subprocess.run(["sh", "-c", step], capture_output=True, text=True, check=False)
-    got = subprocess.run(["sh", "-c", _step(step)], capture_output=True, text=True, check=False)
+    got = subprocess.run(["sh", "-c", run_line(step)], capture_output=True, text=True, check=False)
     assert (got.stdout, got.returncode) == (expected.stdout, expected.returncode)

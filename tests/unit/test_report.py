@@ -382,7 +382,7 @@ def test_owners_match_layers_by_digest_along_the_chain() -> None:
     from layerforge.manifest import load
     from layerforge.oci.layer import Layer
     from layerforge.records import ImageRecord, PythonInfo
-    from layerforge.report.sizes import _owners
+    from layerforge.report.sizes import layer_owners
     from tests.conftest import EXAMPLE
 
     project = load(EXAMPLE / "layerforge.toml")
@@ -396,12 +396,12 @@ def test_owners_match_layers_by_digest_along_the_chain() -> None:
 
     records = {"cpu": rec("cpu", "1", "2"), "ml": rec("ml", "1", "2", "3"),
                "batch": rec("batch", "1", "2", "3", "4", "5")}  # fmt: skip
-    assert _owners(project, records, "batch") == ["cpu", "cpu", "ml", "batch", "batch"]
+    assert layer_owners(project, records, "batch") == ["cpu", "cpu", "ml", "batch", "batch"]
     # ml was rebuilt since batch was built: batch's third layer is no longer ml's
     records["ml"] = rec("ml", "1", "2", "9")
-    assert _owners(project, records, "batch") == ["cpu", "cpu", "batch", "batch", "batch"]
+    assert layer_owners(project, records, "batch") == ["cpu", "cpu", "batch", "batch", "batch"]
     del records["cpu"]
-    assert _owners(project, records, "batch")[:2] == ["ml", "ml"]
+    assert layer_owners(project, records, "batch")[:2] == ["ml", "ml"]
 
 
 def test_waste_from_real_layers_in_a_store(tmp_path: Path) -> None:

@@ -233,7 +233,7 @@ def _system(project: Project, node: Node) -> list[str]:
         flags.insert(0, "--network=none")
     if node.context is not None and node.run:
         flags.append(f"--mount=type=bind,source={_context_rel(project, node)},target=/context")
-    commands += [_step(step) for step in node.run]
+    commands += [run_line(step) for step in node.run]
     if node.system:
         commands.append(_APT_CLEAN)
     head = f"RUN {' '.join(flags)} \\\n    " if flags else "RUN "
@@ -245,7 +245,7 @@ def _system(project: Project, node: Node) -> list[str]:
     ]
 
 
-def _step(step: str) -> str:
+def run_line(step: str) -> str:
     """A run step as ``sh -c`` of exactly its text (newlines kept: a multi-line step is
     rebuilt with printf, since a Dockerfile line cannot hold a newline)."""
     lines = [line for line in step.strip().splitlines() if line.strip()]

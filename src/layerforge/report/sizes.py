@@ -162,7 +162,7 @@ def load_records(store: Store, project: Project) -> dict[str, ImageRecord]:
     return out
 
 
-def _owners(project: Project, records: dict[str, ImageRecord], node: str) -> list[str]:
+def layer_owners(project: Project, records: dict[str, ImageRecord], node: str) -> list[str]:
     """For each layer of ``node``'s image, the node that added it: the first ancestor (root
     first) whose own image has the same layer at the same position, else ``node`` itself."""
     chain = [a.name for a in reversed(project.ancestors(node))]
@@ -184,7 +184,7 @@ def image_report(
 ) -> ImageReport:
     record = records[node]
     spec = project.nodes[node]
-    owners = _owners(project, records, node)
+    owners = layer_owners(project, records, node)
     layers: list[LayerReport] = []
     listings: list[Listing] = []
     for index, layer in enumerate(record.layers):

@@ -79,7 +79,7 @@ SHARED_TREES = ("usr", "opt/venv")
 
 
 @contextmanager
-def _bytecode_cache(
+def bytecode_cache(
     cache_dir: Path, root: Root, store: Path
 ) -> Iterator[tuple[runners.Mount, ...]]:
     """Where Python writes the bytecode of what the checks import (PYTHONPYCACHEPREFIX).
@@ -142,7 +142,7 @@ def verify_image(
     root = _root_of(store, record, node, cache_dir)
     env, cwd = _config(record)
     results: list[CheckResult] = []
-    with _bytecode_cache(cache_dir, root, store.root) as pyc:
+    with bytecode_cache(cache_dir, root, store.root) as pyc:
         for check in todo:
             inv = runners.Invocation(
                 rootfs=root.rootfs,
