@@ -133,15 +133,15 @@ def test_every_tool_a_test_requires_has_an_install_hint() -> None:
 
 
 def test_the_test_script_fails_when_no_test_is_collected(tmp_path: Path) -> None:
-    """scripts/test.sh run for real, with setup, ruff and mypy replaced by `true` and the
-    real pytest finding no test: its exit status 5 must be the script's."""
+    """scripts/test.sh run for real, with setup, ruff, mypy and lint-imports replaced by
+    `true` and the real pytest finding no test: its exit status 5 must be the script's."""
     (tmp_path / "scripts").mkdir()
     script = tmp_path / "scripts" / "test.sh"
     script.write_bytes((REPO / "scripts" / "test.sh").read_bytes())
     (tmp_path / "scripts" / "setup.sh").write_text("true\n")
     venv = tmp_path / ".venv" / "bin"
     venv.mkdir(parents=True)
-    for tool in ("ruff", "mypy"):
+    for tool in ("ruff", "mypy", "lint-imports"):
         (venv / tool).symlink_to("/bin/true")
     (venv / "pytest").symlink_to(Path(sys.executable).parent / "pytest")
     (tmp_path / "tests").mkdir()

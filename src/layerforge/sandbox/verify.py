@@ -79,9 +79,7 @@ SHARED_TREES = ("usr", "opt/venv")
 
 
 @contextmanager
-def bytecode_cache(
-    cache_dir: Path, root: Root, store: Path
-) -> Iterator[tuple[runners.Mount, ...]]:
+def bytecode_cache(cache_dir: Path, root: Root, store: Path) -> Iterator[tuple[runners.Mount, ...]]:
     """Where Python writes the bytecode of what the checks import (PYTHONPYCACHEPREFIX).
 
     The image is read-only, so without this every verify compiled every module it imported
