@@ -134,7 +134,7 @@ def check_lock(project: Project, ws: Workspace) -> list[str]:
             for name, node in project.nodes.items()
             if node.os_source is not None
             and name in previous.nodes
-            and "identity" not in dict(previous.nodes[name].source)
+            and previous.nodes[name].os_identity is None
         ]
     return sorted(set(stale))
 
@@ -177,14 +177,13 @@ def _lock_sources(
         if node.os_source is None:
             continue
         old = previous.nodes.get(name) if previous and not options.upgrade else None
-        pinned = (
-            dict(old.source).get("identity") if old and old.inputs == nodes[name].inputs else None
-        )
+        pinned = old.os_identity if old and old.inputs == nodes[name].inputs else None
         image = materialize(
             node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
         )
-        fields = {**dict(nodes[name].source), "identity": image.identity}
-        nodes[name] = replace(nodes[name], source=tuple(fields.items()))
+        pin = nodes[name].source
+        assert pin is not None  # resolve pins every node with an OS source
+        nodes[name] = replace(nodes[name], source=replace(pin, identity=image.identity))
     return nodes
 
 

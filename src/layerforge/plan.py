@@ -116,13 +116,13 @@ def node_inputs(
         doc["bytecode"] = True
     doc.update(runtime_key_doc(locked))  # runtime group pins (not baked)
     if node.os_source is not None:
-        source = dict(locked.source)
-        if "identity" not in source:
+        identity = locked.os_identity
+        if identity is None:
             raise LockError(
                 f"layerforge.lock has no OS source identity for {node.section}",
                 hint="run `layerforge lock`",
             )
-        doc["os"] = source["identity"]
+        doc["os"] = identity
     files: dict[str, str] = {}
     if tree is not None:
         doc["source"] = tree.digest

@@ -23,7 +23,7 @@ from layerforge.export import EXPORTERS, ExportOptions, export, make_context
 from layerforge.export.common import ExportContext
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import all_inputs
-from layerforge.lock.lockfile import Lock, LockedNode, Package
+from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
 from layerforge.lock.uv import uv_platform
 from layerforge.manifest import load
 
@@ -195,13 +195,9 @@ def write_project(root: Path, manifest: str, packages: dict[str, tuple[Package, 
     inputs = all_inputs(project)
     nodes = {}
     for name, node in project.nodes.items():
-        source: tuple[tuple[str, str], ...] = ()
+        source = None
         if node.os_source is not None:
-            source = (
-                ("kind", node.os_source.kind),
-                ("spec", node.os_source.spec),
-                ("identity", "sha256:" + "ab" * 32),
-            )
+            source = SourcePin(node.os_source.kind, node.os_source.spec, (), "sha256:" + "ab" * 32)
         nodes[name] = LockedNode(inputs[name], packages.get(name, ()), source)
     lockfile.write(root / "layerforge.lock", Lock(project.python, uv_platform(project), nodes))
 
@@ -403,7 +399,7 @@ def test_rootfs_tarball_is_the_os_layer_as_gzip_and_written_once(
     sctx = SourceContext(Store.open(store), tmp_path / "cache", NullReporter(), "3.12", compression)
     identity = materialize(node.os_source, sctx, "bases.cpu", refresh=False).identity
     locked = ctx.lock.nodes["cpu"]
-    source = (("kind", "rootfs"), ("spec", "os"), ("identity", identity))
+    source = SourcePin("rootfs", "os", (), identity)
     lock = Lock(ctx.lock.python, ctx.lock.platform, {"cpu": LockedNode(locked.inputs, (), source)})
     ctx = make_context(ctx.project, lock, ctx.options)
     first = export("dockerfiles", ctx, store=store, cache_dir=tmp_path / "cache")

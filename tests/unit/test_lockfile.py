@@ -6,7 +6,8 @@ import pytest
 
 from layerforge.errors import LockError
 from layerforge.lock import lockfile
-from layerforge.lock.lockfile import Lock, LockedNode, Package
+from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
+from tests.conftest import REPO
 
 
 def sample() -> Lock:
@@ -21,9 +22,7 @@ def sample() -> Lock:
         "x86_64-manylinux_2_28",
         {
             "svc.a": LockedNode("sha256:" + "1" * 64),
-            "cpu": LockedNode(
-                "sha256:" + "0" * 64, pkgs, (("kind", "debootstrap"), ("spec", "bookworm"))
-            ),
+            "cpu": LockedNode("sha256:" + "0" * 64, pkgs, SourcePin("debootstrap", "bookworm")),
         },
     )
 
@@ -57,3 +56,19 @@ def test_missing_lock_says_what_to_run(tmp_path: Path) -> None:
 def test_bad_version_rejected() -> None:
     with pytest.raises(LockError, match="unsupported lock version"):
         lockfile.loads('version = 99\npython = "3.11"\nplatform = "x"\n')
+
+
+def test_an_os_source_pin_is_typed_and_keeps_its_text() -> None:
+    """The pin reads into a SourcePin (no searching (key, value) tuples for "identity") and
+    writes back the same inline table: kind, spec, comma-joined packages, identity."""
+    text = (REPO / "examples/fleet/layerforge.lock").read_text()
+    lock = lockfile.loads(text)
+    pin = lock.nodes["cpu"].source
+    assert pin is not None and pin.kind == "debootstrap" and pin.spec == "bookworm"
+    assert lock.nodes["cpu"].os_identity == pin.identity
+    assert (pin.identity or "").startswith("sha256:")
+    assert lock.nodes["ml"].source is None and lock.nodes["ml"].os_identity is None
+    assert lockfile.dumps(lock) == text
+    extra = SourcePin("debootstrap", "bookworm", ("curl", "git"), "sha256:" + "1" * 64)
+    again = lockfile.loads(lockfile.dumps(Lock("3.11", "x", {"cpu": LockedNode("i", (), extra)})))
+    assert again.nodes["cpu"].source == extra

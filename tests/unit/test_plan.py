@@ -8,7 +8,7 @@ import pytest
 
 from layerforge.errors import LockError
 from layerforge.lock.inputs import all_inputs
-from layerforge.lock.lockfile import Lock, LockedNode, Package
+from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
 from layerforge.manifest import Project, load
 from layerforge.plan import NodeInputs, Step, make_plan, scan_sources, short
 
@@ -46,7 +46,7 @@ def project_and_lock(tmp: Path, torch: str = "2.7.1") -> tuple[Project, Lock]:
     (tmp / "layerforge.toml").write_text(MANIFEST)
     project = load(tmp / "layerforge.toml")
     inputs = all_inputs(project)
-    source = (("kind", "debootstrap"), ("spec", "bookworm"), ("identity", "sha256:" + "e" * 64))
+    source = SourcePin("debootstrap", "bookworm", (), "sha256:" + "e" * 64)
     nodes = {
         "cpu": LockedNode(inputs["cpu"], (pkg("torch", torch),), source),
         "ml": LockedNode(inputs["ml"], (pkg("six", "1.17.0"),)),

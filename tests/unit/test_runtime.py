@@ -14,7 +14,7 @@ from layerforge.builder import runtime_layer
 from layerforge.errors import ManifestError, ResolveError
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import stale_nodes
-from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
+from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package, SourcePin
 from layerforge.lock.resolve import resolve
 from layerforge.lock.runtime import summaries
 from layerforge.lock.uv import ResolveOptions
@@ -256,7 +256,7 @@ def test_entrypoint_is_the_launcher_where_groups_are_declared(tmp_path: Path, in
 
 def test_a_runtime_pin_changes_the_key_but_not_the_packages(tmp_path: Path, index: Path) -> None:
     p = project(tmp_path, index, FLEET)
-    source = (("kind", "rootfs"), ("identity", "sha256:os"))
+    source = SourcePin("rootfs", "os", (), "sha256:os")
     cpu = LockedNode("sha256:1", (pkg("alpha", "1.0"),), source,
                      (LockedGroup("llm", "sha256:2", (pkg("beta", "1.0"),)),))  # fmt: skip
     moved = dataclasses.replace(cpu, runtime=(LockedGroup("llm", "sha256:3", (pkg("beta", "2"),)),))
@@ -279,7 +279,9 @@ def test_dockerfile_export_carries_the_same_pins_and_launcher(tmp_path: Path, in
     p = project(tmp_path, index, FLEET.replace('from = "rootfs:."', 'from = "python:3.11-slim"'))
     lock = resolve(p, None)
     nodes = {**lock.nodes}
-    nodes["cpu"] = dataclasses.replace(nodes["cpu"], source=(("identity", "sha256:" + "a" * 64),))
+    nodes["cpu"] = dataclasses.replace(
+        nodes["cpu"], source=SourcePin("rootfs", "os", (), "sha256:" + "a" * 64)
+    )
     lock = dataclasses.replace(lock, nodes=nodes)
     options = ExportOptions(
         dockerfiles=tmp_path / "docker",
@@ -360,7 +362,9 @@ def test_plan_runtime_and_lock_check_show_groups(
 ) -> None:
     p = project(tmp_path, index, FLEET)
     lock = resolve(p, None)
-    cpu = dataclasses.replace(lock.nodes["cpu"], source=(("identity", "sha256:" + "e" * 64),))
+    cpu = dataclasses.replace(
+        lock.nodes["cpu"], source=SourcePin("rootfs", "os", (), "sha256:" + "e" * 64)
+    )
     lockfile.write(tmp_path / "layerforge.lock", dataclasses.replace(lock, nodes={**lock.nodes,
                    "cpu": cpu}))  # fmt: skip
     manifest = str(tmp_path / "layerforge.toml")

@@ -210,7 +210,7 @@ def _image_spec(
 
 def _os_base(node: Node, ctx: BuildContext) -> BaseImage:
     assert node.os_source is not None
-    locked = dict(ctx.lock.nodes[node.name].source).get("identity")
+    locked = ctx.lock.nodes[node.name].os_identity
     source_ctx = replace(_source_ctx(ctx), pinned=locked)
     image = materialize(node.os_source, source_ctx, node.section, refresh=False)
     if locked is not None and locked != image.identity:

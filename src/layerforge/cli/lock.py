@@ -106,7 +106,7 @@ def _lock_json(lock: Any, path: Path, changed: bool) -> dict[str, Any]:
                 "packages": [
                     {"name": p.name, "version": p.version, "size": p.size} for p in node.packages
                 ],
-                "source": dict(node.source),
+                "source": node.source.to_json() if node.source is not None else {},
                 "runtime": {g.name: [p.pin for p in g.packages] for g in node.runtime},
             }
             for name, node in lock.nodes.items()

@@ -168,10 +168,10 @@ def _from(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
 def _root_from(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
     source = node.os_source
     assert source is not None
-    locked = dict(ctx.lock.nodes[node.name].source)
+    identity = ctx.lock.nodes[node.name].os_identity
     if source.kind == "registry":
         ref = source.spec
-        digest = locked.get("digest") or locked.get("identity")
+        digest = identity
         if "@" not in ref and digest and digest.startswith("sha256:"):
             ref = f"{ref}@{digest}"
         return [f"FROM {ref}"]

@@ -60,7 +60,7 @@ def _write_rootfs(
             project.source_date_epoch,
         )  # fmt: skip
         image = materialize(node.os_source, ctx, node.section, refresh=False)
-        locked = dict(lock.nodes[node.name].source).get("identity")
+        locked = lock.nodes[node.name].os_identity
         if locked is not None and locked != image.identity:
             raise LockError(
                 f"{node.section}: the OS source {node.os_source.describe()} is not the one "

@@ -135,8 +135,8 @@ class Live:
             self.manifest.add(entry.name)
         lock = lockfile.read_optional(manifest.parent / lockfile.LOCK_NAME)
         for node in lock.nodes.values() if lock else ():
-            identity = dict(node.source).get("identity")
-            if isinstance(identity, str) and identity.startswith("sha256:"):
+            identity = node.os_identity
+            if identity is not None and identity.startswith("sha256:"):
                 self.image.add(_hex32(identity))
 
 

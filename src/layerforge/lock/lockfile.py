@@ -66,14 +66,54 @@ class LockedGroup:
 
 
 @dataclass(frozen=True)
+class SourcePin:
+    """A root base's OS source as locked: what the manifest names, and the ``identity`` it
+    resolved to (``sha256:...``; it feeds the root base's content key) once ``lock`` has
+    materialized it."""
+
+    kind: str
+    spec: str
+    packages: tuple[str, ...] = ()  # debootstrap: extra packages
+    identity: str | None = None
+
+    def fields(self) -> list[tuple[str, str]]:
+        """The lock file's inline table, in its order (packages comma-joined there)."""
+        out = [("kind", self.kind), ("spec", self.spec)]
+        if self.packages:
+            out.append(("packages", ",".join(self.packages)))
+        if self.identity is not None:
+            out.append(("identity", self.identity))
+        return out
+
+    def to_json(self) -> dict[str, str]:
+        return dict(self.fields())
+
+    @classmethod
+    def from_fields(cls, raw: dict[str, Any]) -> SourcePin:
+        packages = str(raw.get("packages", ""))
+        identity = raw.get("identity")
+        return cls(
+            str(raw["kind"]),
+            str(raw["spec"]),
+            tuple(p for p in packages.split(",") if p),
+            str(identity) if identity is not None else None,
+        )
+
+
+@dataclass(frozen=True)
 class LockedNode:
     inputs: str
     packages: tuple[Package, ...] = ()  # this node's own distributions (not its ancestors')
-    source: tuple[tuple[str, str], ...] = ()  # root bases: kind, spec (and digest once known)
+    source: SourcePin | None = None  # root bases only
     runtime: tuple[LockedGroup, ...] = ()  # sorted by name (see layerforge.lock.runtime)
 
     def by_name(self) -> dict[str, Package]:
         return {p.name: p for p in self.packages}
+
+    @property
+    def os_identity(self) -> str | None:
+        """The locked identity of a root base's OS source (None: not a root, or not yet)."""
+        return self.source.identity if self.source is not None else None
 
 
 @dataclass(frozen=True)
@@ -108,8 +148,8 @@ def dumps(lock: Lock) -> str:
     for name in sorted(lock.nodes):
         node = lock.nodes[name]
         lines += ["", f"[nodes.{_key(name)}]", f"inputs = {_q(node.inputs)}"]
-        if node.source:
-            inner = ", ".join(f"{k} = {_q(v)}" for k, v in node.source)
+        if node.source is not None:
+            inner = ", ".join(f"{k} = {_q(v)}" for k, v in node.source.fields())
             lines.append(f"source = {{ {inner} }}")
         lines += _packages(f"nodes.{_key(name)}.packages", node.packages)
         for group in sorted(node.runtime, key=lambda g: g.name):
@@ -153,7 +193,7 @@ def loads(text: str, *, path: str = LOCK_NAME) -> Lock:
 
 
 def _node(raw: dict[str, Any]) -> LockedNode:
-    source = tuple((str(k), str(v)) for k, v in raw.get("source", {}).items())
+    source = SourcePin.from_fields(raw["source"]) if "source" in raw else None
     runtime = tuple(
         LockedGroup(str(name), str(group["inputs"]), _read_packages(group))
         for name, group in sorted(raw.get("runtime", {}).items())

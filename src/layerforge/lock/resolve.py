@@ -18,7 +18,7 @@ from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.lock.inputs import all_inputs, stale_platform
-from layerforge.lock.lockfile import Lock, LockedNode, Package
+from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
 from layerforge.lock.runtime import resolve_runtime
 from layerforge.lock.uv import (
     ResolveOptions,
@@ -62,7 +62,7 @@ def resolve(
         _check_against_ancestors(project, node, nodes, chain)
         packages = _resolve_node(project, node, chain, above, old, options)
         reporter.emit(Event("finish", task, f"{len(packages)} packages", data={"ok": True}))
-        nodes[name] = LockedNode(inputs[name], packages, _source_fields(node))
+        nodes[name] = LockedNode(inputs[name], packages, _source_pin(node))
         if old is None or old.packages != packages:
             moved.add(name)
     return resolve_runtime(
@@ -70,14 +70,10 @@ def resolve(
     )
 
 
-def _source_fields(node: Node) -> tuple[tuple[str, str], ...]:
-    if node.os_source is None:
-        return ()
+def _source_pin(node: Node) -> SourcePin | None:
+    """What the manifest names (the identity is added by `lock`, once materialized)."""
     src = node.os_source
-    fields = [("kind", src.kind), ("spec", src.spec)]
-    if src.packages:
-        fields.append(("packages", ",".join(src.packages)))
-    return tuple(fields)
+    return None if src is None else SourcePin(src.kind, src.spec, tuple(src.packages))
 
 
 def _check_against_ancestors(
