@@ -31,7 +31,14 @@ class SourceFile:
     path: str  # relative POSIX path
     mode: int
     size: int
-    sha256: str
+    sha256: str  # of the content ("" for a symlink)
+    link: str | None = None  # a symlink's target (the link ships as a link)
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies the file's content in the tree's digest (and so in content keys):
+        its sha256, or ``link:TARGET`` for a symlink. Keys depend on this spelling."""
+        return f"link:{self.link}" if self.link is not None else self.sha256
 
 
 @dataclass(frozen=True)
@@ -41,11 +48,11 @@ class SourceTree:
 
     @property
     def digest(self) -> str:
-        doc = [[f.path, f.mode, f.sha256] for f in self.files]
+        doc = [[f.path, f.mode, f.fingerprint] for f in self.files]
         return digest_json(doc)  # a list: sorting keys changes nothing
 
     def file_map(self) -> dict[str, str]:
-        return {f.path: f"{f.mode:o}:{f.sha256}" for f in self.files}
+        return {f.path: f"{f.mode:o}:{f.fingerprint}" for f in self.files}
 
     @property
     def size(self) -> int:
@@ -142,7 +149,7 @@ def scan(root: Path, exclude: Iterable[Path] = ()) -> SourceTree:
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(full)
-                files.append(SourceFile(rel, 0o777, 0, "link:" + target))
+                files.append(SourceFile(rel, 0o777, 0, "", link=target))
             elif stat.S_ISREG(st.st_mode):
                 mode = 0o755 if st.st_mode & 0o111 else 0o644
                 files.append(SourceFile(rel, mode, st.st_size, _hash_file(full)))
@@ -158,7 +165,7 @@ def copy_tree(tree: SourceTree, target: Path) -> None:
         dest = target / f.path
         dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         source = tree.root / f.path
-        if f.sha256.startswith("link:"):
+        if f.link is not None:
             os.symlink(os.readlink(source), dest)
             continue
         try:

@@ -289,8 +289,8 @@ def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
     entries = [Entry(prefix, "dir", 0o755)] if prefix else []
     for f in tree.files:
         member = f"{prefix}/{f.path}" if prefix else f.path
-        if f.sha256.startswith("link:"):
-            entries.append(Entry(member, "symlink", 0o777, linkname=f.sha256[5:]))
+        if f.link is not None:
+            entries.append(Entry(member, "symlink", 0o777, linkname=f.link))
         else:
             entries.append(Entry(member, "file", f.mode, f.size, source=tree.root / f.path))
     return _write(ctx, f"layer:{node.name}:app", entries, f"layerforge: COPY {node.workdir}")
