@@ -6,6 +6,7 @@ current directory.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from layerforge.manifest import Project, did_you_mean, find_manifest, load
 from layerforge.manifest.starter import write_starter
 from layerforge.oci.archive import Archive, write_archive
 from layerforge.oci.auth import Credential
-from layerforge.oci.config import default_config, login
+from layerforge.oci.config import RegistryConfig, login
 from layerforge.oci.layout import Store
 from layerforge.oci.push import PushResult
 from layerforge.oci.reference import split_namespace
@@ -98,6 +99,13 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "schema_text",
     "verify_project",
 ]
+
+
+def registry_config() -> RegistryConfig:
+    """The registry settings of this process's environment (DOCKER_CONFIG,
+    LAYERFORGE_INSECURE_REGISTRIES, LAYERFORGE_CERTS_DIR, HOME, XDG_CONFIG_HOME), read at
+    call time: the one place below the CLI that reads the environment for registries."""
+    return RegistryConfig.from_env(os.environ)
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,7 @@ def _lock_sources(
     """The lock's nodes with the identity of each OS source, materialised into ``store``."""
     ctx = SourceContext(
         store, ws.cache_dir, reporter, project.python, project.compression,
-        project.source_date_epoch,
+        project.source_date_epoch, registry=registry_config(),
     )  # fmt: skip
     nodes = dict(lock.nodes)
     for name, node in project.nodes.items():
@@ -270,6 +278,7 @@ def build_project(
         ctx = BuildContext(
             project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
             allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
+            registry=registry_config(),
         )  # fmt: skip
         preflight(plan, ctx)  # refuse before writing
         return plan, execute(plan, ctx)
@@ -317,7 +326,7 @@ def _ensure_layers(project: Project, store: Store, record: ImageRecord) -> None:
             f"{record.node}: layers of its image are missing from {store.root}",
             hint=f"rebuild it with `layerforge build {record.node}`",
         )
-    fetch_missing(project, store, record.node, default_config())
+    fetch_missing(project, store, record.node, registry_config())
 
 
 # -- the other verbs (each CLI command calls one of these) ------------------------------------
@@ -355,7 +364,7 @@ def registry_cache(project: Project, reporter: Reporter) -> RegistryCache | None
     """A RegistryCache for the project's registry, or None when it has none."""
     if not project.registry:
         return None
-    return RegistryCache(project, default_config(), reporter)
+    return RegistryCache(project, registry_config(), reporter)
 
 
 def open_store(root: Path) -> Store:
@@ -465,13 +474,13 @@ def push_project(
     Target.of(project)  # no registry: a usage error before anything else
     names = project.select(selected) if selected else list(project.nodes)
     store = open_store(ws.store)
-    return push_nodes(project, store, names, default_config(), reporter, extra_tags)
+    return push_nodes(project, store, names, registry_config(), reporter, extra_tags)
 
 
 def login_registry(registry: str, credential: Credential) -> Path:
     """Check ``credential`` against ``registry``, then store it in the Docker config.json
     (whose path is returned)."""
-    return login(registry, credential, default_config())
+    return login(registry, credential, registry_config())
 
 
 def archive_node(
@@ -485,5 +494,5 @@ def archive_node(
         name = f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
     with store.shared():  # gc waits until every blob is in the archive
         if project.registry:
-            fetch_missing(project, store, node, default_config(), tag)
+            fetch_missing(project, store, node, registry_config(), tag)
         return name, write_archive(store, f"{node}:{tag}", output, name)

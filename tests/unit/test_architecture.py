@@ -77,3 +77,21 @@ def test_function_level_imports_of_our_modules_only_in_the_cli() -> None:
                         if f"{relative}:{module}" not in LAZY_IMPORTS_ALLOWED:
                             found.append(f"{relative}:{node.lineno} imports {module}")
     assert found == []
+
+
+def test_only_the_edges_read_the_environment() -> None:
+    """Registry settings, cache locations and the like come in as values: only the CLI, api
+    (registry_config) and proc (the environment of the programs it runs) read os.environ;
+    runtime/ is the launcher, run inside images."""
+    allowed = ("api.py", "proc.py", "cli/", "runtime/")
+    found = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path, tree in _modules()
+        if not path.relative_to(PACKAGE).as_posix().startswith(allowed)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+        and node.attr in ("environ", "getenv", "environb")
+    ]
+    assert found == []

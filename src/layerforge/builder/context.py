@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 from layerforge.events import Reporter
 from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
+from layerforge.oci.config import RegistryConfig
 from layerforge.oci.layout import Store
 from layerforge.oci.write import Compression
 from layerforge.plan import Step
@@ -44,6 +45,7 @@ class BuildContext:
     runner: str | None = None  # sandbox runner (bwrap by default)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     allow_oversize: bool = False
+    registry: RegistryConfig | None = None  # for registry OS sources (read by the caller)
 
     @property
     def compression(self) -> Compression:

@@ -230,6 +230,7 @@ def _source_ctx(ctx: BuildContext) -> SourceContext:
         ctx.project.python,
         ctx.compression,
         ctx.project.source_date_epoch,
+        registry=ctx.registry,
     )
 
 

@@ -1,14 +1,14 @@
 """Registry settings that belong to no project: where credentials live, which hosts may use
 plain HTTP, where private CAs are; clients built from them, and ``login``.
 
-``RegistryConfig.from_env`` / :func:`default_config` read the environment (``DOCKER_CONFIG``,
-``LAYERFORGE_INSECURE_REGISTRIES``, ``LAYERFORGE_CERTS_DIR``, ``HOME``, ``XDG_CONFIG_HOME``) at
-call time, never at import.
+Nothing here reads the process environment: ``RegistryConfig.from_env`` takes a mapping
+(``DOCKER_CONFIG``, ``LAYERFORGE_INSECURE_REGISTRIES``, ``LAYERFORGE_CERTS_DIR``, ``HOME``,
+``XDG_CONFIG_HOME``), which :func:`layerforge.api.registry_config` passes from ``os.environ``
+for the CLI. A library caller builds its own :class:`RegistryConfig`.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,12 +76,6 @@ class RegistryConfig:
         insecure = registry in self.insecure
         tls = None if insecure else tls_context(self.cert_dirs, registry)
         return Client(endpoint, credential, insecure=insecure, tls=tls)
-
-
-def default_config() -> RegistryConfig:
-    """Read at call time (never at import): DOCKER_CONFIG, LAYERFORGE_INSECURE_REGISTRIES,
-    LAYERFORGE_CERTS_DIR, HOME and XDG_CONFIG_HOME."""
-    return RegistryConfig.from_env(os.environ)
 
 
 def login(registry: str, credential: Credential, config: RegistryConfig) -> Path:

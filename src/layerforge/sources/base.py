@@ -17,6 +17,7 @@ from layerforge import cachedir
 from layerforge.errors import SourceError
 from layerforge.events import Event, Reporter
 from layerforge.oci.compress import open_layer
+from layerforge.oci.config import RegistryConfig
 from layerforge.oci.layer import Layer, annotated_size
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.tarball import entries_from_tree
@@ -80,6 +81,7 @@ class SourceContext:
     compression: str = "gzip"
     mtime: int = 0
     pinned: str | None = None  # registry sources: the manifest digest the lock recorded
+    registry: RegistryConfig | None = None  # registry sources: credentials, TLS, insecure hosts
 
 
 def _rootfs_exclude(rel: str) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from layerforge.errors import UsageError
 from layerforge.manifest import OSSource
 from layerforge.oci import media
-from layerforge.oci.config import default_config
 from layerforge.oci.pull import pull
 from layerforge.oci.reference import parse
 from layerforge.sources.base import BaseImage, SourceContext, image_from_manifest
@@ -18,7 +18,12 @@ def materialize_reference(source: OSSource, ctx: SourceContext, where: str) -> B
     ref = parse(source.spec)
     if ctx.pinned:
         ref = ref.with_digest(ctx.pinned)
-    with default_config().client(ref.registry) as client:
+    if ctx.registry is None:
+        raise UsageError(
+            f"{where}: a registry OS source needs a registry configuration",
+            hint="pass SourceContext(registry=RegistryConfig.from_env(os.environ))",
+        )
+    with ctx.registry.client(ref.registry) as client:
         pulled = pull(client, ref, ctx.store, ctx.reporter)
     image = image_from_manifest(
         pulled.descriptor.digest, pulled.config, source.describe(), ctx, where
