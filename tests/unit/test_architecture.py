@@ -16,7 +16,7 @@ PACKAGE = ROOT / "src" / "layerforge"
 
 # Function-level imports of our own modules outside cli/, each with its reason.
 LAZY_IMPORTS_ALLOWED = {
-    "manifest/load.py:layerforge.manifest.schema": "pydantic, only on a validation-cache miss",
+    "manifest/loader.py:layerforge.manifest.schema": "pydantic, only on a validation-cache miss",
     "api.py:layerforge.manifest.schema": "pydantic, only for `layerforge schema`",
 }
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import layerforge
-from layerforge.manifest.load import VALIDATION_MODULES
+from layerforge.manifest.loader import VALIDATION_MODULES
 
 PACKAGE = Path(layerforge.__file__).resolve().parent
 

@@ -12,7 +12,7 @@ validation is cached never needs it): only ``load`` does, inside the function th
 
 from __future__ import annotations
 
-from layerforge.manifest.load import cache_entry, find_manifest, load
+from layerforge.manifest.loader import cache_entry, find_manifest, load
 from layerforge.manifest.messages import MANIFEST_NAME, did_you_mean
 from layerforge.manifest.model import Node, OSSource, Project
 
