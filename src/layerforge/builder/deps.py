@@ -2,7 +2,7 @@
 
 In order: the node's layers as a whole (same locked distributions as a previous build: no
 uv run at all); else the own layers of large distributions, reused by wheel
-(:mod:`layerforge.build.distcache`), while uv installs the other distributions and only
+(:mod:`layerforge.builder.distcache`), while uv installs the other distributions and only
 their layers are written; else everything is installed and written (a cold build). The
 layer order is the same in all three cases: own layers by distribution name, then the
 shared layer of the small ones.

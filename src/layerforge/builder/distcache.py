@@ -1,7 +1,7 @@
 """Per-distribution layer cache: a distribution's own layer, reused by wheel.
 
 A distribution whose installed size is above ``layer_threshold`` gets a layer of its own
-(:func:`layerforge.build.python.group`). Its bytes depend only on the wheel (name, version,
+(:func:`layerforge.builder.python.group`). Its bytes depend only on the wheel (name, version,
 sha256), the target Python and platform, the layer format, compression and
 ``SOURCE_DATE_EPOCH`` (and, with ``compile_bytecode``, the image below, whose Python
 compiles it). So it is remembered under a key of exactly those (the executor computes the

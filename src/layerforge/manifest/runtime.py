@@ -2,7 +2,7 @@
 
 ``runtime = { llm = ["vllm>=0.6"] }`` (or ``{ llm = "requirements/llm.txt" }``) on a base or
 a service declares a group. The group is resolved into ``layerforge.lock`` on top of every
-distribution baked into the node (see :mod:`layerforge.runtime_lock`); the image carries
+distribution baked into the node (see :mod:`layerforge.lock.runtime`); the image carries
 only its pins and the launcher (see :mod:`layerforge.builder.runtime_layer`).
 
 A node's *effective* groups are its own plus those of its ancestors: a service on a base
