@@ -11,7 +11,6 @@ and changing its key with every build).
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import shutil
 import stat
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge.errors import ManifestError
-from layerforge.fsutil import digest_json
+from layerforge.fsutil import digest_json, sha256_file
 
 ALWAYS_IGNORED = ("**/__pycache__", "**/*.pyc", "**/*.pyo", ".git", ".dockerignore", "**/.DS_Store")
 STORE_DIR = ".layerforge"  # the default store, in the project directory: never a source file
@@ -108,14 +107,6 @@ def _matches(pattern: str, rel: str) -> bool:
     return False
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def scan(root: Path, exclude: Iterable[Path] = ()) -> SourceTree:
     """Walk ``root``, applying the ignore rules; directories named ``.layerforge`` and those
     in ``exclude`` (the store and the cache directory) are left out, with all they hold.
@@ -152,7 +143,7 @@ def scan(root: Path, exclude: Iterable[Path] = ()) -> SourceTree:
                 files.append(SourceFile(rel, 0o777, 0, "", link=target))
             elif stat.S_ISREG(st.st_mode):
                 mode = 0o755 if st.st_mode & 0o111 else 0o644
-                files.append(SourceFile(rel, mode, st.st_size, _hash_file(full)))
+                files.append(SourceFile(rel, mode, st.st_size, sha256_file(full)))
     files.sort(key=lambda f: f.path)
     return SourceTree(root, tuple(files))
 

@@ -4,12 +4,12 @@ the identity is the layer's diff_id. A tarball is unpacked once into the cache
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
 
 from layerforge import cachedir
+from layerforge.fsutil import sha256_file
 from layerforge.manifest import OSSource
 from layerforge.oci import media
 from layerforge.oci.unpack import unpack_layers
@@ -30,7 +30,7 @@ def materialize_rootfs(source: OSSource, ctx: SourceContext, where: str) -> Base
         python = find_python(path, ctx.python, where)
         layer = layer_from_dir(ctx, path, source.describe())
     else:
-        digest = _file_sha256(path)
+        digest = sha256_file(path)
         target = cachedir.TARBALLS.path(ctx.cache_dir, digest[:24])
         if not target.is_dir():
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=mkdir(target.parent)))
@@ -51,11 +51,3 @@ def _tar_media(path: Path) -> str:
     if path.name.endswith(".tar.zst"):
         return media.OCI_LAYER_ZSTD
     return media.OCI_LAYER_TAR
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
