@@ -32,6 +32,29 @@ class Pulled:
 MANIFEST_ATTEMPTS = 3
 
 
+def head_manifest(
+    client: Client,
+    registry: str,
+    repo: str,
+    reference: str,
+    *,
+    scope: str | None = None,
+    action: str = "pull from",
+) -> str | None:
+    """HEAD ``repo:reference``: the digest the registry announces for it ("" when it does not
+    say), or None when it has no such manifest."""
+    resp = client.request(
+        "HEAD",
+        f"/v2/{repo}/manifests/{reference}",
+        headers={"Accept": ACCEPT},
+        scope=scope or f"repository:{repo}:pull",
+    )
+    if resp.status == 404:
+        return None
+    check(resp, registry, repo, action)
+    return resp.header("Docker-Content-Digest")
+
+
 def fetch_manifest(client: Client, ref: Reference, reference: str) -> tuple[bytes, str] | None:
     """(bytes, media type) of a manifest or index; None if the registry has no such tag.
 

@@ -25,7 +25,7 @@ from typing import Literal
 from layerforge.errors import ConnectionFault, RegistryError, StoreError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.layout import DOCUMENT_LIMIT, Descriptor, Store
-from layerforge.oci.pull import ACCEPT
+from layerforge.oci.pull import head_manifest
 from layerforge.oci.registry import Body, Client, Response, check
 
 BlobOutcome = Literal["present", "mounted", "uploaded"]
@@ -272,14 +272,11 @@ def _status(session: PushSession, repo: str, location: str) -> tuple[int, str] |
 
 
 def _tag_digest(session: PushSession, repo: str, tag: str) -> str | None:
-    """The digest ``repo:tag`` points at in the registry (None: no such tag)."""
-    resp = session.client.request(
-        "HEAD", f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT}, scope=_scope(repo)
+    """The digest ``repo:tag`` points at in the registry (None: no such tag, or not said)."""
+    found = head_manifest(
+        session.client, session.registry, repo, tag, scope=_scope(repo), action="push to"
     )
-    if resp.status == 404:
-        return None
-    check(resp, session.registry, repo, "push to")
-    return resp.header("Docker-Content-Digest") or None
+    return found or None
 
 
 def _put_manifest(
@@ -335,13 +332,4 @@ def push_image(
 
 
 def manifest_exists(client: Client, registry: str, repo: str, tag: str) -> bool:
-    resp = client.request(
-        "HEAD",
-        f"/v2/{repo}/manifests/{tag}",
-        headers={"Accept": ACCEPT},
-        scope=f"repository:{repo}:pull",
-    )
-    if resp.status == 404:
-        return False
-    check(resp, registry, repo, "pull from")
-    return True
+    return head_manifest(client, registry, repo, tag) is not None
