@@ -6,12 +6,14 @@ import contextlib
 import io
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from layerforge.cli import main
 from tests.conftest import EXAMPLE, require_tools
+from tests.integration.registry_server import Registry
 
 
 def build_fleet(directory: Path, cache: Path, *extra: str) -> dict[str, dict[str, object]]:
@@ -34,3 +36,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
     shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".layerforge"))
     build_fleet(directory, shared_cache)
     return directory
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A reference `distribution` registry (docker-registry) on 127.0.0.1, one per module."""
+    require_tools("docker-registry", "skopeo")
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
