@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from layerforge.builder.layercache import LayerSink
 from layerforge.events import Reporter
 from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
@@ -50,6 +51,13 @@ class BuildContext:
     @property
     def compression(self) -> Compression:
         return self.project.compression
+
+    @property
+    def layers(self) -> LayerSink:
+        """What the layer writer and the layer cache need of this build."""
+        return LayerSink(
+            self.store, self.reporter, self.compression, self.project.source_date_epoch
+        )
 
 
 @dataclass(frozen=True)

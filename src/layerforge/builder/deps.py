@@ -45,11 +45,11 @@ def deps_cache_key(
     }
     if bytecode is not None:
         what["bytecode"] = bytecode
-    return cache_key(ctx, what)
+    return cache_key(ctx.layers, what)
 
 
 def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> bool:
-    return cached_layers(ctx, deps_cache_key(ctx, packages, python)) is not None
+    return cached_layers(ctx.layers, deps_cache_key(ctx, packages, python)) is not None
 
 
 def dist_cache_key(
@@ -63,7 +63,7 @@ def dist_cache_key(
     }
     if bytecode is not None:
         what["bytecode"] = bytecode
-    return cache_key(ctx, what)
+    return cache_key(ctx.layers, what)
 
 
 def _servable(
@@ -93,7 +93,7 @@ def dependency_layers(
 ) -> list[Layer]:
     below_digests = [x.descriptor.digest for x in below] if node.compile_bytecode else None
     key = deps_cache_key(ctx, packages, python, below_digests)
-    cached = cached_layers(ctx, key)
+    cached = cached_layers(ctx.layers, key)
     if cached is not None:
         ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))
         return cached
@@ -102,7 +102,7 @@ def dependency_layers(
     if layers is None:  # a reused distribution shares a path: install them all together
         layers = _install_layers(ctx, node, packages, python, below, {})
     assert layers is not None
-    remember_layers(ctx, key, layers)
+    remember_layers(ctx.layers, key, layers)
     return layers
 
 
@@ -169,7 +169,7 @@ def _write_dep_layers(
     for dist in big:
         label = f"{dist.name} {dist.version}"
         task = f"layer:{node.name}:{label}"
-        layer = write(ctx, task, list(dist.entries), f"layerforge: pip {label}")
+        layer = write(ctx.layers, task, list(dist.entries), f"layerforge: pip {label}")
         own.append((dist.name, layer))
         package = distcache.package_of(dist, packages)
         if package is not None and dist.name in alone:
@@ -179,5 +179,5 @@ def _write_dep_layers(
     shared = pydeps.rest_group(rest)
     if shared is not None:
         task, created_by = f"layer:{node.name}:{shared.label}", f"layerforge: pip {shared.label}"
-        layers.append(write(ctx, task, shared.entries, created_by))
+        layers.append(write(ctx.layers, task, shared.entries, created_by))
     return layers

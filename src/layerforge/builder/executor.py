@@ -238,13 +238,15 @@ def _source_ctx(ctx: BuildContext) -> SourceContext:
 
 
 def _venv_layer(ctx: BuildContext, executable: str, version: str) -> Layer:
-    key = _cache_key(ctx, {"venv": [executable, version]})
-    cached = _cached_layers(ctx, key)
+    key = _cache_key(ctx.layers, {"venv": [executable, version]})
+    cached = _cached_layers(ctx.layers, key)
     if cached:
         return cached[0]
     entries = pydeps.venv_entries(executable, version)
-    layer = _write(ctx, "layer:venv", entries, f"layerforge: venv /opt/venv (python {version})")
-    _remember_layers(ctx, key, [layer])
+    layer = _write(
+        ctx.layers, "layer:venv", entries, f"layerforge: venv /opt/venv (python {version})"
+    )
+    _remember_layers(ctx.layers, key, [layer])
     return layer
 
 
@@ -254,34 +256,34 @@ def _system_layer(
     """apt packages and run steps in the sandbox, as one layer (cached like the others)."""
     tree = ctx.trees.get(node.name) if node.context else None
     spec = SystemSpec(node.section, node.system, node.run, node.network, node.context)
-    key = _cache_key(ctx, {
+    key = _cache_key(ctx.layers, {
         "system": [list(node.system), list(node.run), node.network],
         "context": tree.digest if tree else None,
         "chain": [x.descriptor.digest for x in parent_layers],
     })  # fmt: skip
-    cached = _cached_layers(ctx, key)
+    cached = _cached_layers(ctx.layers, key)
     if cached:
         return cached[0]
     made_before = sysl.machine_cached(ctx.store, ctx.cache_dir, key)
     if made_before is not None:
-        _remember_layers(ctx, key, [made_before])
+        _remember_layers(ctx.layers, key, [made_before])
         return made_before
     sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
                       ctx.project.source_date_epoch)  # fmt: skip
     label = ", ".join([*node.system[:3], *(["run steps"] if node.run else [])])
     layer = system_layer(
         spec, parent_layers, env, sandbox,
-        lambda entries: _write(ctx, f"layer:{node.name}:system", entries,
+        lambda entries: _write(ctx.layers, f"layer:{node.name}:system", entries,
                                f"layerforge: system ({label})"),
     )  # fmt: skip
-    _remember_layers(ctx, key, [layer])
+    _remember_layers(ctx.layers, key, [layer])
     sysl.remember(ctx.store, ctx.cache_dir, key, layer)
     return layer
 
 
 def _runtime_layer(ctx: BuildContext, node: Node, python: str) -> list[Layer]:
     entries, label = runtime_layer.layer_for(ctx.lock, ctx.project, node.name, python)
-    return [_write(ctx, f"layer:{node.name}:runtime", entries, label)] if entries else []
+    return [_write(ctx.layers, f"layer:{node.name}:runtime", entries, label)] if entries else []
 
 
 def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
@@ -294,4 +296,4 @@ def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
             entries.append(Entry(member, "symlink", 0o777, linkname=f.link))
         else:
             entries.append(Entry(member, "file", f.mode, f.size, source=tree.root / f.path))
-    return _write(ctx, f"layer:{node.name}:app", entries, f"layerforge: COPY {node.workdir}")
+    return _write(ctx.layers, f"layer:{node.name}:app", entries, f"layerforge: COPY {node.workdir}")

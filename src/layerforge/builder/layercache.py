@@ -9,61 +9,71 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from layerforge.events import Event
+from layerforge.events import Event, Reporter
 from layerforge.fsutil import atomic_write, digest_json
 from layerforge.oci.layer import Layer
+from layerforge.oci.layout import Store
 from layerforge.oci.tarball import Entry
-from layerforge.oci.write import write_layer_to_store
+from layerforge.oci.write import Compression, write_layer_to_store
 from layerforge.plan import LAYER_FORMAT
 from layerforge.records import layers_dir
 
-if TYPE_CHECKING:
-    from layerforge.builder.context import BuildContext
+
+@dataclass(frozen=True)
+class LayerSink:
+    """Where layers go and the settings their bytes depend on (a build's
+    :attr:`~layerforge.builder.context.BuildContext.layers`)."""
+
+    store: Store
+    reporter: Reporter
+    compression: Compression
+    epoch: int  # SOURCE_DATE_EPOCH: every entry's mtime
 
 
-def cache_key(ctx: BuildContext, what: dict[str, Any]) -> str:
+def cache_key(sink: LayerSink, what: dict[str, Any]) -> str:
     """A layer-cache key: ``what`` plus the settings every layer's bytes depend on."""
     doc = {
         "format": LAYER_FORMAT,
-        "compression": ctx.compression,
-        "epoch": ctx.project.source_date_epoch,
+        "compression": sink.compression,
+        "epoch": sink.epoch,
         **what,
     }
     return digest_json(doc).removeprefix("sha256:")[:32]
 
 
-def cached_layers(ctx: BuildContext, key: str) -> list[Layer] | None:
+def cached_layers(sink: LayerSink, key: str) -> list[Layer] | None:
     """The layers remembered under ``key``, if all their blobs are still in the store."""
-    path = layers_dir(ctx.store.root) / f"{key}.json"
+    path = layers_dir(sink.store.root) / f"{key}.json"
     if not path.is_file():
         return None
     layers = [Layer.from_json(x) for x in json.loads(path.read_text())]
-    if all(ctx.store.has_blob(layer.descriptor.digest) for layer in layers):
+    if all(sink.store.has_blob(layer.descriptor.digest) for layer in layers):
         return layers
     return None
 
 
-def remember_layers(ctx: BuildContext, key: str, layers: list[Layer]) -> None:
-    path = layers_dir(ctx.store.root) / f"{key}.json"
+def remember_layers(sink: LayerSink, key: str, layers: list[Layer]) -> None:
+    path = layers_dir(sink.store.root) / f"{key}.json"
     atomic_write(path, json.dumps([x.to_json() for x in layers], indent=1).encode())
 
 
-def write(ctx: BuildContext, task: str, entries: list[Entry], created_by: str) -> Layer:
+def write(sink: LayerSink, task: str, entries: list[Entry], created_by: str) -> Layer:
     """Write one layer into the store, reporting progress and its timing under ``task``."""
     total = sum(e.size for e in entries)
-    ctx.reporter.emit(Event("start", task, created_by, total=total))
+    sink.reporter.emit(Event("start", task, created_by, total=total))
     started = time.perf_counter()
     blob = write_layer_to_store(
-        ctx.store,
+        sink.store,
         entries,
-        compression=ctx.compression,
-        mtime=ctx.project.source_date_epoch,
-        progress=lambda n: ctx.reporter.emit(Event("progress", task, done=n, total=total)),
+        compression=sink.compression,
+        mtime=sink.epoch,
+        progress=lambda n: sink.reporter.emit(Event("progress", task, done=n, total=total)),
     )
     seconds = time.perf_counter() - started
     data: dict[str, object] = {"ok": True, "bytes": blob.uncompressed_size, "seconds": seconds}
     data.update(digest=blob.digest, compressed=blob.size)
-    ctx.reporter.emit(Event("finish", task, data=data))
+    sink.reporter.emit(Event("finish", task, data=data))
     return Layer.from_blob(blob, created_by)
