@@ -165,3 +165,14 @@ class ConnectionFault(RegistryError):
         self.method = method
         self.target = target
         self.attempts = attempts
+
+    def reworded(self, message: str) -> ConnectionFault:
+        """The same fault told in the words of the operation that gave up on it."""
+        return ConnectionFault(
+            message,
+            cause=self.cause,
+            method=self.method,
+            target=self.target,
+            attempts=self.attempts,
+            hint=self.hint,
+        )

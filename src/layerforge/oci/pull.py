@@ -152,15 +152,10 @@ def pull_blob(
                     sink=sink,
                 )
             except ConnectionFault as exc:
-                raise ConnectionFault(
+                raise exc.reworded(
                     f"registry {ref.registry}: download of blob {desc.digest} from "
                     f"{ref.repository} failed after {exc.attempts} attempts, with "
-                    f"{writer.size} of {desc.size} bytes received: {exc.cause}",
-                    cause=exc.cause,
-                    method=exc.method,
-                    target=exc.target,
-                    attempts=exc.attempts,
-                    hint=exc.hint,
+                    f"{writer.size} of {desc.size} bytes received: {exc.cause}"
                 ) from None
             check(resp, ref.registry, ref.repository, "pull from")
             if writer.size >= desc.size:

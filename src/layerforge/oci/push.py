@@ -114,14 +114,9 @@ def upload(session: PushSession, store: Store, repo: str, desc: Descriptor) -> B
     try:
         return _upload(session, store, repo, desc)
     except ConnectionFault as exc:  # a step around the transfer that kept breaking
-        raise ConnectionFault(
+        raise exc.reworded(
             f"registry {session.registry}: upload of blob {desc.digest} ({desc.size} bytes) to "
-            f"{repo} failed: {exc.method} {exc.target} broke {exc.attempts} times: {exc.cause}",
-            cause=exc.cause,
-            method=exc.method,
-            target=exc.target,
-            attempts=exc.attempts,
-            hint=exc.hint,
+            f"{repo} failed: {exc.method} {exc.target} broke {exc.attempts} times: {exc.cause}"
         ) from None
 
 
