@@ -10,13 +10,14 @@ shared layer of the small ones.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerforge import cachedir
-from layerforge.builder import distcache
+from layerforge.builder import distcache, overlap
 from layerforge.builder import python as pydeps
 from layerforge.builder.layercache import cache_key, cached_layers, remember_layers, write
 from layerforge.events import Event
@@ -144,7 +145,11 @@ def _install(
     task = f"install:{node.name}"
     ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
     pydeps.install(ctx.project, packages, prefix)
+    install_one = functools.partial(pydeps.install, ctx.project)
+    fixed = overlap.settle(prefix, python, packages, install_one)
     ctx.reporter.emit(Event("finish", task, data={"ok": True}))
+    if fixed:
+        ctx.reporter.emit(Event("info", task, "shared paths settled: " + ", ".join(fixed)))
     if node.compile_bytecode:
         sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
                           ctx.project.source_date_epoch)  # fmt: skip

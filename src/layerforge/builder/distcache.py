@@ -17,10 +17,11 @@ is the one a cold build of the same lock makes, byte for byte.
 Two distributions may install the same path (the NVIDIA wheels all ship an empty
 ``nvidia/__init__.py``). Where their RECORDs give that file the same hash, the order of
 installation does not matter. Where they do not (or give none), the file's content depends
-on which one uv installed last: a distribution that shares such a path with another one
-installed with it is never remembered (:func:`reusable`), and a build where a reused
-distribution would share one with another (reused or fresh) installs everything together
-instead (:func:`collides`), as a cold build does.
+on what was installed with it (:mod:`layerforge.builder.overlap` gives it the bytes of the
+later install in dependency order, deterministically): a distribution that shares such a
+path with another one installed with it is never remembered (:func:`reusable`), and a
+build where a reused distribution would share one with another (reused or fresh) installs
+everything together instead (:func:`collides`), as a cold build does.
 """
 
 from __future__ import annotations

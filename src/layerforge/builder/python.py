@@ -29,6 +29,9 @@ from layerforge.oci.tarball import Entry
 
 VENV = "opt/venv"
 SHEBANG = b"#!/opt/venv/bin/python"
+# uv writes, into the dist-info of a wheel installed from a local file (find_links), the
+# time it cached it: listed in RECORD, different on every machine and every cold build.
+UV_ONLY = frozenset({"uv_cache.json"})
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,14 @@ class LayerGroup:
 
     @property
     def entries(self) -> list[Entry]:
-        return [e for d in self.dists for e in d.entries]
+        """One entry per path: distributions that install the same path (the nvidia
+        wheels' namespace ``__init__.py``) all point at the one staged file, which
+        :func:`layerforge.builder.overlap.settle` gave the winner's bytes."""
+        seen: dict[str, Entry] = {}
+        for d in self.dists:
+            for e in d.entries:
+                seen.setdefault(e.path, e)
+        return list(seen.values())
 
     @property
     def size(self) -> int:
@@ -127,6 +137,8 @@ def _dist_files(stage: Path, site: Path, record: Path, python: str) -> DistFiles
         if path == record:
             new_rows.append(row)
             continue
+        if path.parent == record.parent and path.name in UV_ONLY:
+            continue  # the install's own bookkeeping: a timestamp, not the distribution's
         member = _member(stage, path, python)
         data = _fixed_script(path) if member.startswith(f"{VENV}/bin/") else None
         if data is not None:
