@@ -6,6 +6,9 @@ Sorted, no timestamps, one table per node, so a diff shows exactly what moved::
     python = "3.11"
     platform = "x86_64-manylinux_2_28"
 
+    [indexes]                          # only with [[project.index]]: name = URL, no credentials
+    pytorch-cu128 = "https://..."
+
     [nodes.cpu]
     inputs = "sha256:..."              # what the node was resolved from
     source = { kind = "debootstrap", spec = "bookworm" }
@@ -17,6 +20,7 @@ Sorted, no timestamps, one table per node, so a diff shows exactly what moved::
     url = "..."
     sha256 = "..."
     size = 16918164
+    index = "pytorch-cu128"            # only for a distribution [project.sources] pins
 
     [nodes.gpu.runtime.llm]             # a runtime group: locked, not baked
     inputs = "sha256:..."              # its requirements + every baked pin below it

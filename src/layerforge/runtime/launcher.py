@@ -5,8 +5,8 @@ Baked into images as the package ``/opt/venv/lib/pythonX.Y/site-packages/layerfo
 ``__main__.py``), with the script ``/opt/venv/bin/layerforge-runtime``, next to the locked pins
 of every runtime group the image may install, ``/opt/layerforge/runtime/GROUP.txt`` (``name==version
 --hash=sha256:...``, for ``pip install --require-hashes --no-deps -r``) and ``GROUP.json``
-(file name, URL, sha256 and size of each wheel). It imports nothing outside the standard
-library, so it runs in any image, with or without pip::
+(file name, URL, sha256, size and named index of each wheel). It imports nothing outside the
+standard library, so it runs in any image, with or without pip::
 
     layerforge-runtime ensure llm            # install the group once; later calls do nothing
     layerforge-runtime exec -- CMD ARGS...   # ensure $LAYERFORGE_RUNTIME_GROUPS, then exec CMD
@@ -232,7 +232,7 @@ def fetch(
             "are off; copy the wheel there (`pip download --no-deps` the pins in "
             f"{settings.pins_dir}) or allow network access"
         )
-    return _download(wheel, downloads, where, _request(settings, wheel, indexes or {}))
+    return _download(wheel, downloads, where, download_request(settings, wheel, indexes or {}))
 
 
 def _local_url(url: str) -> Path | None:
@@ -294,7 +294,7 @@ def index_credentials(
     return None if entry is None else (entry[0], entry[2] or "")
 
 
-def _request(
+def download_request(
     settings: Settings, wheel: Wheel, indexes: Mapping[str, str]
 ) -> urllib.request.Request:
     """The download request of ``wheel``, with basic auth when the wheel is on its index's
