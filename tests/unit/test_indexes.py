@@ -5,15 +5,19 @@ credentials (the real uv runs are in tests/integration/test_indexes.py)."""
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from layerforge.builder.python import by_index
 from layerforge.errors import ManifestError
+from layerforge.export import ExportOptions
+from layerforge.export.common import ExportContext
+from layerforge.export.dockerfile import requirements
 from layerforge.lock import lockfile
-from layerforge.lock.inputs import all_inputs
-from layerforge.lock.lockfile import Lock, LockedNode, Package
+from layerforge.lock.inputs import all_inputs, key_doc
+from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
 from layerforge.lock.uv import ResolveOptions, compile_argv, install_argv, write_inputs
 from layerforge.manifest import Project, load
 from layerforge.runtime import launcher
@@ -216,3 +220,29 @@ def test_launcher_sends_index_credentials_to_the_index_host_only(tmp_path: Path)
     request = launcher.download_request(settings, elsewhere, {"t": "https://b.example/simple"})
     assert not request.unredirected_hdrs
     assert not request.headers
+
+
+def test_exported_requirements_name_every_index(example_copy: Path) -> None:
+    manifest = example_copy / "layerforge.toml"
+    manifest.write_text(manifest.read_text().replace("[bases.cpu]", INDEXES + "\n[bases.cpu]", 1))
+    project = load(manifest)
+    lock = lockfile.read(example_copy / "layerforge.lock")
+    options = ExportOptions(
+        dockerfiles=example_copy / "docker",
+        bake_file=example_copy / "docker-bake.hcl",
+        workflow=example_copy / "layerforge.yml",
+        repo_root=example_copy,
+    )
+    ctx = ExportContext(project, lock, {}, options)
+    reqs = requirements(ctx, project.nodes["cpu"])
+    assert f"--index-url {A}" in reqs
+    assert f"--extra-index-url {B}" in reqs
+
+
+def test_runtime_pin_index_is_in_the_node_key() -> None:
+    torch = Package("torch", "2.8.0", "torch.whl", "u", "aa", 1)
+    plain = LockedNode("sha256:1", (), runtime=(LockedGroup("gpu", "sha256:2", (torch,)),))
+    pinned = replace(torch, index="pytorch-cu128")
+    named = LockedNode("sha256:1", (), runtime=(LockedGroup("gpu", "sha256:2", (pinned,)),))
+    assert key_doc(plain) == {"runtime": {"gpu": [["torch", "2.8.0", "aa"]]}}  # as before
+    assert key_doc(named) != key_doc(plain)  # GROUP.json changes: so does the image

@@ -159,8 +159,10 @@ def key_doc(locked: LockedNode) -> dict[str, Any]:
     if not locked.runtime:
         return {}
     return {
-        "runtime": {
-            g.name: [[p.name, p.version, p.sha256] for p in sorted(g.packages)]
-            for g in locked.runtime
-        }
+        "runtime": {g.name: [_runtime_pin(p) for p in sorted(g.packages)] for g in locked.runtime}
     }
+
+
+def _runtime_pin(p: Package) -> list[str]:
+    """A runtime pin in the key: its index too (GROUP.json names it), only when it has one."""
+    return [p.name, p.version, p.sha256, *([p.index] if p.index is not None else [])]
