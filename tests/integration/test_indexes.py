@@ -179,7 +179,10 @@ def test_missing_credentials_names_the_index(tmp_path: Path, indexes: Indexes) -
 
 @pytest.mark.usefixtures("no_index_env")
 def test_runtime_group_from_authenticated_index(
-    tmp_path: Path, indexes: Indexes, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    indexes: Indexes,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     creds_env(monkeypatch)
     root = project(tmp_path / "p", indexes, extra='runtime = { gpu = ["torchy"] }')
@@ -203,7 +206,11 @@ def test_runtime_group_from_authenticated_index(
     target = tmp_path / "target"
     env = {"LAYERFORGE_RUNTIME_DIR": str(pins / "opt/layerforge/runtime")}
     # Without credentials: a clear error naming the index and the variables.
+    capsys.readouterr()
     assert launcher.main(["--target", str(target), "ensure", "gpu"], env=env) == 3
+    err = capsys.readouterr().err
+    assert "401 Unauthorized by index 'b'" in err
+    assert "LAYERFORGE_RUNTIME_INDEX_B_USERNAME" in err
     # With the launcher's own variables.
     creds = {
         "LAYERFORGE_RUNTIME_INDEX_B_USERNAME": USER,

@@ -71,8 +71,6 @@ def read_indexes(
             key="project.index_url",
             hint="remove index_url (it is the older spelling of default = true)",
         )
-    if p.get("index_url"):
-        _check_url(Index("index_url", p["index_url"]), shown, "project.index_url")
     return tuple(indexes), _sources(p.get("sources") or {}, indexes, shown)
 
 
