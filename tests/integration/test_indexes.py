@@ -2,9 +2,9 @@
 environment or netrc (never written anywhere), and runtime groups from an authenticated index.
 
 Two PEP 503 indexes on 127.0.0.1 (tests/indexserver.py): ``a`` (no auth, the default) has
-``torchy`` 3.0 and ``beta`` 1.0; ``b`` (basic auth) has ``torchy`` 2.0 and is explicit, so
-only what is pinned to it comes from it. The project is a root base on a stand-in root
-filesystem (nothing runs: ``--no-verify``).
+``torchy`` 3.0 and 2.0 (other bytes than b's) and ``beta`` 1.0; ``b`` (basic auth) has
+``torchy`` 2.0 and is explicit, so only what is pinned to it comes from it. The project is a
+root base on a stand-in root filesystem (nothing runs: ``--no-verify``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,13 @@ def indexes(tmp_path: Path) -> Iterator[Indexes]:
     a_dir, b_dir = tmp_path / "wheels-a", tmp_path / "wheels-b"
     a_dir.mkdir()
     b_dir.mkdir()
-    a_wheels = [make_wheel(a_dir, "torchy", "3.0"), make_wheel(a_dir, "beta", "1.0")]
+    a_wheels = [
+        make_wheel(a_dir, "torchy", "3.0"),
+        # The same file name as b's torchy 2.0 with other bytes: a pin to b that looked at a
+        # would fail its hash check.
+        make_wheel(a_dir, "torchy", "2.0", files={"torchy/impostor.txt": b"from a\n"}),
+        make_wheel(a_dir, "beta", "1.0"),
+    ]
     b_wheels = [make_wheel(b_dir, "torchy", "2.0")]
     with serve(a_wheels) as a, serve(b_wheels, auth=(USER, PASSWORD)) as b:
         yield Indexes(a, b)

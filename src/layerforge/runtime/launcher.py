@@ -56,7 +56,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -96,7 +96,7 @@ class Settings:
     offline: bool = False
     installer: str = "builtin"
     index_url: str | None = None
-    env: Mapping[str, str] | None = None  # where index credentials are looked up
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # index credentials
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
