@@ -32,6 +32,7 @@ SHEBANG = b"#!/opt/venv/bin/python"
 # uv writes, into the dist-info of a wheel installed from a local file (find_links), the
 # time it cached it: listed in RECORD, different on every machine and every cold build.
 UV_ONLY = frozenset({"uv_cache.json"})
+AUTH_HINT = " and its credentials (UV_INDEX_<NAME>_USERNAME/_PASSWORD or netrc)"
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,35 @@ def venv_entries(python_executable: str, version: str) -> list[Entry]:
 
 
 def install(project: Project, packages: Sequence[Package], stage: Path) -> None:
-    """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``."""
+    """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``: one
+    uv run per locked index (see :func:`by_index`), so a pin comes from its own index."""
+    for index, group in by_index(packages).items():
+        _install_group(project, group, stage, index)
+
+
+def by_index(packages: Sequence[Package]) -> dict[str | None, list[Package]]:
+    """Packages by the named index they were pinned to (None: the project's indexes first)."""
+    out: dict[str | None, list[Package]] = {}
+    for pkg in sorted(packages, key=lambda p: (p.index is not None, p.index or "", p.name)):
+        out.setdefault(pkg.index, []).append(pkg)
+    return out
+
+
+def _install_group(
+    project: Project, packages: Sequence[Package], stage: Path, index: str | None
+) -> None:
     lines = [f"{p.pin} --hash=sha256:{p.sha256}" for p in sorted(packages)]
     reqs = stage.parent / f"{stage.name}.requirements.txt"
     reqs.write_text("\n".join(lines) + "\n")
-    result = proc.run(install_argv(project, stage, reqs), check=False)
+    result = proc.run(install_argv(project, stage, reqs, index), check=False)
     reqs.unlink(missing_ok=True)
     if result.returncode != 0:
+        where = "the locked wheels" if index is None else f"the wheels locked from index {index!r}"
         raise BuildError(
-            f"uv could not install the locked wheels:\n{proc.tail(result.stderr)}",
-            hint="check network access to the package index, or run `layerforge lock` again",
+            f"uv could not install {where}:\n{proc.tail(result.stderr)}",
+            hint="check network access to the package index"
+            + (AUTH_HINT if project.indexes else "")
+            + ", or run `layerforge lock` again",
         )
 
 

@@ -3,7 +3,7 @@
 For every runtime group in the node's own lock table (see :mod:`layerforge.lock.runtime`)::
 
     /opt/layerforge/runtime/GROUP.txt    name==version --hash=sha256:...  (pip -r format)
-    /opt/layerforge/runtime/GROUP.json   file name, URL, sha256 and size of each wheel
+    /opt/layerforge/runtime/GROUP.json   file name, URL, sha256, size (and index) of each wheel
     /opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime/     the launcher (stdlib only)
     /opt/venv/bin/layerforge-runtime                              its script
 
@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from layerforge.lock.inputs import effective_lock
-from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode
+from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
 from layerforge.manifest import Node, Project
 from layerforge.oci.tarball import Entry
 
@@ -51,21 +51,29 @@ def pins_text(group: LockedGroup) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wheels_doc(group: LockedGroup) -> dict[str, Any]:
-    return {
+def wheels_doc(group: LockedGroup, indexes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "group": group.name,
-        "wheels": [
-            {
-                "name": p.name,
-                "version": p.version,
-                "filename": p.filename,
-                "url": p.url,
-                "sha256": p.sha256,
-                "size": p.size,
-            }
-            for p in sorted(group.packages)
-        ],
+        "wheels": [_wheel_doc(p) for p in sorted(group.packages)],
     }
+    used = sorted({p.index for p in group.packages if p.index is not None})
+    if used:  # name -> URL: the launcher sends an index's credentials to its host only
+        doc["indexes"] = {name: (indexes or {}).get(name, "") for name in used}
+    return doc
+
+
+def _wheel_doc(p: Package) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": p.name,
+        "version": p.version,
+        "filename": p.filename,
+        "url": p.url,
+        "sha256": p.sha256,
+        "size": p.size,
+    }
+    if p.index is not None:  # the launcher adds that index's credentials to the download
+        doc["index"] = p.index
+    return doc
 
 
 def _file(path: str, data: bytes, mode: int = 0o644) -> Entry:
@@ -73,13 +81,17 @@ def _file(path: str, data: bytes, mode: int = 0o644) -> Entry:
 
 
 def runtime_entries(
-    locked: LockedNode, python: str, inherited: Mapping[str, LockedGroup] | None = None
+    locked: LockedNode,
+    python: str,
+    inherited: Mapping[str, LockedGroup] | None = None,
+    indexes: Mapping[str, str] | None = None,
 ) -> list[Entry]:
     """The files of the node's runtime layer; empty when it adds nothing.
 
     ``inherited``: the groups the parent image already carries (see
     :func:`layerforge.lock.inputs.effective_lock`). Their files are written again only when
     this node's resolution differs, and the launcher only by the first node in the chain.
+    ``indexes``: the lock's named indexes (name -> URL), for wheels pinned to one.
     """
     inherited = inherited or {}
     changed = [g for g in locked.runtime if _differs(g, inherited.get(g.name))]
@@ -87,7 +99,7 @@ def runtime_entries(
         return []
     entries = [Entry(PINS_DIR, "dir", 0o755)]
     for group in changed:
-        doc = json.dumps(wheels_doc(group), indent=1, sort_keys=True) + "\n"
+        doc = json.dumps(wheels_doc(group, indexes), indent=1, sort_keys=True) + "\n"
         entries.append(_file(f"{PINS_DIR}/{group.name}.txt", pins_text(group).encode()))
         entries.append(_file(f"{PINS_DIR}/{group.name}.json", doc.encode()))
     if inherited:  # an ancestor's runtime layer holds the launcher already
@@ -106,7 +118,7 @@ def layer_for(lock: Lock, project: Project, name: str, python: str) -> tuple[lis
     node = project.nodes[name]
     inherited = effective_lock(lock, project, node.parent) if node.parent else {}
     locked = lock.nodes[name]
-    return runtime_entries(locked, python, inherited), created_by(locked)
+    return runtime_entries(locked, python, inherited, dict(lock.indexes)), created_by(locked)
 
 
 def _differs(group: LockedGroup, above: LockedGroup | None) -> bool:

@@ -364,9 +364,18 @@ def requirements(ctx: ExportContext, node: Node) -> list[str]:
     lines.append(f"# Locked distributions of {node.section}, for the image's Python.")
     if ctx.project.index_url:
         lines.append(f"--index-url {ctx.project.index_url}")
+    lines += _named_indexes(ctx.project)
     for pkg in sorted(ctx.lock.nodes[node.name].packages):
         lines.append(f"{pkg.pin} \\")
         lines.append(f"    --hash=sha256:{pkg.sha256}")
+    return lines
+
+
+def _named_indexes(project: Project) -> list[str]:
+    """pip has no per-package index: every named index is searched, and the hashes make
+    sure each pin is the locked file. Credentials: the pip.conf secret or netrc."""
+    lines = [f"--index-url {i.url}" for i in project.indexes if i.default]
+    lines += [f"--extra-index-url {i.url}" for i in project.indexes if not i.default]
     return lines
 
 

@@ -30,9 +30,21 @@ def node_inputs(project: Project, node: Node, parent_inputs: str | None) -> str:
         "requirements": sorted(node.requirements.lines),
         "parent": parent_inputs,
     }
+    doc.update(index_doc(project))
     if node.os_source is not None:
         doc["source"] = [node.os_source.kind, node.os_source.spec, list(node.os_source.packages)]
     return digest_json(doc)
+
+
+def index_doc(project: Project) -> dict[str, Any]:
+    """The named indexes and sources (nothing without them, so older inputs keep their
+    digests): a new URL, order or pin re-resolves."""
+    if not (project.indexes or project.sources):
+        return {}
+    return {
+        "indexes": [[i.name, i.url, i.explicit, i.default] for i in project.indexes],
+        "sources": [list(pair) for pair in project.sources],
+    }
 
 
 def rel(project: Project, path: Path) -> str:
@@ -101,6 +113,7 @@ def group_inputs(project: Project, group: RuntimeGroup, below: Mapping[str, Pack
         "requirements": sorted(group.requirements.lines),
         "baked": sorted([p.name, p.version, p.sha256] for p in below.values()),
     }
+    doc.update(index_doc(project))
     return digest_json(doc)
 
 
@@ -146,8 +159,10 @@ def key_doc(locked: LockedNode) -> dict[str, Any]:
     if not locked.runtime:
         return {}
     return {
-        "runtime": {
-            g.name: [[p.name, p.version, p.sha256] for p in sorted(g.packages)]
-            for g in locked.runtime
-        }
+        "runtime": {g.name: [_runtime_pin(p) for p in sorted(g.packages)] for g in locked.runtime}
     }
+
+
+def _runtime_pin(p: Package) -> list[str]:
+    """A runtime pin in the key: its index too (GROUP.json names it), only when it has one."""
+    return [p.name, p.version, p.sha256, *([p.index] if p.index is not None else [])]

@@ -6,6 +6,9 @@ Sorted, no timestamps, one table per node, so a diff shows exactly what moved::
     python = "3.11"
     platform = "x86_64-manylinux_2_28"
 
+    [indexes]                          # only with [[project.index]]: name = URL, no credentials
+    pytorch-cu128 = "https://..."
+
     [nodes.cpu]
     inputs = "sha256:..."              # what the node was resolved from
     source = { kind = "debootstrap", spec = "bookworm" }
@@ -17,6 +20,7 @@ Sorted, no timestamps, one table per node, so a diff shows exactly what moved::
     url = "..."
     sha256 = "..."
     size = 16918164
+    index = "pytorch-cu128"            # only for a distribution [project.sources] pins
 
     [nodes.gpu.runtime.llm]             # a runtime group: locked, not baked
     inputs = "sha256:..."              # its requirements + every baked pin below it
@@ -50,6 +54,7 @@ class Package:
     url: str
     sha256: str
     size: int
+    index: str | None = None  # the named index it was pinned to ([project.sources]), if any
 
     @property
     def pin(self) -> str:
@@ -121,6 +126,7 @@ class Lock:
     python: str
     platform: str
     nodes: dict[str, LockedNode] = field(default_factory=dict)
+    indexes: tuple[tuple[str, str], ...] = ()  # [[project.index]] name -> URL, in order
 
     def packages_with_ancestors(self, chain: list[str]) -> dict[str, Package]:
         """All packages of the nodes in ``chain`` (root first)."""
@@ -145,6 +151,8 @@ def dumps(lock: Lock) -> str:
         f"python = {_q(lock.python)}",
         f"platform = {_q(lock.platform)}",
     ]
+    if lock.indexes:
+        lines += ["", "[indexes]", *(f"{_key(n)} = {_q(url)}" for n, url in lock.indexes)]
     for name in sorted(lock.nodes):
         node = lock.nodes[name]
         lines += ["", f"[nodes.{_key(name)}]", f"inputs = {_q(node.inputs)}"]
@@ -172,6 +180,8 @@ def _packages(table: str, packages: tuple[Package, ...]) -> list[str]:
             f"sha256 = {_q(pkg.sha256)}",
             f"size = {pkg.size}",
         ]
+        if pkg.index is not None:
+            lines.append(f"index = {_q(pkg.index)}")
     return lines
 
 
@@ -187,7 +197,13 @@ def loads(text: str, *, path: str = LOCK_NAME) -> Lock:
         )
     try:
         nodes = {name: _node(raw) for name, raw in data.get("nodes", {}).items()}
-        return Lock(python=str(data["python"]), platform=str(data["platform"]), nodes=nodes)
+        indexes = tuple((str(n), str(u)) for n, u in data.get("indexes", {}).items())
+        return Lock(
+            python=str(data["python"]),
+            platform=str(data["platform"]),
+            nodes=nodes,
+            indexes=indexes,
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise LockError(f"{path}: malformed lock ({exc})", hint="run `layerforge lock`") from None
 
@@ -210,6 +226,7 @@ def _read_packages(raw: dict[str, Any]) -> tuple[Package, ...]:
             url=str(p["url"]),
             sha256=str(p["sha256"]),
             size=int(p["size"]),
+            index=str(p["index"]) if "index" in p else None,
         )
         for p in raw.get("packages", [])
     )

@@ -22,9 +22,13 @@ from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
 from layerforge.lock.runtime import resolve_runtime
 from layerforge.lock.uv import (
     ResolveOptions,
+    check_auth,
     compile_argv,
+    locked_indexes,
     parse_pylock,
+    pinned_indexes,
     uv_platform,
+    write_inputs,
     write_preferences,
 )
 from layerforge.manifest import Node, Project
@@ -66,7 +70,11 @@ def resolve(
         if old is None or old.packages != packages:
             moved.add(name)
     return resolve_runtime(
-        project, Lock(project.python, uv_platform(project), nodes), usable, options, reporter
+        project,
+        Lock(project.python, uv_platform(project), nodes, locked_indexes(project)),
+        usable,
+        options,
+        reporter,
     )
 
 
@@ -109,20 +117,21 @@ def _resolve_node(
         return ()
     with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as tmp:
         work = Path(tmp)
-        (work / "requirements.in").write_text("\n".join(lines) + "\n")
+        write_inputs(work, project, lines)
         (work / "constraints.txt").write_text("".join(p.pin + "\n" for p in above.values()))
         preferred = {} if options.upgrade or old is None else old.by_name()
         write_preferences(work / "pylock.toml", {**preferred, **above})
         argv = compile_argv(project, work, options)
         result = proc.run(argv, cwd=work, check=False)
         if result.returncode != 0:
+            check_auth(project, result.stderr, node.section)
             raise ResolveError(
                 f"uv could not resolve {node.section} "
                 f"(with the pins of {', '.join(chain) or 'no ancestors'}):\n"
                 f"{proc.tail(result.stderr)}",
                 hint="loosen the conflicting requirement, or pin it in the base that owns it",
             )
-        resolved = parse_pylock(work / "pylock.toml", node)
+        resolved = pinned_indexes(project, parse_pylock(work / "pylock.toml", node))
     for name, pkg in above.items():
         got = resolved.get(name)
         if got is not None and got.version != pkg.version:  # pragma: no cover - uv honours -c

@@ -34,7 +34,15 @@ from layerforge.lock.inputs import (
     groups_to_lock,
 )
 from layerforge.lock.lockfile import Lock, LockedGroup, Package
-from layerforge.lock.uv import ResolveOptions, compile_argv, parse_pylock, write_preferences
+from layerforge.lock.uv import (
+    ResolveOptions,
+    check_auth,
+    compile_argv,
+    parse_pylock,
+    pinned_indexes,
+    write_inputs,
+    write_preferences,
+)
 from layerforge.manifest import Project
 from layerforge.manifest.model import RuntimeGroup
 from layerforge.manifest.runtime import effective_groups
@@ -98,7 +106,7 @@ def _resolve_group(
     lines.extend(group.requirements.lines)
     with tempfile.TemporaryDirectory(prefix="layerforge-runtime-") as tmp:
         work = Path(tmp)
-        (work / "requirements.in").write_text("\n".join(lines) + "\n")
+        write_inputs(work, project, lines)
         (work / "constraints.txt").write_text("".join(p.pin + "\n" for p in below.values()))
         preferred = (
             {} if options.upgrade or prefer is None else {p.name: p for p in prefer.packages}
@@ -106,13 +114,14 @@ def _resolve_group(
         write_preferences(work / "pylock.toml", {**preferred, **below})
         result = proc.run(compile_argv(project, work, options), cwd=work, check=False)
         if result.returncode != 0:
+            check_auth(project, result.stderr, where)
             raise ResolveError(
                 f"uv could not resolve the runtime group {where} on top of the distributions "
                 f"baked in {node.section} (and its bases):\n{proc.tail(result.stderr)}",
                 hint="a runtime install never changes a baked distribution: relax the group's "
                 f"requirement in {where}, or change the baked pin it conflicts with",
             )
-        resolved = parse_pylock(work / "pylock.toml", node)
+        resolved = pinned_indexes(project, parse_pylock(work / "pylock.toml", node))
     for name, pkg in below.items():
         got = resolved.get(name)
         if got is not None and got.version != pkg.version:  # pragma: no cover - uv honours -c

@@ -3,15 +3,23 @@
 ``pip compile`` resolves (for ``layerforge lock``) and ``pip install --prefix`` installs the
 locked wheels (for the build). Both run for the *target* Python and platform, take wheels
 only and read the project's indexes, so what the lock names is what the build installs.
+
+Named indexes (``[[project.index]]``): ``pip compile`` reads a generated ``pyproject.toml``
+(``[[tool.uv.index]]`` and ``[tool.uv.sources]``: the only way ``uv pip`` pins a distribution
+to an index) with the default index on the command line, uv's first-index strategy kept. The
+install is by pin, one ``uv pip install`` per locked index, so a pin is fetched from its
+index only. Credentials are uv's business: it reads ``UV_INDEX_<NAME>_USERNAME/_PASSWORD``
+and netrc from the environment each run inherits, and they are never written anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -22,6 +30,8 @@ from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node, Project
+from layerforge.manifest.indexes import credential_variables
+from layerforge.manifest.model import Index
 
 PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28"}
 
@@ -42,7 +52,7 @@ def compile_argv(project: Project, work: Path, options: ResolveOptions) -> list[
         proc.find_uv(),
         "pip",
         "compile",
-        "requirements.in",
+        "pyproject.toml" if (work / "pyproject.toml").is_file() else "requirements.in",
         "--constraint",
         "constraints.txt",
         "--python-version",
@@ -61,12 +71,14 @@ def compile_argv(project: Project, work: Path, options: ResolveOptions) -> list[
     argv += _index_options(project)
     for name in options.upgrade_packages:
         argv += ["--upgrade-package", name]
-    del work
     return argv
 
 
-def install_argv(project: Project, stage: Path, requirements: Path) -> list[str]:
-    """``uv pip install`` of exactly the hash-pinned ``requirements`` into the prefix ``stage``."""
+def install_argv(
+    project: Project, stage: Path, requirements: Path, index: str | None = None
+) -> list[str]:
+    """``uv pip install`` of exactly the hash-pinned ``requirements`` into the prefix ``stage``
+    (``index``: the named index they are all pinned to; None: the project's indexes)."""
     argv = [
         proc.find_uv(),
         "pip",
@@ -90,10 +102,12 @@ def install_argv(project: Project, stage: Path, requirements: Path) -> list[str]
         "--no-compile",
         "--quiet",
     ]
-    return argv + _index_options(project)
+    return argv + _index_options(project, index)
 
 
-def _index_options(project: Project) -> list[str]:
+def _index_options(project: Project, index: str | None = None) -> list[str]:
+    if project.indexes:
+        return named_index_options(project, index)
     argv: list[str] = []
     if project.index_url:
         argv += ["--index-url", project.index_url]
@@ -140,3 +154,101 @@ def parse_pylock(path: Path, node: Node) -> dict[str, Package]:
             size=int(wheel.get("size", 0)),
         )
     return out
+
+
+# -- named indexes ------------------------------------------------------------------------------
+
+
+def _spec(index: Index) -> str:
+    return f"{index.name}={index.url}"
+
+
+def named_index_options(project: Project, pinned_to: str | None = None) -> list[str]:
+    """The index flags of a project with ``[[project.index]]``: for the distributions pinned to
+    ``pinned_to``, that index alone; otherwise the default index (or ``index_url``) and every
+    non-explicit index, in the manifest's order, and ``find_links``."""
+    if pinned_to is not None:
+        (index,) = (i for i in project.indexes if i.name == pinned_to)
+        return ["--default-index", _spec(index)]
+    argv: list[str] = []
+    for index in project.indexes:
+        if index.default:
+            argv += ["--default-index", _spec(index)]
+        elif not index.explicit:
+            argv += ["--index", _spec(index)]
+    if project.index_url:
+        argv += ["--index-url", project.index_url]
+    for link in project.find_links:
+        argv += ["--find-links", str(link)]
+    return argv
+
+
+def write_inputs(work: Path, project: Project, lines: Sequence[str]) -> None:
+    """``requirements.in`` for :func:`compile_argv`; with named indexes, the generated
+    ``pyproject.toml`` that it reads instead (the requirements plus the indexes and sources)."""
+    (work / "requirements.in").write_text("\n".join(lines) + "\n")
+    if not (project.indexes or project.sources):
+        return
+    sourced = {index for _, index in project.sources}
+    body = [
+        "[project]",
+        'name = "layerforge-node"',
+        'version = "0"',
+        f"dependencies = {json.dumps(list(lines))}",
+        "",
+        "[tool.uv.sources]",
+        *(
+            f"{json.dumps(dist)} = {{ index = {json.dumps(index)} }}"
+            for dist, index in project.sources
+        ),
+    ]
+    for index in project.indexes:
+        if index.default and index.name not in sourced:
+            continue  # on the command line (uv pip takes no default from a pyproject)
+        body += [
+            "",
+            "[[tool.uv.index]]",
+            f"name = {json.dumps(index.name)}",
+            f"url = {json.dumps(index.url)}",
+            f"explicit = {'true' if index.explicit or index.default else 'false'}",
+        ]
+    (work / "pyproject.toml").write_text("\n".join(body) + "\n")
+
+
+def pinned_indexes(project: Project, packages: dict[str, Package]) -> dict[str, Package]:
+    """``packages`` with ``index`` set for those ``[project.sources]`` pins to an index."""
+    sources = dict(project.sources)
+    return {
+        name: replace(pkg, index=sources[name]) if name in sources else pkg
+        for name, pkg in packages.items()
+    }
+
+
+def locked_indexes(project: Project) -> tuple[tuple[str, str], ...]:
+    """The lock's ``[indexes]`` table: every named index, never credentials (see manifest)."""
+    return tuple((i.name, i.url) for i in project.indexes)
+
+
+_UNAUTHORIZED = re.compile(r"index URL \((\S+?)\) could not be queried due to a lack of valid auth")
+
+
+def check_auth(project: Project, stderr: str, where: str) -> None:
+    """A ResolveError naming the index and its variables when uv got a 401 from it."""
+    match = _UNAUTHORIZED.search(stderr)
+    if match is None:
+        return
+    url = match.group(1).rstrip("/")
+    named = [i for i in project.indexes if i.url.rstrip("/") == url]
+    if not named:
+        raise ResolveError(
+            f"{where}: the index {url} refused uv (401 Unauthorized: no valid credentials)",
+            hint="put its host in a netrc file ($NETRC), or declare it as a [[project.index]] "
+            "and set UV_INDEX_<NAME>_USERNAME and UV_INDEX_<NAME>_PASSWORD",
+        )
+    user, password = credential_variables(named[0].name)
+    raise ResolveError(
+        f"{where}: index {named[0].name!r} ({url}) refused uv: 401 Unauthorized, no valid "
+        "credentials",
+        hint=f"set {user} and {password} in the environment, or put the host in a netrc "
+        "file (NETRC=path); credentials are never written into the manifest or the lock",
+    )

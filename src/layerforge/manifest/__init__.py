@@ -3,7 +3,8 @@
 ``model`` holds the types, ``graph`` the walks of the base/service tree, ``load`` finds,
 validates (with a cache) and builds, ``parse`` turns validated data into nodes, ``messages``
 words the errors, ``schema`` is the pydantic shape (also shipped as ``layerforge.schema.json``),
-``requirements``/``confine``/``runtime`` read what nodes name, ``starter`` writes
+``requirements``/``confine``/``runtime`` read what nodes name, ``indexes`` the named package
+indexes, ``starter`` writes
 ``layerforge init``'s manifest.
 
 This package does not import ``schema`` (pydantic is slow to import, and a manifest whose

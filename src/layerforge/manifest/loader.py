@@ -94,6 +94,7 @@ VALIDATION_MODULES = (
     "manifest/__init__.py",
     "manifest/confine.py",
     "manifest/graph.py",
+    "manifest/indexes.py",
     "manifest/loader.py",
     "manifest/messages.py",
     "manifest/model.py",

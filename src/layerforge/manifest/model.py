@@ -65,6 +65,16 @@ class OSSource:
 
 
 @dataclass(frozen=True)
+class Index:
+    """A named package index (``[[project.index]]``); never holds credentials."""
+
+    name: str
+    url: str
+    explicit: bool = False  # only what [project.sources] pins to it comes from it
+    default: bool = False  # instead of PyPI, for everything not pinned elsewhere
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     kind: NodeKind
@@ -106,6 +116,8 @@ class Project:
     index_url: str | None = None
     find_links: tuple[Path, ...] = ()
     source_date_epoch: int = 0
+    indexes: tuple[Index, ...] = ()  # [[project.index]], in priority order
+    sources: tuple[tuple[str, str], ...] = ()  # canonical distribution name -> index name
 
     def ancestors(self, name: str) -> list[Node]:
         """Parents of ``name``, nearest first."""

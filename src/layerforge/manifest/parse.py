@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 from layerforge.errors import ManifestError
 from layerforge.manifest import graph
 from layerforge.manifest.confine import Confinement, confinement
+from layerforge.manifest.indexes import read_indexes
 from layerforge.manifest.messages import did_you_mean
 from layerforge.manifest.model import (
     NAME_RE,
@@ -53,6 +54,7 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
     ordered = graph.topological(nodes, shown)
     _check_pins(ordered, shown)
     check_runtime(ordered, shown)
+    indexes, sources = read_indexes(p, shown)
     return Project(
         name=p["name"],
         python=p["python"],
@@ -67,6 +69,8 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
         index_url=p["index_url"],
         find_links=_find_links(_tuple(p["find_links"]), confine, shown),
         source_date_epoch=p["source_date_epoch"],
+        indexes=indexes,
+        sources=sources,
     )
 
 

@@ -61,6 +61,24 @@ Size = Annotated[
 ]
 
 
+class IndexModel(_Model):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="Name of the index: what [project.sources] and the lock use, and what "
+        "uv's credential variables UV_INDEX_<NAME>_USERNAME/_PASSWORD are named after.",
+    )
+    url: str = Field(
+        description="PEP 503 simple index URL, without credentials (they come from "
+        "UV_INDEX_<NAME>_USERNAME/_PASSWORD or netrc).",
+    )
+    explicit: StrictBool = Field(
+        False, description="Only packages pinned to it in [project.sources] come from it."
+    )
+    default: StrictBool = Field(
+        False, description="The index used for everything else, instead of PyPI (at most one)."
+    )
+
+
 class ProjectModel(_Model):
     name: str = Field(description="Name of the fleet; images are named after their node.")
     python: str = Field(
@@ -78,7 +96,21 @@ class ProjectModel(_Model):
         description="Distributions whose installed size exceeds this get a layer of their own.",
     )
     compression: Literal["gzip", "zstd"] = "gzip"
-    index_url: str | None = Field(None, description="Package index for uv (default: PyPI).")
+    index_url: str | None = Field(
+        None,
+        description="Package index for uv (default: PyPI); an older spelling of a "
+        "[[project.index]] with default = true.",
+    )
+    index: tuple[IndexModel, ...] = Field(
+        (),
+        description="Named package indexes, in priority order (uv's first-index strategy: "
+        "the first index that has a package provides all its versions).",
+    )
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Distribution name -> index name: that distribution (wherever it is "
+        "required, runtime groups included) comes from that index only.",
+    )
     find_links: tuple[str, ...] = Field(
         (), description="Extra directories of wheels for uv (--find-links), relative paths allowed."
     )
@@ -235,7 +267,7 @@ def keys_at(loc: list[str]) -> list[str]:
     if len(loc) == 1:
         model = ManifestModel
     elif loc[0] == "project":
-        model = ProjectModel
+        model = IndexModel if loc[1:2] == ["index"] and len(loc) == 4 else ProjectModel
     elif loc[0] == "bases":
         model = BaseModelConfig if len(loc) == 3 else DebootstrapModel
     else:

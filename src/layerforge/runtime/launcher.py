@@ -5,8 +5,8 @@ Baked into images as the package ``/opt/venv/lib/pythonX.Y/site-packages/layerfo
 ``__main__.py``), with the script ``/opt/venv/bin/layerforge-runtime``, next to the locked pins
 of every runtime group the image may install, ``/opt/layerforge/runtime/GROUP.txt`` (``name==version
 --hash=sha256:...``, for ``pip install --require-hashes --no-deps -r``) and ``GROUP.json``
-(file name, URL, sha256 and size of each wheel). It imports nothing outside the standard
-library, so it runs in any image, with or without pip::
+(file name, URL, sha256, size and named index of each wheel). It imports nothing outside the
+standard library, so it runs in any image, with or without pip::
 
     layerforge-runtime ensure llm            # install the group once; later calls do nothing
     layerforge-runtime exec -- CMD ARGS...   # ensure $LAYERFORGE_RUNTIME_GROUPS, then exec CMD
@@ -25,6 +25,10 @@ Environment:
   --require-hashes --no-deps -r GROUP.txt`` with the interpreter's pip or uv from PATH).
 - ``LAYERFORGE_RUNTIME_INDEX_URL``: ``--index-url`` for the pip and uv installers.
 - ``LAYERFORGE_RUNTIME_DIR``: where the pins live (default ``/opt/layerforge/runtime``).
+- ``LAYERFORGE_RUNTIME_INDEX_<NAME>_USERNAME`` / ``_PASSWORD`` (or uv's ``UV_INDEX_<NAME>_...``,
+  or a netrc file, ``$NETRC`` or ``~/.netrc``): credentials for the builtin installer's
+  downloads of wheels locked from the named index ``NAME`` (upper-cased, other characters
+  as ``_``), sent to that index's host only.
 
 Idempotent and safe to start concurrently: a marker ``<prefix>/.layerforge-runtime/GROUP``
 holds the sha256 of the group's pins once installed, and installs run under an exclusive
@@ -35,9 +39,11 @@ holds the sha256 of the group's pins once installed, and installs run under an e
 from __future__ import annotations
 
 import argparse
+import base64
 import fcntl
 import hashlib
 import json
+import netrc
 import os
 import re
 import shutil
@@ -46,10 +52,11 @@ import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -79,6 +86,7 @@ class Wheel:
     url: str
     sha256: str
     size: int
+    index: str | None = None  # the named index it was locked from (its credentials apply)
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class Settings:
     offline: bool = False
     installer: str = "builtin"
     index_url: str | None = None
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # index credentials
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -101,6 +110,7 @@ class Settings:
             env.get("LAYERFORGE_RUNTIME_OFFLINE", "") not in ("", "0", "false", "no"),
             installer,
             env.get("LAYERFORGE_RUNTIME_INDEX_URL") or None,
+            dict(env),
         )
 
 
@@ -127,6 +137,12 @@ def pins_digest(settings: Settings, group: str) -> str:
 def wheels_of(settings: Settings, group: str) -> list[Wheel]:
     raw = json.loads((settings.pins_dir / f"{group}.json").read_text())
     return [Wheel(**item) for item in raw["wheels"]]
+
+
+def index_urls(settings: Settings, group: str) -> dict[str, str]:
+    """Name -> URL of the named indexes the group's wheels were locked from."""
+    raw = json.loads((settings.pins_dir / f"{group}.json").read_text())
+    return dict(raw.get("indexes", {}))
 
 
 def installed(settings: Settings, target: Target, group: str) -> bool:
@@ -175,8 +191,9 @@ def _builtin(settings: Settings, target: Target, group: str) -> None:
     wheels = wheels_of(settings, group)
     total = sum(w.size for w in wheels)
     _say(f"{group}: installing {len(wheels)} distributions ({total / 1e6:.1f} MB of wheels)")
+    indexes = index_urls(settings, group)
     for wheel in wheels:
-        path = fetch(settings, wheel, downloads)
+        path = fetch(settings, wheel, downloads, indexes)
         install_wheel(path, target)
         if path.parent == downloads:  # a download is not kept: the install is what counts
             path.unlink()
@@ -195,7 +212,9 @@ def _atomic_text(path: Path, text: str) -> None:
 # -- fetching -----------------------------------------------------------------------------------
 
 
-def fetch(settings: Settings, wheel: Wheel, downloads: Path) -> Path:
+def fetch(
+    settings: Settings, wheel: Wheel, downloads: Path, indexes: Mapping[str, str] | None = None
+) -> Path:
     """A local, hash-checked copy of ``wheel``: from find-links, else from its locked URL."""
     for directory in settings.find_links:
         candidate = directory / wheel.filename
@@ -213,7 +232,7 @@ def fetch(settings: Settings, wheel: Wheel, downloads: Path) -> Path:
             "are off; copy the wheel there (`pip download --no-deps` the pins in "
             f"{settings.pins_dir}) or allow network access"
         )
-    return _download(wheel, downloads, where)
+    return _download(wheel, downloads, where, download_request(settings, wheel, indexes or {}))
 
 
 def _local_url(url: str) -> Path | None:
@@ -224,24 +243,89 @@ def _local_url(url: str) -> Path | None:
     return None
 
 
-def _download(wheel: Wheel, downloads: Path, where: str) -> Path:
+def _download(
+    wheel: Wheel, downloads: Path, where: str, request: urllib.request.Request | None = None
+) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / wheel.filename
     fd, tmp = tempfile.mkstemp(dir=downloads, prefix=".part-")
     try:
         with (
             os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(wheel.url, timeout=60) as resp,  # noqa: S310 - locked URL
+            urllib.request.urlopen(request or wheel.url, timeout=60) as resp,  # noqa: S310
         ):
             shutil.copyfileobj(resp, out, 1 << 20)
     except (urllib.error.URLError, OSError) as exc:
         Path(tmp).unlink(missing_ok=True)
+        _unauthorized(exc, wheel)
         raise FetchError(
             f"cannot download {wheel.filename} from {wheel.url}: {exc}. {_advice(exc, where)}"
         ) from None
     Path(tmp).replace(target)
     _check_hash(target, wheel)
     return target
+
+
+# -- index credentials --------------------------------------------------------------------------
+
+
+def _env_name(index: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", index.upper())
+
+
+def index_credentials(
+    env: Mapping[str, str], index: str | None, url: str
+) -> tuple[str, str] | None:
+    """(user, password) for a download of ``url``: the index's variables (ours, then uv's),
+    else netrc's entry for the URL's host."""
+    if index is not None:
+        for prefix in ("LAYERFORGE_RUNTIME_INDEX_", "UV_INDEX_"):
+            user = env.get(f"{prefix}{_env_name(index)}_USERNAME")
+            if user:
+                return user, env.get(f"{prefix}{_env_name(index)}_PASSWORD", "")
+    host = urllib.parse.urlsplit(url).hostname
+    path = env.get("NETRC") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".netrc")
+    if host is None or not os.path.isfile(path):
+        return None
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except (netrc.NetrcParseError, OSError):
+        return None
+    return None if entry is None else (entry[0], entry[2] or "")
+
+
+def download_request(
+    settings: Settings, wheel: Wheel, indexes: Mapping[str, str]
+) -> urllib.request.Request:
+    """The download request of ``wheel``, with basic auth when the wheel is on its index's
+    host (never sent on to a redirect's host)."""
+    request = urllib.request.Request(wheel.url)  # noqa: S310 - the locked URL
+    index_url = indexes.get(wheel.index or "", "")
+    if wheel.index is not None and _origin(index_url) != _origin(wheel.url):
+        return request  # the index's credentials stay with the index's host
+    creds = index_credentials(settings.env or {}, wheel.index, wheel.url)
+    if creds is not None:
+        token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+        request.add_unredirected_header("Authorization", f"Basic {token}")
+    return request
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.netloc.rpartition("@")[2]
+
+
+def _unauthorized(exc: Exception, wheel: Wheel) -> None:
+    if not (isinstance(exc, urllib.error.HTTPError) and exc.code == 401):
+        return
+    name = _env_name(wheel.index) if wheel.index else "<NAME>"
+    raise FetchError(
+        f"cannot download {wheel.filename} from {wheel.url}: 401 Unauthorized"
+        + (f" by index {wheel.index!r}" if wheel.index else "")
+        + f". Set LAYERFORGE_RUNTIME_INDEX_{name}_USERNAME and "
+        f"LAYERFORGE_RUNTIME_INDEX_{name}_PASSWORD (or UV_INDEX_{name}_USERNAME/_PASSWORD), "
+        "or put the host in a netrc file ($NETRC)"
+    )
 
 
 def _advice(exc: Exception, where: str) -> str:
