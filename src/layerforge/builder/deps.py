@@ -20,6 +20,7 @@ from layerforge.builder import distcache
 from layerforge.builder import python as pydeps
 from layerforge.builder.layercache import cache_key, cached_layers, remember_layers, write
 from layerforge.events import Event
+from layerforge.lock.inputs import node_platform
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node
 from layerforge.oci.layer import Layer
@@ -143,7 +144,8 @@ def _install(
 ) -> list[pydeps.DistFiles]:
     task = f"install:{node.name}"
     ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
-    pydeps.install(ctx.project, packages, prefix)
+    platform = node_platform(ctx.project, ctx.lock.nodes, node.name)  # as it was locked for
+    pydeps.install(ctx.project, packages, prefix, platform)
     ctx.reporter.emit(Event("finish", task, data={"ok": True}))
     if node.compile_bytecode:
         sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,

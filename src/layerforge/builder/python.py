@@ -74,12 +74,14 @@ def venv_entries(python_executable: str, version: str) -> list[Entry]:
     ]
 
 
-def install(project: Project, packages: Sequence[Package], stage: Path) -> None:
+def install(
+    project: Project, packages: Sequence[Package], stage: Path, platform: str | None = None
+) -> None:
     """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``."""
     lines = [f"{p.pin} --hash=sha256:{p.sha256}" for p in sorted(packages)]
     reqs = stage.parent / f"{stage.name}.requirements.txt"
     reqs.write_text("\n".join(lines) + "\n")
-    result = proc.run(install_argv(project, stage, reqs), check=False)
+    result = proc.run(install_argv(project, stage, reqs, platform), check=False)
     reqs.unlink(missing_ok=True)
     if result.returncode != 0:
         raise BuildError(

@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from layerforge.errors import LockError
 from layerforge.fsutil import digest_json
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
-from layerforge.lock.uv import uv_platform
+from layerforge.lock.uv import platform_tag, uv_platform
 from layerforge.manifest import Node, Project
 from layerforge.manifest.model import RuntimeGroup
 from layerforge.manifest.runtime import effective_groups
@@ -151,3 +154,71 @@ def key_doc(locked: LockedNode) -> dict[str, Any]:
             for g in locked.runtime
         }
     }
+
+
+# -- the C library: which platform a node resolves for, and what its wheels need ---------------
+
+_LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def root_libc(project: Project, lock_nodes: Mapping[str, LockedNode], name: str) -> str | None:
+    """The C library the lock recorded for the root base of ``name``'s chain ("glibc 2.36")."""
+    root = lock_nodes.get(chain_names(project, name)[0])
+    return root.source.libc if root is not None and root.source is not None else None
+
+
+def node_platform(project: Project, lock_nodes: Mapping[str, LockedNode], name: str) -> str:
+    """uv's ``--python-platform`` for ``name``: from the C library of its chain's root base."""
+    return platform_tag(project.platforms[0], root_libc(project, lock_nodes, name))
+
+
+def wheel_needs(filename: str) -> tuple[str, int, int] | None:
+    """The C library a wheel needs at least, from its platform tags: ("glibc", 2, 31) for
+    ``manylinux_2_31``, ("musl", 1, 2) for ``musllinux_1_2``; None for a pure wheel (or not a
+    wheel). The least over its tags: a wheel runs where any one of them does."""
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return None
+    needs: list[tuple[str, int, int]] = []
+    for tag in tags:
+        plat = tag.platform
+        if plat == "any":
+            return None
+        family, _, rest = plat.partition("_")
+        if family in _LEGACY:
+            needs.append(("glibc", *_LEGACY[family]))
+        elif family in ("manylinux", "musllinux"):
+            major, minor = rest.split("_")[:2]
+            needs.append(("glibc" if family == "manylinux" else "musl", int(major), int(minor)))
+    return min(needs) if needs else None
+
+
+def check_libc(
+    project: Project, lock_nodes: Mapping[str, LockedNode], root: str, libc: str | None
+) -> None:
+    """Refuse a locked wheel (baked or in a runtime group) of a node on ``root`` that needs a
+    newer C library than ``libc``, the one ``root``'s OS source has (None: unknown, nothing
+    to check)."""
+    if libc is None:
+        return
+    family, _, version = libc.partition(" ")
+    major, _, minor = version.partition(".")
+    have = (int(major or 0), int(minor or 0))
+    base = project.nodes[root]
+    assert base.os_source is not None
+    for name in project.nodes:
+        if chain_names(project, name)[0] != root or name not in lock_nodes:
+            continue
+        locked = lock_nodes[name]
+        for pkg in [*locked.packages, *(p for g in locked.runtime for p in g.packages)]:
+            needs = wheel_needs(pkg.filename)
+            if needs is None or (needs[0] == family and needs[1:] <= have):
+                continue
+            raise LockError(
+                f"{project.nodes[name].section}: {pkg.filename} needs {needs[0]} "
+                f"{needs[1]}.{needs[2]}; {base.section}'s OS source "
+                f"({base.os_source.describe()}) has {libc}",
+                hint="run `layerforge lock` to resolve for this OS, or use a newer OS source "
+                f"in {base.section}",
+            )

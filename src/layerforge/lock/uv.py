@@ -19,15 +19,40 @@ from urllib.parse import unquote, urlparse
 from packaging.utils import canonicalize_name
 
 from layerforge import proc
-from layerforge.errors import ResolveError
+from layerforge.errors import LockError, ResolveError
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node, Project
 
-PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28"}
+PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28"}  # the default: no C library found
+ARCHES = {"linux/amd64": "x86_64"}
+# the glibc minors uv accepts in ARCH-manylinux_2_MINOR (uv 0.13: no 2_29/2_30, none above 2_40)
+MANYLINUX = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
 
 
 def uv_platform(project: Project) -> str:
+    """The lock's top-level platform: the tag of a root base whose C library is unknown."""
     return PLATFORMS[project.platforms[0]]
+
+
+def platform_tag(platform: str, libc: str | None) -> str:
+    """uv's ``--python-platform`` for a root base with C library ``libc`` ("glibc 2.36",
+    "musl 1.2.5", None: unknown): the highest manylinux tag uv accepts that the glibc runs."""
+    if libc is None:
+        return PLATFORMS[platform]
+    family, _, version = libc.partition(" ")
+    arch = ARCHES[platform]
+    if family == "musl":
+        return f"{arch}-unknown-linux-musl"
+    major, _, minor = version.partition(".")
+    have = (int(major), int(minor or 0))
+    if have < (2, MANYLINUX[0]):
+        raise LockError(
+            f"the OS has {libc}, older than glibc 2.{MANYLINUX[0]}, the oldest that "
+            "manylinux wheels are built for",
+            hint="use a newer OS source (Debian 9 or later, RHEL/CentOS 7 or later)",
+        )
+    best = max(m for m in MANYLINUX if have >= (2, m))
+    return f"{arch}-manylinux_2_{best}"
 
 
 @dataclass(frozen=True)
@@ -36,8 +61,11 @@ class ResolveOptions:
     upgrade_packages: tuple[str, ...] = ()
 
 
-def compile_argv(project: Project, work: Path, options: ResolveOptions) -> list[str]:
-    """``uv pip compile`` of ``work``'s requirements.in/constraints.txt into pylock.toml."""
+def compile_argv(
+    project: Project, work: Path, options: ResolveOptions, platform: str | None = None
+) -> list[str]:
+    """``uv pip compile`` of ``work``'s requirements.in/constraints.txt into pylock.toml, for
+    ``platform`` (:func:`platform_tag`; None: the project's default)."""
     argv = [
         proc.find_uv(),
         "pip",
@@ -48,7 +76,7 @@ def compile_argv(project: Project, work: Path, options: ResolveOptions) -> list[
         "--python-version",
         project.python,
         "--python-platform",
-        uv_platform(project),
+        platform or uv_platform(project),
         "--format",
         "pylock.toml",
         "--output-file",
@@ -65,8 +93,11 @@ def compile_argv(project: Project, work: Path, options: ResolveOptions) -> list[
     return argv
 
 
-def install_argv(project: Project, stage: Path, requirements: Path) -> list[str]:
-    """``uv pip install`` of exactly the hash-pinned ``requirements`` into the prefix ``stage``."""
+def install_argv(
+    project: Project, stage: Path, requirements: Path, platform: str | None = None
+) -> list[str]:
+    """``uv pip install`` of exactly the hash-pinned ``requirements`` into the prefix ``stage``,
+    for ``platform`` (the one they were locked for; None: the project's default)."""
     argv = [
         proc.find_uv(),
         "pip",
@@ -84,7 +115,7 @@ def install_argv(project: Project, stage: Path, requirements: Path) -> list[str]
         "--python-version",
         project.python,
         "--python-platform",
-        uv_platform(project),
+        platform or uv_platform(project),
         "--link-mode",
         "hardlink",
         "--no-compile",
