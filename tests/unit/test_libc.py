@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from layerforge.errors import LockError
-from layerforge.lock.inputs import wheel_needs
-from layerforge.lock.lockfile import SourcePin
+from layerforge.lock.inputs import check_libc, node_platform, wheel_needs
+from layerforge.lock.lockfile import LockedGroup, LockedNode, Package, SourcePin
 from layerforge.lock.uv import platform_tag
+from layerforge.manifest import Project, load
 from layerforge.sources.base import BaseImage, LibcInfo, find_libc
 
 
@@ -78,8 +79,68 @@ def test_platform_tag(libc: str | None, tag: str) -> None:
 
 
 def test_platform_tag_refuses_a_glibc_older_than_2_17() -> None:
-    with pytest.raises(LockError, match=r"glibc 2\.12.*2\.17"):
-        platform_tag("linux/amd64", "glibc 2.12")
+    with pytest.raises(LockError, match=r"bases.old: its OS source has glibc 2\.12.*2\.17"):
+        platform_tag("linux/amd64", "glibc 2.12", "bases.old")
+
+
+def fleet(tmp_path: Path) -> Project:
+    (tmp_path / "os").mkdir()
+    (tmp_path / "layerforge.toml").write_text(
+        '[project]\nname = "t"\n\n[bases.cpu]\nfrom = "rootfs:os"\n\n'
+        '[bases.gpu]\nfrom = "cpu"\n\n[bases.other]\nfrom = "rootfs:os"\n'
+    )
+    return load(tmp_path / "layerforge.toml")
+
+
+def wheel(name: str, plat: str) -> Package:
+    return Package(name, "1.0", f"{name}-1.0-cp311-cp311-{plat}.whl", "u", "0" * 64, 1)
+
+
+def locked(libc: str | None, *packages: Package, runtime: tuple[Package, ...] = ()) -> LockedNode:
+    pin = SourcePin("rootfs", "os", (), "sha256:ab", libc)
+    return LockedNode("i", packages, pin, (LockedGroup("g", "i", runtime),) if runtime else ())
+
+
+def test_each_chain_resolves_for_its_own_root(tmp_path: Path) -> None:
+    p = fleet(tmp_path)
+    nodes = {
+        "cpu": locked("glibc 2.36"),
+        "gpu": LockedNode("i"),
+        "other": locked(None),
+    }
+    assert node_platform(p, nodes, "gpu") == "x86_64-manylinux_2_36"
+    assert node_platform(p, nodes, "other") == "x86_64-manylinux_2_28"
+
+
+def test_a_wheel_newer_than_the_base_glibc_is_refused_by_name(tmp_path: Path) -> None:
+    p = fleet(tmp_path)
+    ok = wheel("ok", "manylinux_2_17_x86_64.manylinux2014_x86_64")
+    new = wheel("vllm", "manylinux_2_31_x86_64")
+    nodes = {"cpu": locked("glibc 2.28", ok), "gpu": LockedNode("i", (new,)), "other": locked(None)}
+    with pytest.raises(LockError) as info:
+        check_libc(p, nodes, "cpu", "glibc 2.28")
+    assert str(info.value).splitlines()[0] == (
+        "bases.gpu: vllm-1.0-cp311-cp311-manylinux_2_31_x86_64.whl needs glibc 2.31; "
+        "bases.cpu's OS source (rootfs:os) has glibc 2.28"
+    )
+    check_libc(p, nodes, "cpu", "glibc 2.31")
+    check_libc(p, nodes, "cpu", None)  # unknown: nothing to check
+    check_libc(p, nodes, "other", "glibc 2.17")  # not this root's chain
+
+
+def test_runtime_group_wheels_and_musl_are_checked(tmp_path: Path) -> None:
+    p = fleet(tmp_path)
+    group = (wheel("late", "manylinux_2_34_x86_64"),)
+    nodes = {"cpu": locked("glibc 2.31", runtime=group), "other": locked(None)}
+    with pytest.raises(LockError, match=r"late-1\.0.*needs glibc 2\.34"):
+        check_libc(p, nodes, "cpu", "glibc 2.31")
+    musl = {"cpu": locked("musl", wheel("m", "musllinux_1_2_x86_64")), "other": locked(None)}
+    check_libc(p, musl, "cpu", "musl")  # version unknown: the family is what can be checked
+    check_libc(p, musl, "cpu", "musl 1.2.5")
+    with pytest.raises(LockError, match=r"needs musl 1\.2; .* has musl 1\.1\.24"):
+        check_libc(p, musl, "cpu", "musl 1.1.24")
+    with pytest.raises(LockError, match=r"needs musl 1\.2; .* has glibc 2\.36"):
+        check_libc(p, musl, "cpu", "glibc 2.36")
 
 
 @pytest.mark.parametrize(

@@ -161,15 +161,13 @@ def key_doc(locked: LockedNode) -> dict[str, Any]:
 _LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
 
-def root_libc(project: Project, lock_nodes: Mapping[str, LockedNode], name: str) -> str | None:
-    """The C library the lock recorded for the root base of ``name``'s chain ("glibc 2.36")."""
-    root = lock_nodes.get(chain_names(project, name)[0])
-    return root.source.libc if root is not None and root.source is not None else None
-
-
 def node_platform(project: Project, lock_nodes: Mapping[str, LockedNode], name: str) -> str:
-    """uv's ``--python-platform`` for ``name``: from the C library of its chain's root base."""
-    return platform_tag(project.platforms[0], root_libc(project, lock_nodes, name))
+    """uv's ``--python-platform`` for ``name``: from the C library the lock recorded for its
+    chain's root base (the default tag when none is known)."""
+    root = chain_names(project, name)[0]
+    locked = lock_nodes.get(root)
+    libc = locked.source.libc if locked is not None and locked.source is not None else None
+    return platform_tag(project.platforms[0], libc, project.nodes[root].section)
 
 
 def wheel_needs(filename: str) -> tuple[str, int, int] | None:
@@ -203,8 +201,8 @@ def check_libc(
     if libc is None:
         return
     family, _, version = libc.partition(" ")
-    major, _, minor = version.partition(".")
-    have = (int(major or 0), int(minor or 0))
+    parts = [*version.split("."), "0"][:2]
+    have = (int(parts[0] or 0), int(parts[1] or 0))
     base = project.nodes[root]
     assert base.os_source is not None
     for name in project.nodes:
@@ -213,8 +211,8 @@ def check_libc(
         locked = lock_nodes[name]
         for pkg in [*locked.packages, *(p for g in locked.runtime for p in g.packages)]:
             needs = wheel_needs(pkg.filename)
-            if needs is None or (needs[0] == family and needs[1:] <= have):
-                continue
+            if needs is None or (needs[0] == family and (not version or needs[1:] <= have)):
+                continue  # (a musl root without a package database: its version is unknown)
             raise LockError(
                 f"{project.nodes[name].section}: {pkg.filename} needs {needs[0]} "
                 f"{needs[1]}.{needs[2]}; {base.section}'s OS source "

@@ -34,9 +34,9 @@ def uv_platform(project: Project) -> str:
     return PLATFORMS[project.platforms[0]]
 
 
-def platform_tag(platform: str, libc: str | None) -> str:
-    """uv's ``--python-platform`` for a root base with C library ``libc`` ("glibc 2.36",
-    "musl 1.2.5", None: unknown): the highest manylinux tag uv accepts that the glibc runs."""
+def platform_tag(platform: str, libc: str | None, where: str = "the root base") -> str:
+    """uv's ``--python-platform`` for a root base (``where``) with C library ``libc`` ("glibc
+    2.36", "musl 1.2.5", None: unknown): the highest manylinux tag uv accepts that it runs."""
     if libc is None:
         return PLATFORMS[platform]
     family, _, version = libc.partition(" ")
@@ -47,9 +47,9 @@ def platform_tag(platform: str, libc: str | None) -> str:
     have = (int(major), int(minor or 0))
     if have < (2, MANYLINUX[0]):
         raise LockError(
-            f"the OS has {libc}, older than glibc 2.{MANYLINUX[0]}, the oldest that "
-            "manylinux wheels are built for",
-            hint="use a newer OS source (Debian 9 or later, RHEL/CentOS 7 or later)",
+            f"{where}: its OS source has {libc}, older than glibc 2.{MANYLINUX[0]}, the "
+            "oldest that manylinux wheels are built for",
+            hint=f"use a newer OS source in {where} (Debian 9 or later, RHEL/CentOS 7 or later)",
         )
     best = max(m for m in MANYLINUX if have >= (2, m))
     return f"{arch}-manylinux_2_{best}"
