@@ -135,3 +135,21 @@ def test_a_lock_older_than_libc_detection_is_stale(tmp_path: Path) -> None:
 def test_the_cached_bookworm_root_has_glibc_2_36(shared_cache: Path) -> None:
     rootfs = debootstrap_rootfs(OSSource("debootstrap", "bookworm"), shared_cache, NullReporter())
     assert find_libc(rootfs) == LibcInfo("glibc", "2.36")
+
+
+def test_an_image_source_reads_the_c_library_of_its_layers(
+    fleet: Path, tmp_path: Path, shared_cache: Path
+) -> None:
+    """``oci:LAYOUT:TAG`` (and registry sources, through the same unpacked image): the C
+    library is read from the image's unpacked layers, here the example fleet's bookworm."""
+    layout = fleet / ".layerforge"
+    (tmp_path / "layerforge.toml").write_text(
+        '[project]\nname = "derived"\npython = "3.11"\n\n'
+        f'[bases.base]\nfrom = "oci:{layout}:cpu:latest"\n'
+    )
+    code, _, err = cli("lock", "-f", str(tmp_path), "--cache-dir", str(shared_cache))
+    assert code == 0, err
+    source = read(tmp_path / "layerforge.lock").nodes["base"].source
+    assert source is not None
+    assert source.kind == "oci"
+    assert source.libc == "glibc 2.36"
