@@ -184,3 +184,8 @@ def test_old_base_image_json_still_loads() -> None:
     })  # fmt: skip
     assert with_libc.libc == LibcInfo("glibc", "2.36")
     assert BaseImage.from_json(with_libc.to_json()) == with_libc
+
+
+def test_a_hand_edited_libc_is_a_lock_error() -> None:
+    with pytest.raises(LockError, match=r"bases.cpu: libc = 'glibc two' is not a C library"):
+        platform_tag("linux/amd64", "glibc two", "bases.cpu")

@@ -17,7 +17,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from layerforge.errors import LockError
 from layerforge.fsutil import digest_json
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
-from layerforge.lock.uv import platform_tag, uv_platform
+from layerforge.lock.uv import parse_libc, platform_tag, uv_platform
 from layerforge.manifest import Node, Project
 from layerforge.manifest.model import RuntimeGroup
 from layerforge.manifest.runtime import effective_groups
@@ -200,10 +200,8 @@ def check_libc(
     to check)."""
     if libc is None:
         return
-    family, _, version = libc.partition(" ")
-    parts = [*version.split("."), "0"][:2]
-    have = (int(parts[0] or 0), int(parts[1] or 0))
     base = project.nodes[root]
+    family, have = parse_libc(libc, base.section)
     assert base.os_source is not None
     for name in project.nodes:
         if chain_names(project, name)[0] != root or name not in lock_nodes:
@@ -211,7 +209,7 @@ def check_libc(
         locked = lock_nodes[name]
         for pkg in [*locked.packages, *(p for g in locked.runtime for p in g.packages)]:
             needs = wheel_needs(pkg.filename)
-            if needs is None or (needs[0] == family and (not version or needs[1:] <= have)):
+            if needs is None or (needs[0] == family and (have is None or needs[1:] <= have)):
                 continue  # (a musl root without a package database: its version is unknown)
             raise LockError(
                 f"{project.nodes[name].section}: {pkg.filename} needs {needs[0]} "

@@ -8,6 +8,7 @@ only and read the project's indexes, so what the lock names is what the build in
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -34,17 +35,29 @@ def uv_platform(project: Project) -> str:
     return PLATFORMS[project.platforms[0]]
 
 
+def parse_libc(libc: str, where: str = "layerforge.lock") -> tuple[str, tuple[int, int] | None]:
+    """("glibc", (2, 36)) of "glibc 2.36"; ("musl", None) of "musl" (version unknown)."""
+    match = re.fullmatch(r"(glibc|musl)(?: (\d+)\.(\d+)(?:\.\d+)*)?", libc)
+    if match is None:
+        raise LockError(
+            f"{where}: libc = {libc!r} is not a C library layerforge knows "
+            "(expected e.g. 'glibc 2.36' or 'musl 1.2.5')",
+            hint="run `layerforge lock` to record it again",
+        )
+    family, major, minor = match.groups()
+    return family, (int(major), int(minor)) if major is not None else None
+
+
 def platform_tag(platform: str, libc: str | None, where: str = "the root base") -> str:
     """uv's ``--python-platform`` for a root base (``where``) with C library ``libc`` ("glibc
     2.36", "musl 1.2.5", None: unknown): the highest manylinux tag uv accepts that it runs."""
     if libc is None:
         return PLATFORMS[platform]
-    family, _, version = libc.partition(" ")
+    family, version = parse_libc(libc, where)
     arch = ARCHES[platform]
     if family == "musl":
         return f"{arch}-unknown-linux-musl"
-    major, _, minor = version.partition(".")
-    have = (int(major), int(minor or 0))
+    have = version or (0, 0)
     if have < (2, MANYLINUX[0]):
         raise LockError(
             f"{where}: its OS source has {libc}, older than glibc 2.{MANYLINUX[0]}, the "
