@@ -25,8 +25,8 @@ from layerforge.export.common import find_repo_root
 from layerforge.gc.cachegc import CacheGcResult, collect_caches
 from layerforge.gc.storegc import GcResult, collect
 from layerforge.lock import lockfile
-from layerforge.lock.inputs import stale_nodes
-from layerforge.lock.lockfile import Lock, LockedNode
+from layerforge.lock.inputs import all_inputs, check_libc, stale_nodes
+from layerforge.lock.lockfile import Lock, SourcePin
 from layerforge.lock.resolve import resolve
 from layerforge.lock.runtime import GroupSummary, summaries
 from layerforge.lock.uv import ResolveOptions
@@ -47,7 +47,7 @@ from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sources.base import SourceContext
-from layerforge.sources.materialize import materialize
+from layerforge.sources.materialize import materialize, recorded
 
 __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it imports only api)
     "Archive",
@@ -144,7 +144,22 @@ def check_lock(project: Project, ws: Workspace) -> list[str]:
             and name in previous.nodes
             and previous.nodes[name].os_identity is None
         ]
+        stale += _predates_libc(project, ws, previous)
     return sorted(set(stale))
+
+
+def _predates_libc(project: Project, ws: Workspace, lock: Lock) -> list[str]:
+    """Root bases locked without a C library whose OS source (as last materialized into the
+    store, with the locked identity) has one: the lock predates libc detection."""
+    out = []
+    for name, node in project.nodes.items():
+        pin = lock.nodes[name].source if name in lock.nodes else None
+        if node.os_source is None or pin is None or pin.libc is not None:
+            continue
+        image = recorded(ws.store, node.os_source)
+        if image is not None and image.libc is not None and image.identity == pin.identity:
+            out.append(name)
+    return out
 
 
 @uses_cache
@@ -154,14 +169,15 @@ def lock_project(
     options: ResolveOptions | None = None,
     reporter: Reporter | None = None,
 ) -> LockResult:
+    """Materialize every root base's OS source first (its identity, and its C library, which
+    decides the platform its chain resolves for), then resolve."""
     reporter = reporter or NullReporter()
     options = options or ResolveOptions()
     previous = lockfile.read_optional(ws.lock_path)
     before = stale_nodes(project, previous)
-    lock = resolve(project, previous, options, reporter)
     with _new_store_undone_on_error(ws.store) as store, store.shared():  # gc waits
-        nodes = _lock_sources(project, ws, store, lock, previous, options, reporter)
-    lock = replace(lock, nodes=nodes)
+        pins = _lock_sources(project, ws, store, previous, options, reporter)
+        lock = resolve(project, previous, options, reporter, pins)
     changed = lockfile.write(ws.lock_path, lock)
     return LockResult(lock, changed, tuple(before))
 
@@ -170,29 +186,27 @@ def _lock_sources(
     project: Project,
     ws: Workspace,
     store: Store,
-    lock: Lock,
     previous: Lock | None,
     options: ResolveOptions,
     reporter: Reporter,
-) -> dict[str, LockedNode]:
-    """The lock's nodes with the identity of each OS source, materialised into ``store``."""
+) -> dict[str, SourcePin]:
+    """The pin of each root base's OS source, materialised into ``store``."""
     ctx = SourceContext(
         store, ws.cache_dir, reporter, project.python, project.compression,
         project.source_date_epoch, registry=registry_config(),
     )  # fmt: skip
-    nodes = dict(lock.nodes)
+    inputs = all_inputs(project)
+    pins: dict[str, SourcePin] = {}
     for name, node in project.nodes.items():
-        if node.os_source is None:
+        src = node.os_source
+        if src is None:
             continue
         old = previous.nodes.get(name) if previous and not options.upgrade else None
-        pinned = old.os_identity if old and old.inputs == nodes[name].inputs else None
-        image = materialize(
-            node.os_source, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade
-        )
-        pin = nodes[name].source
-        assert pin is not None  # resolve pins every node with an OS source
-        nodes[name] = replace(nodes[name], source=replace(pin, identity=image.identity))
-    return nodes
+        pinned = old.os_identity if old and old.inputs == inputs[name] else None
+        image = materialize(src, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade)
+        libc = image.libc.describe() if image.libc is not None else None
+        pins[name] = SourcePin(src.kind, src.spec, tuple(src.packages), image.identity, libc)
+    return pins
 
 
 @contextmanager
@@ -218,6 +232,9 @@ def read_lock(project: Project, ws: Workspace) -> Lock:
             f"{ws.lock_path} is out of date for: {', '.join(stale)}",
             hint="run `layerforge lock` (and commit layerforge.lock)",
         )
+    for name, node in lock.nodes.items():  # a wheel newer than the locked C library
+        if node.source is not None and name in project.nodes:
+            check_libc(project, lock.nodes, name, node.source.libc)
     return lock
 
 

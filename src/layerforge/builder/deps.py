@@ -21,6 +21,7 @@ from layerforge.builder import distcache, overlap
 from layerforge.builder import python as pydeps
 from layerforge.builder.layercache import cache_key, cached_layers, remember_layers, write
 from layerforge.events import Event
+from layerforge.lock.inputs import node_platform
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node
 from layerforge.oci.layer import Layer
@@ -144,8 +145,9 @@ def _install(
 ) -> list[pydeps.DistFiles]:
     task = f"install:{node.name}"
     ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
-    pydeps.install(ctx.project, packages, prefix)
-    install_one = functools.partial(pydeps.install, ctx.project)
+    platform = node_platform(ctx.project, ctx.lock.nodes, node.name)  # as it was locked for
+    pydeps.install(ctx.project, packages, prefix, platform)
+    install_one = functools.partial(pydeps.install, ctx.project, platform=platform)
     fixed = overlap.settle(prefix, python, packages, install_one)
     ctx.reporter.emit(Event("finish", task, data={"ok": True}))
     if fixed:

@@ -24,8 +24,9 @@ from layerforge.builder.layercache import cached_layers as _cached_layers
 from layerforge.builder.layercache import remember_layers as _remember_layers
 from layerforge.builder.layercache import write as _write
 from layerforge.builder.python import venv_env
-from layerforge.errors import BuildError, LayerforgeError
+from layerforge.errors import BuildError, LayerforgeError, LockError
 from layerforge.events import Event
+from layerforge.lock.inputs import check_libc
 from layerforge.manifest import Node
 from layerforge.oci.image import ImageSpec, assemble, created_at, merge_env
 from layerforge.oci.layer import Layer
@@ -213,11 +214,21 @@ def _os_base(node: Node, ctx: BuildContext) -> BaseImage:
     locked = ctx.lock.nodes[node.name].os_identity
     source_ctx = replace(_source_ctx(ctx), pinned=locked)
     image = materialize(node.os_source, source_ctx, node.section, refresh=False)
+    libc = image.libc.describe() if image.libc is not None else None
+    check_libc(ctx.project, ctx.lock.nodes, node.name, libc)  # no wheel newer than this OS
     if locked is not None and locked != image.identity:
         raise BuildError(
             f"{node.section}: the OS source {node.os_source.describe()} is not the one the lock "
             f"was made from ({image.identity[:19]} != {locked[:19]})",
             hint="run `layerforge lock --upgrade` to take the new OS source",
+        )
+    pin = ctx.lock.nodes[node.name].source
+    if pin is not None and pin.libc != libc:
+        raise LockError(
+            f"{node.section}: layerforge.lock predates libc detection (its OS source "
+            f"{node.os_source.describe()} has {libc}, which decides the platform wheels are "
+            "resolved for)",
+            hint="run `layerforge lock` (and commit layerforge.lock)",
         )
     return image
 

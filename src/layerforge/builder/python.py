@@ -85,11 +85,14 @@ def venv_entries(python_executable: str, version: str) -> list[Entry]:
     ]
 
 
-def install(project: Project, packages: Sequence[Package], stage: Path) -> None:
-    """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``: one
-    uv run per locked index (see :func:`by_index`), so a pin comes from its own index."""
+def install(
+    project: Project, packages: Sequence[Package], stage: Path, platform: str | None = None
+) -> None:
+    """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``, for
+    ``platform`` (the one they were locked for; None: the project's default): one uv run per
+    locked index (see :func:`by_index`), so a pin comes from its own index."""
     for index, group in by_index(packages).items():
-        _install_group(project, group, stage, index)
+        _install_group(project, group, stage, index, platform)
 
 
 def by_index(packages: Sequence[Package]) -> dict[str | None, list[Package]]:
@@ -101,12 +104,16 @@ def by_index(packages: Sequence[Package]) -> dict[str | None, list[Package]]:
 
 
 def _install_group(
-    project: Project, packages: Sequence[Package], stage: Path, index: str | None
+    project: Project,
+    packages: Sequence[Package],
+    stage: Path,
+    index: str | None,
+    platform: str | None,
 ) -> None:
     lines = [f"{p.pin} --hash=sha256:{p.sha256}" for p in sorted(packages)]
     reqs = stage.parent / f"{stage.name}.requirements.txt"
     reqs.write_text("\n".join(lines) + "\n")
-    result = proc.run(install_argv(project, stage, reqs, index), check=False)
+    result = proc.run(install_argv(project, stage, reqs, index, platform), check=False)
     reqs.unlink(missing_ok=True)
     if result.returncode != 0:
         where = "the locked wheels" if index is None else f"the wheels locked from index {index!r}"

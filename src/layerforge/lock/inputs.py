@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from layerforge.errors import LockError
 from layerforge.fsutil import digest_json
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
-from layerforge.lock.uv import uv_platform
+from layerforge.lock.uv import parse_libc, platform_tag, uv_platform
 from layerforge.manifest import Node, Project
 from layerforge.manifest.model import RuntimeGroup
 from layerforge.manifest.runtime import effective_groups
@@ -166,3 +169,67 @@ def key_doc(locked: LockedNode) -> dict[str, Any]:
 def _runtime_pin(p: Package) -> list[str]:
     """A runtime pin in the key: its index too (GROUP.json names it), only when it has one."""
     return [p.name, p.version, p.sha256, *([p.index] if p.index is not None else [])]
+
+
+# -- the C library: which platform a node resolves for, and what its wheels need ---------------
+
+_LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def node_platform(project: Project, lock_nodes: Mapping[str, LockedNode], name: str) -> str:
+    """uv's ``--python-platform`` for ``name``: from the C library the lock recorded for its
+    chain's root base (the default tag when none is known)."""
+    root = chain_names(project, name)[0]
+    locked = lock_nodes.get(root)
+    libc = locked.source.libc if locked is not None and locked.source is not None else None
+    return platform_tag(project.platforms[0], libc, project.nodes[root].section)
+
+
+def wheel_needs(filename: str) -> tuple[str, int, int] | None:
+    """The C library a wheel needs at least, from its platform tags: ("glibc", 2, 31) for
+    ``manylinux_2_31``, ("musl", 1, 2) for ``musllinux_1_2``; None for a pure wheel (or not a
+    wheel). The least over its tags: a wheel runs where any one of them does."""
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return None
+    needs: list[tuple[str, int, int]] = []
+    for tag in tags:
+        plat = tag.platform
+        if plat == "any":
+            return None
+        family, _, rest = plat.partition("_")
+        if family in _LEGACY:
+            needs.append(("glibc", *_LEGACY[family]))
+        elif family in ("manylinux", "musllinux"):
+            major, minor = rest.split("_")[:2]
+            needs.append(("glibc" if family == "manylinux" else "musl", int(major), int(minor)))
+    return min(needs) if needs else None
+
+
+def check_libc(
+    project: Project, lock_nodes: Mapping[str, LockedNode], root: str, libc: str | None
+) -> None:
+    """Refuse a locked wheel (baked or in a runtime group) of a node on ``root`` that needs a
+    newer C library than ``libc``, the one ``root``'s OS source has (None: unknown, nothing
+    to check)."""
+    if libc is None:
+        return
+    base = project.nodes[root]
+    family, have = parse_libc(libc, base.section)
+    assert base.os_source is not None
+    for name in project.nodes:
+        if chain_names(project, name)[0] != root or name not in lock_nodes:
+            continue
+        locked = lock_nodes[name]
+        for pkg in [*locked.packages, *(p for g in locked.runtime for p in g.packages)]:
+            needs = wheel_needs(pkg.filename)
+            if needs is None or (needs[0] == family and (have is None or needs[1:] <= have)):
+                continue  # (a musl root without a package database: its version is unknown)
+            raise LockError(
+                f"{project.nodes[name].section}: {pkg.filename} needs {needs[0]} "
+                f"{needs[1]}.{needs[2]}; {base.section}'s OS source "
+                f"({base.os_source.describe()}) has {libc}",
+                hint="run `layerforge lock` to resolve for this OS, or use a newer OS source "
+                f"in {base.section}",
+            )

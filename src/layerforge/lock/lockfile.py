@@ -11,7 +11,7 @@ Sorted, no timestamps, one table per node, so a diff shows exactly what moved::
 
     [nodes.cpu]
     inputs = "sha256:..."              # what the node was resolved from
-    source = { kind = "debootstrap", spec = "bookworm" }
+    source = { kind = "debootstrap", spec = "bookworm", identity = "...", libc = "glibc 2.36" }
 
     [[nodes.cpu.packages]]
     name = "numpy"
@@ -80,6 +80,7 @@ class SourcePin:
     spec: str
     packages: tuple[str, ...] = ()  # debootstrap: extra packages
     identity: str | None = None
+    libc: str | None = None  # "glibc 2.36": the C library found in it (None: none, or unknown)
 
     def fields(self) -> list[tuple[str, str]]:
         """The lock file's inline table, in its order (packages comma-joined there)."""
@@ -88,6 +89,8 @@ class SourcePin:
             out.append(("packages", ",".join(self.packages)))
         if self.identity is not None:
             out.append(("identity", self.identity))
+        if self.libc is not None:
+            out.append(("libc", self.libc))
         return out
 
     def to_json(self) -> dict[str, str]:
@@ -97,11 +100,13 @@ class SourcePin:
     def from_fields(cls, raw: dict[str, Any]) -> SourcePin:
         packages = str(raw.get("packages", ""))
         identity = raw.get("identity")
+        libc = raw.get("libc")
         return cls(
             str(raw["kind"]),
             str(raw["spec"]),
             tuple(p for p in packages.split(",") if p),
             str(identity) if identity is not None else None,
+            str(libc) if libc is not None else None,
         )
 
 

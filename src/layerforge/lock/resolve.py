@@ -9,6 +9,8 @@ inputs did not change keep their locked packages; ``upgrade`` re-resolves everyt
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -17,7 +19,7 @@ from packaging.utils import canonicalize_name
 from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
-from layerforge.lock.inputs import all_inputs, stale_platform
+from layerforge.lock.inputs import all_inputs, check_libc, node_platform, stale_platform
 from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
 from layerforge.lock.runtime import resolve_runtime
 from layerforge.lock.uv import (
@@ -39,7 +41,10 @@ def resolve(
     previous: Lock | None,
     options: ResolveOptions | None = None,
     reporter: Reporter | None = None,
+    pins: Mapping[str, SourcePin] | None = None,
 ) -> Lock:
+    """``pins``: the OS source of each root base as materialized (identity, C library), which
+    decides the platform its chain resolves for; without it, the pins name only the source."""
     options = options or ResolveOptions()
     reporter = reporter or NullReporter()
     inputs = all_inputs(project)
@@ -50,32 +55,42 @@ def resolve(
     for name, node in project.nodes.items():
         old = usable.nodes.get(name) if usable else None
         chain = [a.name for a in reversed(project.ancestors(name))]
+        source = (pins or {}).get(name) or _source_pin(node) if node.os_source else None
+        if source is not None:  # a root base: its C library decides the platform of its chain
+            nodes[name] = LockedNode(inputs[name], (), source)
+        platform = node_platform(project, nodes, name)
         keep = (
             old is not None
+            and usable is not None
             and old.inputs == inputs[name]
+            and platform == node_platform(project, usable.nodes, name)
             and not options.upgrade
             and not (upgrades & set(old.by_name()))
             and not any(a in moved for a in chain)
         )
         if keep and old is not None:
-            nodes[name] = old
+            nodes[name] = replace(old, source=source)
             continue
         above = Lock(project.python, uv_platform(project), nodes).packages_with_ancestors(chain)
         task = f"resolve:{name}"
         reporter.emit(Event("start", task, f"resolving {node.section}"))
         _check_against_ancestors(project, node, nodes, chain)
-        packages = _resolve_node(project, node, chain, above, old, options)
+        packages = _resolve_node(project, node, chain, above, old, options, platform)
         reporter.emit(Event("finish", task, f"{len(packages)} packages", data={"ok": True}))
-        nodes[name] = LockedNode(inputs[name], packages, _source_pin(node))
+        nodes[name] = LockedNode(inputs[name], packages, source)
         if old is None or old.packages != packages:
             moved.add(name)
-    return resolve_runtime(
+    lock = resolve_runtime(
         project,
         Lock(project.python, uv_platform(project), nodes, locked_indexes(project)),
         usable,
         options,
         reporter,
     )
+    for name, locked in lock.nodes.items():
+        if locked.source is not None:
+            check_libc(project, lock.nodes, name, locked.source.libc)
+    return lock
 
 
 def _source_pin(node: Node) -> SourcePin | None:
@@ -109,6 +124,7 @@ def _resolve_node(
     above: dict[str, Package],
     old: LockedNode | None,
     options: ResolveOptions,
+    platform: str | None = None,
 ) -> tuple[Package, ...]:
     lines: list[str] = []
     for name in [*chain, node.name]:
@@ -121,7 +137,7 @@ def _resolve_node(
         (work / "constraints.txt").write_text("".join(p.pin + "\n" for p in above.values()))
         preferred = {} if options.upgrade or old is None else old.by_name()
         write_preferences(work / "pylock.toml", {**preferred, **above})
-        argv = compile_argv(project, work, options)
+        argv = compile_argv(project, work, options, platform)
         result = proc.run(argv, cwd=work, check=False)
         if result.returncode != 0:
             check_auth(project, result.stderr, node.section)

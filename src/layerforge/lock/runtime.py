@@ -32,6 +32,7 @@ from layerforge.lock.inputs import (
     effective_lock,
     group_inputs,
     groups_to_lock,
+    node_platform,
 )
 from layerforge.lock.lockfile import Lock, LockedGroup, Package
 from layerforge.lock.uv import (
@@ -68,11 +69,14 @@ def resolve_runtime(
         parent = project.nodes[name].parent
         above = effective_entries(nodes, project, parent) if parent else {}
         entries: list[LockedGroup] = []
+        platform = node_platform(project, nodes, name)
+        same_os = previous is not None and platform == node_platform(project, previous.nodes, name)
         for g, (owner, group) in groups_to_lock(project, nodes, name).items():
             inputs = group_inputs(project, group, below)
             prior = old.get(g)
             if (
                 prior is not None
+                and same_os
                 and prior.inputs == inputs
                 and not options.upgrade
                 and not (upgrades & {p.name for p in prior.packages})
@@ -83,7 +87,9 @@ def resolve_runtime(
             reporter.emit(Event("start", task, f"resolving runtime group {g} of {name}"))
             where = f"{owner.section}.runtime.{g}"
             prefer = prior or above.get(g)  # stay close to the last lock, or to the base's
-            packages = _resolve_group(project, chain, group, where, below, prefer, options)
+            packages = _resolve_group(
+                project, chain, group, where, below, prefer, options, platform
+            )
             reporter.emit(Event("finish", task, f"{len(packages)} packages", data={"ok": True}))
             entries.append(LockedGroup(g, inputs, packages))
         nodes[name] = replace(nodes[name], runtime=tuple(entries))
@@ -98,6 +104,7 @@ def _resolve_group(
     below: dict[str, Package],
     prefer: LockedGroup | None,
     options: ResolveOptions,
+    platform: str | None = None,
 ) -> tuple[Package, ...]:
     node = project.nodes[chain[-1]]
     lines: list[str] = []
@@ -112,7 +119,7 @@ def _resolve_group(
             {} if options.upgrade or prefer is None else {p.name: p for p in prefer.packages}
         )
         write_preferences(work / "pylock.toml", {**preferred, **below})
-        result = proc.run(compile_argv(project, work, options), cwd=work, check=False)
+        result = proc.run(compile_argv(project, work, options, platform), cwd=work, check=False)
         if result.returncode != 0:
             check_auth(project, result.stderr, where)
             raise ResolveError(

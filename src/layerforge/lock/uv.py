@@ -27,17 +27,54 @@ from urllib.parse import unquote, urlparse
 from packaging.utils import canonicalize_name
 
 from layerforge import proc
-from layerforge.errors import ResolveError
+from layerforge.errors import LockError, ResolveError
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node, Project
 from layerforge.manifest.indexes import credential_variables
 from layerforge.manifest.model import Index
 
-PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28"}
+PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28"}  # the default: no C library found
+ARCHES = {"linux/amd64": "x86_64"}
+# the glibc minors uv accepts in ARCH-manylinux_2_MINOR (uv 0.13: no 2_29/2_30, none above 2_40)
+MANYLINUX = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
 
 
 def uv_platform(project: Project) -> str:
+    """The lock's top-level platform: the tag of a root base whose C library is unknown."""
     return PLATFORMS[project.platforms[0]]
+
+
+def parse_libc(libc: str, where: str = "layerforge.lock") -> tuple[str, tuple[int, int] | None]:
+    """("glibc", (2, 36)) of "glibc 2.36"; ("musl", None) of "musl" (version unknown)."""
+    match = re.fullmatch(r"(glibc|musl)(?: (\d+)\.(\d+)(?:\.\d+)*)?", libc)
+    if match is None:
+        raise LockError(
+            f"{where}: libc = {libc!r} is not a C library layerforge knows "
+            "(expected e.g. 'glibc 2.36' or 'musl 1.2.5')",
+            hint="run `layerforge lock` to record it again",
+        )
+    family, major, minor = match.groups()
+    return family, (int(major), int(minor)) if major is not None else None
+
+
+def platform_tag(platform: str, libc: str | None, where: str = "the root base") -> str:
+    """uv's ``--python-platform`` for a root base (``where``) with C library ``libc`` ("glibc
+    2.36", "musl 1.2.5", None: unknown): the highest manylinux tag uv accepts that it runs."""
+    if libc is None:
+        return PLATFORMS[platform]
+    family, version = parse_libc(libc, where)
+    arch = ARCHES[platform]
+    if family == "musl":
+        return f"{arch}-unknown-linux-musl"
+    have = version or (0, 0)
+    if have < (2, MANYLINUX[0]):
+        raise LockError(
+            f"{where}: its OS source has {libc}, older than glibc 2.{MANYLINUX[0]}, the "
+            "oldest that manylinux wheels are built for",
+            hint=f"use a newer OS source in {where} (Debian 9 or later, RHEL/CentOS 7 or later)",
+        )
+    best = max(m for m in MANYLINUX if have >= (2, m))
+    return f"{arch}-manylinux_2_{best}"
 
 
 @dataclass(frozen=True)
@@ -46,8 +83,11 @@ class ResolveOptions:
     upgrade_packages: tuple[str, ...] = ()
 
 
-def compile_argv(project: Project, work: Path, options: ResolveOptions) -> list[str]:
-    """``uv pip compile`` of ``work``'s requirements.in/constraints.txt into pylock.toml."""
+def compile_argv(
+    project: Project, work: Path, options: ResolveOptions, platform: str | None = None
+) -> list[str]:
+    """``uv pip compile`` of ``work``'s requirements.in/constraints.txt into pylock.toml, for
+    ``platform`` (:func:`platform_tag`; None: the project's default)."""
     argv = [
         proc.find_uv(),
         "pip",
@@ -58,7 +98,7 @@ def compile_argv(project: Project, work: Path, options: ResolveOptions) -> list[
         "--python-version",
         project.python,
         "--python-platform",
-        uv_platform(project),
+        platform or uv_platform(project),
         "--format",
         "pylock.toml",
         "--output-file",
@@ -75,10 +115,15 @@ def compile_argv(project: Project, work: Path, options: ResolveOptions) -> list[
 
 
 def install_argv(
-    project: Project, stage: Path, requirements: Path, index: str | None = None
+    project: Project,
+    stage: Path,
+    requirements: Path,
+    index: str | None = None,
+    platform: str | None = None,
 ) -> list[str]:
     """``uv pip install`` of exactly the hash-pinned ``requirements`` into the prefix ``stage``
-    (``index``: the named index they are all pinned to; None: the project's indexes)."""
+    (``index``: the named index they are all pinned to; None: the project's indexes), for
+    ``platform`` (the one they were locked for; None: the project's default)."""
     argv = [
         proc.find_uv(),
         "pip",
@@ -96,7 +141,7 @@ def install_argv(
         "--python-version",
         project.python,
         "--python-platform",
-        uv_platform(project),
+        platform or uv_platform(project),
         "--link-mode",
         "hardlink",
         "--no-compile",

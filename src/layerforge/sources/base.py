@@ -1,6 +1,6 @@
 """What every OS source produces: a :class:`BaseImage` (layers in the store, identity,
-environment, Python), the :class:`SourceContext` it is materialized with, and the helpers the
-kinds share (the OS layer of a directory, the image of a manifest already in a store).
+environment, Python, C library), the :class:`SourceContext` it is materialized with, and the
+helpers the kinds share (the OS layer of a directory, the image of a manifest already in a store).
 
 The kinds themselves live beside this module (debootstrap, rootfs, ocilayout, registry) and
 are registered in :data:`layerforge.sources.materialize.MATERIALIZERS`.
@@ -8,6 +8,7 @@ are registered in :data:`layerforge.sources.materialize.MATERIALIZERS`.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,25 @@ _ROOTFS_EXCLUDE = (
     "var/lib/apt/lists/",
     "var/log/",
 )
+# the version-definition names of glibc's libc.so.6 (GLIBC_2.36, GLIBC_2.2.5): the highest one is
+# its version, read without running anything from the root filesystem
+_GLIBC_RE = re.compile(rb"GLIBC_(\d+)\.(\d+)(?:\.\d+)?\x00")
 DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+
+
+@dataclass(frozen=True)
+class LibcInfo:
+    """The C library of a root filesystem: ``glibc 2.36``, ``musl 1.2.5`` (version "" when a
+    musl root has no package database to say)."""
+
+    family: str  # "glibc" | "musl"
+    version: str
+
+    def describe(self) -> str:
+        return f"{self.family} {self.version}".strip()
+
+    def to_json(self) -> dict[str, str]:
+        return {"family": self.family, "version": self.version}
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,7 @@ class BaseImage:
     layers: tuple[Layer, ...]
     env: tuple[str, ...]  # KEY=VALUE from the source image config
     python: PythonInfo
+    libc: LibcInfo | None = None  # None: none found (a stand-in root), or an old record
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +79,9 @@ class BaseImage:
             "layers": [layer.to_json() for layer in self.layers],
             "env": list(self.env),
             "python": {"executable": self.python.executable, "version": self.python.version},
+            # always written (null: none found), so a record without the key is an old one
+            # that has not looked yet (layerforge.sources.materialize looks again)
+            "libc": self.libc.to_json() if self.libc is not None else None,
         }
 
     @classmethod
@@ -69,7 +92,12 @@ class BaseImage:
             layers=tuple(Layer.from_json(x) for x in data["layers"]),
             env=tuple(str(e) for e in data["env"]),
             python=PythonInfo(str(data["python"]["executable"]), str(data["python"]["version"])),
+            libc=_libc_from_json(data.get("libc")),
         )
+
+
+def _libc_from_json(raw: Any) -> LibcInfo | None:
+    return None if not raw else LibcInfo(str(raw["family"]), str(raw["version"]))
 
 
 @dataclass(frozen=True)
@@ -115,6 +143,70 @@ def find_python(rootfs: Path, wanted: str, where: str) -> PythonInfo:
     )
 
 
+def find_libc(rootfs: Path, arch: str = "x86_64") -> LibcInfo | None:
+    """The C library of ``rootfs`` (None: neither glibc nor musl found), read from its files:
+    glibc's version is the highest ``GLIBC_2.x`` version name in ``libc.so.6``; musl is its
+    loader ``ld-musl-ARCH.so.1``, versioned by the apk database where there is one. Symlinks
+    are followed inside the root (absolute targets re-rooted), never into the host."""
+    for rel in (
+        f"lib/{arch}-linux-gnu/libc.so.6",
+        f"usr/lib/{arch}-linux-gnu/libc.so.6",
+        "lib64/libc.so.6",
+        "usr/lib64/libc.so.6",
+        "lib/libc.so.6",
+        "usr/lib/libc.so.6",
+    ):
+        path = resolve_inside(rootfs, rel)
+        if path is not None:
+            found = [(int(a), int(b)) for a, b in _GLIBC_RE.findall(path.read_bytes())]
+            if found:
+                major, minor = max(found)
+                return LibcInfo("glibc", f"{major}.{minor}")
+    for rel in (f"lib/ld-musl-{arch}.so.1", f"usr/lib/ld-musl-{arch}.so.1"):
+        if resolve_inside(rootfs, rel) is not None:
+            return LibcInfo("musl", _apk_version(rootfs, "musl"))
+    return None
+
+
+def _apk_version(rootfs: Path, package: str) -> str:
+    """``V:`` of ``P:package`` in the apk database, without its ``-rN`` release ("" if none)."""
+    path = resolve_inside(rootfs, "lib/apk/db/installed")
+    if path is None:
+        return ""
+    for record in path.read_text(errors="replace").split("\n\n"):
+        fields = dict(line.split(":", 1) for line in record.splitlines() if ":" in line)
+        if fields.get("P") == package:
+            return fields.get("V", "").split("-r")[0]
+    return ""
+
+
+def resolve_inside(rootfs: Path, rel: str, hops: int = 40) -> Path | None:
+    """The regular file ``rel`` names inside ``rootfs`` as the image sees it: every symlink
+    resolved against the root (an absolute target starts again at ``rootfs``; ``..`` stops
+    at it), or None (missing, not a file, a symlink loop)."""
+    todo = [p for p in rel.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        path = rootfs.joinpath(*done, part)
+        if path.is_symlink():
+            hops -= 1
+            if hops < 0:
+                return None
+            target = os.readlink(path)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+            continue
+        done.append(part)
+    path = rootfs.joinpath(*done)
+    return path if path.is_file() and not path.is_symlink() else None
+
+
 def layer_from_dir(ctx: SourceContext, rootfs: Path, label: str) -> Layer:
     entries = entries_from_tree(rootfs, "", exclude=_rootfs_exclude)
     task = f"source:{label}"
@@ -149,7 +241,7 @@ def image_from_manifest(
     rootfs = unpack_image(ctx.store, manifest_digest, cachedir.IMAGES.path(ctx.cache_dir))
     python = find_python(rootfs, ctx.python, where)
     env = tuple(config.get("config", {}).get("Env") or DEFAULT_ENV)
-    return BaseImage(manifest_digest, description, tuple(layers), env, python)
+    return BaseImage(manifest_digest, description, tuple(layers), env, python, find_libc(rootfs))
 
 
 def _tar_size(store: Store, desc: Descriptor) -> int:

@@ -21,6 +21,7 @@ from layerforge.sources.base import (
     SOURCE_FORMAT,
     BaseImage,
     SourceContext,
+    find_libc,
     find_python,
     layer_from_dir,
 )
@@ -113,4 +114,6 @@ def materialize_debootstrap(source: OSSource, ctx: SourceContext, where: str) ->
     rootfs = debootstrap_rootfs(source, ctx.cache_dir, ctx.reporter, where)
     python = find_python(rootfs, ctx.python, where)
     layer = layer_from_dir(ctx, rootfs, source.describe())
-    return BaseImage(_dpkg_identity(rootfs), source.describe(), (layer,), DEFAULT_ENV, python)
+    return BaseImage(
+        _dpkg_identity(rootfs), source.describe(), (layer,), DEFAULT_ENV, python, find_libc(rootfs)
+    )

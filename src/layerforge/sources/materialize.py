@@ -38,22 +38,39 @@ MATERIALIZERS: dict[str, Callable[[OSSource, SourceContext, str], BaseImage]] = 
 
 
 def record_path(store: Store, source: OSSource) -> Path:
+    return record_in(store.root, source)
+
+
+def record_in(store_root: Path, source: OSSource) -> Path:
     # default json separators: the name of a record that exists in users' stores
     spec = json.dumps([source.kind, source.spec, list(source.packages), source.variant])
     key = hashlib.sha256(spec.encode()).hexdigest()[:24]
-    return store.root / "layerforge" / "sources" / f"{key}.json"
+    return store_root / "layerforge" / "sources" / f"{key}.json"
+
+
+def recorded(store_root: Path, source: OSSource) -> BaseImage | None:
+    """The last record of ``source`` in the store at ``store_root`` (None: none, or one older
+    than libc detection), read without materializing anything."""
+    path = record_in(store_root, source)
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text())
+    return BaseImage.from_json(raw) if "libc" in raw else None
 
 
 def materialize(source: OSSource, ctx: SourceContext, where: str, *, refresh: bool) -> BaseImage:
     """The OS source as layers in the store, reusing the last record unless ``refresh``."""
     path = record_path(ctx.store, source)
     if not refresh and path.is_file():
-        image = BaseImage.from_json(json.loads(path.read_text()))
+        raw = json.loads(path.read_text())
+        image = BaseImage.from_json(raw)
         pinned = source.kind != "registry" or ctx.pinned in (None, image.identity)
         same_python = image.python.version == ctx.python  # else look for it again (and refuse)
+        looked = "libc" in raw  # a record older than libc detection: look again, once
         if (
             pinned
             and same_python
+            and looked
             and all(ctx.store.has_blob(x.descriptor.digest) for x in image.layers)
         ):
             return image

@@ -17,6 +17,7 @@ from layerforge.sources.base import (
     DEFAULT_ENV,
     BaseImage,
     SourceContext,
+    find_libc,
     find_python,
     layer_from_dir,
     mkdir,
@@ -28,6 +29,7 @@ def materialize_rootfs(source: OSSource, ctx: SourceContext, where: str) -> Base
     path = source.path
     if path.is_dir():
         python = find_python(path, ctx.python, where)
+        libc = find_libc(path)
         layer = layer_from_dir(ctx, path, source.describe())
     else:
         digest = sha256_file(path)
@@ -41,8 +43,9 @@ def materialize_rootfs(source: OSSource, ctx: SourceContext, where: str) -> Base
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         python = find_python(target, ctx.python, where)
+        libc = find_libc(target)
         layer = layer_from_dir(ctx, target, source.describe())
-    return BaseImage(layer.diff_id, source.describe(), (layer,), DEFAULT_ENV, python)
+    return BaseImage(layer.diff_id, source.describe(), (layer,), DEFAULT_ENV, python, libc)
 
 
 def _tar_media(path: Path) -> str:
