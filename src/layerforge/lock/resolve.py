@@ -17,9 +17,10 @@ from packaging.utils import canonicalize_name
 from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
+from layerforge.lock.conflicts import baked_owners, combined, diagnose, failure
 from layerforge.lock.inputs import all_inputs, stale_platform
 from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
-from layerforge.lock.runtime import resolve_runtime
+from layerforge.lock.runtime import collect_runtime
 from layerforge.lock.uv import (
     ResolveOptions,
     compile_argv,
@@ -43,9 +44,16 @@ def resolve(
     upgrades = {canonicalize_name(p) for p in options.upgrade_packages}
     nodes: dict[str, LockedNode] = {}
     moved: set[str] = set()
+    failed: set[str] = set()  # nodes that did not resolve: their descendants are skipped
+    errors: list[ResolveError] = []
+    skipped: list[str] = []
     for name, node in project.nodes.items():
         old = usable.nodes.get(name) if usable else None
         chain = [a.name for a in reversed(project.ancestors(name))]
+        if failed & set(chain):
+            failed.add(name)
+            skipped.append(node.section)
+            continue
         keep = (
             old is not None
             and old.inputs == inputs[name]
@@ -59,15 +67,25 @@ def resolve(
         above = Lock(project.python, uv_platform(project), nodes).packages_with_ancestors(chain)
         task = f"resolve:{name}"
         reporter.emit(Event("start", task, f"resolving {node.section}"))
-        _check_against_ancestors(project, node, nodes, chain)
-        packages = _resolve_node(project, node, chain, above, old, options)
+        try:
+            _check_against_ancestors(project, node, nodes, chain)
+            owners = baked_owners(project, nodes, chain)
+            packages = _resolve_node(project, node, chain, above, old, options, owners)
+        except ResolveError as exc:  # collected: one `lock` reports every failure
+            reporter.emit(Event("finish", task, "could not resolve", data={"ok": False}))
+            failed.add(name)
+            errors.append(exc)
+            continue
         reporter.emit(Event("finish", task, f"{len(packages)} packages", data={"ok": True}))
         nodes[name] = LockedNode(inputs[name], packages, _source_pin(node))
         if old is None or old.packages != packages:
             moved.add(name)
-    return resolve_runtime(
+    lock, group_errors, group_skipped = collect_runtime(
         project, Lock(project.python, uv_platform(project), nodes), usable, options, reporter
     )
+    if errors or group_errors:
+        raise combined([*errors, *group_errors], [*skipped, *group_skipped])
+    return lock
 
 
 def _source_pin(node: Node) -> SourcePin | None:
@@ -101,6 +119,7 @@ def _resolve_node(
     above: dict[str, Package],
     old: LockedNode | None,
     options: ResolveOptions,
+    owners: dict[str, tuple[Package, str]],
 ) -> tuple[Package, ...]:
     lines: list[str] = []
     for name in [*chain, node.name]:
@@ -116,10 +135,11 @@ def _resolve_node(
         argv = compile_argv(project, work, options)
         result = proc.run(argv, cwd=work, check=False)
         if result.returncode != 0:
-            raise ResolveError(
-                f"uv could not resolve {node.section} "
-                f"(with the pins of {', '.join(chain) or 'no ancestors'}):\n"
-                f"{proc.tail(result.stderr)}",
+            raise failure(
+                node.section,
+                f"(with the pins of {', '.join(chain) or 'no ancestors'})",
+                result.stderr,
+                diagnose(project, node.section, node.requirements.lines, owners, options),
                 hint="loosen the conflicting requirement, or pin it in the base that owns it",
             )
         resolved = parse_pylock(work / "pylock.toml", node)
