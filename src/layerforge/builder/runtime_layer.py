@@ -5,6 +5,7 @@ For every runtime group in the node's own lock table (see :mod:`layerforge.lock.
     /opt/layerforge/runtime/GROUP.txt    name==version --hash=sha256:...  (pip -r format)
     /opt/layerforge/runtime/GROUP.json   file name, URL, sha256 and size of each wheel
     /opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime/     the launcher (stdlib only)
+                                                                  and cacert.pem (its last CA)
     /opt/venv/bin/layerforge-runtime                              its script
 
 A child that re-locks an inherited group writes its own files over the parent's. The layer
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from layerforge import runtime
 from layerforge.lock.inputs import effective_lock
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode
 from layerforge.manifest import Node, Project
@@ -36,9 +38,14 @@ def launcher_source() -> bytes:
 
 def launcher_files() -> dict[str, bytes]:
     """The ``layerforge_runtime`` package as baked: file name -> bytes (stdlib only)."""
-    wheel = resources.files("layerforge.runtime").joinpath("wheel.py").read_bytes()
+    support = runtime.support_files()
     main = f"import sys\n\nfrom {MODULE} import main\n\nsys.exit(main())\n".encode()
-    return {"__init__.py": launcher_source(), "__main__.py": main, "wheel.py": wheel}
+    return {
+        "__init__.py": support["launcher.py"],
+        "__main__.py": main,
+        "wheel.py": support["wheel.py"],
+        "cacert.pem": support["cacert.pem"],
+    }
 
 
 def pins_text(group: LockedGroup) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from layerforge import runtime
 from layerforge.fsutil import digest_json
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
 from layerforge.lock.uv import uv_platform
@@ -142,12 +143,14 @@ def stale_runtime(project: Project, lock: Lock) -> list[str]:
 
 
 def key_doc(locked: LockedNode) -> dict[str, Any]:
-    """What the runtime entries add to the node's content key (nothing when there are none)."""
+    """What the runtime entries add to the node's content key (nothing when there are none):
+    their pins, and the launcher and CA bundle baked with them."""
     if not locked.runtime:
         return {}
     return {
+        "runtime_support": runtime.support_digest(),
         "runtime": {
             g.name: [[p.name, p.version, p.sha256] for p in sorted(g.packages)]
             for g in locked.runtime
-        }
+        },
     }

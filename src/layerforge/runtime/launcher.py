@@ -25,6 +25,9 @@ Environment:
   --require-hashes --no-deps -r GROUP.txt`` with the interpreter's pip or uv from PATH).
 - ``LAYERFORGE_RUNTIME_INDEX_URL``: ``--index-url`` for the pip and uv installers.
 - ``LAYERFORGE_RUNTIME_DIR``: where the pins live (default ``/opt/layerforge/runtime``).
+- ``SSL_CERT_FILE``, ``PIP_CERT``, ``LAYERFORGE_RUNTIME_CERT``: the CA bundle downloads
+  trust, the first one set wins; else the image's CA store (when it has one), else the CA
+  bundle baked next to this file (certifi's). ``https_proxy``/``no_proxy`` are honoured.
 
 Idempotent and safe to start concurrently: a marker ``<prefix>/.layerforge-runtime/GROUP``
 holds the sha256 of the group's pins once installed, and installs run under an exclusive
@@ -56,6 +59,10 @@ from typing import NoReturn
 from .wheel import Target, WheelError, install_wheel
 
 DEFAULT_DIR = "/opt/layerforge/runtime"
+BAKED_CA = Path(__file__).with_name("cacert.pem")
+CA_VARS = ("SSL_CERT_FILE", "PIP_CERT", "LAYERFORGE_RUNTIME_CERT")
+SYSTEM_CA = "the system CA store"
+BAKED_CA_SOURCE = "the CA bundle baked in the image"
 GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as layerforge.runtime_groups
 
 
@@ -88,6 +95,7 @@ class Settings:
     offline: bool = False
     installer: str = "builtin"
     index_url: str | None = None
+    ca: CaBundle | None = None  # None: urllib's default (the system store)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -101,7 +109,52 @@ class Settings:
             env.get("LAYERFORGE_RUNTIME_OFFLINE", "") not in ("", "0", "false", "no"),
             installer,
             env.get("LAYERFORGE_RUNTIME_INDEX_URL") or None,
+            ca=choose_ca(env),
         )
+
+
+# -- trust --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaBundle:
+    """The CA file (or directory) HTTPS downloads trust, and where the choice came from."""
+
+    path: Path
+    source: str  # the variable that named it, SYSTEM_CA or BAKED_CA_SOURCE
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.source})"
+
+    def context(self) -> ssl.SSLContext:
+        try:
+            if self.path.is_dir():
+                return ssl.create_default_context(capath=str(self.path))
+            return ssl.create_default_context(cafile=str(self.path))
+        except (OSError, ssl.SSLError) as exc:
+            named = f"{self.source}={self.path}" if self.source in CA_VARS else self.describe()
+            raise FetchError(
+                f"cannot load the CA bundle {named}: {exc}; point it at a PEM file of CA "
+                "certificates"
+            ) from None
+
+
+def choose_ca(
+    env: Mapping[str, str],
+    system: ssl.DefaultVerifyPaths | None = None,
+    baked: Path = BAKED_CA,
+) -> CaBundle:
+    """SSL_CERT_FILE, PIP_CERT, LAYERFORGE_RUNTIME_CERT, the system store if the image has a
+    non-empty one, else the bundle baked next to the launcher."""
+    for var in CA_VARS:
+        if env.get(var):
+            return CaBundle(Path(env[var]), var)
+    paths = ssl.get_default_verify_paths() if system is None else system
+    if paths.cafile and os.path.isfile(paths.cafile) and os.path.getsize(paths.cafile) > 0:
+        return CaBundle(Path(paths.cafile), SYSTEM_CA)
+    if paths.capath and os.path.isdir(paths.capath) and os.listdir(paths.capath):
+        return CaBundle(Path(paths.capath), SYSTEM_CA)
+    return CaBundle(baked, BAKED_CA_SOURCE)
 
 
 # -- groups -------------------------------------------------------------------------------------
@@ -213,7 +266,7 @@ def fetch(settings: Settings, wheel: Wheel, downloads: Path) -> Path:
             "are off; copy the wheel there (`pip download --no-deps` the pins in "
             f"{settings.pins_dir}) or allow network access"
         )
-    return _download(wheel, downloads, where)
+    return _download(wheel, downloads, where, settings.ca)
 
 
 def _local_url(url: str) -> Path | None:
@@ -224,36 +277,43 @@ def _local_url(url: str) -> Path | None:
     return None
 
 
-def _download(wheel: Wheel, downloads: Path, where: str) -> Path:
+def _download(wheel: Wheel, downloads: Path, where: str, ca: CaBundle | None = None) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / wheel.filename
+    context = ca.context() if ca is not None and wheel.url.startswith("https:") else None
     fd, tmp = tempfile.mkstemp(dir=downloads, prefix=".part-")
     try:
         with (
             os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(wheel.url, timeout=60) as resp,  # noqa: S310 - locked URL
+            urllib.request.urlopen(wheel.url, timeout=60, context=context) as resp,  # noqa: S310
         ):
             shutil.copyfileobj(resp, out, 1 << 20)
     except (urllib.error.URLError, OSError) as exc:
         Path(tmp).unlink(missing_ok=True)
         raise FetchError(
-            f"cannot download {wheel.filename} from {wheel.url}: {exc}. {_advice(exc, where)}"
+            f"cannot download {wheel.filename} from {wheel.url}: {exc}. {_advice(exc, where, ca)}"
         ) from None
     Path(tmp).replace(target)
     _check_hash(target, wheel)
     return target
 
 
-def _advice(exc: Exception, where: str) -> str:
+def _advice(exc: Exception, where: str, ca: CaBundle | None = None) -> str:
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return (
-            "The image does not trust the index's certificate (a proxy or a private CA?): "
-            "set SSL_CERT_FILE to a CA bundle that does, e.g. one mounted from the host"
-        )
+        return _cert_advice(ca)
     return (
         "Offline? Put the group's wheels in a directory and set "
         f"LAYERFORGE_RUNTIME_FIND_LINKS (now {where})"
+    )
+
+
+def _cert_advice(ca: CaBundle | None) -> str:
+    used = ca.describe() if ca is not None else SYSTEM_CA
+    return (
+        f"The index's certificate is not signed by a CA in {used}: set SSL_CERT_FILE (or "
+        "PIP_CERT, LAYERFORGE_RUNTIME_CERT) to a CA bundle that holds the index's CA, e.g. "
+        "one mounted from the host"
     )
 
 
