@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import ssl
 import urllib.error
 from pathlib import Path
@@ -14,9 +15,13 @@ import pytest
 
 from layerforge import runtime
 from layerforge.builder import runtime_layer
+from layerforge.errors import ManifestError
 from layerforge.lock.inputs import key_doc
-from layerforge.lock.lockfile import LockedGroup, LockedNode, Package
+from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package, SourcePin
+from layerforge.manifest import load
+from layerforge.plan import node_inputs
 from layerforge.runtime import launcher
+from layerforge.runtime.wheel import Target
 
 
 def paths(cafile: str | None, capath: str | None) -> ssl.DefaultVerifyPaths:
@@ -102,3 +107,120 @@ def test_the_baked_bundle_is_certifis_and_is_in_the_runtime_layer() -> None:
     assert doc["runtime_support"] == runtime.support_digest()
     assert key_doc(LockedNode("sha256:0")) == {}
     assert json.dumps(doc)  # JSON-able
+
+
+# -- list --json: needs, disk, GPU ---------------------------------------------------------------
+
+
+def _pins(tmp_path: Path, needs: dict[str, tuple[str, ...]]) -> Path:
+    """A pins dir with the groups ``cpu`` (1 MB of wheels) and ``llm`` (10 MB), as baked."""
+    groups = []
+    for name, size in (("cpu", 1_000_000), ("llm", 10_000_000)):
+        pkg = Package(name, "1.0", f"{name}-1.0-py3-none-any.whl", "u", name[0] * 64, size)
+        groups.append(LockedGroup(name, "sha256:1", (pkg,)))
+    locked = LockedNode("sha256:0", runtime=tuple(groups))
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    for entry in runtime_layer.runtime_entries(locked, "3.11", needs=needs):
+        if entry.path.startswith(runtime_layer.PINS_DIR + "/"):
+            (pins / Path(entry.path).name).write_bytes(entry.data or b"")
+    return pins
+
+
+def _usage(free: int) -> object:
+    def disk_usage(path: str | Path) -> shutil._ntuple_diskusage:
+        assert Path(path).exists()
+        return shutil._ntuple_diskusage(100 * free, 99 * free, free)
+
+    return disk_usage
+
+
+def test_list_json_needs_and_disk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pins = _pins(tmp_path, {"llm": ("gpu",)})
+    assert "needs" not in json.loads((pins / "cpu.json").read_text())  # only when declared
+    assert json.loads((pins / "llm.json").read_text())["needs"] == ["gpu"]
+    settings = launcher.Settings(pins)
+    target = Target.directory(tmp_path / "target", "/usr/bin/python3")
+    no_gpu = tmp_path / "host"
+    (no_gpu / "proc/driver/nvidia").mkdir(parents=True)  # a driver, but no GPU listed
+    host = launcher.Host(no_gpu, _usage(20_000_000))  # type: ignore[arg-type]
+    rows = {r["group"]: r for r in launcher.group_rows(settings, target, host)}
+    assert rows["cpu"] == {
+        "group": "cpu",
+        "distributions": 1,
+        "size": 1_000_000,
+        "installed": False,
+        "needs": [],
+        "disk_needed": 3_000_000,  # unpacked: about 3x the wheel bytes
+        "disk_free": 20_000_000,
+        "fits_disk": True,
+        "gpu": False,
+        "can_run": True,
+    }
+    assert rows["llm"]["needs"] == ["gpu"] and rows["llm"]["fits_disk"] is False
+    assert rows["llm"]["can_run"] is False
+
+    gpu = tmp_path / "gpu"
+    (gpu / "proc/driver/nvidia/gpus/0000:01:00.0").mkdir(parents=True)
+    big = launcher.Host(gpu, _usage(40_000_000))  # type: ignore[arg-type]
+    rows = {r["group"]: r for r in launcher.group_rows(settings, target, big)}
+    assert rows["llm"]["gpu"] is True and rows["llm"]["can_run"] is True
+    dev = tmp_path / "dev-only"
+    (dev / "dev").mkdir(parents=True)
+    (dev / "dev/nvidiactl").write_text("")
+    rows = {r["group"]: r for r in launcher.group_rows(settings, target, launcher.Host(dev))}
+    assert rows["llm"]["gpu"] is True
+
+    # an installed group can run whatever the disk says
+    (target.state).mkdir(parents=True)
+    (target.state / "llm").write_text(launcher.pins_digest(settings, "llm") + "\n")
+    tiny = launcher.Host(gpu, _usage(1))  # type: ignore[arg-type]
+    rows = {r["group"]: r for r in launcher.group_rows(settings, target, tiny)}
+    assert rows["llm"]["installed"] and rows["llm"]["can_run"]
+    assert not rows["cpu"]["fits_disk"] and not rows["cpu"]["can_run"]
+
+    # the command line shows the same, JSON and text
+    env = {"LAYERFORGE_RUNTIME_DIR": str(pins)}
+    capsys.readouterr()
+    assert launcher.main(["--target", str(target.purelib), "list", "--json"], env) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {r["group"] for r in doc["groups"]} == {"cpu", "llm"}
+    assert {"needs", "disk_free", "fits_disk", "gpu", "can_run"} <= set(doc["groups"][0])
+    assert launcher.main(["--target", str(target.purelib), "list"], env) == 0
+    assert "llm: 1 distributions, 10000000 bytes, installed, needs gpu" in capsys.readouterr().out
+
+
+def test_needs_in_the_manifest_reach_group_json_and_the_key(tmp_path: Path) -> None:
+    head = '[project]\nname = "t"\n[bases.cpu]\nfrom = "rootfs:."\n'
+    (tmp_path / "layerforge.toml").write_text(
+        head + 'runtime = { llm = { requirements = ["beta"], needs = ["gpu"] }, cpu = ["gamma"] }\n'
+    )
+    p = load(tmp_path / "layerforge.toml")
+    assert [(g.name, g.requirements.lines, g.needs) for g in p.nodes["cpu"].runtime] == [
+        ("cpu", ("gamma",), ()),
+        ("llm", ("beta",), ("gpu",)),
+    ]
+    beta = Package("beta", "1.0", "beta-1.0-py3-none-any.whl", "u", "b" * 64, 10)
+    gamma = Package("gamma", "1.0", "gamma-1.0-py3-none-any.whl", "u", "c" * 64, 10)
+    groups = (LockedGroup("cpu", "sha256:2", (gamma,)), LockedGroup("llm", "sha256:3", (beta,)))
+    cpu = LockedNode("sha256:1", (), SourcePin("rootfs", ".", (), "sha256:os"), groups)
+    lock = Lock("3.11", "x", {"cpu": cpu})
+    entries, _label = runtime_layer.layer_for(lock, p, "cpu", "3.11")
+    files = {e.path: e.data or b"" for e in entries}
+    assert json.loads(files["opt/layerforge/runtime/llm.json"])["needs"] == ["gpu"]
+    assert "needs" not in json.loads(files["opt/layerforge/runtime/cpu.json"])
+    # needs change GROUP.json, so they change the node's key
+    with_needs = node_inputs(p, lock, p.nodes["cpu"], None, None)
+    (tmp_path / "layerforge.toml").write_text(
+        head + 'runtime = { llm = ["beta"], cpu = ["gamma"] }\n'
+    )
+    plain = load(tmp_path / "layerforge.toml")
+    without = node_inputs(plain, lock, plain.nodes["cpu"], None, None)
+    assert with_needs.key != without.key and "runtime_needs" not in without.doc
+
+    (tmp_path / "layerforge.toml").write_text(
+        head + 'runtime = { llm = { requirements = ["beta"], needs = ["tpu"] } }\n'
+    )
+    with pytest.raises(ManifestError) as info:
+        load(tmp_path / "layerforge.toml")
+    assert "bases.cpu.runtime" in str(info.value) and "gpu" in str(info.value)

@@ -3,7 +3,8 @@
 For every runtime group in the node's own lock table (see :mod:`layerforge.lock.runtime`)::
 
     /opt/layerforge/runtime/GROUP.txt    name==version --hash=sha256:...  (pip -r format)
-    /opt/layerforge/runtime/GROUP.json   file name, URL, sha256 and size of each wheel
+    /opt/layerforge/runtime/GROUP.json   file name, URL, sha256 and size of each wheel, and
+                                         what the group needs to run (``needs``, if declared)
     /opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime/     the launcher (stdlib only)
                                                                   and cacert.pem (its last CA)
     /opt/venv/bin/layerforge-runtime                              its script
@@ -24,6 +25,7 @@ from layerforge import runtime
 from layerforge.lock.inputs import effective_lock
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode
 from layerforge.manifest import Node, Project
+from layerforge.manifest.runtime import effective_groups
 from layerforge.oci.tarball import Entry
 
 PINS_DIR = "opt/layerforge/runtime"
@@ -58,8 +60,8 @@ def pins_text(group: LockedGroup) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wheels_doc(group: LockedGroup) -> dict[str, Any]:
-    return {
+def wheels_doc(group: LockedGroup, needs: tuple[str, ...] = ()) -> dict[str, Any]:
+    doc = {
         "group": group.name,
         "wheels": [
             {
@@ -73,6 +75,9 @@ def wheels_doc(group: LockedGroup) -> dict[str, Any]:
             for p in sorted(group.packages)
         ],
     }
+    if needs:  # written only when declared: GROUP.json of other groups keeps its bytes
+        doc["needs"] = list(needs)
+    return doc
 
 
 def _file(path: str, data: bytes, mode: int = 0o644) -> Entry:
@@ -80,13 +85,17 @@ def _file(path: str, data: bytes, mode: int = 0o644) -> Entry:
 
 
 def runtime_entries(
-    locked: LockedNode, python: str, inherited: Mapping[str, LockedGroup] | None = None
+    locked: LockedNode,
+    python: str,
+    inherited: Mapping[str, LockedGroup] | None = None,
+    needs: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[Entry]:
     """The files of the node's runtime layer; empty when it adds nothing.
 
     ``inherited``: the groups the parent image already carries (see
     :func:`layerforge.lock.inputs.effective_lock`). Their files are written again only when
     this node's resolution differs, and the launcher only by the first node in the chain.
+    ``needs``: group -> what it needs to run (``gpu``), from the manifest.
     """
     inherited = inherited or {}
     changed = [g for g in locked.runtime if _differs(g, inherited.get(g.name))]
@@ -94,7 +103,8 @@ def runtime_entries(
         return []
     entries = [Entry(PINS_DIR, "dir", 0o755)]
     for group in changed:
-        doc = json.dumps(wheels_doc(group), indent=1, sort_keys=True) + "\n"
+        body = wheels_doc(group, (needs or {}).get(group.name, ()))
+        doc = json.dumps(body, indent=1, sort_keys=True) + "\n"
         entries.append(_file(f"{PINS_DIR}/{group.name}.txt", pins_text(group).encode()))
         entries.append(_file(f"{PINS_DIR}/{group.name}.json", doc.encode()))
     if inherited:  # an ancestor's runtime layer holds the launcher already
@@ -113,7 +123,8 @@ def layer_for(lock: Lock, project: Project, name: str, python: str) -> tuple[lis
     node = project.nodes[name]
     inherited = effective_lock(lock, project, node.parent) if node.parent else {}
     locked = lock.nodes[name]
-    return runtime_entries(locked, python, inherited), created_by(locked)
+    needs = {g: group.needs for g, (_owner, group) in effective_groups(project.nodes, name).items()}
+    return runtime_entries(locked, python, inherited, needs), created_by(locked)
 
 
 def _differs(group: LockedGroup, above: LockedGroup | None) -> bool:

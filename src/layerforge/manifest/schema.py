@@ -145,6 +145,19 @@ class DebootstrapModel(_Model):
 Requirements = str | tuple[str, ...]
 
 
+class RuntimeGroupModel(_Model):
+    """A runtime group with what it needs to run, beside the plain list form."""
+
+    requirements: Requirements = Field(
+        description="PEP 508 lines inline, or a path to a requirements file."
+    )
+    needs: tuple[Literal["gpu"], ...] = Field(
+        (),
+        description="What the group needs to run: 'gpu'. `layerforge-runtime list --json` "
+        "reports whether the host has it (and the disk space) before an install.",
+    )
+
+
 class _NodeModel(_Model):
     requirements: Requirements | None = Field(
         None,
@@ -161,10 +174,11 @@ class _NodeModel(_Model):
         description="Byte-compile this node's wheels with the image's own Python (in the "
         "sandbox) into its dependency layers.",
     )
-    runtime: dict[str, Requirements] = Field(
+    runtime: dict[str, Requirements | RuntimeGroupModel] = Field(
         default_factory=dict,
-        description="Runtime groups: { GROUP = [PEP 508 lines] or 'requirements file' }, "
-        "locked but not baked; installed on first use by `layerforge-runtime ensure GROUP`.",
+        description="Runtime groups: { GROUP = [PEP 508 lines] or 'requirements file' or "
+        "{ requirements = ..., needs = ['gpu'] } }, locked but not baked; installed on first "
+        "use by `layerforge-runtime ensure GROUP`.",
     )
 
     @field_validator("max_size", mode="before")
@@ -180,7 +194,9 @@ class _NodeModel(_Model):
 
     @field_validator("runtime")
     @classmethod
-    def _check_runtime(cls, value: dict[str, Requirements]) -> dict[str, Requirements]:
+    def _check_runtime(
+        cls, value: dict[str, Requirements | RuntimeGroupModel]
+    ) -> dict[str, Requirements | RuntimeGroupModel]:
         for name in value:
             check_group_name(name)
         return value

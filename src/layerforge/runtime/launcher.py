@@ -10,7 +10,8 @@ library, so it runs in any image, with or without pip::
 
     layerforge-runtime ensure llm            # install the group once; later calls do nothing
     layerforge-runtime exec -- CMD ARGS...   # ensure $LAYERFORGE_RUNTIME_GROUPS, then exec CMD
-    layerforge-runtime list                  # the groups this image knows, and their state
+    layerforge-runtime list [--json]         # the groups this image knows, their state, and
+                                             # whether each can run here (disk, needs: gpu)
     python -m layerforge_runtime ensure llm  # the same, without the script
 
 Environment:
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -422,22 +423,80 @@ def _exec(command: list[str]) -> NoReturn:
 
 
 def _list(settings: Settings, target: Target, *, as_json: bool) -> int:
-    rows = []
-    for group in available(settings):
-        wheels = wheels_of(settings, group)
-        rows.append({
-            "group": group,
-            "distributions": len(wheels),
-            "size": sum(w.size for w in wheels),
-            "installed": installed(settings, target, group),
-        })  # fmt: skip
+    rows = group_rows(settings, target, Host())
     if as_json:
         print(json.dumps({"groups": rows}, indent=2))
         return 0
     for row in rows:
         state = "installed" if row["installed"] else "not installed"
-        print(f"{row['group']}: {row['distributions']} distributions, {row['size']} bytes, {state}")
+        line = f"{row['group']}: {row['distributions']} distributions, {row['size']} bytes, {state}"
+        print(line + _list_notes(row))
     return 0
+
+
+# -- can it run here? ---------------------------------------------------------------------------
+
+DISK_FACTOR = 3  # unpacked bytes per wheel byte, as layerforge's own disk estimate
+
+
+@dataclass(frozen=True)
+class Host:
+    """What ``list`` probes: the filesystem root (``/proc``, ``/dev``) and free disk space."""
+
+    root: Path = Path("/")
+    disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage
+
+    def gpu(self) -> bool:
+        """An NVIDIA GPU is visible: the driver lists one, or its control device exists."""
+        gpus = self.root / "proc/driver/nvidia/gpus"
+        return (gpus.is_dir() and any(gpus.iterdir())) or (self.root / "dev/nvidiactl").exists()
+
+    def free(self, path: Path) -> int:
+        while not path.exists() and path != path.parent:  # the target may not exist yet
+            path = path.parent
+        return int(self.disk_usage(path).free)
+
+
+def needs_of(settings: Settings, group: str) -> list[str]:
+    raw = json.loads((settings.pins_dir / f"{group}.json").read_text())
+    return [str(n) for n in raw.get("needs", [])]
+
+
+def group_rows(settings: Settings, target: Target, host: Host) -> list[dict[str, object]]:
+    """``list``'s rows: each group, its state, and whether it can run here."""
+    rows: list[dict[str, object]] = []
+    free = host.free(target.purelib)
+    has_gpu = host.gpu()
+    for group in available(settings):
+        wheels = wheels_of(settings, group)
+        size = sum(w.size for w in wheels)
+        done = installed(settings, target, group)
+        needs = needs_of(settings, group)
+        fits = done or free >= DISK_FACTOR * size
+        met = all(need == "gpu" and has_gpu for need in needs)
+        rows.append({
+            "group": group,
+            "distributions": len(wheels),
+            "size": size,
+            "installed": done,
+            "needs": needs,
+            "disk_needed": DISK_FACTOR * size,
+            "disk_free": free,
+            "fits_disk": fits,
+            "gpu": has_gpu,
+            "can_run": done or (fits and met),
+        })  # fmt: skip
+    return rows
+
+
+def _list_notes(row: Mapping[str, object]) -> str:
+    needs = [str(n) for n in row["needs"]] if isinstance(row["needs"], list) else []
+    notes = [f"needs {', '.join(needs)}"] if needs else []
+    if not row["can_run"]:
+        why = [] if row["fits_disk"] else [f"{row['disk_needed']} bytes of disk needed"]
+        why += ["no GPU"] if "gpu" in needs and not row["gpu"] else []
+        notes.append("cannot run here (" + "; ".join(why) + ")")
+    return "".join(f", {n}" for n in notes)
 
 
 if __name__ == "__main__":
