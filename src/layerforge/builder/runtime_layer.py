@@ -10,7 +10,8 @@ For every runtime group in the node's own lock table (see :mod:`layerforge.lock.
     /opt/venv/bin/layerforge-runtime                              its script
 
 A child that re-locks an inherited group writes its own files over the parent's. The layer
-is a few kilobytes, built after the dependency layers: a runtime pin that moves changes this
+is small (about 150 kB compressed with the launcher and its CA bundle, a few kB of pins
+otherwise), built after the dependency layers: a runtime pin that moves changes this
 layer (and the node's key) only, never a dependency layer.
 """
 
