@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ from layerforge.errors import ResolveError
 from layerforge.lock.conflicts import Conflict, parse_annotated
 from layerforge.lock.resolve import resolve
 from layerforge.manifest import Project, load
-from tests.wheelkit import make_index, make_wheel
+from tests.wheelkit import make_index, make_wheel, sha256_of
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +80,62 @@ def test_annotations_are_read_as_uv_writes_them() -> None:
         "beta": ["-r requirements.in", "alpha"],
         "top": ["-r requirements.in"],
     }
+
+
+@pytest.fixture
+def http_index(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(index URL, served directory): a PEP 503 index over HTTP on 127.0.0.1 whose wheels
+    have their METADATA beside them (PEP 658 ``.metadata``)."""
+    served = tmp_path / "served"
+    wheels = [
+        make_wheel(served / "files", "alpha", "1.0"),
+        make_wheel(served / "files", "alpha", "2.0"),
+        make_wheel(served / "files", "beta", "2.0", requires=("alpha>=2",)),
+    ]
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served))
+    )
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as zf:
+            meta = next(n for n in zf.namelist() if n.endswith("/METADATA"))
+            Path(f"{wheel}.metadata").write_bytes(zf.read(meta))
+        name = wheel.name.split("-")[0]
+        page = served / "simple" / name / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        with page.open("a") as fh:
+            fh.write(
+                f'<a href="{base}/files/{wheel.name}#sha256={sha256_of(wheel)}">{wheel.name}</a>\n'
+            )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{base}/simple", served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+def test_the_requirement_comes_from_the_index_metadata(
+    tmp_path: Path, http_index: tuple[str, Path]
+) -> None:
+    url, served = http_index
+    body = BASE + 'runtime = { llm = ["beta"] }\n'
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "layerforge.toml").write_text(
+        f'[project]\nname = "t"\nindex_url = "{url}"\n' + body
+    )
+    with pytest.raises(ResolveError) as info:
+        resolve(load(tmp_path / "p" / "layerforge.toml"), None)
+    assert "baked pin alpha==1.0 (bases.cpu) blocks alpha>=2, required by beta" in str(info.value)
+
+    for meta in (served / "files").glob("*.metadata"):  # an index without PEP 658
+        meta.unlink()
+    with pytest.raises(ResolveError) as info:
+        resolve(load(tmp_path / "p" / "layerforge.toml"), None)
+    assert "baked pin alpha==1.0 (bases.cpu) blocks alpha 2.0, required by beta" in str(info.value)

@@ -5,8 +5,8 @@ a base. When a resolution fails, :func:`diagnose` resolves the same requirements
 *without* the baked constraints (preferring the baked versions, so only what must move
 moves), in the requirements.txt format whose ``# via`` annotations say who pulled what in.
 Every baked pin whose version differs in that free resolution is a :class:`Conflict`: the pin,
-the node that bakes it, the requirement it blocks (read from the requiring wheel's METADATA
-when the wheel is a local file, else the version the free resolution wanted) and the chain
+the node that bakes it, the requirement it blocks (read from the requiring wheel's METADATA:
+the local file, or the index's PEP 658 ``.metadata``; else the version it wanted) and the chain
 that pulled the requirer in. :func:`failure` words one failed entry (conflicts first, then
 uv's whole stderr); :func:`combined` makes one error of every failure of a ``lock`` run.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import tomllib
+import urllib.request
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from layerforge.lock.lockfile import LockedNode, Package
 from layerforge.lock.uv import ResolveOptions, compile_argv
 from layerforge.manifest import Project
 
+METADATA_LIMIT = 4 << 20  # a METADATA file is a few kB; never read a wheel by mistake
 WAYS_OUT = (
     "a runtime install or a child never changes a baked pin: move the pin (change it in the "
     "node that bakes it, then `layerforge lock`), or host the group or node on a base that "
@@ -206,20 +208,40 @@ def _wheel_urls(project: Project, work: Path, options: ResolveOptions) -> dict[s
     return out
 
 
-def _requirement_on(url: str | None, name: str) -> str | None:
-    """``name``'s specifier in the Requires-Dist of the wheel at ``url`` (local files only)."""
-    if not url:
-        return None
-    parsed = urlparse(url)
-    if parsed.scheme not in ("", "file"):
-        return None
-    path = Path(unquote(parsed.path))
+def _wheel_metadata(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
             meta = next(m for m in zf.namelist() if m.endswith(".dist-info/METADATA"))
-            headers = HeaderParser().parsestr(zf.read(meta).decode("utf-8", "replace"))
+            return zf.read(meta).decode("utf-8", "replace")
     except (OSError, StopIteration, zipfile.BadZipFile):
         return None
+
+
+def _remote_metadata(url: str) -> str | None:
+    """The wheel's METADATA as the index serves it beside the wheel (PEP 658/714); None when
+    it does not (or needs credentials): the conflict then names the version instead."""
+    try:
+        with urllib.request.urlopen(url + ".metadata", timeout=15) as resp:  # noqa: S310
+            return bytes(resp.read(METADATA_LIMIT)).decode("utf-8", "replace")
+    except (OSError, ValueError):  # URLError, HTTPError, timeouts are OSErrors
+        return None
+
+
+def _requirement_on(url: str | None, name: str) -> str | None:
+    """``name``'s specifier in the Requires-Dist of the wheel at ``url``: read from the file
+    for a local wheel, else from the index's ``URL.metadata`` (PEP 658), else unknown."""
+    if not url:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        text = _remote_metadata(url)
+    elif parsed.scheme in ("", "file"):
+        text = _wheel_metadata(Path(unquote(parsed.path)))
+    else:
+        return None
+    if text is None:
+        return None
+    headers = HeaderParser().parsestr(text)
     for value in headers.get_all("Requires-Dist") or []:
         try:
             req = Requirement(value)
