@@ -224,3 +224,22 @@ def test_needs_in_the_manifest_reach_group_json_and_the_key(tmp_path: Path) -> N
     with pytest.raises(ManifestError) as info:
         load(tmp_path / "layerforge.toml")
     assert "bases.cpu.runtime" in str(info.value) and "gpu" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("group", "key", "words"),
+    [
+        ('{ requirements = ["beta"], need = ["gpu"] }', "llm.need", "did you mean 'needs'?"),
+        ('{ needs = ["gpu"] }', "llm.requirements", "this key is required"),
+        ('{ requirements = ["beta"], needs = ["tpu"] }', "llm.needs.0", "write 'gpu'"),
+    ],
+)
+def test_a_bad_group_table_names_its_key(tmp_path: Path, group: str, key: str, words: str) -> None:
+    (tmp_path / "layerforge.toml").write_text(
+        f'[project]\nname = "t"\n[bases.cpu]\nfrom = "rootfs:."\nruntime = {{ llm = {group} }}\n'
+    )
+    with pytest.raises(ManifestError) as info:
+        load(tmp_path / "layerforge.toml")
+    assert info.value.key == f"bases.cpu.runtime.{key}"
+    assert words in str(info.value)
+    assert "RuntimeGroupModel" not in str(info.value)

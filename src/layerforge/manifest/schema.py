@@ -250,6 +250,8 @@ def keys_at(loc: list[str]) -> list[str]:
     model: type[BaseModel]
     if len(loc) == 1:
         model = ManifestModel
+    elif len(loc) == 5 and loc[2] == "runtime":  # [bases|services].NAME.runtime.GROUP.KEY
+        model = RuntimeGroupModel
     elif loc[0] == "project":
         model = ProjectModel
     elif loc[0] == "bases":
