@@ -119,11 +119,12 @@ def baked_owners(
 def failure(
     where: str, context: str, stderr: str, conflicts: Sequence[Conflict], hint: str
 ) -> ResolveError:
-    """One failed entry: its conflicts with baked pins, then uv's whole stderr."""
+    """One failed entry: its conflicts with baked pins, then uv's whole stderr; the hint gives
+    the two ways out of a baked pin, or ``hint`` when no baked pin is to blame."""
     body = [f"uv could not resolve {where} {context}:"]
     body += [f"  {c.line()}" for c in conflicts]
     body += ["  uv says:", *(f"    {line}" for line in stderr.rstrip().splitlines())]
-    return ResolveError("\n".join(body), hint=f"{WAYS_OUT}; {hint}" if conflicts else hint)
+    return ResolveError("\n".join(body), hint=WAYS_OUT if conflicts else hint)
 
 
 def combined(errors: Sequence[ResolveError], skipped: Sequence[str]) -> ResolveError:
