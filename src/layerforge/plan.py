@@ -115,6 +115,9 @@ def node_inputs(
     if node.compile_bytecode:
         doc["bytecode"] = True
     doc.update(runtime_key_doc(locked))  # runtime group pins (not baked)
+    needs = {g.name: list(g.needs) for g in node.runtime if g.needs}
+    if needs:  # written into GROUP.json (only when declared)
+        doc["runtime_needs"] = needs
     if node.os_source is not None:
         identity = locked.os_identity
         if identity is None:

@@ -220,6 +220,7 @@ def test_runtime_layer_carries_pins_and_launcher_not_wheels() -> None:
         f"{package}/__init__.py",
         f"{package}/__main__.py",
         f"{package}/wheel.py",
+        f"{package}/cacert.pem",
     }
     assert entries["opt/venv/bin/layerforge-runtime"].mode == 0o755
     assert not any(p.endswith(".whl") for p in entries)
@@ -230,7 +231,9 @@ def test_launcher_imports_only_the_standard_library() -> None:
     import ast
     import sys
 
-    for source in runtime_layer.launcher_files().values():
+    for name, source in runtime_layer.launcher_files().items():
+        if not name.endswith(".py"):
+            continue
         tree = ast.parse(source)
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
                  for a in n.names}  # fmt: skip
@@ -310,6 +313,7 @@ def test_dockerfile_export_carries_the_same_pins_and_launcher(tmp_path: Path, in
         "/opt/layerforge/runtime/",
         "COPY docker/cpu/runtime/layerforge_runtime/__init__.py "
         "docker/cpu/runtime/layerforge_runtime/__main__.py "
+        "docker/cpu/runtime/layerforge_runtime/cacert.pem "
         "docker/cpu/runtime/layerforge_runtime/wheel.py "
         "/opt/venv/lib/python3.11/site-packages/layerforge_runtime/",
         "COPY docker/cpu/runtime/layerforge-runtime /opt/venv/bin/",
@@ -337,6 +341,7 @@ def test_a_child_layer_writes_only_what_differs_from_its_base(tmp_path: Path, in
         "opt/venv/lib/python3.11/site-packages/layerforge_runtime/__init__.py",
         "opt/venv/lib/python3.11/site-packages/layerforge_runtime/__main__.py",
         "opt/venv/lib/python3.11/site-packages/layerforge_runtime/wheel.py",
+        "opt/venv/lib/python3.11/site-packages/layerforge_runtime/cacert.pem",
         "opt/venv/bin/layerforge-runtime",
     }
     # api bakes gamma 1.0, so its llm differs (beta only): new pins, the launcher is inherited

@@ -3,12 +3,15 @@
 For every runtime group in the node's own lock table (see :mod:`layerforge.lock.runtime`)::
 
     /opt/layerforge/runtime/GROUP.txt    name==version --hash=sha256:...  (pip -r format)
-    /opt/layerforge/runtime/GROUP.json   file name, URL, sha256, size (and index) of each wheel
+    /opt/layerforge/runtime/GROUP.json   file name, URL, sha256, size (and index) of each wheel,
+                                         and what the group needs to run (``needs``, if declared)
     /opt/venv/lib/pythonX.Y/site-packages/layerforge_runtime/     the launcher (stdlib only)
+                                                                  and cacert.pem (its last CA)
     /opt/venv/bin/layerforge-runtime                              its script
 
 A child that re-locks an inherited group writes its own files over the parent's. The layer
-is a few kilobytes, built after the dependency layers: a runtime pin that moves changes this
+is small (about 150 kB compressed with the launcher and its CA bundle, a few kB of pins
+otherwise), built after the dependency layers: a runtime pin that moves changes this
 layer (and the node's key) only, never a dependency layer.
 """
 
@@ -19,9 +22,11 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from layerforge import runtime
 from layerforge.lock.inputs import effective_lock
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
 from layerforge.manifest import Node, Project
+from layerforge.manifest.runtime import effective_groups
 from layerforge.oci.tarball import Entry
 
 PINS_DIR = "opt/layerforge/runtime"
@@ -36,9 +41,14 @@ def launcher_source() -> bytes:
 
 def launcher_files() -> dict[str, bytes]:
     """The ``layerforge_runtime`` package as baked: file name -> bytes (stdlib only)."""
-    wheel = resources.files("layerforge.runtime").joinpath("wheel.py").read_bytes()
+    support = runtime.support_files()
     main = f"import sys\n\nfrom {MODULE} import main\n\nsys.exit(main())\n".encode()
-    return {"__init__.py": launcher_source(), "__main__.py": main, "wheel.py": wheel}
+    return {
+        "__init__.py": support["launcher.py"],
+        "__main__.py": main,
+        "wheel.py": support["wheel.py"],
+        "cacert.pem": support["cacert.pem"],
+    }
 
 
 def pins_text(group: LockedGroup) -> str:
@@ -51,11 +61,15 @@ def pins_text(group: LockedGroup) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wheels_doc(group: LockedGroup, indexes: Mapping[str, str] | None = None) -> dict[str, Any]:
+def wheels_doc(
+    group: LockedGroup, needs: tuple[str, ...] = (), indexes: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "group": group.name,
         "wheels": [_wheel_doc(p) for p in sorted(group.packages)],
     }
+    if needs:  # written only when declared: GROUP.json of other groups keeps its bytes
+        doc["needs"] = list(needs)
     used = sorted({p.index for p in group.packages if p.index is not None})
     if used:  # name -> URL: the launcher sends an index's credentials to its host only
         doc["indexes"] = {name: (indexes or {}).get(name, "") for name in used}
@@ -84,6 +98,7 @@ def runtime_entries(
     locked: LockedNode,
     python: str,
     inherited: Mapping[str, LockedGroup] | None = None,
+    needs: Mapping[str, tuple[str, ...]] | None = None,
     indexes: Mapping[str, str] | None = None,
 ) -> list[Entry]:
     """The files of the node's runtime layer; empty when it adds nothing.
@@ -91,6 +106,7 @@ def runtime_entries(
     ``inherited``: the groups the parent image already carries (see
     :func:`layerforge.lock.inputs.effective_lock`). Their files are written again only when
     this node's resolution differs, and the launcher only by the first node in the chain.
+    ``needs``: group -> what it needs to run (``gpu``), from the manifest.
     ``indexes``: the lock's named indexes (name -> URL), for wheels pinned to one.
     """
     inherited = inherited or {}
@@ -99,7 +115,8 @@ def runtime_entries(
         return []
     entries = [Entry(PINS_DIR, "dir", 0o755)]
     for group in changed:
-        doc = json.dumps(wheels_doc(group, indexes), indent=1, sort_keys=True) + "\n"
+        body = wheels_doc(group, (needs or {}).get(group.name, ()), indexes)
+        doc = json.dumps(body, indent=1, sort_keys=True) + "\n"
         entries.append(_file(f"{PINS_DIR}/{group.name}.txt", pins_text(group).encode()))
         entries.append(_file(f"{PINS_DIR}/{group.name}.json", doc.encode()))
     if inherited:  # an ancestor's runtime layer holds the launcher already
@@ -118,7 +135,9 @@ def layer_for(lock: Lock, project: Project, name: str, python: str) -> tuple[lis
     node = project.nodes[name]
     inherited = effective_lock(lock, project, node.parent) if node.parent else {}
     locked = lock.nodes[name]
-    return runtime_entries(locked, python, inherited, dict(lock.indexes)), created_by(locked)
+    needs = {g: group.needs for g, (_owner, group) in effective_groups(project.nodes, name).items()}
+    entries = runtime_entries(locked, python, inherited, needs, dict(lock.indexes))
+    return entries, created_by(locked)
 
 
 def _differs(group: LockedGroup, above: LockedGroup | None) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from layerforge import runtime
 from layerforge.errors import LockError
 from layerforge.fsutil import digest_json
 from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
@@ -158,11 +159,13 @@ def stale_runtime(project: Project, lock: Lock) -> list[str]:
 
 
 def key_doc(locked: LockedNode) -> dict[str, Any]:
-    """What the runtime entries add to the node's content key (nothing when there are none)."""
+    """What the runtime entries add to the node's content key (nothing when there are none):
+    their pins, and the launcher and CA bundle baked with them."""
     if not locked.runtime:
         return {}
     return {
-        "runtime": {g.name: [_runtime_pin(p) for p in sorted(g.packages)] for g in locked.runtime}
+        "runtime_support": runtime.support_digest(),
+        "runtime": {g.name: [_runtime_pin(p) for p in sorted(g.packages)] for g in locked.runtime},
     }
 
 

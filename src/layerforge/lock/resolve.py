@@ -19,9 +19,10 @@ from packaging.utils import canonicalize_name
 from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
+from layerforge.lock.conflicts import baked_owners, combined, diagnose, failure
 from layerforge.lock.inputs import all_inputs, check_libc, node_platform, stale_platform
 from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
-from layerforge.lock.runtime import resolve_runtime
+from layerforge.lock.runtime import collect_runtime
 from layerforge.lock.uv import (
     ResolveOptions,
     check_auth,
@@ -52,9 +53,16 @@ def resolve(
     upgrades = {canonicalize_name(p) for p in options.upgrade_packages}
     nodes: dict[str, LockedNode] = {}
     moved: set[str] = set()
+    failed: set[str] = set()  # nodes that did not resolve: their descendants are skipped
+    errors: list[ResolveError] = []
+    skipped: list[str] = []
     for name, node in project.nodes.items():
         old = usable.nodes.get(name) if usable else None
         chain = [a.name for a in reversed(project.ancestors(name))]
+        if failed & set(chain):
+            failed.add(name)
+            skipped.append(node.section)
+            continue
         source = (pins or {}).get(name) or _source_pin(node) if node.os_source else None
         if source is not None:  # a root base: its C library decides the platform of its chain
             nodes[name] = LockedNode(inputs[name], (), source)
@@ -74,19 +82,28 @@ def resolve(
         above = Lock(project.python, uv_platform(project), nodes).packages_with_ancestors(chain)
         task = f"resolve:{name}"
         reporter.emit(Event("start", task, f"resolving {node.section}"))
-        _check_against_ancestors(project, node, nodes, chain)
-        packages = _resolve_node(project, node, chain, above, old, options, platform)
+        try:
+            _check_against_ancestors(project, node, nodes, chain)
+            owners = baked_owners(project, nodes, chain)
+            packages = _resolve_node(project, node, chain, above, old, options, owners, platform)
+        except ResolveError as exc:  # collected: one `lock` reports every failure
+            reporter.emit(Event("finish", task, "could not resolve", data={"ok": False}))
+            failed.add(name)
+            errors.append(exc)
+            continue
         reporter.emit(Event("finish", task, f"{len(packages)} packages", data={"ok": True}))
         nodes[name] = LockedNode(inputs[name], packages, source)
         if old is None or old.packages != packages:
             moved.add(name)
-    lock = resolve_runtime(
+    lock, group_errors, group_skipped = collect_runtime(
         project,
         Lock(project.python, uv_platform(project), nodes, locked_indexes(project)),
         usable,
         options,
         reporter,
     )
+    if errors or group_errors:
+        raise combined([*errors, *group_errors], [*skipped, *group_skipped])
     for name, locked in lock.nodes.items():
         if locked.source is not None:
             check_libc(project, lock.nodes, name, locked.source.libc)
@@ -124,6 +141,7 @@ def _resolve_node(
     above: dict[str, Package],
     old: LockedNode | None,
     options: ResolveOptions,
+    owners: dict[str, tuple[Package, str]],
     platform: str | None = None,
 ) -> tuple[Package, ...]:
     lines: list[str] = []
@@ -141,10 +159,11 @@ def _resolve_node(
         result = proc.run(argv, cwd=work, check=False)
         if result.returncode != 0:
             check_auth(project, result.stderr, node.section)
-            raise ResolveError(
-                f"uv could not resolve {node.section} "
-                f"(with the pins of {', '.join(chain) or 'no ancestors'}):\n"
-                f"{proc.tail(result.stderr)}",
+            raise failure(
+                node.section,
+                f"(with the pins of {', '.join(chain) or 'no ancestors'})",
+                result.stderr,
+                diagnose(project, node.section, node.requirements.lines, owners, options, platform),
                 hint="loosen the conflicting requirement, or pin it in the base that owns it",
             )
         resolved = pinned_indexes(project, parse_pylock(work / "pylock.toml", node))

@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
+from layerforge.lock.conflicts import baked_owners, combined, diagnose, failure
 from layerforge.lock.inputs import (
     baked,
     chain_names,
@@ -57,12 +58,33 @@ def resolve_runtime(
     reporter: Reporter | None = None,
 ) -> Lock:
     """``lock`` (baked packages resolved) with every node's runtime entries filled in."""
+    out, errors, skipped = collect_runtime(project, lock, previous, options, reporter)
+    if errors:
+        raise combined(errors, skipped)
+    return out
+
+
+def collect_runtime(
+    project: Project,
+    lock: Lock,
+    previous: Lock | None,
+    options: ResolveOptions | None = None,
+    reporter: Reporter | None = None,
+) -> tuple[Lock, list[ResolveError], list[str]]:
+    """:func:`resolve_runtime`, collecting failures instead of raising at the first: (the lock,
+    every group that could not be resolved, the entries skipped because of one). Nodes missing
+    from ``lock`` (they or a base failed to resolve) are left out."""
     options = options or ResolveOptions()
     reporter = reporter or NullReporter()
+    errors: list[ResolveError] = []
+    skipped: list[str] = []
+    failed: set[tuple[str, str]] = set()  # (node, group) whose entry could not be resolved
     upgrades = {canonicalize_name(p) for p in options.upgrade_packages}
     nodes = dict(lock.nodes)
     for name in project.nodes:
         chain = chain_names(project, name)
+        if any(n not in nodes for n in chain):
+            continue  # it or a base did not resolve: reported by the caller
         below = baked(nodes, chain)
         old_node = previous.nodes.get(name) if previous is not None else None
         old = {g.name: g for g in old_node.runtime} if old_node else {}
@@ -83,17 +105,28 @@ def resolve_runtime(
             ):
                 entries.append(prior)
                 continue
+            if any((a, g) in failed for a in chain):
+                failed.add((name, g))
+                skipped.append(f"{g} of {project.nodes[name].section}")
+                continue
             task = f"resolve:{name}:runtime:{g}"
             reporter.emit(Event("start", task, f"resolving runtime group {g} of {name}"))
             where = f"{owner.section}.runtime.{g}"
             prefer = prior or above.get(g)  # stay close to the last lock, or to the base's
-            packages = _resolve_group(
-                project, chain, group, where, below, prefer, options, platform
-            )
+            owners = baked_owners(project, nodes, chain)
+            try:
+                packages = _resolve_group(
+                    project, chain, group, where, owners, prefer, options, platform
+                )
+            except ResolveError as exc:  # collected: one `lock` reports every failure
+                reporter.emit(Event("finish", task, "could not resolve", data={"ok": False}))
+                failed.add((name, g))
+                errors.append(exc)
+                continue
             reporter.emit(Event("finish", task, f"{len(packages)} packages", data={"ok": True}))
             entries.append(LockedGroup(g, inputs, packages))
         nodes[name] = replace(nodes[name], runtime=tuple(entries))
-    return replace(lock, nodes=nodes)
+    return replace(lock, nodes=nodes), errors, skipped
 
 
 def _resolve_group(
@@ -101,12 +134,13 @@ def _resolve_group(
     chain: list[str],
     group: RuntimeGroup,
     where: str,
-    below: dict[str, Package],
+    owners: dict[str, tuple[Package, str]],
     prefer: LockedGroup | None,
     options: ResolveOptions,
     platform: str | None = None,
 ) -> tuple[Package, ...]:
     node = project.nodes[chain[-1]]
+    below = {name: pkg for name, (pkg, _owner) in owners.items()}
     lines: list[str] = []
     for name in chain:
         lines.extend(project.nodes[name].requirements.lines)
@@ -122,9 +156,11 @@ def _resolve_group(
         result = proc.run(compile_argv(project, work, options, platform), cwd=work, check=False)
         if result.returncode != 0:
             check_auth(project, result.stderr, where)
-            raise ResolveError(
-                f"uv could not resolve the runtime group {where} on top of the distributions "
-                f"baked in {node.section} (and its bases):\n{proc.tail(result.stderr)}",
+            raise failure(
+                f"the runtime group {where}",
+                f"on top of the distributions baked in {node.section} (and its bases)",
+                result.stderr,
+                diagnose(project, where, group.requirements.lines, owners, options, platform),
                 hint="a runtime install never changes a baked distribution: relax the group's "
                 f"requirement in {where}, or change the baked pin it conflicts with",
             )

@@ -44,6 +44,7 @@ class RuntimeGroup:
 
     name: str
     requirements: Requirements
+    needs: tuple[str, ...] = ()  # what it needs to run: "gpu" (`layerforge-runtime list`)
 
 
 @dataclass(frozen=True)

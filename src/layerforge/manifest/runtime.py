@@ -1,9 +1,11 @@
 """Runtime groups in the manifest: requirements that are locked but not baked.
 
-``runtime = { llm = ["vllm>=0.6"] }`` (or ``{ llm = "requirements/llm.txt" }``) on a base or
-a service declares a group. The group is resolved into ``layerforge.lock`` on top of every
-distribution baked into the node (see :mod:`layerforge.lock.runtime`); the image carries
-only its pins and the launcher (see :mod:`layerforge.builder.runtime_layer`).
+``runtime = { llm = ["vllm>=0.6"] }`` (or ``{ llm = "requirements/llm.txt" }``, or
+``{ llm = { requirements = [...], needs = ["gpu"] } }``) on a base or a service declares a
+group; ``needs`` is what it needs to run, reported by ``layerforge-runtime list``. The
+group is resolved into ``layerforge.lock`` on top of every distribution baked into the node
+(see :mod:`layerforge.lock.runtime`); the image carries only its pins and the launcher
+(see :mod:`layerforge.builder.runtime_layer`).
 
 A node's *effective* groups are its own plus those of its ancestors: a service on a base
 with a group can install that group too. A group name may be declared once per chain.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -27,7 +30,7 @@ from layerforge.manifest.requirements import read_requirements
 
 
 def read_groups(
-    value: Mapping[str, str | Sequence[str]] | None,
+    value: Mapping[str, str | Sequence[str] | Mapping[str, Any]] | None,
     *,
     root: Path,
     manifest: str,
@@ -36,8 +39,13 @@ def read_groups(
 ) -> tuple[RuntimeGroup, ...]:
     """The ``runtime`` table of one node, validated, sorted by group name."""
     groups: list[RuntimeGroup] = []
-    for name, reqs in sorted((value or {}).items()):
+    for name, raw in sorted((value or {}).items()):
         where = f"{key}.{name}"
+        needs: tuple[str, ...] = ()
+        reqs = raw
+        if isinstance(raw, Mapping):  # { requirements = ..., needs = [...] }
+            needs = tuple(raw.get("needs") or ())
+            reqs = raw["requirements"]
         lines = reqs if isinstance(reqs, str) else tuple(reqs)
         parsed = read_requirements(lines, root=root, manifest=manifest, key=where, confine=confine)
         if not parsed.lines:
@@ -47,7 +55,7 @@ def read_groups(
                 key=where,
                 hint="list at least one requirement, or remove the group",
             )
-        groups.append(RuntimeGroup(name, parsed))
+        groups.append(RuntimeGroup(name, parsed, needs))
     return tuple(groups)
 
 

@@ -177,6 +177,19 @@ class DebootstrapModel(_Model):
 Requirements = str | tuple[str, ...]
 
 
+class RuntimeGroupModel(_Model):
+    """A runtime group with what it needs to run, beside the plain list form."""
+
+    requirements: Requirements = Field(
+        description="PEP 508 lines inline, or a path to a requirements file."
+    )
+    needs: tuple[Literal["gpu"], ...] = Field(
+        (),
+        description="What the group needs to run: 'gpu'. `layerforge-runtime list --json` "
+        "reports whether the host has it (and the disk space) before an install.",
+    )
+
+
 class _NodeModel(_Model):
     requirements: Requirements | None = Field(
         None,
@@ -193,10 +206,11 @@ class _NodeModel(_Model):
         description="Byte-compile this node's wheels with the image's own Python (in the "
         "sandbox) into its dependency layers.",
     )
-    runtime: dict[str, Requirements] = Field(
+    runtime: dict[str, Requirements | RuntimeGroupModel] = Field(
         default_factory=dict,
-        description="Runtime groups: { GROUP = [PEP 508 lines] or 'requirements file' }, "
-        "locked but not baked; installed on first use by `layerforge-runtime ensure GROUP`.",
+        description="Runtime groups: { GROUP = [PEP 508 lines] or 'requirements file' or "
+        "{ requirements = ..., needs = ['gpu'] } }, locked but not baked; installed on first "
+        "use by `layerforge-runtime ensure GROUP`.",
     )
 
     @field_validator("max_size", mode="before")
@@ -212,7 +226,9 @@ class _NodeModel(_Model):
 
     @field_validator("runtime")
     @classmethod
-    def _check_runtime(cls, value: dict[str, Requirements]) -> dict[str, Requirements]:
+    def _check_runtime(
+        cls, value: dict[str, Requirements | RuntimeGroupModel]
+    ) -> dict[str, Requirements | RuntimeGroupModel]:
         for name in value:
             check_group_name(name)
         return value
@@ -266,6 +282,8 @@ def keys_at(loc: list[str]) -> list[str]:
     model: type[BaseModel]
     if len(loc) == 1:
         model = ManifestModel
+    elif len(loc) == 5 and loc[2] == "runtime":  # [bases|services].NAME.runtime.GROUP.KEY
+        model = RuntimeGroupModel
     elif loc[0] == "project":
         model = IndexModel if loc[1:2] == ["index"] and len(loc) == 4 else ProjectModel
     elif loc[0] == "bases":

@@ -10,7 +10,8 @@ standard library, so it runs in any image, with or without pip::
 
     layerforge-runtime ensure llm            # install the group once; later calls do nothing
     layerforge-runtime exec -- CMD ARGS...   # ensure $LAYERFORGE_RUNTIME_GROUPS, then exec CMD
-    layerforge-runtime list                  # the groups this image knows, and their state
+    layerforge-runtime list [--json]         # the groups this image knows, their state, and
+                                             # whether each can run here (disk, needs: gpu)
     python -m layerforge_runtime ensure llm  # the same, without the script
 
 Environment:
@@ -29,6 +30,9 @@ Environment:
   or a netrc file, ``$NETRC`` or ``~/.netrc``): credentials for the builtin installer's
   downloads of wheels locked from the named index ``NAME`` (upper-cased, other characters
   as ``_``), sent to that index's host only.
+- ``SSL_CERT_FILE``, ``PIP_CERT``, ``LAYERFORGE_RUNTIME_CERT``: the CA bundle downloads
+  trust, the first one set wins; else the image's CA store (when it has one), else the CA
+  bundle baked next to this file (certifi's). ``https_proxy``/``no_proxy`` are honoured.
 
 Idempotent and safe to start concurrently: a marker ``<prefix>/.layerforge-runtime/GROUP``
 holds the sha256 of the group's pins once installed, and installs run under an exclusive
@@ -54,7 +58,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +67,10 @@ from typing import NoReturn
 from .wheel import Target, WheelError, install_wheel
 
 DEFAULT_DIR = "/opt/layerforge/runtime"
+BAKED_CA = Path(__file__).with_name("cacert.pem")
+CA_VARS = ("SSL_CERT_FILE", "PIP_CERT", "LAYERFORGE_RUNTIME_CERT")
+SYSTEM_CA = "the system CA store"
+BAKED_CA_SOURCE = "the CA bundle baked in the image"
 GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as layerforge.runtime_groups
 
 
@@ -97,6 +105,7 @@ class Settings:
     installer: str = "builtin"
     index_url: str | None = None
     env: Mapping[str, str] | None = field(default=None, repr=False)  # index credentials
+    ca: CaBundle | None = None  # None: urllib's default (the system store)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -111,7 +120,52 @@ class Settings:
             installer,
             env.get("LAYERFORGE_RUNTIME_INDEX_URL") or None,
             dict(env),
+            ca=choose_ca(env),
         )
+
+
+# -- trust --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaBundle:
+    """The CA file (or directory) HTTPS downloads trust, and where the choice came from."""
+
+    path: Path
+    source: str  # the variable that named it, SYSTEM_CA or BAKED_CA_SOURCE
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.source})"
+
+    def context(self) -> ssl.SSLContext:
+        try:
+            if self.path.is_dir():
+                return ssl.create_default_context(capath=str(self.path))
+            return ssl.create_default_context(cafile=str(self.path))
+        except (OSError, ssl.SSLError) as exc:
+            named = f"{self.source}={self.path}" if self.source in CA_VARS else self.describe()
+            raise FetchError(
+                f"cannot load the CA bundle {named}: {exc}; point it at a PEM file of CA "
+                "certificates"
+            ) from None
+
+
+def choose_ca(
+    env: Mapping[str, str],
+    system: ssl.DefaultVerifyPaths | None = None,
+    baked: Path = BAKED_CA,
+) -> CaBundle:
+    """SSL_CERT_FILE, PIP_CERT, LAYERFORGE_RUNTIME_CERT, the system store if the image has a
+    non-empty one, else the bundle baked next to the launcher."""
+    for var in CA_VARS:
+        if env.get(var):
+            return CaBundle(Path(env[var]), var)
+    paths = ssl.get_default_verify_paths() if system is None else system
+    if paths.cafile and os.path.isfile(paths.cafile) and os.path.getsize(paths.cafile) > 0:
+        return CaBundle(Path(paths.cafile), SYSTEM_CA)
+    if paths.capath and os.path.isdir(paths.capath) and os.listdir(paths.capath):
+        return CaBundle(Path(paths.capath), SYSTEM_CA)
+    return CaBundle(baked, BAKED_CA_SOURCE)
 
 
 # -- groups -------------------------------------------------------------------------------------
@@ -232,7 +286,8 @@ def fetch(
             "are off; copy the wheel there (`pip download --no-deps` the pins in "
             f"{settings.pins_dir}) or allow network access"
         )
-    return _download(wheel, downloads, where, download_request(settings, wheel, indexes or {}))
+    request = download_request(settings, wheel, indexes or {})
+    return _download(wheel, downloads, where, request, settings.ca)
 
 
 def _local_url(url: str) -> Path | None:
@@ -244,22 +299,29 @@ def _local_url(url: str) -> Path | None:
 
 
 def _download(
-    wheel: Wheel, downloads: Path, where: str, request: urllib.request.Request | None = None
+    wheel: Wheel,
+    downloads: Path,
+    where: str,
+    request: urllib.request.Request | None = None,
+    ca: CaBundle | None = None,
 ) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / wheel.filename
+    context = ca.context() if ca is not None and wheel.url.startswith("https:") else None
     fd, tmp = tempfile.mkstemp(dir=downloads, prefix=".part-")
     try:
         with (
             os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(request or wheel.url, timeout=60) as resp,  # noqa: S310
+            urllib.request.urlopen(  # noqa: S310
+                request or wheel.url, timeout=60, context=context
+            ) as resp,
         ):
             shutil.copyfileobj(resp, out, 1 << 20)
     except (urllib.error.URLError, OSError) as exc:
         Path(tmp).unlink(missing_ok=True)
         _unauthorized(exc, wheel)
         raise FetchError(
-            f"cannot download {wheel.filename} from {wheel.url}: {exc}. {_advice(exc, where)}"
+            f"cannot download {wheel.filename} from {wheel.url}: {exc}. {_advice(exc, where, ca)}"
         ) from None
     Path(tmp).replace(target)
     _check_hash(target, wheel)
@@ -328,16 +390,22 @@ def _unauthorized(exc: Exception, wheel: Wheel) -> None:
     )
 
 
-def _advice(exc: Exception, where: str) -> str:
+def _advice(exc: Exception, where: str, ca: CaBundle | None = None) -> str:
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return (
-            "The image does not trust the index's certificate (a proxy or a private CA?): "
-            "set SSL_CERT_FILE to a CA bundle that does, e.g. one mounted from the host"
-        )
+        return _cert_advice(ca)
     return (
         "Offline? Put the group's wheels in a directory and set "
         f"LAYERFORGE_RUNTIME_FIND_LINKS (now {where})"
+    )
+
+
+def _cert_advice(ca: CaBundle | None) -> str:
+    used = ca.describe() if ca is not None else SYSTEM_CA
+    return (
+        f"The index's certificate is not signed by a CA in {used}: set SSL_CERT_FILE (or "
+        "PIP_CERT, LAYERFORGE_RUNTIME_CERT) to a CA bundle that holds the index's CA, e.g. "
+        "one mounted from the host"
     )
 
 
@@ -446,22 +514,80 @@ def _exec(command: list[str]) -> NoReturn:
 
 
 def _list(settings: Settings, target: Target, *, as_json: bool) -> int:
-    rows = []
-    for group in available(settings):
-        wheels = wheels_of(settings, group)
-        rows.append({
-            "group": group,
-            "distributions": len(wheels),
-            "size": sum(w.size for w in wheels),
-            "installed": installed(settings, target, group),
-        })  # fmt: skip
+    rows = group_rows(settings, target, Host())
     if as_json:
         print(json.dumps({"groups": rows}, indent=2))
         return 0
     for row in rows:
         state = "installed" if row["installed"] else "not installed"
-        print(f"{row['group']}: {row['distributions']} distributions, {row['size']} bytes, {state}")
+        line = f"{row['group']}: {row['distributions']} distributions, {row['size']} bytes, {state}"
+        print(line + _list_notes(row))
     return 0
+
+
+# -- can it run here? ---------------------------------------------------------------------------
+
+DISK_FACTOR = 3  # unpacked bytes per wheel byte, as layerforge's own disk estimate
+
+
+@dataclass(frozen=True)
+class Host:
+    """What ``list`` probes: the filesystem root (``/proc``, ``/dev``) and free disk space."""
+
+    root: Path = Path("/")
+    disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage
+
+    def gpu(self) -> bool:
+        """An NVIDIA GPU is visible: the driver lists one, or its control device exists."""
+        gpus = self.root / "proc/driver/nvidia/gpus"
+        return (gpus.is_dir() and any(gpus.iterdir())) or (self.root / "dev/nvidiactl").exists()
+
+    def free(self, path: Path) -> int:
+        while not path.exists() and path != path.parent:  # the target may not exist yet
+            path = path.parent
+        return int(self.disk_usage(path).free)
+
+
+def needs_of(settings: Settings, group: str) -> list[str]:
+    raw = json.loads((settings.pins_dir / f"{group}.json").read_text())
+    return [str(n) for n in raw.get("needs", [])]
+
+
+def group_rows(settings: Settings, target: Target, host: Host) -> list[dict[str, object]]:
+    """``list``'s rows: each group, its state, and whether it can run here."""
+    rows: list[dict[str, object]] = []
+    free = host.free(target.purelib)
+    has_gpu = host.gpu()
+    for group in available(settings):
+        wheels = wheels_of(settings, group)
+        size = sum(w.size for w in wheels)
+        done = installed(settings, target, group)
+        needs = needs_of(settings, group)
+        fits = done or free >= DISK_FACTOR * size
+        met = all(need == "gpu" and has_gpu for need in needs)
+        rows.append({
+            "group": group,
+            "distributions": len(wheels),
+            "size": size,
+            "installed": done,
+            "needs": needs,
+            "disk_needed": DISK_FACTOR * size,
+            "disk_free": free,
+            "fits_disk": fits,
+            "gpu": has_gpu,
+            "can_run": done or (fits and met),
+        })  # fmt: skip
+    return rows
+
+
+def _list_notes(row: Mapping[str, object]) -> str:
+    needs = [str(n) for n in row["needs"]] if isinstance(row["needs"], list) else []
+    notes = [f"needs {', '.join(needs)}"] if needs else []
+    if not row["can_run"]:
+        why = [] if row["fits_disk"] else [f"{row['disk_needed']} bytes of disk needed"]
+        why += ["no GPU"] if "gpu" in needs and not row["gpu"] else []
+        notes.append("cannot run here (" + "; ".join(why) + ")")
+    return "".join(f", {n}" for n in notes)
 
 
 if __name__ == "__main__":
