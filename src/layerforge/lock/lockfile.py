@@ -17,6 +17,7 @@ Sorted, no timestamps, one table per node, so a diff shows exactly what moved::
     url = "..."
     sha256 = "..."
     size = 16918164
+                                       # kind = "sdist" (only for a source distribution)
 
     [nodes.gpu.runtime.llm]             # a runtime group: locked, not baked
     inputs = "sha256:..."              # its requirements + every baked pin below it
@@ -50,6 +51,7 @@ class Package:
     url: str
     sha256: str
     size: int
+    kind: str = "wheel"  # "sdist": built into a wheel by the build (builder/sdist.py)
 
     @property
     def pin(self) -> str:
@@ -172,6 +174,8 @@ def _packages(table: str, packages: tuple[Package, ...]) -> list[str]:
             f"sha256 = {_q(pkg.sha256)}",
             f"size = {pkg.size}",
         ]
+        if pkg.kind != "wheel":  # written only for sdists: wheel entries stay as they were
+            lines.append(f"kind = {_q(pkg.kind)}")
     return lines
 
 
@@ -210,6 +214,7 @@ def _read_packages(raw: dict[str, Any]) -> tuple[Package, ...]:
             url=str(p["url"]),
             sha256=str(p["sha256"]),
             size=int(p["size"]),
+            kind=str(p.get("kind", "wheel")),
         )
         for p in raw.get("packages", [])
     )

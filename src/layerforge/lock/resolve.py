@@ -24,6 +24,7 @@ from layerforge.lock.uv import (
     ResolveOptions,
     compile_argv,
     parse_pylock,
+    run_compile,
     uv_platform,
     write_preferences,
 )
@@ -114,7 +115,7 @@ def _resolve_node(
         preferred = {} if options.upgrade or old is None else old.by_name()
         write_preferences(work / "pylock.toml", {**preferred, **above})
         argv = compile_argv(project, work, options)
-        result = proc.run(argv, cwd=work, check=False)
+        result = run_compile(argv, work)
         if result.returncode != 0:
             raise ResolveError(
                 f"uv could not resolve {node.section} "
