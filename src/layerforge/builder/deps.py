@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerforge import cachedir
-from layerforge.builder import distcache
+from layerforge.builder import distcache, sdist
 from layerforge.builder import python as pydeps
 from layerforge.builder.layercache import cache_key, cached_layers, remember_layers, write
 from layerforge.events import Event
@@ -35,6 +35,7 @@ def deps_cache_key(
     packages: tuple[Package, ...],
     python: str,
     bytecode: list[str] | None = None,  # compile_bytecode: the layers of the image below
+    built_on: list[str] | None = None,  # locked sdists: the layers their wheels are built on
 ) -> str:
     """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
     what: dict[str, Any] = {
@@ -45,6 +46,8 @@ def deps_cache_key(
     }
     if bytecode is not None:
         what["bytecode"] = bytecode
+    if built_on is not None:
+        what["built_on"] = built_on
     return cache_key(ctx.layers, what)
 
 
@@ -70,6 +73,8 @@ def _servable(
     ctx: BuildContext, packages: tuple[Package, ...], python: str, bytecode: list[str] | None
 ) -> dict[str, distcache.CachedDist]:
     def lookup(package: Package) -> distcache.CachedDist | None:
+        if package.kind == "sdist":  # its wheel depends on the image it was built on
+            return None
         return distcache.load(ctx.store, dist_cache_key(ctx, package, python, bytecode))
 
     return distcache.servable(packages, lookup, ctx.project.layer_threshold)
@@ -92,7 +97,9 @@ def dependency_layers(
     below: tuple[Layer, ...] = (),
 ) -> list[Layer]:
     below_digests = [x.descriptor.digest for x in below] if node.compile_bytecode else None
-    key = deps_cache_key(ctx, packages, python, below_digests)
+    built_on = [x.descriptor.digest for x in below]
+    has_sdists = any(p.kind == "sdist" for p in packages)
+    key = deps_cache_key(ctx, packages, python, below_digests, built_on if has_sdists else None)
     cached = cached_layers(ctx.layers, key)
     if cached is not None:
         ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))
@@ -143,7 +150,10 @@ def _install(
 ) -> list[pydeps.DistFiles]:
     task = f"install:{node.name}"
     ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
-    pydeps.install(ctx.project, packages, prefix)
+    build = sdist.SdistBuild(ctx.store, ctx.cache_dir, ctx.reporter, ctx.project, node,
+                             python, ctx.lock.platform, below, ctx.runner)  # fmt: skip
+    built = sdist.built_wheels(build, packages)
+    pydeps.install(ctx.project, packages, prefix, built)
     ctx.reporter.emit(Event("finish", task, data={"ok": True}))
     if node.compile_bytecode:
         sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
@@ -172,7 +182,7 @@ def _write_dep_layers(
         layer = write(ctx.layers, task, list(dist.entries), f"layerforge: pip {label}")
         own.append((dist.name, layer))
         package = distcache.package_of(dist, packages)
-        if package is not None and dist.name in alone:
+        if package is not None and dist.name in alone and package.kind == "wheel":
             key = dist_cache_key(ctx, package, python, bytecode)
             distcache.save(ctx.store, key, dist, layer)
     layers = distcache.ordered(own)

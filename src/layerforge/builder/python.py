@@ -16,11 +16,12 @@ import csv
 import hashlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from layerforge import proc
+from layerforge.builder.sdist import BuiltWheel
 from layerforge.errors import BuildError
 from layerforge.lock.lockfile import Package
 from layerforge.lock.uv import install_argv
@@ -74,12 +75,25 @@ def venv_entries(python_executable: str, version: str) -> list[Entry]:
     ]
 
 
-def install(project: Project, packages: Sequence[Package], stage: Path) -> None:
-    """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``."""
-    lines = [f"{p.pin} --hash=sha256:{p.sha256}" for p in sorted(packages)]
+def install(
+    project: Project,
+    packages: Sequence[Package],
+    stage: Path,
+    built: Mapping[str, BuiltWheel] | None = None,
+) -> None:
+    """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``;
+    a locked sdist is installed from the wheel ``built`` from it (by its own hash)."""
+    built = built or {}
+    lines = [
+        f"{p.pin} --hash=sha256:{built[p.name].sha256 if p.name in built else p.sha256}"
+        for p in sorted(packages)
+    ]
     reqs = stage.parent / f"{stage.name}.requirements.txt"
     reqs.write_text("\n".join(lines) + "\n")
-    result = proc.run(install_argv(project, stage, reqs), check=False)
+    argv = install_argv(project, stage, reqs)
+    for name in sorted(built):
+        argv += ["--find-links", str(built[name].path.parent)]
+    result = proc.run(argv, check=False)
     reqs.unlink(missing_ok=True)
     if result.returncode != 0:
         raise BuildError(
