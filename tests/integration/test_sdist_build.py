@@ -123,3 +123,30 @@ def test_sdist_with_a_c_extension_builds_in_the_sandbox_once(
     second = build(again, cache, capsys)
     assert sdist_builds(second) == []
     assert any("built wheel reused" in str(e.get("message", "")) for e in second)
+
+
+def test_a_failing_sdist_build_names_the_node_and_build_system(
+    tmp_path: Path, shared_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without build_system there is no compiler: the build fails with the builder's output,
+    names the sdist and the node, and keeps nothing (no wheel cached, no image tagged)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    proc.run(["cp", "-al", str(shared_cache / "debootstrap"), str(cache / "debootstrap")])
+    root = tmp_path / "project"
+    write_project(root)
+    text = MANIFEST.replace(
+        'build_system = ["gcc", "libc6-dev", "make", "libpython3.11-dev"]\n', ""
+    )
+    (root / "layerforge.toml").write_text(text.replace("&& ldconfig", "|| true"))
+    assert main(["lock", "-f", str(root), "--cache-dir", str(cache)]) == 0
+    capsys.readouterr()
+    code = main(["build", "-f", str(root), "--cache-dir", str(cache)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "bases.app: building a wheel from lfsd_pyfoo-1.0.tar.gz failed" in err
+    assert "gcc" in err  # the builder's own output: the compiler it did not find
+    assert "build_system" in err
+    assert "Traceback" not in err
+    assert not any((cache / "built-wheels").glob("*/wheel.json"))
+    assert Store.open(root / ".layerforge", create=False).resolve("app:latest") is None

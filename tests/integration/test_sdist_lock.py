@@ -39,7 +39,9 @@ def locked(root: Path) -> dict[str, dict[str, object]]:
 def test_sdist_only_requirement_locks_and_wheels_stay_first(tmp_path: Path) -> None:
     root = project(tmp_path / "p", "lfsd-cext==1.0", "lfsd-both")
     wheels = root / "wheels"
-    sdist = make_sdist(wheels, "lfsd_cext", "1.0")
+    # lfsd-cext needs lfsd-dep, which has no wheel either: uv names it in a second round
+    sdist = make_sdist(wheels, "lfsd_cext", "1.0", requires=("lfsd-dep",))
+    dep = make_sdist(wheels, "lfsd_dep", "0.1")
     # lfsd-both: 1.0 has a wheel, 2.0 only an sdist; the wheel keeps winning.
     wheel = make_wheel(wheels, "lfsd_both", "1.0", tag="py3-none-any")
     make_sdist(wheels, "lfsd_both", "2.0")
@@ -50,6 +52,8 @@ def test_sdist_only_requirement_locks_and_wheels_stay_first(tmp_path: Path) -> N
     assert cext["filename"] == sdist.name
     assert cext["sha256"] == sha256_of(sdist)
     assert str(cext["url"]).endswith(sdist.name)
+    assert pkgs["lfsd-dep"]["kind"] == "sdist"
+    assert pkgs["lfsd-dep"]["sha256"] == sha256_of(dep)
     both = pkgs["lfsd-both"]
     assert both["version"] == "1.0"
     assert both["filename"] == wheel.name

@@ -6,10 +6,12 @@ A package the lock records with ``kind = "sdist"`` (no wheel exists for it, see
 - on the image the wheels land in (the parent chain, the venv and the node's system layer),
   so a C library a base's ``run`` step compiled is there to link against;
 - with the ``build_system`` packages of the node and its ancestors installed again with apt
-  (the system layer took them out);
+  (the system layer took them out), as root with the system steps' capabilities;
 - by ``uv build --wheel`` (the host's uv binary, mounted read-only), with the network on: uv
   resolves the build dependencies (``[build-system] requires``) from the project's index
-  and ``find_links`` in an isolated environment of the image's own Python.
+  and ``find_links`` in an isolated environment of the image's own Python. The build
+  backend (code from the sdist) runs like ``verify``: root of a user namespace without any
+  capability; the host's CA bundle (``SSL_CERT_FILE``), if set, is given to uv.
 
 The wheel is kept in the cache directory under :data:`layerforge.cachedir.BUILT_WHEELS`,
 keyed by the sdist's sha256, the Python, the platform, the chain of layers it was built on
@@ -190,8 +192,17 @@ def fetch(package: Package, target: Path) -> None:
 
 
 def _run(build: SdistBuild, package: Package, work: Path) -> proc.Result:
+    """apt installs ``build_system`` as root with the system steps' capabilities (dpkg gives
+    files to other users); the sdist's build backend then runs as root of a user namespace
+    without any capability (like ``verify``), with the network for its build dependencies."""
     build_system = build_system_of(build.project, build.node)
     mounts = cache_mounts(build.cache_dir, work)
+    env = dict(sandbox_env((), build.project.source_date_epoch))
+    if build_system:
+        apt = "apt-get update -q && apt-get install -y -q --no-install-recommends "
+        result = _invoke(build, work, apt + shlex.join(build_system), mounts, env, "system")
+        if result.returncode != 0:
+            return result
     mounts += [
         runners.Mount(Path(proc.find_uv()).resolve(), UV, read_only=True),
         runners.Mount(work / "src", SRC, read_only=True),
@@ -205,27 +216,30 @@ def _run(build: SdistBuild, package: Package, work: Path) -> proc.Result:
         mounts.append(runners.Mount(link, target, read_only=True))
         uv += ["--find-links", target]
     uv.append(f"{SRC}/{package.filename}")
-    script = ["set -e", "exec 2>&1"]
-    if build_system:
-        script.append(
-            "apt-get update -q && apt-get install -y -q --no-install-recommends "
-            + shlex.join(build_system)
-        )
-    script.append(shlex.join(uv))
-    env = dict(sandbox_env((), build.project.source_date_epoch))
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     bundle = proc.ca_bundle()  # uv trusts what it trusts on the host
     if bundle is not None:
         mounts.append(runners.Mount(bundle.resolve(), CA_BUNDLE, read_only=True))
         env["SSL_CERT_FILE"] = CA_BUNDLE
+    return _invoke(build, work, shlex.join(uv), mounts, env, "none")
+
+
+def _invoke(
+    build: SdistBuild,
+    work: Path,
+    command: str,
+    mounts: list[runners.Mount],
+    env: dict[str, str],
+    privileges: runners.Privileges,
+) -> proc.Result:
     inv = runners.Invocation(
         rootfs=work / "rootfs",
-        argv=("/bin/sh", "-c", "\n".join(script)),
+        argv=("/bin/sh", "-c", "exec 2>&1\n" + command),
         env=tuple(sorted(env.items())),
         mounts=tuple(mounts),
-        network=True,  # build dependencies come from the index
+        network=True,  # apt, and the build dependencies from the index
         cwd="/",
-        privileges="system" if build_system else "none",
+        privileges=privileges,
     )
     return runners.run(runners.get_runner(build.runner), runners.prepare(inv))
 
