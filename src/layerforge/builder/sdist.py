@@ -255,9 +255,12 @@ def _remember(cache_dir: Path, key: str, package: Package, wheel: Path) -> Built
         meta = {"filename": wheel.name, "sha256": digest, "sdist": package.sha256}
         atomic_write(tmp / META, json.dumps(meta, indent=1, sort_keys=True).encode())
         entry = area / key
-        if entry.exists():  # another build made it meanwhile
-            shutil.rmtree(entry)
-        os.rename(tmp, entry)
+        try:
+            os.rename(tmp, entry)
+        except OSError:  # another build (a sibling node) made it meanwhile: keep that one
+            if cached_wheel(cache_dir, key, package) is None:  # or a broken entry: replace it
+                shutil.rmtree(entry, ignore_errors=True)
+                os.rename(tmp, entry)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     built = cached_wheel(cache_dir, key, package)
