@@ -40,10 +40,10 @@ TEMPORARY_PREFIX = ".tmp-"  # work directories and files of a writer in progress
 # what an area's entries are (gc's rules depend on it):
 #   store-derived (made again cheaply from a store's blobs): chain, layer, image, manifest
 #   input-keyed (expensive: debootstrap, apt, compiles): tarball, debootstrap, system-layer,
-#   downloads; temporary: a writer's leftovers
+#   downloads, built-wheel; temporary: a writer's leftovers
 Kind = Literal[
     "chain", "layer", "image", "manifest",
-    "tarball", "debootstrap", "system-layer", "downloads",
+    "tarball", "debootstrap", "system-layer", "downloads", "built-wheel",
     "temporary",
 ]  # fmt: skip
 _HEX = frozenset("0123456789abcdef")
@@ -87,6 +87,8 @@ DEBOOTSTRAP = Area("debootstrap", "debootstrap", _hex(24))
 SYSTEM_LAYERS = Area("sandbox/layers", "system-layer", lambda n: n.endswith((".json", ".blob")))
 # downloads mounted into the sandbox: sandbox/apt (the apt archive cache), pip, uv
 DOWNLOADS = Area("sandbox", "downloads", lambda n: n in ("apt", "pip", "uv"))
+# wheels built from locked sdists (builder/sdist.py): built-wheels/<key>/{wheel.json,*.whl}
+BUILT_WHEELS = Area("built-wheels", "built-wheel", _hex(64))
 # validated manifests: manifest/<sha256 of the text>.json
 MANIFESTS = Area(
     "manifest", "manifest", lambda n: n.endswith(".json") and _hex(64)(n.removesuffix(".json"))
@@ -98,7 +100,7 @@ REGISTRATIONS = Area(STORES, None, lambda _name: False)
 
 AREAS = (
     CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP,
-    SYSTEM_LAYERS, DOWNLOADS, MANIFESTS, STAGE, REGISTRATIONS,
+    SYSTEM_LAYERS, DOWNLOADS, BUILT_WHEELS, MANIFESTS, STAGE, REGISTRATIONS,
 )  # fmt: skip
 
 P = ParamSpec("P")

@@ -112,6 +112,8 @@ def node_inputs(
     }
     if node.system or node.run:
         doc["network"] = node.network
+    if node.build_system:  # only when declared: every other key stays where it was
+        doc["build_system"] = list(node.build_system)
     if node.compile_bytecode:
         doc["bytecode"] = True
     doc.update(runtime_key_doc(locked))  # runtime group pins (not baked)
@@ -207,7 +209,7 @@ def explain(
     ]
     if config:
         reasons.append("config changed: " + ", ".join(config))
-    if any(a.get(k) != b.get(k) for k in ("system", "run", "network")):
+    if any(a.get(k) != b.get(k) for k in ("system", "run", "network", "build_system")):
         reasons.append("system packages or run steps changed")
     other = [
         k

@@ -103,6 +103,14 @@ def find_uv() -> str:
     return which("uv")
 
 
+def ca_bundle() -> Path | None:
+    """The CA bundle the programs run by :func:`run` trust (``SSL_CERT_FILE``, which uv
+    honours), if set: a program run in the sandbox with a cleared environment (uv building
+    an sdist) is given the same file."""
+    value = os.environ.get("SSL_CERT_FILE")
+    return Path(value) if value and os.path.isfile(value) else None
+
+
 def _find_uv() -> str:
     try:
         from uv import find_uv_bin  # noqa: PLC0415 - optional import, only when uv is needed

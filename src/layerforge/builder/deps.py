@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerforge import cachedir
-from layerforge.builder import distcache, overlap
+from layerforge.builder import distcache, overlap, sdist
 from layerforge.builder import python as pydeps
 from layerforge.builder.layercache import cache_key, cached_layers, remember_layers, write
 from layerforge.events import Event
@@ -37,6 +37,7 @@ def deps_cache_key(
     packages: tuple[Package, ...],
     python: str,
     bytecode: list[str] | None = None,  # compile_bytecode: the layers of the image below
+    built_on: list[str] | None = None,  # locked sdists: the layers their wheels are built on
 ) -> str:
     """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
     what: dict[str, Any] = {
@@ -47,6 +48,8 @@ def deps_cache_key(
     }
     if bytecode is not None:
         what["bytecode"] = bytecode
+    if built_on is not None:
+        what["built_on"] = built_on
     return cache_key(ctx.layers, what)
 
 
@@ -72,6 +75,8 @@ def _servable(
     ctx: BuildContext, packages: tuple[Package, ...], python: str, bytecode: list[str] | None
 ) -> dict[str, distcache.CachedDist]:
     def lookup(package: Package) -> distcache.CachedDist | None:
+        if package.kind == "sdist":  # its wheel depends on the image it was built on
+            return None
         return distcache.load(ctx.store, dist_cache_key(ctx, package, python, bytecode))
 
     return distcache.servable(packages, lookup, ctx.project.layer_threshold)
@@ -94,7 +99,9 @@ def dependency_layers(
     below: tuple[Layer, ...] = (),
 ) -> list[Layer]:
     below_digests = [x.descriptor.digest for x in below] if node.compile_bytecode else None
-    key = deps_cache_key(ctx, packages, python, below_digests)
+    built_on = [x.descriptor.digest for x in below]
+    has_sdists = any(p.kind == "sdist" for p in packages)
+    key = deps_cache_key(ctx, packages, python, below_digests, built_on if has_sdists else None)
     cached = cached_layers(ctx.layers, key)
     if cached is not None:
         ctx.reporter.emit(Event("info", f"deps:{node.name}", "dependency layers reused"))
@@ -146,8 +153,11 @@ def _install(
     task = f"install:{node.name}"
     ctx.reporter.emit(Event("start", task, f"installing {len(packages)} distributions"))
     platform = node_platform(ctx.project, ctx.lock.nodes, node.name)  # as it was locked for
-    pydeps.install(ctx.project, packages, prefix, platform)
-    install_one = functools.partial(pydeps.install, ctx.project, platform=platform)
+    build = sdist.SdistBuild(ctx.store, ctx.cache_dir, ctx.reporter, ctx.project, node,
+                             python, platform, below, ctx.runner)  # fmt: skip
+    built = sdist.built_wheels(build, packages)
+    pydeps.install(ctx.project, packages, prefix, platform, built)
+    install_one = functools.partial(pydeps.install, ctx.project, platform=platform, built=built)
     fixed = overlap.settle(prefix, python, packages, install_one)
     ctx.reporter.emit(Event("finish", task, data={"ok": True}))
     if fixed:
@@ -179,7 +189,7 @@ def _write_dep_layers(
         layer = write(ctx.layers, task, list(dist.entries), f"layerforge: pip {label}")
         own.append((dist.name, layer))
         package = distcache.package_of(dist, packages)
-        if package is not None and dist.name in alone:
+        if package is not None and dist.name in alone and package.kind == "wheel":
             key = dist_cache_key(ctx, package, python, bytecode)
             distcache.save(ctx.store, key, dist, layer)
     layers = distcache.ordered(own)

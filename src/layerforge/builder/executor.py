@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
+from typing import Any
 
 from layerforge import proc
 from layerforge.builder import budgets, runtime_layer
@@ -266,12 +267,16 @@ def _system_layer(
 ) -> Layer:
     """apt packages and run steps in the sandbox, as one layer (cached like the others)."""
     tree = ctx.trees.get(node.name) if node.context else None
-    spec = SystemSpec(node.section, node.system, node.run, node.network, node.context)
-    key = _cache_key(ctx.layers, {
+    spec = SystemSpec(node.section, node.system, node.run, node.network, node.context,
+                      node.build_system)  # fmt: skip
+    what: dict[str, Any] = {
         "system": [list(node.system), list(node.run), node.network],
         "context": tree.digest if tree else None,
         "chain": [x.descriptor.digest for x in parent_layers],
-    })  # fmt: skip
+    }
+    if node.build_system:  # only when declared: other system layers keep their keys
+        what["build_system"] = list(node.build_system)
+    key = _cache_key(ctx.layers, what)
     cached = _cached_layers(ctx.layers, key)
     if cached:
         return cached[0]

@@ -16,11 +16,12 @@ import csv
 import hashlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from layerforge import proc
+from layerforge.builder.sdist import BuiltWheel
 from layerforge.errors import BuildError
 from layerforge.lock.lockfile import Package
 from layerforge.lock.uv import install_argv
@@ -86,13 +87,18 @@ def venv_entries(python_executable: str, version: str) -> list[Entry]:
 
 
 def install(
-    project: Project, packages: Sequence[Package], stage: Path, platform: str | None = None
+    project: Project,
+    packages: Sequence[Package],
+    stage: Path,
+    platform: str | None = None,
+    built: Mapping[str, BuiltWheel] | None = None,
 ) -> None:
     """Install exactly the locked wheels (hash-checked, no dependencies) into ``stage``, for
     ``platform`` (the one they were locked for; None: the project's default): one uv run per
-    locked index (see :func:`by_index`), so a pin comes from its own index."""
+    locked index (see :func:`by_index`), so a pin comes from its own index. A locked sdist
+    is installed from the wheel ``built`` from it (by its own hash)."""
     for index, group in by_index(packages).items():
-        _install_group(project, group, stage, index, platform)
+        _install_group(project, group, stage, index, platform, built or {})
 
 
 def by_index(packages: Sequence[Package]) -> dict[str | None, list[Package]]:
@@ -109,11 +115,18 @@ def _install_group(
     stage: Path,
     index: str | None,
     platform: str | None,
+    built: Mapping[str, BuiltWheel],
 ) -> None:
-    lines = [f"{p.pin} --hash=sha256:{p.sha256}" for p in sorted(packages)]
+    lines = [
+        f"{p.pin} --hash=sha256:{built[p.name].sha256 if p.name in built else p.sha256}"
+        for p in sorted(packages)
+    ]
     reqs = stage.parent / f"{stage.name}.requirements.txt"
     reqs.write_text("\n".join(lines) + "\n")
-    result = proc.run(install_argv(project, stage, reqs, index, platform), check=False)
+    argv = install_argv(project, stage, reqs, index, platform)
+    for name in sorted({p.name for p in packages} & set(built)):
+        argv += ["--find-links", str(built[name].path.parent)]
+    result = proc.run(argv, check=False)
     reqs.unlink(missing_ok=True)
     if result.returncode != 0:
         where = "the locked wheels" if index is None else f"the wheels locked from index {index!r}"

@@ -78,8 +78,8 @@ def report(
     "--all-caches",
     is_flag=True,
     help="Also remove the input-keyed caches (debootstrap, rootfs tarballs, system layers, "
-    "apt/pip/uv downloads). Frees the most; the next builds run debootstrap and "
-    "system steps again.",
+    "apt/pip/uv downloads, wheels built from sdists). Frees the most; the next builds run "
+    "debootstrap, system steps and sdist builds again.",
 )
 @click.option(
     "--wait",

@@ -16,6 +16,8 @@ entry                       keyed by (written by)                            kin
 ``debootstrap/<24 hex>/``   the debootstrap inputs                           ``debootstrap``
 ``sandbox/layers/K.*``      a system layer's inputs (machine-wide reuse)     ``system-layer``
 ``sandbox/{apt,pip,uv}``    downloads, mounted into the sandbox              ``downloads``
+``built-wheels/<64 hex>/``  a locked sdist and its build root (the wheel     ``built-wheel``
+                            ``builder/sdist.py`` built from it)
 ``manifest/<64 hex>.json``  the text of a ``layerforge.toml`` (validation)    ``manifest``
 ``stage/*``, ``*/.tmp-*``   work directories of a build in progress          ``temporary``
 ==========================  ===============================================  ===============
@@ -59,7 +61,7 @@ from layerforge.oci.unpack import chain_id
 GRACE = 3600.0  # seconds: never touch what changed this recently
 GC_PREFIX = ".tmp-gc-"
 STORE_DERIVED = ("chain", "layer", "image", "manifest")
-INPUT_KEYED = ("tarball", "debootstrap", "system-layer", "downloads")
+INPUT_KEYED = ("tarball", "debootstrap", "system-layer", "downloads", "built-wheel")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ Sorted, no timestamps, one table per node, so a diff shows exactly what moved::
     sha256 = "..."
     size = 16918164
     index = "pytorch-cu128"            # only for a distribution [project.sources] pins
+                                       # kind = "sdist" (only for a source distribution)
 
     [nodes.gpu.runtime.llm]             # a runtime group: locked, not baked
     inputs = "sha256:..."              # its requirements + every baked pin below it
@@ -55,6 +56,7 @@ class Package:
     sha256: str
     size: int
     index: str | None = None  # the named index it was pinned to ([project.sources]), if any
+    kind: str = "wheel"  # "sdist": built into a wheel by the build (builder/sdist.py)
 
     @property
     def pin(self) -> str:
@@ -187,6 +189,8 @@ def _packages(table: str, packages: tuple[Package, ...]) -> list[str]:
         ]
         if pkg.index is not None:
             lines.append(f"index = {_q(pkg.index)}")
+        if pkg.kind != "wheel":  # written only for sdists: wheel entries stay as they were
+            lines.append(f"kind = {_q(pkg.kind)}")
     return lines
 
 
@@ -232,6 +236,7 @@ def _read_packages(raw: dict[str, Any]) -> tuple[Package, ...]:
             sha256=str(p["sha256"]),
             size=int(p["size"]),
             index=str(p["index"]) if "index" in p else None,
+            kind=str(p.get("kind", "wheel")),
         )
         for p in raw.get("packages", [])
     )

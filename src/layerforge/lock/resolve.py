@@ -16,7 +16,6 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from layerforge import proc
 from layerforge.errors import ResolveError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.lock.conflicts import baked_owners, combined, diagnose, failure
@@ -30,6 +29,7 @@ from layerforge.lock.uv import (
     locked_indexes,
     parse_pylock,
     pinned_indexes,
+    run_compile,
     uv_platform,
     write_inputs,
     write_preferences,
@@ -156,7 +156,7 @@ def _resolve_node(
         preferred = {} if options.upgrade or old is None else old.by_name()
         write_preferences(work / "pylock.toml", {**preferred, **above})
         argv = compile_argv(project, work, options, platform)
-        result = proc.run(argv, cwd=work, check=False)
+        result = run_compile(argv, work)
         if result.returncode != 0:
             check_auth(project, result.stderr, node.section)
             raise failure(

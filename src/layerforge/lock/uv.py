@@ -2,7 +2,8 @@
 
 ``pip compile`` resolves (for ``layerforge lock``) and ``pip install --prefix`` installs the
 locked wheels (for the build). Both run for the *target* Python and platform, take wheels
-only and read the project's indexes, so what the lock names is what the build installs.
+only (a package with no wheel at all is locked as its sdist, see :func:`run_compile`) and read
+the project's indexes, so what the lock names is what the build installs.
 
 Named indexes (``[[project.index]]``): ``pip compile`` reads a generated ``pyproject.toml``
 (``[[tool.uv.index]]`` and ``[tool.uv.sources]``: the only way ``uv pip`` pins a distribution
@@ -114,6 +115,34 @@ def compile_argv(
     return argv
 
 
+WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
+SDIST_ROUNDS = 10
+
+
+def run_compile(argv: list[str], work: Path) -> proc.Result:
+    """Run ``compile_argv`` in ``work``, locking a source distribution only where uv finds
+    no wheel at all.
+
+    The first attempt takes wheels only, so a package with any usable wheel keeps it. When
+    uv says ``Wheels are required for `NAME```, the compile is run again with ``--no-binary
+    NAME`` for each name so far (a new name may appear once another resolves), at most
+    ``SDIST_ROUNDS`` times. Dropping ``--only-binary`` instead would silently lock the
+    sdist of any package whose newest version has no wheel.
+    """
+    no_binary: list[str] = []
+    result = proc.run(argv, cwd=work, check=False)
+    for _ in range(SDIST_ROUNDS):
+        if result.returncode == 0:
+            break
+        named = [n for n in WHEELS_REQUIRED.findall(result.stderr) if n not in no_binary]
+        if not named:
+            break
+        no_binary += sorted(set(named))
+        extra = [arg for name in no_binary for arg in ("--no-binary", name)]
+        result = proc.run([*argv, *extra], cwd=work, check=False)
+    return result
+
+
 def install_argv(
     project: Project,
     stage: Path,
@@ -181,22 +210,25 @@ def parse_pylock(path: Path, node: Node) -> dict[str, Package]:
     for raw in data.get("packages", []):
         name = canonicalize_name(str(raw["name"]))
         wheels: Sequence[dict[str, Any]] = raw.get("wheels", [])
-        if not wheels:
+        sdist: dict[str, Any] | None = raw.get("sdist")
+        if not wheels and not sdist:
             raise ResolveError(
                 f"{node.section}: {name} {raw.get('version')} has no wheel for this Python "
                 "and platform; layerforge installs wheels only",
                 hint="pick a version that publishes a manylinux wheel, or build one into a "
                 "find_links directory",
             )
-        wheel = wheels[0]
-        url = str(wheel.get("url") or wheel.get("path") or "")
+        dist = wheels[0] if wheels else sdist
+        assert dist is not None
+        url = str(dist.get("url") or dist.get("path") or "")
         out[name] = Package(
             name=name,
             version=str(raw["version"]),
             filename=unquote(Path(urlparse(url).path).name),
             url=url,
-            sha256=str(wheel["hashes"]["sha256"]),
-            size=int(wheel.get("size", 0)),
+            sha256=str(dist["hashes"]["sha256"]),
+            size=int(dist.get("size", 0)),
+            kind="wheel" if wheels else "sdist",
         )
     return out
 

@@ -89,6 +89,7 @@ class Node:
     compile_bytecode: bool = False
     system: tuple[str, ...] = ()
     run: tuple[str, ...] = ()
+    build_system: tuple[str, ...] = ()  # bases: apt packages for run steps and sdist builds
     network: bool = True
     context: Path | None = None  # bases: directory mounted at /context for run steps
     source: Path | None = None  # services: absolute path of the source tree

@@ -218,6 +218,7 @@ def _base_node(
         requirements=_requirements(base, confine, shown, key),
         system=_tuple(base["system"]),
         run=_tuple(base["run"]),
+        build_system=_tuple(base.get("build_system")),
         network=base["network"],
         context=_context_dir(name, base["context"], confine, shown),
         runtime=_runtime(base, confine, shown, key),

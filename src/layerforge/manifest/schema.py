@@ -249,6 +249,11 @@ class BaseModelConfig(_NodeModel):
         "a registry reference, or { debootstrap = SUITE, packages = [...] }.",
     )
     system: tuple[str, ...] = Field((), description="Debian packages installed with apt.")
+    build_system: tuple[str, ...] = Field(
+        (),
+        description="Debian packages present for the run steps and for building source "
+        "distributions (compilers, headers), absent from every image.",
+    )
     run: tuple[str, ...] = Field((), description="Shell steps run in the sandbox.")
     network: StrictBool = Field(True, description="Allow network access to system/run steps.")
     context: str | None = Field(
@@ -257,7 +262,7 @@ class BaseModelConfig(_NodeModel):
         "part of the content key.",
     )
 
-    @field_validator("system")
+    @field_validator("system", "build_system")
     @classmethod
     def _check_system(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _packages(value, APT_PACKAGE_RE, "'libgomp1', 'curl=7.88.1-10' or 'gcc-12'")

@@ -55,6 +55,7 @@ class SystemSpec:
     run: tuple[str, ...] = ()
     network: bool = True
     context: Path | None = None
+    build_system: tuple[str, ...] = ()  # present for the run steps, purged before the diff
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,13 @@ class Sandbox:
     epoch: int = 0
 
 
-def steps(spec: SystemSpec) -> list[tuple[str, str]]:
-    """(label, shell command) of each step, in order."""
+def steps(spec: SystemSpec, installed: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """(label, shell command) of each step, in order. ``installed``: the Debian packages of
+    the parent's root (``build_system`` packages it already has are left alone)."""
     out: list[tuple[str, str]] = []
-    if spec.system:
-        packages = shlex.join(spec.system)
+    wanted = (*spec.system, *(p for p in spec.build_system if p not in spec.system))
+    if wanted:
+        packages = shlex.join(wanted)
         out.append(
             (
                 "system",
@@ -80,7 +83,53 @@ def steps(spec: SystemSpec) -> list[tuple[str, str]]:
             )
         )
     out += [(f"run[{i}]", step) for i, step in enumerate(spec.run)]
+    purge = build_only(spec, installed)
+    if purge:
+        out.append(
+            (
+                "build_system",
+                f"apt-mark auto -qq {shlex.join(purge)} && apt-get autoremove --purge -y -q "
+                + AUTOREMOVE_ALL,
+            )
+        )
     return out
+
+
+# what a kept package only recommends or suggests goes too (python3.11 suggests binutils):
+# the image was installed with --no-install-recommends
+AUTOREMOVE_ALL = (
+    "-o APT::AutoRemove::RecommendsImportant=false -o APT::AutoRemove::SuggestsImportant=false"
+)
+
+
+def apt_name(spec: str) -> str:
+    """The package name of an apt spec (``gcc-12=12.2.0-14``, ``make/bookworm``)."""
+    return spec.partition("=")[0].partition("/")[0]
+
+
+def build_only(spec: SystemSpec, installed: frozenset[str]) -> list[str]:
+    """The ``build_system`` packages to take out again before the diff: those the parent
+    does not have and ``system`` does not ask for. They are marked automatically installed
+    and apt removes them, with every dependency nothing else needs; a package that a
+    ``system`` package or a run step's install depends on stays (apt keeps it)."""
+    keep = {apt_name(p) for p in spec.system} | installed
+    return sorted({apt_name(p) for p in spec.build_system} - keep)
+
+
+def installed_packages(rootfs: Path) -> frozenset[str]:
+    """The Debian packages installed in ``rootfs`` (its dpkg status file), by name."""
+    try:
+        text = (rootfs / "var/lib/dpkg/status").read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    out: set[str] = set()
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.partition(": ")[::2] for line in stanza.splitlines() if not line[:1].isspace()
+        )
+        if fields.get("Status", "").endswith(" installed") and fields.get("Package"):
+            out.add(fields["Package"])
+    return frozenset(out)
 
 
 def cache_mounts(cache_dir: Path, work: Path) -> list[runners.Mount]:
@@ -198,7 +247,7 @@ def system_layer(
         if context is not None:
             mounts.append(runners.Mount(context, CONTEXT, read_only=True))
         skip: list[str] = []
-        for label, command in steps(spec):
+        for label, command in steps(spec, installed_packages(lower)):
             inv = runners.Invocation(
                 rootfs=rootfs,
                 argv=("/bin/sh", "-c", "exec 2>&1\n" + command),
