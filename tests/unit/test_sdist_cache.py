@@ -7,8 +7,17 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
 from layerforge import cachedir
-from layerforge.builder.sdist import SdistBuild, build_system_of, cached_wheel, wheel_key
+from layerforge.builder.sdist import (
+    SdistBuild,
+    build_system_of,
+    cached_wheel,
+    the_wheel,
+    wheel_key,
+)
+from layerforge.errors import BuildError
 from layerforge.events import NullReporter
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import load
@@ -84,3 +93,21 @@ def test_cached_wheel_needs_its_metadata_its_wheel_and_the_same_sdist(tmp_path: 
     assert cached_wheel(cache, "c" * 64, dataclasses.replace(SDIST, sha256="e" * 64)) is None
     (entry / "wheel.json").write_text("{not json")
     assert cached_wheel(cache, "c" * 64, SDIST) is None
+
+
+def test_a_wheel_the_build_left_as_a_symlink_is_refused(tmp_path: Path) -> None:
+    """The sandboxed build writes the output directory: a ``.whl`` that links to a host file
+    must not be read (and cached, and installed) as the wheel."""
+    build = make_build(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"PK\x03\x04 host file")
+    (out / "pyfoo-1.0-cp311-cp311-linux_x86_64.whl").symlink_to(secret)
+    with pytest.raises(BuildError, match="not a regular file"):
+        the_wheel(out, build, SDIST)
+    (out / "pyfoo-1.0-cp311-cp311-linux_x86_64.whl").unlink()
+    with pytest.raises(BuildError, match="0 wheels"):
+        the_wheel(out, build, SDIST)
+    (out / "pyfoo-1.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"PK")
+    assert the_wheel(out, build, SDIST).name == "pyfoo-1.0-cp311-cp311-linux_x86_64.whl"

@@ -28,6 +28,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import tempfile
 import time
 import urllib.request
@@ -156,15 +157,24 @@ def _build(build: SdistBuild, package: Package, key: str, task: str) -> BuiltWhe
                 hint=f"add what the build needs to build_system of {build.node.section} (or "
                 "an ancestor), or compile the library it links against in a run step",
             )
-        wheels = sorted((work / "out").glob("*.whl"))
-        if len(wheels) != 1:
-            raise BuildError(
-                f"{build.node.section}: building {package.filename} gave {len(wheels)} wheels",
-                hint="the sdist's build backend must produce exactly one wheel",
-            )
-        return _remember(build.cache_dir, key, package, wheels[0])
+        return _remember(build.cache_dir, key, package, the_wheel(work / "out", build, package))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def the_wheel(out: Path, build: SdistBuild, package: Package) -> Path:
+    """The one wheel the sandboxed build left in ``out``: a regular file, never a symlink
+    (the build's code wrote that directory: a link to a host file would be read as the
+    wheel)."""
+    found = sorted(out.iterdir())
+    wheels = [p for p in found if p.name.endswith(".whl")]
+    if len(wheels) != 1 or not stat.S_ISREG(wheels[0].lstat().st_mode):
+        what = "a wheel that is not a regular file" if len(wheels) == 1 else f"{len(wheels)} wheels"
+        raise BuildError(
+            f"{build.node.section}: building {package.filename} gave {what}",
+            hint="the sdist's build backend must produce exactly one wheel file",
+        )
+    return wheels[0]
 
 
 def fetch(package: Package, target: Path) -> None:
