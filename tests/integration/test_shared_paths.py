@@ -19,6 +19,7 @@ import pytest
 
 from layerforge.cli import main
 from layerforge.oci.layout import Store
+from tests.integration.tiny import stand_in_os
 from tests.wheelkit import make_wheel
 
 pytestmark = pytest.mark.integration
@@ -45,10 +46,7 @@ command = ["python", "-m", "svc"]
 
 
 def write_project(root: Path, *reqs: str) -> None:
-    (root / "os/usr/bin").mkdir(parents=True, exist_ok=True)
-    (root / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
-    (root / "os/etc").mkdir(exist_ok=True)
-    (root / "os/etc/os-release").write_text("ID=test\n")
+    stand_in_os(root / "os")
     (root / "svc/svc").mkdir(parents=True, exist_ok=True)
     (root / "svc/svc/__main__.py").write_text("print('svc')\n")
     text = MANIFEST.format(reqs=", ".join(f'"{r}"' for r in reqs))

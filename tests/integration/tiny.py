@@ -35,6 +35,15 @@ def cli_json(*args: str) -> dict[str, Any]:
     return doc
 
 
+def stand_in_os(root: Path) -> None:
+    """A minimal root filesystem for a ``rootfs:`` OS source: a stand-in interpreter (nothing
+    runs it with --no-verify) and an os-release."""
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (root / "usr/bin/python3.11").write_text("#!/bin/sh\n")
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc/os-release").write_text("ID=test\n")
+
+
 def tiny_project(
     directory: Path,
     registry: str | None = None,
@@ -45,10 +54,7 @@ def tiny_project(
 ) -> Path:
     """A root base (``base``, by default a small root filesystem directory) and a service
     ``svc`` whose source prints ``message``; ``project`` adds lines to [project]."""
-    (directory / "os/usr/bin").mkdir(parents=True, exist_ok=True)
-    (directory / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
-    (directory / "os/etc").mkdir(exist_ok=True)
-    (directory / "os/etc/os-release").write_text("ID=test\n")
+    stand_in_os(directory / "os")
     (directory / "svc/svc").mkdir(parents=True, exist_ok=True)
     (directory / "svc/svc/__main__.py").write_text(f"print({message!r})\n")
     lines = ["[project]", 'name = "tiny"', 'python = "3.11"']
