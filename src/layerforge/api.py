@@ -18,7 +18,7 @@ from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
 from layerforge.builder.executor import execute
 from layerforge.cachedir import uses_cache
-from layerforge.errors import LockError, UsageError, VerifyError
+from layerforge.errors import LayerforgeError, LockError, UsageError, VerifyError
 from layerforge.events import NullReporter, Reporter
 from layerforge.export import ExportOptions, WriteResult, export, make_context
 from layerforge.export.common import find_repo_root
@@ -32,6 +32,8 @@ from layerforge.lock.runtime import GroupSummary, summaries
 from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project, did_you_mean, find_manifest, load
 from layerforge.manifest.starter import write_starter
+from layerforge.migrate.mapping import OsMode
+from layerforge.migrate.run import migrate, write_report
 from layerforge.oci.archive import Archive, write_archive
 from layerforge.oci.auth import Credential
 from layerforge.oci.config import RegistryConfig, login
@@ -60,6 +62,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "GarbageResult",
     "GcResult",
     "GroupSummary",
+    "InitFromResult",
     "Lock",
     "LockResult",
     "NodeResult",
@@ -83,6 +86,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "export_project",
     "find_manifest",
     "find_repo_root",
+    "init_from",
     "init_project",
     "load_project",
     "lock_project",
@@ -352,6 +356,67 @@ def _ensure_layers(project: Project, store: Store, record: ImageRecord) -> None:
 def init_project(directory: Path, name: str | None = None) -> Path:
     """Write a starter layerforge.toml in ``directory``; returns its path."""
     return write_starter(directory, name)
+
+
+@dataclass(frozen=True)
+class InitFromResult:
+    """What ``init --from`` wrote and how it went: exit code 0 only when every instruction
+    was mapped (or dropped with a reason) and the manifest locks."""
+
+    manifest: Path
+    report: Path
+    rows: list[dict[str, object]]
+    counts: dict[str, int]
+    problems: list[str]
+    lock_error: str | None
+    exit_code: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "manifest": str(self.manifest),
+            "report": str(self.report),
+            "counts": self.counts,
+            "problems": self.problems,
+            "lock_error": self.lock_error,
+            "exit_code": self.exit_code,
+            "rows": self.rows,
+        }
+
+
+def init_from(
+    source: Path,
+    name: str | None,
+    *,
+    os_mode: str = "registry",
+    tags: dict[str, Path] | None = None,
+    lock: bool = True,
+    store: Path | None = None,
+    cache_dir: Path,
+    reporter: Reporter | None = None,
+) -> InitFromResult:
+    """``layerforge init --from SOURCE``: write layerforge.toml and layerforge-migration.md in
+    SOURCE from its Dockerfiles, then check that the manifest locks (unless ``lock`` is off)."""
+    mode: OsMode = "debootstrap" if os_mode == "debootstrap" else "registry"
+    done = migrate(source, name, mode, tags or {})
+    lock_error: str | None = None
+    if lock:
+        ws = Workspace(done.manifest, store or done.manifest.parent / ".layerforge", cache_dir)
+        try:
+            lock_project(load_project(ws), ws, None, reporter)
+        except LayerforgeError as exc:
+            lock_error = str(exc)
+    counted = write_report(done, lock_error)
+    problems = done.problems()
+    failed = bool(problems) or lock_error is not None
+    return InitFromResult(
+        manifest=done.manifest,
+        report=done.report,
+        rows=[r.to_json() for r in done.rows],
+        counts=counted,
+        problems=problems,
+        lock_error=lock_error,
+        exit_code=1 if failed else 0,
+    )
 
 
 def schema_text() -> str:
