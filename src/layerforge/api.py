@@ -50,6 +50,7 @@ from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize, recorded
+from layerforge.suggest.run import Suggestion, suggest
 
 __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it imports only api)
     "Archive",
@@ -74,6 +75,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "ReportResult",
     "ResolveOptions",
     "Store",
+    "Suggestion",
     "TimingReporter",
     "Workspace",
     "archive_node",
@@ -101,6 +103,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "report_project",
     "runtime_summaries",
     "schema_text",
+    "suggest_project",
     "verify_project",
 ]
 
@@ -476,6 +479,14 @@ def report_project(
     return ReportResult(
         fleet_report(store, project, lock, selected), runtime_summaries(project, lock, selected)
     )
+
+
+def suggest_project(
+    project: Project, ws: Workspace, store: Store, pools: dict[str, list[str]]
+) -> Suggestion:
+    """Score alternative hierarchies of the built fleet and recommend one (docs/suggest.md):
+    the lock must be current, and every node built."""
+    return suggest(project, read_lock(project, ws), store, pools)
 
 
 def report_html(report: FleetReport) -> str:

@@ -1,0 +1,76 @@
+"""``layerforge suggest``: score alternative base hierarchies of the built fleet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from layerforge.cli import options as c
+from layerforge.sizes import format_size
+
+
+@click.command()
+@c.common
+@click.option(
+    "--pool",
+    "pools",
+    multiple=True,
+    metavar="NAME=SVC,SVC",
+    help="A node pool and the services placed on it (repeatable); every other service gets "
+    "a node of its own.",
+)
+def suggest(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    pools: tuple[str, ...],
+) -> None:
+    """Score alternative base hierarchies (bytes stored, bytes each pool pulls) and
+    recommend one. Predictions come from the built layers: build first."""
+    from layerforge import api  # noqa: PLC0415
+    from layerforge.errors import UsageError  # noqa: PLC0415
+
+    placement: dict[str, list[str]] = {}
+    for item in pools:
+        name, sep, members = item.partition("=")
+        if not sep or not name or not members:
+            raise UsageError(f"--pool {item!r} is not NAME=SVC,SVC", hint="e.g. --pool cpu=api,web")
+        placement[name] = [m.strip() for m in members.split(",") if m.strip()]
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    result = api.suggest_project(project, ws, api.open_store(ws.store), placement)
+    if as_json:
+        c.emit_json(result.to_json())
+        return
+    _print(c.console(), result)
+
+
+def _print(console: Any, result: Any) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title="candidate hierarchies (sizes compressed)")
+    pools = list(result.pools)
+    for column in ["", "candidate", "stored", *(f"pull {p}" for p in pools), "images"]:
+        table.add_column(column)
+    for cand in result.candidates:
+        if cand.error is not None:
+            table.add_row("", cand.name, "does not resolve", *["" for _ in pools], "")
+            continue
+        mark = "*" if cand.name in result.front else ""
+        est = " (est.)" if cand.score.estimated else ""
+        table.add_row(
+            mark,
+            cand.name,
+            format_size(cand.score.stored) + est,
+            *(format_size(cand.score.pulled.get(p, 0)) for p in pools),
+            str(cand.score.images),
+        )
+    console.print(table)
+    console.print("* the Pareto front (no other candidate is better in every measure)")
+    chosen = result.candidate(result.chosen)
+    console.print(f"recommended: {chosen.name}")
+    for edit in chosen.edits:
+        console.print(f"  {edit.node}.{edit.key}: {edit.old!r} -> {edit.new!r}")

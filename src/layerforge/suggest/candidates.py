@@ -1,0 +1,154 @@
+"""Alternative hierarchies of a project, each a :class:`Project` transformation with the words
+that say what it changes: today's; a base merged into its parent; a requirement that several
+children of a base declare moved up into the base; a node re-parented onto its grandparent.
+
+Candidates that change a node with ``system``/``run`` steps or a ``context`` are not made:
+their system layer is a diff over the parent's root filesystem, which cannot be predicted
+without building it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from layerforge.manifest import Project
+from layerforge.manifest.model import Node
+from layerforge.manifest.requirements import Requirements
+
+TODAY = "today"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One change to the manifest, in words and as data (``--json``)."""
+
+    node: str
+    key: str  # "requirements", "from" or "base", or "remove"
+    old: object
+    new: object
+
+    def to_json(self) -> dict[str, object]:
+        return {"node": self.node, "key": self.key, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    project: Project
+    edits: tuple[Edit, ...] = ()
+
+
+def _reqs(lines: list[str]) -> Requirements:
+    return Requirements(tuple(lines), "inline")
+
+
+def _name(line: str) -> str:
+    return canonicalize_name(Requirement(line).name)
+
+
+def _plain(node: Node) -> bool:
+    return not (node.system or node.run or node.context is not None or node.os_source)
+
+
+def _with_nodes(project: Project, nodes: dict[str, Node]) -> Project:
+    return replace(project, nodes=nodes)
+
+
+def merges(project: Project) -> list[Candidate]:
+    """Each base without system steps merged into its parent: its requirements join the
+    parent's, its children move onto the parent."""
+    out: list[Candidate] = []
+    for base in project.nodes.values():
+        if base.kind != "base" or base.parent is None or not _plain(base) or base.runtime:
+            continue
+        parent = project.nodes[base.parent]
+        lines = [*parent.requirements.lines]
+        lines += [line for line in base.requirements.lines if line not in lines]
+        nodes: dict[str, Node] = {}
+        edits = [
+            Edit(parent.name, "requirements", list(parent.requirements.lines), lines),
+            Edit(base.name, "remove", base.name, None),
+        ]
+        for name, node in project.nodes.items():
+            if name == base.name:
+                continue
+            changed = node
+            if name == parent.name:
+                changed = replace(node, requirements=_reqs(lines))
+            elif node.parent == base.name:
+                changed = replace(node, parent=parent.name)
+                key = "from" if node.kind == "base" else "base"
+                edits.append(Edit(name, key, base.name, parent.name))
+            nodes[name] = changed
+        out.append(
+            Candidate(
+                f"merge {base.name} into {parent.name}", _with_nodes(project, nodes), tuple(edits)
+            )
+        )
+    return out
+
+
+def moves_up(project: Project) -> list[Candidate]:
+    """A requirement line that two or more children of a base declare, moved into the base
+    (own layers are already shared by wheel, so this saves bytes only for distributions
+    below layer_threshold: the predictor shows it)."""
+    out: list[Candidate] = []
+    for base in project.nodes.values():
+        if base.kind != "base":
+            continue
+        children = [n for n in project.nodes.values() if n.parent == base.name]
+        counts: dict[str, list[Node]] = {}
+        for child in children:
+            for line in child.requirements.lines:
+                counts.setdefault(line, []).append(child)
+        for line, holders in sorted(counts.items()):
+            if len(holders) < 2 or _name(line) in _names(base):
+                continue
+            out.append(_move(project, base, line, holders))
+    return out
+
+
+def _names(node: Node) -> set[str]:
+    return {_name(line) for line in node.requirements.lines}
+
+
+def _move(project: Project, base: Node, line: str, holders: list[Node]) -> Candidate:
+    nodes = dict(project.nodes)
+    lines = [*base.requirements.lines, line]
+    nodes[base.name] = replace(base, requirements=_reqs(lines))
+    edits = [Edit(base.name, "requirements", list(base.requirements.lines), lines)]
+    for child in holders:
+        kept = [x for x in child.requirements.lines if x != line]
+        nodes[child.name] = replace(child, requirements=_reqs(kept))
+        edits.append(Edit(child.name, "requirements", list(child.requirements.lines), kept))
+    name = f"move {_name(line)} up to {base.name} (from {', '.join(h.name for h in holders)})"
+    return Candidate(name, _with_nodes(project, nodes), tuple(edits))
+
+
+def reparents(project: Project) -> list[Candidate]:
+    """A node moved onto its grandparent (skipping a base whose distributions it may not
+    use): its own requirements are re-resolved against the shorter chain."""
+    out: list[Candidate] = []
+    for node in project.nodes.values():
+        parent = project.nodes.get(node.parent or "")
+        if parent is None or parent.parent is None or not _plain(parent):
+            continue
+        grand = parent.parent
+        nodes = dict(project.nodes)
+        nodes[node.name] = replace(node, parent=grand)
+        key = "from" if node.kind == "base" else "base"
+        out.append(
+            Candidate(
+                f"re-parent {node.name} onto {grand}",
+                _with_nodes(project, nodes),
+                (Edit(node.name, key, parent.name, grand),),
+            )
+        )
+    return out
+
+
+def candidates(project: Project, limit: int = 24) -> list[Candidate]:
+    found = [Candidate(TODAY, project), *moves_up(project), *merges(project), *reparents(project)]
+    return found[:limit]

@@ -1,0 +1,167 @@
+"""``layerforge suggest``: measure the built fleet, re-lock every candidate hierarchy, predict
+its layers, score it, and recommend one (see docs/suggest.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from packaging.utils import canonicalize_name
+
+from layerforge.errors import LayerforgeError, UsageError
+from layerforge.events import NullReporter
+from layerforge.lock.lockfile import Lock, Package, SourcePin
+from layerforge.lock.resolve import resolve
+from layerforge.lock.uv import ResolveOptions
+from layerforge.manifest import Project
+from layerforge.oci.layout import Store
+from layerforge.report.listing import listing
+from layerforge.report.sizes import image_report, load_records
+from layerforge.suggest.candidates import TODAY, Candidate, Edit, candidates
+from layerforge.suggest.model import (
+    Blob,
+    Known,
+    Score,
+    Shape,
+    pareto_front,
+    recommend,
+    score,
+)
+
+
+@dataclass(frozen=True)
+class Scored:
+    name: str
+    edits: tuple[Edit, ...]
+    score: Score
+    error: str | None = None  # the re-lock failed: not a candidate after all
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "edits": [e.to_json() for e in self.edits],
+            "stored": self.score.stored,
+            "pulled": self.score.pulled,
+            "pulled_total": self.score.pulled_total,
+            "images": self.score.images,
+            "score": self.score.total,
+            "estimated": self.score.estimated,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    pools: dict[str, list[str]]
+    candidates: tuple[Scored, ...]
+    front: tuple[str, ...]
+    chosen: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "pools": self.pools,
+            "candidates": [c.to_json() for c in self.candidates],
+            "front": list(self.front),
+            "recommended": self.chosen,
+        }
+
+    def candidate(self, name: str) -> Scored:
+        return next(c for c in self.candidates if c.name == name)
+
+
+def measure(store: Store, project: Project) -> Known:
+    """What the built images say (the latest build of every node)."""
+    records = load_records(store, project)
+    missing = [n for n in project.nodes if n not in records]
+    if missing:
+        raise UsageError(
+            f"not built yet: {', '.join(missing)}",
+            hint="run `layerforge build` first: suggest predicts from measured layers",
+        )
+    known = Known(threshold=project.layer_threshold)
+    for name in project.nodes:
+        image = image_report(store, project, records, name)
+        known.meta[name] = image.manifest_size + image.config_size
+        for layer in image.layers:
+            if layer.inherited:
+                continue
+            if layer.kind != "deps":
+                known.fixed.setdefault(name, []).append(Blob(layer.digest, layer.size))
+                continue
+            dists = [
+                ((canonicalize_name(d.name), d.version), d.size)
+                for d in listing(store, layer.digest).dists
+            ]
+            known.add_deps_layer(layer.digest, layer.size, dists)
+    return known
+
+
+def _wheel_size(package: Package) -> int:
+    if package.size:
+        return package.size
+    parts = urlsplit(package.url)
+    if parts.scheme == "file":
+        try:
+            return Path(unquote(parts.path)).stat().st_size
+        except OSError:
+            return 0
+    return 0
+
+
+def shape_of(project: Project, lock: Lock) -> Shape:
+    return Shape(
+        parents={n: node.parent for n, node in project.nodes.items()},
+        services=tuple(n for n, node in project.nodes.items() if node.kind == "service"),
+        dists={
+            n: {(p.name, p.version): _wheel_size(p) for p in lock.nodes[n].packages}
+            for n in project.nodes
+            if n in lock.nodes
+        },
+    )
+
+
+def pools_for(project: Project, given: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """The placement: the pools given, plus a node of its own for every other service."""
+    services = [n for n, node in project.nodes.items() if node.kind == "service"]
+    for pool, members in given.items():
+        unknown = [m for m in members if m not in services]
+        if unknown:
+            raise UsageError(
+                f"pool {pool!r} names {', '.join(unknown)}, which is not a service",
+                hint=f"the services are: {', '.join(services)}",
+            )
+    placed = {m for members in given.values() for m in members}
+    pools = {p: list(m) for p, m in given.items()}
+    pools.update({s: [s] for s in services if s not in placed and s not in pools})
+    return pools
+
+
+def _relock(candidate: Candidate, lock: Lock) -> Lock:
+    if candidate.name == TODAY:
+        return lock
+    pins: dict[str, SourcePin] = {
+        n: locked.source for n, locked in lock.nodes.items() if locked.source is not None
+    }
+    return resolve(candidate.project, lock, ResolveOptions(), NullReporter(), pins)
+
+
+def suggest(
+    project: Project, lock: Lock, store: Store, pools: Mapping[str, list[str]]
+) -> Suggestion:
+    known = measure(store, project)
+    placement = pools_for(project, pools)
+    scored: list[Scored] = []
+    for candidate in candidates(project):
+        try:
+            locked = _relock(candidate, lock)
+        except LayerforgeError as exc:  # a candidate that does not resolve is no candidate
+            empty = Score(0, {}, 0, estimated=True)
+            scored.append(Scored(candidate.name, candidate.edits, empty, str(exc)))
+            continue
+        result = score(known, shape_of(candidate.project, locked), placement)
+        scored.append(Scored(candidate.name, candidate.edits, result))
+    usable = {c.name: c.score for c in scored if c.error is None}
+    front = pareto_front(usable)
+    return Suggestion(placement, tuple(scored), tuple(front), recommend(usable, front, TODAY))

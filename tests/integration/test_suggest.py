@@ -1,0 +1,122 @@
+"""Issue 15 item 2: ``layerforge suggest`` on a built fleet. A distribution below
+layer_threshold that two services of one base both require is stored (and pulled, on a node
+running both) twice, once in each service's shared layer; moving it up into the base stores
+it once. suggest recommends that move, and its predicted bytes for the move match what
+``report`` measures after the move is built (within 5%)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from layerforge.cli import main
+from tests.wheelkit import make_wheel
+
+pytestmark = pytest.mark.integration
+
+MB = 1_000_000
+
+MANIFEST = """\
+[project]
+name = "fleet"
+python = "3.11"
+find_links = ["wheels"]
+
+[bases.base]
+from = "rootfs:os"
+requirements = [{base}]
+
+[services.s1]
+base = "base"
+source = "src"
+requirements = [{s1}]
+
+[services.s2]
+base = "base"
+source = "src"
+requirements = [{s2}]
+
+[services.s3]
+base = "base"
+source = "src"
+"""
+
+
+def quoted(*names: str) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+def write(root: Path, base: tuple[str, ...], s1: tuple[str, ...], s2: tuple[str, ...]) -> None:
+    (root / "layerforge.toml").write_text(
+        MANIFEST.format(base=quoted(*base), s1=quoted(*s1), s2=quoted(*s2))
+    )
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    root = tmp_path / "fleet"
+    (root / "os/usr/bin").mkdir(parents=True)
+    (root / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
+    (root / "os/etc").mkdir()
+    (root / "os/etc/os-release").write_text("ID=test\n")
+    (root / "src/app").mkdir(parents=True)
+    (root / "src/app/__init__.py").write_text("")
+    for name, size in (("xdist", 4 * MB), ("ydist", MB), ("zdist", MB)):  # incompressible
+        make_wheel(root / "wheels", name, "1.0", files={f"{name}/blob.bin": os.urandom(size)})
+    write(root, (), ("xdist", "ydist"), ("xdist", "zdist"))
+    return root
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    capsys.readouterr()
+    code = main([*args, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def build(root: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for verb in (["lock"], ["build", "--no-verify"]):
+        code = main([*verb, "-f", str(root), "--cache-dir", str(cache)])
+        assert code == 0, capsys.readouterr().err[-3000:]
+
+
+def test_suggest_recommends_moving_a_shared_small_package_up(
+    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    build(fleet, cache, capsys)
+    where = ["-f", str(fleet), "--cache-dir", str(cache)]
+    doc = run(capsys, "suggest", *where, "--pool", "all=s1,s2,s3")
+    by_name = {c["name"]: c for c in doc["candidates"]}
+    today = by_name["today"]
+    move = by_name["move xdist up to base (from s1, s2)"]
+    assert doc["recommended"] == move["name"]
+    assert move["name"] in doc["front"]
+    assert today["stored"] - move["stored"] > 3.5 * MB  # xdist stored once, not twice
+    assert today["pulled"]["all"] - move["pulled"]["all"] > 3.5 * MB
+    assert [e["node"] for e in move["edits"]] == ["base", "s1", "s2"]
+
+    # today's prediction is report's measurement
+    report = run(capsys, "report", *where)
+    assert today["stored"] == report["fleet"]["stored"]
+
+    # s3 on a node of its own: it now pulls xdist, which it does not need, but the
+    # recommendation stays (stored and the shared pool save more)
+    alone = run(capsys, "suggest", *where, "--pool", "both=s1,s2")
+    by_name = {c["name"]: c for c in alone["candidates"]}
+    assert alone["recommended"] == move["name"]
+    assert by_name[move["name"]]["pulled"]["s3"] - by_name["today"]["pulled"]["s3"] > 3.5 * MB
+
+    # build the move, and compare: within 5% of report's measurement
+    write(fleet, ("xdist",), ("ydist",), ("zdist",))
+    build(fleet, cache, capsys)
+    measured = run(capsys, "report", *where)["fleet"]
+    assert abs(measured["stored"] - move["stored"]) <= 0.05 * measured["stored"]
+    pulled_all = measured["pull_all"]  # the union of the three services: the pool "all"
+    assert abs(pulled_all - move["pulled"]["all"]) <= 0.05 * pulled_all
