@@ -50,6 +50,7 @@ from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize, recorded
+from layerforge.suggest.edit import apply
 from layerforge.suggest.run import Suggestion, suggest
 
 __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it imports only api)
@@ -105,6 +106,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "schema_text",
     "suggest_project",
     "verify_project",
+    "write_suggestion",
 ]
 
 
@@ -487,6 +489,19 @@ def suggest_project(
     """Score alternative hierarchies of the built fleet and recommend one (docs/suggest.md):
     the lock must be current, and every node built."""
     return suggest(project, read_lock(project, ws), store, pools)
+
+
+def write_suggestion(ws: Workspace, suggestion: Suggestion, name: str | None = None) -> str:
+    """Apply candidate ``name`` (default: the recommendation) to the manifest; returns the
+    diff. The caller locks again."""
+    chosen = name or suggestion.chosen
+    known = [c.name for c in suggestion.candidates if c.error is None]
+    if chosen not in known:
+        raise UsageError(
+            f"no candidate named {chosen!r}{did_you_mean(chosen, known)}",
+            hint="pass a name from the table of `layerforge suggest`",
+        )
+    return apply(ws.manifest, suggestion.candidate(chosen).edits)
 
 
 def report_html(report: FleetReport) -> str:

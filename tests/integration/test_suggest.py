@@ -113,8 +113,14 @@ def test_suggest_recommends_moving_a_shared_small_package_up(
     assert alone["recommended"] == move["name"]
     assert by_name[move["name"]]["pulled"]["s3"] - by_name["today"]["pulled"]["s3"] > 3.5 * MB
 
-    # build the move, and compare: within 5% of report's measurement
-    write(fleet, ("xdist",), ("ydist",), ("zdist",))
+    # --write applies it (and locks again); build it, and compare: within 5% of report
+    capsys.readouterr()
+    assert main(["suggest", *where, "--pool", "all=s1,s2,s3", "--write"]) == 0
+    assert '+requirements = ["xdist"]' in capsys.readouterr().out
+    text = (fleet / "layerforge.toml").read_text()
+    assert text.count('"xdist"') == 1 and 'requirements = ["ydist"]' in text
+    code = main(["lock", "--check", *where])
+    assert code == 0, capsys.readouterr().err
     build(fleet, cache, capsys)
     measured = run(capsys, "report", *where)["fleet"]
     assert abs(measured["stored"] - move["stored"]) <= 0.05 * measured["stored"]

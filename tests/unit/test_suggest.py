@@ -3,6 +3,13 @@ exact, small layers additive), pulls per pool, the Pareto front and the recommen
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from layerforge.errors import UsageError
+from layerforge.suggest.candidates import Edit
+from layerforge.suggest.edit import edited_text
 from layerforge.suggest.model import (
     Blob,
     Known,
@@ -76,3 +83,36 @@ def test_pareto_front_and_recommendation_ties() -> None:
     assert recommend(scores, front, "today") == "merge"  # 150 < 160
     tie = {"today": Score(100, {"p": 50}, 3, False), "same": Score(100, {"p": 50}, 3, False)}
     assert recommend(tie, pareto_front(tie), "today") == "today"
+
+
+MANIFEST = """\
+[project]
+name = "demo"  # the fleet
+
+[bases.base]
+from = "rootfs:os"
+requirements = []
+
+[services.s1]
+base = "base"
+requirements = ["x", "y"]  # s1's own
+
+[services.s2]
+base = "base"
+requirements = "s2.txt"
+"""
+
+
+def test_write_edits_inline_requirements_keeps_comments_refuses_files() -> None:
+    moved = (
+        Edit("base", "requirements", [], ["x"]),
+        Edit("s1", "requirements", ["x", "y"], ["y"]),
+    )
+    text = edited_text(MANIFEST, moved, Path("layerforge.toml"))
+    assert 'requirements = ["x"]' in text and 'requirements = ["y"]' in text
+    assert "# the fleet" in text and "# s1's own" in text
+    reparent = edited_text(MANIFEST, (Edit("s1", "base", "base", "other"),), Path("m"))
+    assert 'base = "other"' in reparent
+    with pytest.raises(UsageError) as info:
+        edited_text(MANIFEST, (Edit("s2", "requirements", ["x"], []),), Path("layerforge.toml"))
+    assert "s2.txt" in str(info.value) and "by hand" in str(info.value.hint)

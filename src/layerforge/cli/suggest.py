@@ -21,12 +21,20 @@ from layerforge.sizes import format_size
     help="A node pool and the services placed on it (repeatable); every other service gets "
     "a node of its own.",
 )
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Apply the recommendation (or --candidate) to layerforge.toml, then lock again.",
+)
+@click.option("--candidate", default=None, help="With --write: the candidate to apply, by name.")
 def suggest(
     manifest: Path | None,
     store: Path | None,
     cache_dir: Path | None,
     as_json: bool,
     pools: tuple[str, ...],
+    write: bool,
+    candidate: str | None,
 ) -> None:
     """Score alternative base hierarchies (bytes stored, bytes each pool pulls) and
     recommend one. Predictions come from the built layers: build first."""
@@ -44,8 +52,16 @@ def suggest(
     result = api.suggest_project(project, ws, api.open_store(ws.store), placement)
     if as_json:
         c.emit_json(result.to_json())
+    else:
+        _print(c.console(), result)
+    if not write:
         return
-    _print(c.console(), result)
+    diff = api.write_suggestion(ws, result, candidate)
+    api.lock_project(api.load_project(ws), ws, None, c.reporter(as_json))
+    click.echo(diff or "(no change)", err=as_json)
+    click.echo(
+        f"wrote {ws.manifest} and {ws.lock_path.name}; next: `layerforge build`", err=as_json
+    )
 
 
 def _print(console: Any, result: Any) -> None:
