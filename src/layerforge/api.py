@@ -50,6 +50,7 @@ from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize, recorded
+from layerforge.suggest.candidates import candidates
 from layerforge.suggest.edit import apply
 from layerforge.suggest.run import Suggestion, suggest
 
@@ -410,7 +411,8 @@ def init_from(
             lock_project(load_project(ws), ws, None, reporter)
         except LayerforgeError as exc:
             lock_error = str(exc)
-    counted = write_report(done, lock_error)
+    proposals = _proposals(done.manifest, cache_dir)
+    counted = write_report(done, lock_error, proposals)
     problems = done.problems()
     failed = bool(problems) or lock_error is not None
     return InitFromResult(
@@ -422,6 +424,16 @@ def init_from(
         lock_error=lock_error,
         exit_code=1 if failed else 0,
     )
+
+
+def _proposals(manifest: Path, cache_dir: Path) -> list[str]:
+    """What `suggest` would try on a migrated manifest (its candidates, today's aside), for
+    the report: with no build yet there are no measured sizes to score them with."""
+    try:
+        project = load(manifest, cache_dir)
+    except LayerforgeError:
+        return []
+    return [c.name for c in candidates(project)[1:]]
 
 
 def schema_text() -> str:

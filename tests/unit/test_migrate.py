@@ -217,3 +217,21 @@ def test_tag_option_matches_a_from_no_rule_would(
     assert m["services"]["svc"]["base"] == "one"
     row = rows_at(doc, "svc/Dockerfile", 1)[0]
     assert "--tag registry.example/team/foundation=images/one" in row["detail"]
+
+
+def test_report_lists_the_hierarchies_suggest_would_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "repo"
+    (root / "base").mkdir(parents=True)
+    (root / "base/Dockerfile").write_text("FROM debian:bookworm\nRUN pip install six\n")
+    for svc in ("one", "two"):
+        (root / svc / "src").mkdir(parents=True)
+        (root / svc / "Dockerfile").write_text(
+            "FROM acme/base:1\nRUN pip install common==1.0\nCOPY src /app\n"
+        )
+    code, _ = init_from(root, capsys)
+    assert code == 0
+    text = (root / "layerforge-migration.md").read_text()
+    assert "## Other hierarchies to consider" in text
+    assert "- move common up to base (from one, two)" in text

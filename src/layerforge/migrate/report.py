@@ -47,7 +47,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(m: Migration, manifest: Path, lock_error: str | None) -> str:
+def markdown(
+    m: Migration, manifest: Path, lock_error: str | None, proposals: list[str] | None = None
+) -> str:
     out = [
         "# Migration report",
         "",
@@ -80,6 +82,15 @@ def markdown(m: Migration, manifest: Path, lock_error: str | None) -> str:
         problems.append(f"`layerforge lock` failed on the result: {lock_error}")
     if problems:
         out += ["## To fix", ""] + [f"- {_cell(p)}" for p in problems] + [""]
+    if proposals:
+        out += [
+            "## Other hierarchies to consider",
+            "",
+            "The manifest keeps the Dockerfiles' structure. `layerforge suggest`, after your "
+            "first build, scores these alternatives with measured sizes (docs/suggest.md):",
+            "",
+        ]
+        out += [f"- {p}" for p in proposals] + [""]
     out += ["## Counts", ""]
     out += [f"- {k}: {v}" for k, v in sorted(counts(m.rows).items())]
     return "\n".join(out) + "\n"

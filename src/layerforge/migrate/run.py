@@ -64,6 +64,9 @@ def migrate(root: Path, name: str | None, os_mode: OsMode, tags: dict[str, Path]
     return Migrated(m, manifest, report)
 
 
-def write_report(done: Migrated, lock_error: str | None) -> dict[str, int]:
-    atomic_write(done.report, markdown(done.migration, done.manifest, lock_error).encode())
+def write_report(
+    done: Migrated, lock_error: str | None, proposals: list[str] | None = None
+) -> dict[str, int]:
+    text = markdown(done.migration, done.manifest, lock_error, proposals or [])
+    atomic_write(done.report, text.encode())
     return counts(done.rows)
