@@ -4,7 +4,7 @@ its layers, score it, and recommend one (see docs/suggest.md)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -12,7 +12,8 @@ from packaging.utils import canonicalize_name
 
 from layerforge.errors import LayerforgeError, UsageError
 from layerforge.events import NullReporter
-from layerforge.lock.lockfile import Lock, Package, SourcePin
+from layerforge.lock.inputs import all_inputs
+from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
 from layerforge.lock.resolve import resolve
 from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project
@@ -144,7 +145,24 @@ def _relock(candidate: Candidate, lock: Lock) -> Lock:
     pins: dict[str, SourcePin] = {
         n: locked.source for n, locked in lock.nodes.items() if locked.source is not None
     }
-    return resolve(candidate.project, lock, ResolveOptions(), NullReporter(), pins)
+    return resolve(
+        candidate.project, _preferences(candidate, lock), ResolveOptions(), NullReporter(), pins
+    )
+
+
+def _preferences(candidate: Candidate, lock: Lock) -> Lock:
+    """Today's lock, where a node the candidate changes prefers every version locked today
+    anywhere in the fleet (a merged base keeps its child's versions, not the newest ones):
+    what moves between candidates is the hierarchy, not the versions."""
+    every = tuple({p.name: p for n in lock.nodes.values() for p in n.packages}.values())
+    inputs = all_inputs(candidate.project)
+    nodes = {
+        name: old
+        if name in lock.nodes and (old := lock.nodes[name]).inputs == inputs[name]
+        else LockedNode("", every)
+        for name in candidate.project.nodes
+    }
+    return replace(lock, nodes=nodes)
 
 
 def suggest(
