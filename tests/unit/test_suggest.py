@@ -10,6 +10,7 @@ import pytest
 from layerforge.errors import UsageError
 from layerforge.suggest.candidates import Edit
 from layerforge.suggest.edit import edited_text
+from layerforge.suggest.imports import closure, command_roots, read_dists, source_imports
 from layerforge.suggest.model import (
     Blob,
     Known,
@@ -116,3 +117,53 @@ def test_write_edits_inline_requirements_keeps_comments_refuses_files() -> None:
     with pytest.raises(UsageError) as info:
         edited_text(MANIFEST, (Edit("s2", "requirements", ["x"], []),), Path("layerforge.toml"))
     assert "s2.txt" in str(info.value) and "by hand" in str(info.value.hint)
+
+
+def _layer(path: Path, files: dict[str, str]) -> Path:
+    import gzip
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(gzip.compress(raw.getvalue()))
+    return path
+
+
+SITE = "opt/venv/lib/python3.11/site-packages"
+
+
+def test_import_scan_maps_through_record_and_requires_dist(tmp_path: Path) -> None:
+    layer = _layer(
+        tmp_path / "blob",
+        {
+            f"{SITE}/scikit_learn-1.5.0.dist-info/RECORD": "sklearn/__init__.py,,\n"
+            "scikit_learn-1.5.0.dist-info/RECORD,,\n",
+            f"{SITE}/scikit_learn-1.5.0.dist-info/METADATA": "Name: scikit-learn\n"
+            "Requires-Dist: scipy>=1.6\nRequires-Dist: pytest; extra == 'tests'\n",
+            f"{SITE}/scipy-1.14.0.dist-info/RECORD": "scipy/__init__.py,,\n",
+            f"{SITE}/uvicorn-0.30.0.dist-info/RECORD": "uvicorn/main.py,,\n"
+            "../../../bin/uvicorn,,\n",
+            f"{SITE}/pytest-8.0.dist-info/RECORD": "pytest/__init__.py,,\n_pytest/x.py,,\n",
+            f"{SITE}/six-1.16.0.dist-info/RECORD": "six.py,,\n",
+        },
+    )
+    dists = {d.name: d for d in read_dists(layer, "sha256:x")}
+    assert dists["scikit-learn"].top_level == {"sklearn"}
+    assert dists["scikit-learn"].requires == ("scipy",)  # the extra is left out
+    assert dists["six"].top_level == {"six"} and dists["uvicorn"].scripts == {"uvicorn"}
+    src = tmp_path / "src"
+    (src / "app").mkdir(parents=True)
+    (src / "app/__init__.py").write_text("import os, json\nimport sklearn.linear_model\n")
+    (src / "app/x.py").write_text("from app import y\nfrom . import z\n")
+    imports = source_imports(src)
+    assert imports == {"sklearn"}  # stdlib and the source's own package left out
+    assert closure(imports, set(), dists) == {"scikit-learn", "scipy"}
+    more, exe = command_roots(["uvicorn", "app:app"])
+    assert closure(imports | more, exe, dists) == {"scikit-learn", "scipy", "uvicorn"}
+    assert command_roots(["python", "-m", "six.moves"]) == ({"six"}, set())

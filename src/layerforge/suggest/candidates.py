@@ -8,6 +8,7 @@ without building it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from packaging.requirements import Requirement
@@ -57,26 +58,33 @@ def _with_nodes(project: Project, nodes: dict[str, Node]) -> Project:
 
 
 def merges(project: Project) -> list[Candidate]:
-    """Each base without system steps merged into its parent: its requirements join the
-    parent's, its children move onto the parent."""
+    """Each base without system steps merged into its parent: its requirements and verify
+    statements join the parent's, its children move onto the parent. A base whose env or
+    compile_bytecode differs from its parent's is not merged: that would change the images
+    of its siblings, or its own."""
     out: list[Candidate] = []
     for base in project.nodes.values():
         if base.kind != "base" or base.parent is None or not _plain(base) or base.runtime:
             continue
         parent = project.nodes[base.parent]
+        if base.env or base.compile_bytecode != parent.compile_bytecode:
+            continue
         lines = [*parent.requirements.lines]
         lines += [line for line in base.requirements.lines if line not in lines]
+        verify = [*parent.verify, *(v for v in base.verify if v not in parent.verify)]
         nodes: dict[str, Node] = {}
         edits = [
             Edit(parent.name, "requirements", list(parent.requirements.lines), lines),
             Edit(base.name, "remove", base.name, None),
         ]
+        if verify != list(parent.verify):
+            edits.insert(1, Edit(parent.name, "verify", list(parent.verify), verify))
         for name, node in project.nodes.items():
             if name == base.name:
                 continue
             changed = node
             if name == parent.name:
-                changed = replace(node, requirements=_reqs(lines))
+                changed = replace(node, requirements=_reqs(lines), verify=tuple(verify))
             elif node.parent == base.name:
                 changed = replace(node, parent=parent.name)
                 key = "from" if node.kind == "base" else "base"
@@ -127,13 +135,19 @@ def _move(project: Project, base: Node, line: str, holders: list[Node]) -> Candi
     return Candidate(name, _with_nodes(project, nodes), tuple(edits))
 
 
-def reparents(project: Project) -> list[Candidate]:
-    """A node moved onto its grandparent (skipping a base whose distributions it may not
-    use): its own requirements are re-resolved against the shorter chain."""
+Safe = Callable[[str, str], bool]  # (node, the base it would skip) -> no service needs it
+
+
+def reparents(project: Project, safe: Safe) -> list[Candidate]:
+    """A node moved onto its grandparent, where ``safe`` says no service below it uses a
+    distribution of the base it skips: its own requirements are re-resolved against the
+    shorter chain."""
     out: list[Candidate] = []
     for node in project.nodes.values():
         parent = project.nodes.get(node.parent or "")
         if parent is None or parent.parent is None or not _plain(parent):
+            continue
+        if not safe(node.name, parent.name):
             continue
         grand = parent.parent
         nodes = dict(project.nodes)
@@ -149,6 +163,19 @@ def reparents(project: Project) -> list[Candidate]:
     return out
 
 
-def candidates(project: Project, limit: int = 24) -> list[Candidate]:
-    found = [Candidate(TODAY, project), *moves_up(project), *merges(project), *reparents(project)]
+def candidates(project: Project, safe: Safe | None = None, limit: int = 24) -> list[Candidate]:
+    """Today's hierarchy first, then the others; re-parents only with ``safe`` (it needs the
+    import scan of a built fleet)."""
+    found = [Candidate(TODAY, project), *moves_up(project), *merges(project)]
+    if safe is not None:
+        found += reparents(project, safe)
     return found[:limit]
+
+
+def below(project: Project, node: str) -> list[str]:
+    """The services at or under ``node``."""
+    out = []
+    for name, n in project.nodes.items():
+        if n.kind == "service" and node in {name, *(a.name for a in project.ancestors(name))}:
+            out.append(name)
+    return out

@@ -20,7 +20,14 @@ from layerforge.manifest import Project
 from layerforge.oci.layout import Store
 from layerforge.report.listing import listing
 from layerforge.report.sizes import image_report, load_records
-from layerforge.suggest.candidates import TODAY, Candidate, Edit, candidates
+from layerforge.suggest.candidates import TODAY, Candidate, Edit, Safe, below, candidates
+from layerforge.suggest.imports import (
+    DistInfo,
+    closure,
+    command_roots,
+    read_dists,
+    source_imports,
+)
 from layerforge.suggest.model import (
     Blob,
     Known,
@@ -38,6 +45,7 @@ class Scored:
     edits: tuple[Edit, ...]
     score: Score
     error: str | None = None  # the re-lock failed: not a candidate after all
+    unused: int = 0  # bytes in service images their services are not seen to import
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -49,6 +57,7 @@ class Scored:
             "images": self.score.images,
             "score": self.score.total,
             "estimated": self.score.estimated,
+            "unused": self.unused,
             "error": self.error,
         }
 
@@ -72,8 +81,9 @@ class Suggestion:
         return next(c for c in self.candidates if c.name == name)
 
 
-def measure(store: Store, project: Project) -> Known:
-    """What the built images say (the latest build of every node)."""
+def measure(store: Store, project: Project) -> tuple[Known, dict[str, DistInfo]]:
+    """What the built images say (the latest build of every node), and what each installed
+    distribution provides (import names, scripts) and requires."""
     records = load_records(store, project)
     missing = [n for n in project.nodes if n not in records]
     if missing:
@@ -82,6 +92,7 @@ def measure(store: Store, project: Project) -> Known:
             hint="run `layerforge build` first: suggest predicts from measured layers",
         )
     known = Known(threshold=project.layer_threshold)
+    infos: dict[str, DistInfo] = {}
     for name in project.nodes:
         image = image_report(store, project, records, name)
         known.meta[name] = image.manifest_size + image.config_size
@@ -96,7 +107,53 @@ def measure(store: Store, project: Project) -> Known:
                 for d in listing(store, layer.digest).dists
             ]
             known.add_deps_layer(layer.digest, layer.size, dists)
-    return known
+            infos.update(
+                (d.name, d) for d in read_dists(store.blob_path(layer.digest), layer.digest)
+            )
+    return known, infos
+
+
+def uses(project: Project, infos: dict[str, DistInfo]) -> dict[str, set[str]]:
+    """service -> the distributions it is seen to use (see suggest/imports.py)."""
+    out: dict[str, set[str]] = {}
+    for name, node in project.nodes.items():
+        if node.kind != "service":
+            continue
+        imports = source_imports(node.source) if node.source is not None else set()
+        executables: set[str] = set()
+        for argv in (node.entrypoint or (), node.command or ()):
+            more, exe = command_roots(argv)
+            imports |= more
+            executables |= exe
+        out[name] = closure(imports, executables, infos)
+    return out
+
+
+def _safe(project: Project, lock: Lock, used: dict[str, set[str]]) -> Safe:
+    def safe(node: str, skipped: str) -> bool:
+        owned = {p.name for p in lock.nodes[skipped].packages} if skipped in lock.nodes else set()
+        return not any(used.get(s, set()) & owned for s in below(project, node))
+
+    return safe
+
+
+def unused_bytes(known: Known, shape: Shape, used: dict[str, set[str]]) -> int:
+    """Bytes of distributions in service images that the service is not seen to use (an
+    upper bound: dynamic imports are invisible)."""
+    total = 0
+    for service in shape.services:
+        chain: list[str] = []
+        current: str | None = service
+        while current is not None:
+            chain.append(current)
+            current = shape.parents.get(current)
+        for node in chain:
+            for dist, wheel in shape.dists.get(node, {}).items():
+                if dist[0] in used.get(service, set()):
+                    continue
+                own = known.own.get(dist)
+                total += own.size if own else round(known.share.get(dist, wheel * 1.15))
+    return total
 
 
 def _wheel_size(package: Package) -> int:
@@ -168,18 +225,22 @@ def _preferences(candidate: Candidate, lock: Lock) -> Lock:
 def suggest(
     project: Project, lock: Lock, store: Store, pools: Mapping[str, list[str]]
 ) -> Suggestion:
-    known = measure(store, project)
+    known, infos = measure(store, project)
+    used = uses(project, infos)
     placement = pools_for(project, pools)
     scored: list[Scored] = []
-    for candidate in candidates(project):
+    for candidate in candidates(project, _safe(project, lock, used)):
         try:
             locked = _relock(candidate, lock)
         except LayerforgeError as exc:  # a candidate that does not resolve is no candidate
             empty = Score(0, {}, 0, estimated=True)
             scored.append(Scored(candidate.name, candidate.edits, empty, str(exc)))
             continue
-        result = score(known, shape_of(candidate.project, locked), placement)
-        scored.append(Scored(candidate.name, candidate.edits, result))
+        shape = shape_of(candidate.project, locked)
+        result = score(known, shape, placement)
+        scored.append(
+            Scored(candidate.name, candidate.edits, result, unused=unused_bytes(known, shape, used))
+        )
     usable = {c.name: c.score for c in scored if c.error is None}
     front = pareto_front(usable)
     return Suggestion(placement, tuple(scored), tuple(front), recommend(usable, front, TODAY))
