@@ -69,11 +69,12 @@ def _print(console: Any, result: Any) -> None:
 
     table = Table(title="candidate hierarchies (sizes compressed)")
     pools = list(result.pools)
-    for column in ["", "candidate", "stored", *(f"pull {p}" for p in pools), "images"]:
+    columns = ["", "candidate", "stored", *(f"pull {p}" for p in pools), "images", "unused"]
+    for column in columns:
         table.add_column(column)
     for cand in result.candidates:
         if cand.error is not None:
-            table.add_row("", cand.name, "does not resolve", *["" for _ in pools], "")
+            table.add_row("", cand.name, "does not resolve", *["" for _ in pools], "", "")
             continue
         mark = "*" if cand.name in result.front else ""
         est = " (est.)" if cand.score.estimated else ""
@@ -83,9 +84,14 @@ def _print(console: Any, result: Any) -> None:
             format_size(cand.score.stored) + est,
             *(format_size(cand.score.pulled.get(p, 0)) for p in pools),
             str(cand.score.images),
+            format_size(cand.unused),
         )
     console.print(table)
     console.print("* the Pareto front (no other candidate is better in every measure)")
+    console.print(
+        "unused: bytes in service images their services are not seen to import (advisory, "
+        "an upper bound: dynamic imports are invisible)"
+    )
     chosen = result.candidate(result.chosen)
     console.print(f"recommended: {chosen.name}")
     for edit in chosen.edits:
