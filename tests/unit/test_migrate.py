@@ -235,3 +235,39 @@ def test_report_lists_the_hierarchies_suggest_would_score(
     text = (root / "layerforge-migration.md").read_text()
     assert "## Other hierarchies to consider" in text
     assert "- move common up to base (from one, two)" in text
+
+
+EDGES = """\
+ARG BASE
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH VIRTUAL_ENV=/opt/venv APP_MODE=prod
+RUN python -m venv /opt/venv
+RUN --mount=type=cache,target=/root/.cache/pip pip install six==1.16.0
+RUN <<EOT
+set -e
+echo "a; b" > /etc/greeting
+EOT
+COPY src/ /app/
+CMD ["python", "-m", "app"]
+"""
+
+
+def test_buildkit_flags_heredocs_venv_and_path_are_understood(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "repo"
+    (root / "svc/src/app").mkdir(parents=True)
+    (root / "svc/Dockerfile").write_text(EDGES)
+    (root / "other").mkdir()
+    (root / "other/Dockerfile").write_text('FROM ${BASE}\nCMD ["true"]\n')
+    code, doc = init_from(root, capsys)
+    assert code == 1  # only for the FROM whose ARG has no value
+    assert len(doc["problems"]) == 1 and "FROM ${BASE}: the ARG has no value" in doc["problems"][0]
+    m = manifest_of(root)
+    assert m["services"]["svc"]["requirements"] == ["six==1.16.0"]  # --mount dropped
+    assert m["services"]["svc"]["env"] == {"APP_MODE": "prod"}  # PATH: the venv's own
+    assert m["bases"]["svc-base"]["run"] == ['set -e\necho "a; b" > /etc/greeting']
+    heredoc = rows_at(doc, "svc/Dockerfile", 6)
+    assert [r["target"] for r in heredoc] == ["run"]  # one script, one row
+    dropped = {r["line"] for r in doc["rows"] if r["target"] == "dropped"}
+    assert dropped == {3, 4}  # ENV PATH/VIRTUAL_ENV, python -m venv

@@ -70,15 +70,20 @@ def parse(path: Path, build_args: dict[str, str] | None = None) -> DockerfileDoc
     from dockerfile_parse import DockerfileParser  # noqa: PLC0415 (only `init --from`)
 
     try:
-        parser = DockerfileParser(fileobj=io.BytesIO(path.read_bytes()), env_replace=False)
+        text, heredocs = fold_heredocs(path.read_text())
+        parser = DockerfileParser(fileobj=io.BytesIO(text.encode()), env_replace=False)
         structure = parser.structure
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"{path}: cannot be read as a Dockerfile: {exc}") from None
     reader = _Reader(path, build_args or {})
     for item in structure:
         name = str(item["instruction"]).upper()
+        line = int(item["startline"]) + 1
         if name != "COMMENT":
-            reader.add(name, str(item["value"]), int(item["startline"]) + 1)
+            value = str(item["value"])
+            if line in heredocs:
+                value = value.replace(HEREDOC_MARK, heredocs[line])
+            reader.add(name, value, line)
     if not reader.stages:
         raise UsageError(f"{path}: no FROM instruction", hint="is this file a Dockerfile?")
     return DockerfileDoc(path, reader.preamble, reader.stages)
@@ -122,6 +127,47 @@ class _Reader:
         if name == "ENV":
             self.scope.update(env_pairs(value))
         self.stages[-1].instructions.append(Instruction(self.path, line, name, value, raw))
+
+
+HEREDOC_MARK = "\x00heredoc\x00"
+_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
+def fold_heredocs(text: str) -> tuple[str, dict[int, str]]:
+    """Dockerfile heredocs (``RUN <<EOT`` ... ``EOT``), which dockerfile-parse does not
+    know: each body is taken out (its lines left blank, so line numbers stay) and put back
+    into its instruction's value, as ``<<EOT\\nBODY\\nEOT`` (first line number -> that)."""
+    lines = text.split("\n")
+    found: dict[int, str] = {}
+    i = 0
+    while i < len(lines):
+        m = _HEREDOC.search(lines[i]) if not lines[i].lstrip().startswith("#") else None
+        if m is None:
+            i += 1
+            continue
+        word, start = m.group(3), i
+        body: list[str] = []
+        i += 1
+        while i < len(lines) and lines[i].strip() != word:
+            body.append(lines[i])
+            lines[i] = ""
+            i += 1
+        if i < len(lines):
+            lines[i] = ""
+        found[start + 1] = m.group(0) + "\n" + "\n".join(body) + "\n" + word
+        lines[start] = lines[start][: m.start()] + HEREDOC_MARK + lines[start][m.end() :]
+        i += 1
+    return "\n".join(lines), found
+
+
+def heredoc_script(value: str) -> str | None:
+    """The script of a ``RUN <<EOT`` heredoc with nothing before it (run by the shell as it
+    is); None for any other value."""
+    m = _HEREDOC.match(value.strip())
+    if m is None or "\n" not in value:
+        return None
+    body = value.strip().split("\n")[1:-1]
+    return "\n".join(body)
 
 
 def env_pairs(value: str) -> dict[str, str]:

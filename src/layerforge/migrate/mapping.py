@@ -20,6 +20,7 @@ from layerforge.migrate.dockerfile import (
     command_argv,
     env_pairs,
     exec_form,
+    heredoc_script,
     split_shell,
 )
 from layerforge.migrate.pipreq import PipScan, scan
@@ -221,6 +222,20 @@ def apt_packages(command: str) -> list[str]:
     return out
 
 
+_RUN_FLAG = re.compile(r"^--(mount|network|security)=\S*\s*")
+
+
+def run_commands(value: str) -> list[str]:
+    """The shell commands of a RUN value: its BuildKit flags (``--mount=type=cache``...)
+    dropped (layerforge's run steps have no cache mounts; pip's cache is never in a layer),
+    a heredoc kept whole, anything else split on ``&&``, ``||`` and ``;``."""
+    text = value.strip()
+    while _RUN_FLAG.match(text):
+        text = _RUN_FLAG.sub("", text, count=1)
+    script = heredoc_script(text)
+    return [script] if script is not None else split_shell(text)
+
+
 def _later_steps(instructions: list[Instruction]) -> str:
     """The text of the run steps below a COPY (pip lines, cache cleanup and smoke tests
     aside): a copied directory they name is a build input (context), not the application."""
@@ -228,7 +243,7 @@ def _later_steps(instructions: list[Instruction]) -> str:
         cmd
         for i in instructions
         if i.name == "RUN"
-        for cmd in split_shell(i.value)
+        for cmd in run_commands(i.value)
         if not (_PIP.match(cmd) or _CACHE.match(cmd) or _PY_C.match(cmd))
     )
 
@@ -271,6 +286,12 @@ class Mapper:
         self.os_source(d, ins, ref)
 
     def os_source(self, d: Draft, ins: Instruction, ref: str) -> None:
+        if "$" in ref:
+            self.errors.append(
+                f"{rel(self.root, ins.file)}:{ins.line}: FROM {ref}: the ARG "
+                "has no value; give it a default, or set it in compose's "
+                "build.args"
+            )
         repo = repo_of(ref).removeprefix("docker.io/").removeprefix("library/")
         tag = ref.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
         suite = next((s for s in SUITE_PYTHON if s in tag), None)
@@ -343,7 +364,7 @@ class Mapper:
                 workdir = posixpath.join(workdir, ins.value.strip())
                 self.row(ins, ins.value, "build-stage", "the build stage's directory")
             elif ins.name == "RUN":
-                for cmd in split_shell(ins.value):
+                for cmd in run_commands(ins.value):
                     self.build_command(d, ins, cmd, paths, workdir, got)
             else:
                 self.row(
@@ -393,7 +414,7 @@ class Mapper:
         instructions = stage.instructions
         for pos, ins in enumerate(instructions):
             if ins.name == "RUN":
-                for cmd in split_shell(ins.value):
+                for cmd in run_commands(ins.value):
                     self.run_command(d, ins, cmd, paths, workdir, built)
             elif ins.name in ("COPY", "ADD"):
                 self.copy(d, ins, paths, workdir, _later_steps(instructions[pos + 1 :]), built)
@@ -419,6 +440,17 @@ class Mapper:
             return
         pairs = env_pairs(ins.value)
         if ins.name == "ENV":
+            venv = {k: v for k, v in pairs.items() if k in ("PATH", "VIRTUAL_ENV")}
+            pairs = {k: v for k, v in pairs.items() if k not in venv}
+            if venv:
+                self.row(
+                    ins,
+                    " ".join(f"{k}={v}" for k, v in venv.items()),
+                    "dropped",
+                    "layerforge sets PATH and VIRTUAL_ENV for its venv at /opt/venv",
+                )
+            if not pairs:
+                return
             d.env.update(pairs)
         else:
             d.labels.update(pairs)
@@ -732,6 +764,15 @@ class Mapper:
                 "dropped",
                 "cache hygiene: layers never hold pip/apt caches, "
                 "bytecode (unless compile_bytecode) or build-stage leftovers",
+            )
+            return
+        if re.match(r"^(python3?(\.\d+)?\s+-m\s+venv|virtualenv)\s", cmd):
+            self.row(
+                ins,
+                cmd,
+                "dropped",
+                "layerforge's images have their virtual environment "
+                "at /opt/venv (PATH and VIRTUAL_ENV set)",
             )
             return
         if _APT_INSTALL.match(cmd):

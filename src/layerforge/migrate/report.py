@@ -7,8 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from layerforge.errors import LayerforgeError
-from layerforge.migrate.dockerfile import split_shell
-from layerforge.migrate.mapping import NOT_MIGRATED, Migration, Row, rel
+from layerforge.migrate.mapping import NOT_MIGRATED, Migration, Row, rel, run_commands
 
 REPORT_NAME = "layerforge-migration.md"
 
@@ -33,7 +32,7 @@ def check_complete(m: Migration) -> None:
     have = Counter((r.file, r.line) for r in m.rows)
     for draft in m.drafts.values():
         for ins in draft.doc.instructions():
-            want = len(split_shell(ins.value)) if ins.name == "RUN" else 1
+            want = len(run_commands(ins.value)) if ins.name == "RUN" else 1
             key = (rel(m.root, ins.file), ins.line)
             if have[key] < max(want, 1):
                 raise LayerforgeError(f"migration lost {ins.name} at {key[0]}:{key[1]}")
