@@ -496,11 +496,19 @@ def report_project(
 
 
 def suggest_project(
-    project: Project, ws: Workspace, store: Store, pools: dict[str, list[str]]
+    project: Project,
+    ws: Workspace,
+    store: Store,
+    pools: dict[str, list[str]],
+    *,
+    releases: bool = True,
+    horizon: int = 6,
 ) -> Suggestion:
     """Score alternative hierarchies of the built fleet and recommend one (docs/suggest.md):
-    the lock must be current, and every node built."""
-    return suggest(project, read_lock(project, ws), store, pools)
+    the lock must be current, and every node built. ``releases``: read release dates from
+    the project's default index for the rebuild measure."""
+    lock = read_lock(project, ws)
+    return suggest(project, lock, store, pools, releases=releases, horizon=horizon)
 
 
 def write_suggestion(ws: Workspace, suggestion: Suggestion, name: str | None = None) -> str:

@@ -3,9 +3,15 @@ exact, small layers additive), pulls per pool, the Pareto front and the recommen
 
 from __future__ import annotations
 
+import http.server
+import json
+import math
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from layerforge.errors import UsageError
 from layerforge.suggest.candidates import Edit
@@ -21,6 +27,7 @@ from layerforge.suggest.model import (
     recommend,
     score,
 )
+from layerforge.suggest.releases import monthly_rate, rates, release_times
 
 MB = 1_000_000
 
@@ -167,3 +174,70 @@ def test_import_scan_maps_through_record_and_requires_dist(tmp_path: Path) -> No
     more, exe = command_roots(["uvicorn", "app:app"])
     assert closure(imports | more, exe, dists) == {"scikit-learn", "scipy", "uvicorn"}
     assert command_roots(["python", "-m", "six.moves"]) == ({"six"}, set())
+
+
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def page(uploads: dict[str, int]) -> dict[str, object]:
+    """A PEP 691 page: version -> days ago it was uploaded (a wheel and an sdist each)."""
+    files = []
+    for version, days in uploads.items():
+        when = (NOW - timedelta(days=days)).isoformat().replace("+00:00", "Z")
+        files.append(
+            {"filename": f"numpy-{version}-cp311-cp311-linux_x86_64.whl", "upload-time": when}
+        )
+        files.append({"filename": f"numpy-{version}.tar.gz", "upload-time": when})
+    return {"name": "numpy", "files": files}
+
+
+def test_release_rate_excludes_prereleases_old_ones_and_pins() -> None:
+    uploads = {f"2.{i}.0": 20 * i + 1 for i in range(12)}  # 12 finals within the year
+    uploads |= {"2.12.0rc1": 3, "2.12.0.dev0": 2, "1.26.4": 400, "3.0.0": 1}
+    times = release_times(page(uploads))
+    assert monthly_rate(times, SpecifierSet(">=2,<3"), NOW) == 1.0  # 12 a year
+    assert monthly_rate(times, None, NOW) == 13 / 12  # 3.0.0 too
+    assert monthly_rate(times, SpecifierSet("==2.1.0"), NOW) == 0.0  # a pin never moves
+
+
+def test_rebuild_bytes_follow_the_release_rate_and_the_pools() -> None:
+    k = known()
+    sh = shape({("x", "1"): MB, ("y", "1"): MB}, {})
+    quiet = score(k, sh, {"all": ["s1", "s2"]}, {})
+    busy = score(k, sh, {"all": ["s1", "s2"]}, {"x": 1.0})  # x releases monthly
+    assert quiet.rebuild == 0
+    expected = (1 - math.exp(-1.0)) * 6 * MB  # s1's small layer (x and y), one pool
+    assert abs(busy.rebuild - expected) < 2
+    apart = score(k, sh, {"s1": ["s1"], "s2": ["s2"]}, {"x": 1.0})
+    assert apart.rebuild == busy.rebuild  # only s1's pool pulls that layer
+    assert busy.total == busy.stored + busy.pulled_total + 6 * busy.rebuild
+
+
+def test_rates_read_pep_691_json_over_http() -> None:
+    body = json.dumps(page({"2.0.0": 10, "2.1.0": 40})).encode()
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Accept", ""))
+            found = self.path == "/simple/numpy/"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+            self.end_headers()
+            if found:
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/simple"
+        found = rates(url, [("numpy", None), ("absent", None)], NOW)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert found == {"numpy": 2 / 12, "absent": None}
+    assert seen[0] == "application/vnd.pypi.simple.v1+json"

@@ -27,6 +27,18 @@ from layerforge.sizes import format_size
     help="Apply the recommendation (or --candidate) to layerforge.toml, then lock again.",
 )
 @click.option("--candidate", default=None, help="With --write: the candidate to apply, by name.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Do not read release dates from the project's default index (no rebuild measure).",
+)
+@click.option(
+    "--horizon",
+    type=click.IntRange(0, 120),
+    default=6,
+    show_default=True,
+    help="Months of rebuild pulls weighed into each candidate's total.",
+)
 def suggest(
     manifest: Path | None,
     store: Path | None,
@@ -35,6 +47,8 @@ def suggest(
     pools: tuple[str, ...],
     write: bool,
     candidate: str | None,
+    offline: bool,
+    horizon: int,
 ) -> None:
     """Score alternative base hierarchies (bytes stored, bytes each pool pulls) and
     recommend one. Predictions come from the built layers: build first."""
@@ -49,7 +63,9 @@ def suggest(
         placement[name] = [m.strip() for m in members.split(",") if m.strip()]
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
-    result = api.suggest_project(project, ws, api.open_store(ws.store), placement)
+    result = api.suggest_project(
+        project, ws, api.open_store(ws.store), placement, releases=not offline, horizon=horizon
+    )
     if as_json:
         c.emit_json(result.to_json())
     else:
@@ -69,12 +85,13 @@ def _print(console: Any, result: Any) -> None:
 
     table = Table(title="candidate hierarchies (sizes compressed)")
     pools = list(result.pools)
-    columns = ["", "candidate", "stored", *(f"pull {p}" for p in pools), "images", "unused"]
+    columns = ["", "candidate", "stored", *(f"pull {p}" for p in pools), "rebuild/month"]
+    columns += ["images", "unused"]
     for column in columns:
         table.add_column(column)
     for cand in result.candidates:
         if cand.error is not None:
-            table.add_row("", cand.name, "does not resolve", *["" for _ in pools], "", "")
+            table.add_row("", cand.name, "does not resolve", *["" for _ in pools], "", "", "")
             continue
         mark = "*" if cand.name in result.front else ""
         est = " (est.)" if cand.score.estimated else ""
@@ -83,6 +100,7 @@ def _print(console: Any, result: Any) -> None:
             cand.name,
             format_size(cand.score.stored) + est,
             *(format_size(cand.score.pulled.get(p, 0)) for p in pools),
+            format_size(cand.score.rebuild) if result.rates_known else "-",
             str(cand.score.images),
             format_size(cand.unused),
         )
@@ -92,6 +110,11 @@ def _print(console: Any, result: Any) -> None:
         "unused: bytes in service images their services are not seen to import (advisory, "
         "an upper bound: dynamic imports are invisible)"
     )
+    if not result.rates_known:
+        console.print(
+            "rebuild/month: no release dates (--offline, or no default index in the manifest "
+            "that answers PEP 691 JSON)"
+        )
     chosen = result.candidate(result.chosen)
     console.print(f"recommended: {chosen.name}")
     for edit in chosen.edits:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from layerforge.suggest.releases import change_probability
+
 WHEEL_TO_LAYER = 1.15  # compressed layer bytes per wheel byte (docs/suggest.md)
 WHEEL_TO_INSTALLED = 3.0  # installed bytes per wheel byte, for the threshold of new dists
 
@@ -26,6 +28,7 @@ class Blob:
     ident: str  # a digest when measured; "predicted:..." otherwise
     size: int
     estimated: bool = False
+    dists: frozenset[str] = frozenset()  # the distributions it holds (dependency layers)
 
 
 @dataclass
@@ -46,13 +49,14 @@ class Known:
         """One built dependency layer and the installed bytes of each distribution in it."""
         for dist, installed in dists:
             self.installed[dist] = installed
+        names = frozenset(d[0] for d, _ in dists)
         if len(dists) == 1 and dists[0][1] > self.threshold:
-            self.own[dists[0][0]] = Blob(digest, size)
+            self.own[dists[0][0]] = Blob(digest, size, dists=names)
             return
         total = sum(i for _, i in dists) or 1
         for dist, installed in dists:
             self.share[dist] = size * installed / total
-        self.small[frozenset(d for d, _ in dists)] = Blob(digest, size)
+        self.small[frozenset(d for d, _ in dists)] = Blob(digest, size, dists=names)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,21 @@ class Prediction:
     def estimated(self) -> bool:
         return any(b.estimated for layers in self.layers.values() for b in layers)
 
+    def rebuild(self, shape: Shape, pools: dict[str, list[str]], rates: dict[str, float]) -> int:
+        """Bytes pulled a month because layers change: for each dependency layer, the chance
+        it changes (its distributions' release rates) times its size times the pools that
+        pull it."""
+        images = {p: self.pool_blobs(shape, ss) for p, ss in pools.items()}
+        blobs = {b.ident: b for layers in self.layers.values() for b in layers if b.dists}
+        total = 0.0
+        for ident, blob in blobs.items():
+            chance = change_probability(rates.get(d, 0.0) for d in blob.dists)
+            total += chance * blob.size * sum(1 for held in images.values() if ident in held)
+        return round(total)
+
+    def pool_blobs(self, shape: Shape, services: list[str]) -> set[str]:
+        return {i for s in services if s in shape.parents for i in self.image(shape, s)}
+
 
 def predict(known: Known, shape: Shape) -> Prediction:
     """The layers of every node of ``shape``: its fixed layers as built, an own layer per
@@ -120,7 +139,13 @@ def predict(known: Known, shape: Shape) -> Prediction:
 
 
 def _new(ident: str, wheel: int) -> Blob:
-    return Blob(f"predicted:{ident}", int(wheel * WHEEL_TO_LAYER), estimated=True)
+    name = ident.split(":", 1)[1].split("==", 1)[0]
+    return Blob(
+        f"predicted:{ident}",
+        int(wheel * WHEEL_TO_LAYER),
+        estimated=True,
+        dists=frozenset({name}),
+    )
 
 
 def _small(known: Known, dists: dict[Dist, int]) -> Blob:
@@ -136,7 +161,7 @@ def _small(known: Known, dists: dict[Dist, int]) -> Blob:
             size += wheel * WHEEL_TO_LAYER
             estimated = True
     ident = "predicted:small:" + ",".join(f"{n}=={v}" for n, v in sorted(members))
-    return Blob(ident, round(size), estimated)
+    return Blob(ident, round(size), estimated, frozenset(n for n, _ in members))
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,8 @@ class Score:
     pulled: dict[str, int]  # pool -> bytes one node of that pool pulls
     images: int
     estimated: bool
+    rebuild: int = 0  # bytes pulled a month because layers change (0: rates unknown)
+    horizon: int = 6  # months of rebuilds weighed into the total
 
     @property
     def pulled_total(self) -> int:
@@ -152,10 +179,16 @@ class Score:
 
     @property
     def total(self) -> int:
-        return self.stored + self.pulled_total
+        return self.stored + self.pulled_total + self.horizon * self.rebuild
 
 
-def score(known: Known, shape: Shape, pools: dict[str, list[str]]) -> Score:
+def score(
+    known: Known,
+    shape: Shape,
+    pools: dict[str, list[str]],
+    rates: dict[str, float] | None = None,
+    horizon: int = 6,
+) -> Score:
     prediction = predict(known, shape)
     return Score(
         stored=prediction.stored(),
@@ -165,14 +198,16 @@ def score(known: Known, shape: Shape, pools: dict[str, list[str]]) -> Score:
         },
         images=len(shape.parents),
         estimated=prediction.estimated(),
+        rebuild=prediction.rebuild(shape, pools, rates or {}),
+        horizon=horizon,
     )
 
 
 def pareto_front(scores: dict[str, Score]) -> list[str]:
     """The candidates no other one beats in every measure (stored, pulled, images)."""
 
-    def key(s: Score) -> tuple[int, int, int]:
-        return (s.stored, s.pulled_total, s.images)
+    def key(s: Score) -> tuple[int, int, int, int]:
+        return (s.stored, s.pulled_total, s.rebuild, s.images)
 
     front: list[str] = []
     for name, s in scores.items():

@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from layerforge.errors import LayerforgeError, UsageError
@@ -37,6 +39,7 @@ from layerforge.suggest.model import (
     recommend,
     score,
 )
+from layerforge.suggest.releases import rates
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Scored:
             "images": self.score.images,
             "score": self.score.total,
             "estimated": self.score.estimated,
+            "rebuild_pulled_per_month": self.score.rebuild,
             "unused": self.unused,
             "error": self.error,
         }
@@ -68,9 +72,12 @@ class Suggestion:
     candidates: tuple[Scored, ...]
     front: tuple[str, ...]
     chosen: str
+    releases_from: str | None = None  # the index release dates were read from
+    rates_known: int = 0  # distributions whose release rate is known
 
     def to_json(self) -> dict[str, object]:
         return {
+            "releases": {"index": self.releases_from, "known": self.rates_known},
             "pools": self.pools,
             "candidates": [c.to_json() for c in self.candidates],
             "front": list(self.front),
@@ -222,25 +229,62 @@ def _preferences(candidate: Candidate, lock: Lock) -> Lock:
     return replace(lock, nodes=nodes)
 
 
+def release_index(project: Project) -> str | None:
+    """The index to read release dates from: the project's default index, if it names one."""
+    default = next((i.url for i in project.indexes if i.default), None)
+    return default or project.index_url
+
+
+def _specifiers(project: Project) -> dict[str, SpecifierSet]:
+    out: dict[str, SpecifierSet] = {}
+    for node in project.nodes.values():
+        for line in node.requirements.lines:
+            req = Requirement(line)
+            out.setdefault(str(canonicalize_name(req.name)), req.specifier)
+    return out
+
+
+def _rates(project: Project, locks: list[Lock], index: str | None) -> dict[str, float]:
+    if index is None:
+        return {}
+    names = sorted({p.name for lk in locks for n in lk.nodes.values() for p in n.packages})
+    specs = _specifiers(project)
+    found = rates(index, [(n, specs.get(n)) for n in names])
+    return {n: r for n, r in found.items() if r is not None}
+
+
 def suggest(
-    project: Project, lock: Lock, store: Store, pools: Mapping[str, list[str]]
+    project: Project,
+    lock: Lock,
+    store: Store,
+    pools: Mapping[str, list[str]],
+    *,
+    releases: bool = True,
+    horizon: int = 6,
 ) -> Suggestion:
+    """Score every candidate; ``releases``: read release dates from the project's default
+    index (when it names one) for the rebuild measure."""
     known, infos = measure(store, project)
     used = uses(project, infos)
     placement = pools_for(project, pools)
     scored: list[Scored] = []
+    locked: dict[str, tuple[Candidate, Lock]] = {}
     for candidate in candidates(project, _safe(project, lock, used)):
         try:
-            locked = _relock(candidate, lock)
+            locked[candidate.name] = (candidate, _relock(candidate, lock))
         except LayerforgeError as exc:  # a candidate that does not resolve is no candidate
             empty = Score(0, {}, 0, estimated=True)
             scored.append(Scored(candidate.name, candidate.edits, empty, str(exc)))
-            continue
-        shape = shape_of(candidate.project, locked)
-        result = score(known, shape, placement)
-        scored.append(
-            Scored(candidate.name, candidate.edits, result, unused=unused_bytes(known, shape, used))
-        )
+    index = release_index(project) if releases else None
+    monthly = _rates(project, [lk for _, lk in locked.values()], index)
+    for candidate, candidate_lock in locked.values():
+        shape = shape_of(candidate.project, candidate_lock)
+        result = score(known, shape, placement, monthly, horizon)
+        unused = unused_bytes(known, shape, used)
+        scored.append(Scored(candidate.name, candidate.edits, result, unused=unused))
+    order = {c.name: i for i, c in enumerate(candidates(project, _safe(project, lock, used)))}
+    scored.sort(key=lambda c: order.get(c.name, len(order)))
     usable = {c.name: c.score for c in scored if c.error is None}
     front = pareto_front(usable)
-    return Suggestion(placement, tuple(scored), tuple(front), recommend(usable, front, TODAY))
+    chosen = recommend(usable, front, TODAY)
+    return Suggestion(placement, tuple(scored), tuple(front), chosen, index, len(monthly))
