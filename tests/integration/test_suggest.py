@@ -126,3 +126,52 @@ def test_suggest_recommends_moving_a_shared_small_package_up(
     assert abs(measured["stored"] - move["stored"]) <= 0.05 * measured["stored"]
     pulled_all = measured["pull_all"]  # the union of the three services: the pool "all"
     assert abs(pulled_all - move["pulled"]["all"]) <= 0.05 * pulled_all
+
+
+UNIVERSAL = """\
+[project]
+name = "workers"
+python = "3.11"
+find_links = ["wheels"]
+
+[bases.worker]
+from = "rootfs:os"
+requirements = ["heavy", "light"]
+
+[services.gpu-worker]
+base = "worker"
+source = "gpu"
+command = ["python", "-m", "gpu"]
+
+[services.cpu-worker]
+base = "worker"
+source = "cpu"
+command = ["python", "-m", "cpu"]
+"""
+
+
+def test_suggest_gives_each_worker_kind_only_what_it_imports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "workers"
+    (root / "os/usr/bin").mkdir(parents=True)
+    (root / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
+    (root / "os/etc").mkdir()
+    (root / "os/etc/os-release").write_text("ID=test\n")
+    for kind, imports in (("gpu", "import heavy, light\n"), ("cpu", "import light\n")):
+        (root / kind / kind).mkdir(parents=True)
+        (root / kind / kind / "__main__.py").write_text(imports)
+    make_wheel(root / "wheels", "heavy", "1.0", files={"heavy/model.bin": os.urandom(4 * MB)})
+    make_wheel(root / "wheels", "light", "1.0")
+    (root / "layerforge.toml").write_text(UNIVERSAL)
+    cache = tmp_path / "cache"
+    build(root, cache, capsys)
+    doc = run(capsys, "suggest", "-f", str(root), "--cache-dir", str(cache), "--offline")
+    by_name = {c["name"]: c for c in doc["candidates"]}
+    down = by_name["move heavy down from worker to gpu-worker"]
+    assert doc["recommended"] == down["name"]
+    assert "move light down from worker to gpu-worker" not in by_name  # both import light
+    today = by_name["today"]
+    assert today["pulled"]["cpu-worker"] - down["pulled"]["cpu-worker"] > 3.5 * MB
+    assert abs(today["pulled"]["gpu-worker"] - down["pulled"]["gpu-worker"]) < 0.1 * MB
+    assert today["unused"] - down["unused"] > 3.5 * MB  # the cpu worker no longer ships it

@@ -118,6 +118,35 @@ def moves_up(project: Project) -> list[Candidate]:
     return out
 
 
+def moves_down(project: Project, used: dict[str, set[str]]) -> list[Candidate]:
+    """A requirement of a base whose children are all services, used (by the import scan) by
+    some of them only, moved into those: one image per kind of worker instead of a universal
+    one. A requirement no service is seen to use stays (dynamic imports are invisible)."""
+    out: list[Candidate] = []
+    for base in project.nodes.values():
+        children = [n for n in project.nodes.values() if n.parent == base.name]
+        if base.kind != "base" or not children or any(c.kind != "service" for c in children):
+            continue
+        for line in base.requirements.lines:
+            name = _name(line)
+            users = [c for c in children if name in used.get(c.name, set())]
+            if not users or len(users) == len(children):
+                continue
+            nodes = dict(project.nodes)
+            kept = [x for x in base.requirements.lines if x != line]
+            nodes[base.name] = replace(base, requirements=_reqs(kept))
+            edits = [Edit(base.name, "requirements", list(base.requirements.lines), kept)]
+            for child in users:
+                lines = [*child.requirements.lines, line]
+                nodes[child.name] = replace(child, requirements=_reqs(lines))
+                edits.append(
+                    Edit(child.name, "requirements", list(child.requirements.lines), lines)
+                )
+            label = f"move {name} down from {base.name} to {', '.join(u.name for u in users)}"
+            out.append(Candidate(label, _with_nodes(project, nodes), tuple(edits)))
+    return out
+
+
 def _names(node: Node) -> set[str]:
     return {_name(line) for line in node.requirements.lines}
 
@@ -163,12 +192,19 @@ def reparents(project: Project, safe: Safe) -> list[Candidate]:
     return out
 
 
-def candidates(project: Project, safe: Safe | None = None, limit: int = 24) -> list[Candidate]:
-    """Today's hierarchy first, then the others; re-parents only with ``safe`` (it needs the
-    import scan of a built fleet)."""
+def candidates(
+    project: Project,
+    safe: Safe | None = None,
+    used: dict[str, set[str]] | None = None,
+    limit: int = 24,
+) -> list[Candidate]:
+    """Today's hierarchy first, then the others; re-parents (``safe``) and moves down
+    (``used``) only with the import scan of a built fleet."""
     found = [Candidate(TODAY, project), *moves_up(project), *merges(project)]
     if safe is not None:
         found += reparents(project, safe)
+    if used is not None:
+        found += moves_down(project, used)
     return found[:limit]
 
 

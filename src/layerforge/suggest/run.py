@@ -269,7 +269,7 @@ def suggest(
     placement = pools_for(project, pools)
     scored: list[Scored] = []
     locked: dict[str, tuple[Candidate, Lock]] = {}
-    for candidate in candidates(project, _safe(project, lock, used)):
+    for candidate in candidates(project, _safe(project, lock, used), used):
         try:
             locked[candidate.name] = (candidate, _relock(candidate, lock))
         except LayerforgeError as exc:  # a candidate that does not resolve is no candidate
@@ -282,7 +282,7 @@ def suggest(
         result = score(known, shape, placement, monthly, horizon)
         unused = unused_bytes(known, shape, used)
         scored.append(Scored(candidate.name, candidate.edits, result, unused=unused))
-    order = {c.name: i for i, c in enumerate(candidates(project, _safe(project, lock, used)))}
+    order = {c.name: i for i, c in enumerate(candidates(project, _safe(project, lock, used), used))}
     scored.sort(key=lambda c: order.get(c.name, len(order)))
     usable = {c.name: c.score for c in scored if c.error is None}
     front = pareto_front(usable)
