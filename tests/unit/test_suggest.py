@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from layerforge.errors import UsageError
+from layerforge.errors import ManifestError, UsageError
+from layerforge.manifest import load
 from layerforge.suggest.candidates import Edit
 from layerforge.suggest.edit import edited_text
 from layerforge.suggest.imports import closure, command_roots, read_dists, source_imports
@@ -28,6 +29,7 @@ from layerforge.suggest.model import (
     score,
 )
 from layerforge.suggest.releases import monthly_rate, rates, release_times
+from layerforge.suggest.run import pools_for
 
 MB = 1_000_000
 
@@ -241,3 +243,45 @@ def test_rates_read_pep_691_json_over_http() -> None:
         server.server_close()
     assert found == {"numpy": 2 / 12, "absent": None}
     assert seen[0] == "application/vnd.pypi.simple.v1+json"
+
+
+POOLS = """\
+[project]
+name = "p"
+
+[bases.base]
+from = "rootfs:os"
+
+[services.api]
+base = "base"
+
+[services.web]
+base = "base"
+
+[services.train]
+base = "base"
+
+[suggest]
+{table}
+"""
+
+
+def test_pools_come_from_the_manifest_and_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "os").mkdir()
+    path = tmp_path / "layerforge.toml"
+    path.write_text(POOLS.format(table='pools = { cpu = ["api", "web"] }'))
+    project = load(path)
+    assert pools_for(project, {}) == {"cpu": ["api", "web"], "train": ["train"]}
+    assert pools_for(project, {"cpu": ["api"]}) == {
+        "cpu": ["api"],
+        "web": ["web"],
+        "train": ["train"],
+    }
+    path.write_text(POOLS.format(table='pools = { cpu = ["api", "wbe"] }'))
+    with pytest.raises(ManifestError) as info:
+        pools_for(load(path), {})
+    assert info.value.key == "suggest.pools.cpu" and "did you mean 'web'" in str(info.value)
+    path.write_text(POOLS.format(table='pool = { cpu = ["api"] }'))
+    with pytest.raises(ManifestError) as bad:
+        load(path)
+    assert "pools" in str(bad.value)

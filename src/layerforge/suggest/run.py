@@ -3,6 +3,7 @@ its layers, score it, and recommend one (see docs/suggest.md)."""
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,13 +13,13 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from layerforge.errors import LayerforgeError, UsageError
+from layerforge.errors import LayerforgeError, ManifestError, UsageError
 from layerforge.events import NullReporter
 from layerforge.lock.inputs import all_inputs
 from layerforge.lock.lockfile import Lock, LockedNode, Package, SourcePin
 from layerforge.lock.resolve import resolve
 from layerforge.lock.uv import ResolveOptions
-from layerforge.manifest import Project
+from layerforge.manifest import Project, did_you_mean
 from layerforge.oci.layout import Store
 from layerforge.report.listing import listing
 from layerforge.report.sizes import image_report, load_records
@@ -187,8 +188,30 @@ def shape_of(project: Project, lock: Lock) -> Shape:
     )
 
 
+def manifest_pools(project: Project) -> dict[str, list[str]]:
+    """The manifest's ``[suggest.pools]`` (validated by the schema; its members are checked
+    here, against the services)."""
+    data = tomllib.loads(project.manifest.read_text())
+    pools = {
+        str(k): [str(m) for m in v] for k, v in data.get("suggest", {}).get("pools", {}).items()
+    }
+    services = [n for n, node in project.nodes.items() if node.kind == "service"]
+    for pool, members in pools.items():
+        unknown = [m for m in members if m not in services]
+        if unknown:
+            raise ManifestError(
+                f"pool {pool!r} names {', '.join(unknown)}, which is not a service"
+                f"{did_you_mean(unknown[0], services)}",
+                file=str(project.manifest),
+                key=f"suggest.pools.{pool}",
+                hint=f"the services are: {', '.join(services)}",
+            )
+    return pools
+
+
 def pools_for(project: Project, given: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    """The placement: the pools given, plus a node of its own for every other service."""
+    """The placement: the manifest's ``[suggest.pools]`` and the pools given (which win),
+    plus a node of its own for every other service."""
     services = [n for n, node in project.nodes.items() if node.kind == "service"]
     for pool, members in given.items():
         unknown = [m for m in members if m not in services]
@@ -197,6 +220,7 @@ def pools_for(project: Project, given: Mapping[str, list[str]]) -> dict[str, lis
                 f"pool {pool!r} names {', '.join(unknown)}, which is not a service",
                 hint=f"the services are: {', '.join(services)}",
             )
+    given = {**manifest_pools(project), **given}
     placed = {m for members in given.values() for m in members}
     pools = {p: list(m) for p, m in given.items()}
     pools.update({s: [s] for s in services if s not in placed and s not in pools})
