@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def write(root: Path, base: tuple[str, ...], s1: tuple[str, ...], s2: tuple[str,
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Path:
+def small_fleet(tmp_path: Path) -> Path:
     root = tmp_path / "fleet"
     (root / "os/usr/bin").mkdir(parents=True)
     (root / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
@@ -87,8 +88,9 @@ def build(root: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_suggest_recommends_moving_a_shared_small_package_up(
-    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    fleet = small_fleet
     cache = tmp_path / "cache"
     build(fleet, cache, capsys)
     where = ["-f", str(fleet), "--cache-dir", str(cache)]
@@ -175,3 +177,32 @@ def test_suggest_gives_each_worker_kind_only_what_it_imports(
     assert today["pulled"]["cpu-worker"] - down["pulled"]["cpu-worker"] > 3.5 * MB
     assert abs(today["pulled"]["gpu-worker"] - down["pulled"]["gpu-worker"]) < 0.1 * MB
     assert today["unused"] - down["unused"] > 3.5 * MB  # the cpu worker no longer ships it
+
+
+def linked_copy(source: Path, target: Path) -> Path:
+    """A copy of a built project whose store blobs are hard links (blobs never change, and
+    every write to a store or a manifest is an atomic rename)."""
+    shutil.copytree(source, target, copy_function=os.link)
+    return target
+
+
+@pytest.mark.parametrize("name", ["re-parent gpu onto cpu", "merge ml into cpu"])
+def test_suggest_predictions_on_the_example_fleet_within_5_percent(
+    fleet: Path, shared_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    root = linked_copy(fleet, tmp_path / "fleet")
+    where = ["-f", str(root), "--cache-dir", str(shared_cache)]
+    pools = ["--pool", "cpu=api,retrieval,batch", "--pool", "gpu=training"]
+    doc = run(capsys, "suggest", *where, *pools, "--offline")
+    assert doc["recommended"] == "re-parent gpu onto cpu"  # training needs no ml distribution
+    predicted = next(c for c in doc["candidates"] if c["name"] == name)
+    assert not predicted["estimated"]
+    capsys.readouterr()
+    code = main(["suggest", *where, *pools, "--offline", "--write", "--candidate", name])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    code = main(["build", "--no-verify", *where])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    measured = run(capsys, "report", *where)["fleet"]
+    assert abs(measured["stored"] - predicted["stored"]) <= 0.05 * measured["stored"]
+    training = measured["pull"]["training"]  # the gpu pool holds training only
+    assert abs(training - predicted["pulled"]["gpu"]) <= 0.05 * training
