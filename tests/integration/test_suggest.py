@@ -206,3 +206,62 @@ def test_suggest_predictions_on_the_example_fleet_within_5_percent(
     assert abs(measured["stored"] - predicted["stored"]) <= 0.05 * measured["stored"]
     training = measured["pull"]["training"]  # the gpu pool holds training only
     assert abs(training - predicted["pulled"]["gpu"]) <= 0.05 * training
+
+
+SPLIT = """\
+[project]
+name = "workers"
+python = "3.11"
+find_links = ["wheels"]
+
+[bases.worker]
+from = "rootfs:os"
+requirements = ["heavy", "light"]
+"""
+
+
+def test_suggest_splits_a_base_for_the_services_that_share_a_library(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "workers"
+    (root / "os/usr/bin").mkdir(parents=True)
+    (root / "os/usr/bin/python3.11").write_text("#!/bin/sh\n")
+    (root / "os/etc").mkdir()
+    (root / "os/etc/os-release").write_text("ID=test\n")
+    text = SPLIT
+    # each trainer has a small library of its own too, so their shared layers differ (two
+    # identical shared layers would be one blob, and moving heavy down would cost nothing)
+    for kind, imports in (
+        ("traina", "heavy, tinya"),
+        ("trainb", "heavy, tinyb"),
+        ("serve", "light"),
+    ):
+        (root / kind / kind).mkdir(parents=True)
+        (root / kind / kind / "__main__.py").write_text(f"import {imports}\n")
+        own = {"traina": '"tinya"', "trainb": '"tinyb"', "serve": ""}[kind]
+        text += f'\n[services.{kind}]\nbase = "worker"\nsource = "{kind}"\n'
+        text += f'command = ["python", "-m", "{kind}"]\nrequirements = [{own}]\n'
+    make_wheel(root / "wheels", "heavy", "1.0", files={"heavy/model.bin": os.urandom(4 * MB)})
+    for name in ("light", "tinya", "tinyb"):
+        make_wheel(root / "wheels", name, "1.0")
+    (root / "layerforge.toml").write_text(text)
+    cache = tmp_path / "cache"
+    build(root, cache, capsys)
+    where = ["-f", str(root), "--cache-dir", str(cache), "--offline"]
+    doc = run(capsys, "suggest", *where)
+    by_name = {c["name"]: c for c in doc["candidates"]}
+    split = by_name["split worker: worker-traina-trainb for traina, trainb"]
+    assert doc["recommended"] == split["name"]
+    down = by_name["move heavy down from worker to traina, trainb"]
+    assert down["stored"] - split["stored"] > 3.5 * MB  # heavy twice, in two small layers
+    assert by_name["today"]["pulled"]["serve"] - split["pulled"]["serve"] > 3.5 * MB
+    capsys.readouterr()
+    assert main(["suggest", *where, "--write"]) == 0
+    manifest = (root / "layerforge.toml").read_text()
+    assert "[bases.worker-traina-trainb]" in manifest
+    build(root, cache, capsys)
+    measured = run(capsys, "report", "-f", str(root), "--cache-dir", str(cache))["fleet"]
+    assert abs(measured["stored"] - split["stored"]) <= 0.05 * measured["stored"]
+    for service in ("traina", "serve"):
+        pulled = measured["pull"][service]
+        assert abs(pulled - split["pulled"][service]) <= 0.05 * pulled

@@ -147,6 +147,44 @@ def moves_down(project: Project, used: dict[str, set[str]]) -> list[Candidate]:
     return out
 
 
+def splits(project: Project, used: dict[str, set[str]]) -> list[Candidate]:
+    """A base whose services fall into groups: the requirements that exactly one group of
+    two or more (not all) of its services is seen to import go to a new base between the base
+    and that group."""
+    out: list[Candidate] = []
+    for base in project.nodes.values():
+        children = [n for n in project.nodes.values() if n.parent == base.name]
+        if base.kind != "base" or len(children) < 3 or any(c.kind != "service" for c in children):
+            continue
+        groups: dict[frozenset[str], list[str]] = {}
+        for line in base.requirements.lines:
+            users = frozenset(c.name for c in children if _name(line) in used.get(c.name, set()))
+            if 2 <= len(users) < len(children):
+                groups.setdefault(users, []).append(line)
+        for users, lines in sorted(groups.items(), key=lambda g: sorted(g[0])):
+            out.append(_split(project, base, sorted(users), lines))
+    return out
+
+
+def _split(project: Project, base: Node, users: list[str], lines: list[str]) -> Candidate:
+    name = f"{base.name}-{'-'.join(users)}"[:63].rstrip("-._")
+    kept = [x for x in base.requirements.lines if x not in lines]
+    new = Node(name=name, kind="base", parent=base.name, os_source=None, requirements=_reqs(lines))
+    nodes: dict[str, Node] = {}
+    for n, node in project.nodes.items():
+        nodes[n] = replace(node, parent=name) if n in users else node
+        if n == base.name:
+            nodes[n] = replace(node, requirements=_reqs(kept))
+            nodes[name] = new
+    edits = [
+        Edit(base.name, "requirements", list(base.requirements.lines), kept),
+        Edit(name, "add", None, {"from": base.name, "requirements": lines}),
+        *(Edit(u, "base", base.name, name) for u in users),
+    ]
+    label = f"split {base.name}: {name} for {', '.join(users)}"
+    return Candidate(label, _with_nodes(project, nodes), tuple(edits))
+
+
 def _names(node: Node) -> set[str]:
     return {_name(line) for line in node.requirements.lines}
 
@@ -204,7 +242,7 @@ def candidates(
     if safe is not None:
         found += reparents(project, safe)
     if used is not None:
-        found += moves_down(project, used)
+        found += moves_down(project, used) + splits(project, used)
     return found[:limit]
 
 

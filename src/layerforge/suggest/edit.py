@@ -26,6 +26,12 @@ def _table(doc: Any, node: str) -> Any:
 def edited_text(text: str, edits: tuple[Edit, ...], manifest: Path) -> str:
     doc = tomlkit.parse(text)
     for edit in edits:
+        if edit.key == "add":
+            table = tomlkit.table()
+            for key, value in dict(edit.new).items() if isinstance(edit.new, dict) else ():
+                table[key] = value
+            doc.setdefault("bases", tomlkit.table())[edit.node] = table
+            continue
         section, table = _table(doc, edit.node)
         if edit.key == "remove":
             del table[edit.node]
