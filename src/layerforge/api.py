@@ -508,7 +508,9 @@ def suggest_project(
     the lock must be current, and every node built. ``releases``: read release dates from
     the project's default index for the rebuild measure."""
     lock = read_lock(project, ws)
-    return suggest(project, lock, store, pools, releases=releases, horizon=horizon)
+    return suggest(
+        project, lock, store, pools, releases=releases, horizon=horizon, cache_dir=ws.cache_dir
+    )
 
 
 def write_suggestion(ws: Workspace, suggestion: Suggestion, name: str | None = None) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
+from layerforge import cachedir
 from layerforge.errors import ManifestError, UsageError
 from layerforge.manifest import load
 from layerforge.suggest.candidates import Edit
@@ -215,7 +216,7 @@ def test_rebuild_bytes_follow_the_release_rate_and_the_pools() -> None:
     assert busy.total == busy.stored + busy.pulled_total + 6 * busy.rebuild
 
 
-def test_rates_read_pep_691_json_over_http() -> None:
+def test_rates_read_pep_691_json_over_http_and_cache_it_a_day(tmp_path: Path) -> None:
     body = json.dumps(page({"2.0.0": 10, "2.1.0": 40})).encode()
     seen: list[str] = []
 
@@ -237,12 +238,16 @@ def test_rates_read_pep_691_json_over_http() -> None:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/simple"
-        found = rates(url, [("numpy", None), ("absent", None)], NOW)
+        found = rates(url, [("numpy", None), ("absent", None)], NOW, cache_dir=tmp_path)
     finally:
         server.shutdown()
         server.server_close()
     assert found == {"numpy": 2 / 12, "absent": None}
     assert seen[0] == "application/vnd.pypi.simple.v1+json"
+    # the index is gone: the page comes from the cache (what failed is asked again)
+    assert rates(url, [("numpy", None)], NOW, cache_dir=tmp_path) == {"numpy": 2 / 12}
+    (entry,) = cachedir.RELEASES.path(tmp_path).iterdir()
+    assert cachedir.RELEASES.kind_of(entry.name) == "releases"
 
 
 POOLS = """\

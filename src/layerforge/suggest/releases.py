@@ -5,12 +5,16 @@ often is rebuilt, re-pushed and re-pulled often: docs/suggest.md has the model."
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import (
@@ -20,6 +24,9 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import Version
+
+from layerforge import cachedir
+from layerforge.fsutil import atomic_write
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 WINDOW = timedelta(days=365)
@@ -79,9 +86,32 @@ def monthly_rate(
     return count / 12
 
 
-def fetch_page(index: str, name: str, timeout: float = 10.0) -> dict[str, object] | None:
-    """The PEP 691 JSON page of ``name`` on ``index``; None when the index does not answer
-    with one (an HTML-only index, a network error)."""
+CACHE_SECONDS = 86400.0  # release dates are read again after a day
+
+
+def fetch_page(
+    index: str, name: str, cache_dir: Path | None = None, timeout: float = 10.0
+) -> dict[str, object] | None:
+    """The PEP 691 JSON page of ``name`` on ``index`` (from the cache when it is less than a
+    day old); None when the index does not answer with one (HTML only, a network error)."""
+    entry = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{index}\n{name}".encode()).hexdigest()[:32]
+        entry = cachedir.RELEASES.path(cache_dir, f"{key}.json")
+        with contextlib.suppress(OSError, ValueError):
+            if time.time() - entry.stat().st_mtime < CACHE_SECONDS:
+                cached = json.loads(entry.read_text())
+                if isinstance(cached, dict):
+                    return cached
+    page = _download(index, name, timeout)
+    if page is not None and entry is not None:
+        with contextlib.suppress(OSError):
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(entry, json.dumps(page).encode())
+    return page
+
+
+def _download(index: str, name: str, timeout: float) -> dict[str, object] | None:
     url = f"{index.rstrip('/')}/{name}/"
     request = urllib.request.Request(url, headers={"Accept": JSON_ACCEPT})  # noqa: S310
     try:
@@ -93,13 +123,16 @@ def fetch_page(index: str, name: str, timeout: float = 10.0) -> dict[str, object
 
 
 def rates(
-    index: str, wanted: Iterable[tuple[str, SpecifierSet | None]], now: datetime | None = None
+    index: str,
+    wanted: Iterable[tuple[str, SpecifierSet | None]],
+    now: datetime | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, float | None]:
     """name -> releases a month (None: unknown), for each (name, specifier)."""
     now = now or datetime.now(UTC)
     out: dict[str, float | None] = {}
     for name, specifier in wanted:
-        page = fetch_page(index, name)
+        page = fetch_page(index, name, cache_dir)
         out[name] = None if page is None else monthly_rate(release_times(page), specifier, now)
     return out
 

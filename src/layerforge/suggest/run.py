@@ -268,12 +268,14 @@ def _specifiers(project: Project) -> dict[str, SpecifierSet]:
     return out
 
 
-def _rates(project: Project, locks: list[Lock], index: str | None) -> dict[str, float]:
+def _rates(
+    project: Project, locks: list[Lock], index: str | None, cache_dir: Path | None
+) -> dict[str, float]:
     if index is None:
         return {}
     names = sorted({p.name for lk in locks for n in lk.nodes.values() for p in n.packages})
     specs = _specifiers(project)
-    found = rates(index, [(n, specs.get(n)) for n in names])
+    found = rates(index, [(n, specs.get(n)) for n in names], cache_dir=cache_dir)
     return {n: r for n, r in found.items() if r is not None}
 
 
@@ -285,6 +287,7 @@ def suggest(
     *,
     releases: bool = True,
     horizon: int = 6,
+    cache_dir: Path | None = None,
 ) -> Suggestion:
     """Score every candidate; ``releases``: read release dates from the project's default
     index (when it names one) for the rebuild measure."""
@@ -300,7 +303,7 @@ def suggest(
             empty = Score(0, {}, 0, estimated=True)
             scored.append(Scored(candidate.name, candidate.edits, empty, str(exc)))
     index = release_index(project) if releases else None
-    monthly = _rates(project, [lk for _, lk in locked.values()], index)
+    monthly = _rates(project, [lk for _, lk in locked.values()], index, cache_dir)
     for candidate, candidate_lock in locked.values():
         shape = shape_of(candidate.project, candidate_lock)
         result = score(known, shape, placement, monthly, horizon)
