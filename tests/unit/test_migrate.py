@@ -219,22 +219,29 @@ def test_tag_option_matches_a_from_no_rule_would(
     assert "--tag registry.example/team/foundation=images/one" in row["detail"]
 
 
-def test_report_lists_the_hierarchies_suggest_would_score(
+def test_shared_requirement_moves_up_and_the_report_lists_other_hierarchies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "repo"
     (root / "base").mkdir(parents=True)
     (root / "base/Dockerfile").write_text("FROM debian:bookworm\nRUN pip install six\n")
-    for svc in ("one", "two"):
+    extra = {"one": " pair==2.0", "two": " pair==2.0", "three": ""}
+    for svc, more in extra.items():
         (root / svc / "src").mkdir(parents=True)
         (root / svc / "Dockerfile").write_text(
-            "FROM acme/base:1\nRUN pip install common==1.0\nCOPY src /app\n"
+            f"FROM acme/base:1\nRUN pip install common==1.0{more} {svc}kit\nCOPY src /app\n"
         )
     code, _ = init_from(root, capsys)
     assert code == 0
+    m = manifest_of(root)
+    # every service installs common: it dominates, so it is applied
+    assert m["bases"]["base"]["requirements"] == ["six", "common==1.0"]
+    assert m["services"]["one"]["requirements"] == ["pair==2.0", "onekit"]
     text = (root / "layerforge-migration.md").read_text()
+    assert "- moved common==1.0 up into base: every service of it installs it" in text
+    # two of three install pair: a trade-off, left to suggest (after a build)
     assert "## Other hierarchies to consider" in text
-    assert "- move common up to base (from one, two)" in text
+    assert "- move pair up to base (from one, two)" in text
 
 
 EDGES = """\

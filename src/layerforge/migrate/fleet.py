@@ -148,7 +148,33 @@ def map_fleet(root: Path, os_mode: OsMode, given_tags: dict[str, Path]) -> Migra
     )
     _python(migration)
     _indexes(migration, mapper)
+    hoist(migration)
     return migration
+
+
+def hoist(m: Migration) -> None:
+    """A requirement every service of a base installs (the same line, in each Dockerfile)
+    moves up into the base: one copy stored, the same bytes pulled by each service. It
+    dominates the Dockerfiles' structure, so it is applied, and the report says so."""
+    for base in m.drafts.values():
+        children = [d for d in m.drafts.values() if d.parent == base.name]
+        if not base.is_base or len(children) < 2 or any(d.is_base for d in children):
+            continue
+        if any(len(d.services) > 1 for d in children):
+            continue
+        common = [
+            line
+            for line in children[0].req_lines
+            if not line.startswith("-") and all(line in d.req_lines for d in children[1:])
+        ]
+        for line in common:
+            for child in children:
+                child.req_lines.remove(line)
+            base.req_lines.append(line)
+            names = ", ".join(c.name for c in children)
+            m.applied.append(
+                f"moved {line} up into {base.name}: every service of it installs it ({names})"
+            )
 
 
 def _context_holds(doc: DockerfileDoc, context: Path) -> bool:

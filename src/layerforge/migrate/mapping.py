@@ -102,6 +102,7 @@ class Migration:
     find_links: list[str]
     generated: dict[str, str]  # repository-relative path -> text of a requirements file
     errors: list[str]
+    applied: list[str] = field(default_factory=list)  # changes to the Dockerfiles' structure
 
 
 def rel(root: Path, path: Path) -> str:
