@@ -102,6 +102,8 @@ def test_tiered_fleet_maps_chain_system_context_and_two_stage_services(
     assert m["project"]["find_links"] == ["wheels"]
     assert [i["url"] for i in m["project"]["index"]] == [(tmp_path / "repo-index/simple").as_uri()]
     assert "cache" not in m["services"]  # compose's redis is not built here
+    report = (root / "layerforge-migration.md").read_text()
+    assert "1 requirement line(s) carry --hash options" in report
     assert {r["text"] for r in doc["rows"] if r["target"] == "dropped"} >= {
         "rm -rf /var/lib/apt/lists/*",
         "find /usr/local -name __pycache__ -prune -exec rm -rf {} +",
@@ -278,3 +280,19 @@ def test_buildkit_flags_heredocs_venv_and_path_are_understood(
     assert [r["target"] for r in heredoc] == ["run"]  # one script, one row
     dropped = {r["line"] for r in doc["rows"] if r["target"] == "dropped"}
     assert dropped == {3, 4}  # ENV PATH/VIRTUAL_ENV, python -m venv
+
+
+def test_requirement_lines_no_manifest_can_hold_are_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "repo"
+    (root / "app/src").mkdir(parents=True)
+    (root / "app/requirements.txt").write_text("six\n-e ../lib\n--pre\n")
+    (root / "app/Dockerfile").write_text(
+        "FROM python:3.11-slim\nCOPY requirements.txt /r.txt\nRUN pip install -r /r.txt\n"
+        "COPY src /app\n"
+    )
+    code, doc = init_from(root, capsys)
+    assert code == 1
+    assert any("app/requirements.txt:2: -e ../lib" in p for p in doc["problems"])
+    assert any("app/requirements.txt:3: --pre" in p for p in doc["problems"])

@@ -148,6 +148,15 @@ def map_fleet(root: Path, os_mode: OsMode, given_tags: dict[str, Path]) -> Migra
     )
     _python(migration)
     _indexes(migration, mapper)
+    for path, line, text, why in mapper.pip.problems:
+        migration.errors.append(
+            f"{rel(root, path)}:{line}: {text}: {why}, which layerforge.toml cannot hold"
+        )
+    if mapper.pip.hashes:
+        migration.notes.append(
+            f"{mapper.pip.hashes} requirement line(s) carry --hash options: read and dropped, "
+            "layerforge.lock pins the sha256 of every wheel itself"
+        )
     hoist(migration)
     return migration
 

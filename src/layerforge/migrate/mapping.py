@@ -103,6 +103,7 @@ class Migration:
     generated: dict[str, str]  # repository-relative path -> text of a requirements file
     errors: list[str]
     applied: list[str] = field(default_factory=list)  # changes to the Dockerfiles' structure
+    notes: list[str] = field(default_factory=list)  # what the requirements files had, said once
 
 
 def rel(root: Path, path: Path) -> str:

@@ -81,6 +81,8 @@ def markdown(
         problems.append(f"`layerforge lock` failed on the result: {lock_error}")
     if problems:
         out += ["## To fix", ""] + [f"- {_cell(p)}" for p in problems] + [""]
+    if m.notes:
+        out += ["## Notes", ""] + [f"- {_cell(n)}" for n in m.notes] + [""]
     if m.applied:
         out += ["## Shared bases", ""] + [f"- {_cell(a)}" for a in m.applied] + [""]
     if proposals:
