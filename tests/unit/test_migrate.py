@@ -296,3 +296,28 @@ def test_requirement_lines_no_manifest_can_hold_are_problems(
     assert code == 1
     assert any("app/requirements.txt:2: -e ../lib" in p for p in doc["problems"])
     assert any("app/requirements.txt:3: --pre" in p for p in doc["problems"])
+
+
+SIMPLE = """\
+FROM python:3.11-slim
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+CMD ["python", "main.py"]
+"""
+
+
+def test_single_service_repository_copying_into_the_workdir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "svc"
+    root.mkdir()
+    (root / "Dockerfile").write_text(SIMPLE)
+    (root / "requirements.txt").write_text("six\n")
+    (root / "main.py").write_text("import six\n")
+    code, _ = init_from(root, capsys)
+    assert code == 0
+    service = manifest_of(root)["services"]["svc"]
+    assert service["requirements"] == "requirements.txt"  # COPY F . puts it in the workdir
+    assert service["source"] == "." and service["base"] == "svc-base"

@@ -157,6 +157,11 @@ def map_fleet(root: Path, os_mode: OsMode, given_tags: dict[str, Path]) -> Migra
             f"{mapper.pip.hashes} requirement line(s) carry --hash options: read and dropped, "
             "layerforge.lock pins the sha256 of every wheel itself"
         )
+    if any(d.source == "." for d in migration.drafts.values()):
+        migration.notes.append(
+            "a service's source is the repository itself: add layerforge.toml, layerforge.lock "
+            "and layerforge-migration.md to its .dockerignore, or they ship in its app layer"
+        )
     hoist(migration)
     return migration
 

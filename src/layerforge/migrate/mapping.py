@@ -586,11 +586,15 @@ class Mapper:
         sources, dest, flags = self.copy_sources(ins)
         if "from" in flags:
             return []
+        written = dest
         dest = posixpath.join(workdir, dest)
+        # a directory: DEST/, ., .., the working directory itself, or several sources
+        is_dir = written.endswith("/") or posixpath.basename(written) in (".", "..")
+        is_dir = is_dir or posixpath.normpath(dest) == posixpath.normpath(workdir)
         out: list[tuple[str, str]] = []
         for src in sources:
             host = rel(self.root, d.context / src)
-            into_dir = dest.endswith("/") or len(sources) > 1 or (self.root / host).is_dir()
+            into_dir = is_dir or len(sources) > 1 or (self.root / host).is_dir()
             if (self.root / host).is_dir():
                 target = dest.rstrip("/") or "/"
             elif into_dir:
