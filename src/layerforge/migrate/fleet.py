@@ -148,22 +148,26 @@ def map_fleet(root: Path, os_mode: OsMode, given_tags: dict[str, Path]) -> Migra
     )
     _python(migration)
     _indexes(migration, mapper)
+    _notes(migration, mapper)
+    hoist(migration)
+    return migration
+
+
+def _notes(m: Migration, mapper: Mapper) -> None:
     for path, line, text, why in mapper.pip.problems:
-        migration.errors.append(
-            f"{rel(root, path)}:{line}: {text}: {why}, which layerforge.toml cannot hold"
+        m.errors.append(
+            f"{rel(m.root, path)}:{line}: {text}: {why}, which layerforge.toml cannot hold"
         )
     if mapper.pip.hashes:
-        migration.notes.append(
+        m.notes.append(
             f"{mapper.pip.hashes} requirement line(s) carry --hash options: read and dropped, "
             "layerforge.lock pins the sha256 of every wheel itself"
         )
-    if any(d.source == "." for d in migration.drafts.values()):
-        migration.notes.append(
+    if any(d.source == "." for d in m.drafts.values()):
+        m.notes.append(
             "a service's source is the repository itself: add layerforge.toml, layerforge.lock "
             "and layerforge-migration.md to its .dockerignore, or they ship in its app layer"
         )
-    hoist(migration)
-    return migration
 
 
 def hoist(m: Migration) -> None:
