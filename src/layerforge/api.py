@@ -18,7 +18,7 @@ from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
 from layerforge.builder.executor import execute
 from layerforge.cachedir import uses_cache
-from layerforge.errors import LockError, UsageError, VerifyError
+from layerforge.errors import LayerforgeError, LockError, UsageError, VerifyError
 from layerforge.events import NullReporter, Reporter
 from layerforge.export import ExportOptions, WriteResult, export, make_context
 from layerforge.export.common import find_repo_root
@@ -32,6 +32,8 @@ from layerforge.lock.runtime import GroupSummary, summaries
 from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project, did_you_mean, find_manifest, load
 from layerforge.manifest.starter import write_starter
+from layerforge.migrate.mapping import OsMode
+from layerforge.migrate.run import migrate, write_report
 from layerforge.oci.archive import Archive, write_archive
 from layerforge.oci.auth import Credential
 from layerforge.oci.config import RegistryConfig, login
@@ -48,6 +50,9 @@ from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize, recorded
+from layerforge.suggest.candidates import candidates
+from layerforge.suggest.edit import apply
+from layerforge.suggest.run import Suggestion, suggest
 
 __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it imports only api)
     "Archive",
@@ -60,6 +65,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "GarbageResult",
     "GcResult",
     "GroupSummary",
+    "InitFromResult",
     "Lock",
     "LockResult",
     "NodeResult",
@@ -71,6 +77,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "ReportResult",
     "ResolveOptions",
     "Store",
+    "Suggestion",
     "TimingReporter",
     "Workspace",
     "archive_node",
@@ -83,6 +90,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "export_project",
     "find_manifest",
     "find_repo_root",
+    "init_from",
     "init_project",
     "load_project",
     "lock_project",
@@ -97,7 +105,9 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "report_project",
     "runtime_summaries",
     "schema_text",
+    "suggest_project",
     "verify_project",
+    "write_suggestion",
 ]
 
 
@@ -354,6 +364,78 @@ def init_project(directory: Path, name: str | None = None) -> Path:
     return write_starter(directory, name)
 
 
+@dataclass(frozen=True)
+class InitFromResult:
+    """What ``init --from`` wrote and how it went: exit code 0 only when every instruction
+    was mapped (or dropped with a reason) and the manifest locks."""
+
+    manifest: Path
+    report: Path
+    rows: list[dict[str, object]]
+    counts: dict[str, int]
+    problems: list[str]
+    lock_error: str | None
+    exit_code: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "manifest": str(self.manifest),
+            "report": str(self.report),
+            "counts": self.counts,
+            "problems": self.problems,
+            "lock_error": self.lock_error,
+            "exit_code": self.exit_code,
+            "rows": self.rows,
+        }
+
+
+def init_from(
+    source: Path,
+    name: str | None,
+    *,
+    os_mode: str = "registry",
+    tags: dict[str, Path] | None = None,
+    lock: bool = True,
+    store: Path | None = None,
+    cache_dir: Path,
+    reporter: Reporter | None = None,
+) -> InitFromResult:
+    """``layerforge init --from SOURCE``: write layerforge.toml and layerforge-migration.md in
+    SOURCE from its Dockerfiles, then check that the manifest locks (unless ``lock`` is off)."""
+    mode: OsMode = "debootstrap" if os_mode == "debootstrap" else "registry"
+    done = migrate(source, name, mode, tags or {})
+    lock_error: str | None = None
+    if lock:
+        ws = Workspace(done.manifest, store or done.manifest.parent / ".layerforge", cache_dir)
+        try:
+            lock_project(load_project(ws), ws, None, reporter)
+        except LayerforgeError as exc:
+            lock_error = str(exc)
+    proposals = _proposals(done.manifest, cache_dir)
+    counted = write_report(done, lock_error, proposals)
+    problems = done.problems()
+    failed = bool(problems) or lock_error is not None
+    return InitFromResult(
+        manifest=done.manifest,
+        report=done.report,
+        rows=[r.to_json() for r in done.rows],
+        counts=counted,
+        problems=problems,
+        lock_error=lock_error,
+        exit_code=1 if failed else 0,
+    )
+
+
+def _proposals(manifest: Path, cache_dir: Path) -> list[str]:
+    """What `suggest` would try on a migrated manifest (its candidates, today's aside), for
+    the report: with no build yet there are no measured sizes to score them with."""
+    try:
+        project = load(manifest, cache_dir)
+    except LayerforgeError:
+        return []
+    return [c.name for c in candidates(project)[1:]]
+
+
 def schema_text() -> str:
     """The JSON Schema of layerforge.toml."""
     # pydantic loads only here and on a manifest cache miss, never for the other verbs
@@ -411,6 +493,37 @@ def report_project(
     return ReportResult(
         fleet_report(store, project, lock, selected), runtime_summaries(project, lock, selected)
     )
+
+
+def suggest_project(
+    project: Project,
+    ws: Workspace,
+    store: Store,
+    pools: dict[str, list[str]],
+    *,
+    releases: bool = True,
+    horizon: int = 6,
+) -> Suggestion:
+    """Score alternative hierarchies of the built fleet and recommend one (docs/suggest.md):
+    the lock must be current, and every node built. ``releases``: read release dates from
+    the project's default index for the rebuild measure."""
+    lock = read_lock(project, ws)
+    return suggest(
+        project, lock, store, pools, releases=releases, horizon=horizon, cache_dir=ws.cache_dir
+    )
+
+
+def write_suggestion(ws: Workspace, suggestion: Suggestion, name: str | None = None) -> str:
+    """Apply candidate ``name`` (default: the recommendation) to the manifest; returns the
+    diff. The caller locks again."""
+    chosen = name or suggestion.chosen
+    known = [c.name for c in suggestion.candidates if c.error is None]
+    if chosen not in known:
+        raise UsageError(
+            f"no candidate named {chosen!r}{did_you_mean(chosen, known)}",
+            hint="pass a name from the table of `layerforge suggest`",
+        )
+    return apply(ws.manifest, suggestion.candidate(chosen).edits)
 
 
 def report_html(report: FleetReport) -> str:

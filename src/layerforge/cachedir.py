@@ -44,7 +44,7 @@ TEMPORARY_PREFIX = ".tmp-"  # work directories and files of a writer in progress
 Kind = Literal[
     "chain", "layer", "image", "manifest",
     "tarball", "debootstrap", "system-layer", "downloads", "built-wheel",
-    "temporary",
+    "temporary", "releases",
 ]  # fmt: skip
 _HEX = frozenset("0123456789abcdef")
 
@@ -93,6 +93,10 @@ BUILT_WHEELS = Area("built-wheels", "built-wheel", _hex(64))
 MANIFESTS = Area(
     "manifest", "manifest", lambda n: n.endswith(".json") and _hex(64)(n.removesuffix(".json"))
 )
+# release dates read by `suggest` (PEP 691 pages, a day): releases/<sha256(index, name)[:32]>.json
+RELEASES = Area(
+    "releases", "releases", lambda n: n.endswith(".json") and _hex(32)(n.removesuffix(".json"))
+)
 # staging of a build in progress (installs, OS layers): everything in it is temporary
 STAGE = Area("stage", "temporary", lambda _name: True)
 # registrations of the stores using this cache (see below): only temporaries are removed
@@ -100,7 +104,7 @@ REGISTRATIONS = Area(STORES, None, lambda _name: False)
 
 AREAS = (
     CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP,
-    SYSTEM_LAYERS, DOWNLOADS, BUILT_WHEELS, MANIFESTS, STAGE, REGISTRATIONS,
+    SYSTEM_LAYERS, DOWNLOADS, BUILT_WHEELS, MANIFESTS, STAGE, REGISTRATIONS, RELEASES,
 )  # fmt: skip
 
 P = ParamSpec("P")

@@ -9,6 +9,7 @@ from layerforge.cli.project import init, schema
 from layerforge.cli.registry import REGISTRY_COMMANDS, archive
 from layerforge.cli.report import COMMANDS as REPORT_COMMANDS
 from layerforge.cli.runtime import runtime
+from layerforge.cli.suggest import suggest
 from layerforge.cli.verify import verify
 
 export.add_command(archive)
@@ -20,6 +21,7 @@ COMMANDS = [
     build,
     schema,
     *REPORT_COMMANDS,
+    suggest,
     *REGISTRY_COMMANDS,
     export,
     verify,

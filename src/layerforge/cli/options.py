@@ -15,6 +15,10 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def default_cache() -> Path:
+    return _default_cache()
+
+
 def _default_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "layerforge"

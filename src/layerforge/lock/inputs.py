@@ -35,6 +35,8 @@ def node_inputs(project: Project, node: Node, parent_inputs: str | None) -> str:
         "parent": parent_inputs,
     }
     doc.update(index_doc(project))
+    if node.requirements.constraints:  # only when present: older inputs keep their digests
+        doc["constraints"] = sorted(node.requirements.constraints)
     if node.os_source is not None:
         doc["source"] = [node.os_source.kind, node.os_source.spec, list(node.os_source.packages)]
     return digest_json(doc)

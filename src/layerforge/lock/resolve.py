@@ -152,7 +152,10 @@ def _resolve_node(
     with tempfile.TemporaryDirectory(prefix="layerforge-resolve-") as tmp:
         work = Path(tmp)
         write_inputs(work, project, lines)
-        (work / "constraints.txt").write_text("".join(p.pin + "\n" for p in above.values()))
+        constraints = [p.pin for p in above.values()]
+        for name in [*chain, node.name]:
+            constraints.extend(project.nodes[name].requirements.constraints)
+        (work / "constraints.txt").write_text("".join(c + "\n" for c in constraints))
         preferred = {} if options.upgrade or old is None else old.by_name()
         write_preferences(work / "pylock.toml", {**preferred, **above})
         argv = compile_argv(project, work, options, platform)

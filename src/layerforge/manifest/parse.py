@@ -27,7 +27,11 @@ from layerforge.manifest.model import (
     RuntimeGroup,
     project_name_suggestion,
 )
-from layerforge.manifest.requirements import Requirements, read_requirements
+from layerforge.manifest.requirements import (
+    Requirements,
+    check_index_options,
+    read_requirements,
+)
 from layerforge.manifest.runtime import check_runtime, read_groups
 from layerforge.sizes import parse_size
 
@@ -55,6 +59,15 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
     _check_pins(ordered, shown)
     check_runtime(ordered, shown)
     indexes, sources = read_indexes(p, shown)
+    find_links = _find_links(_tuple(p["find_links"]), confine, shown)
+    default = next((i.url for i in indexes if i.default), p["index_url"])
+    for node in ordered.values():
+        check_index_options(
+            node.requirements,
+            index_urls=tuple(i.url for i in indexes),
+            default_url=default,
+            find_links=find_links,
+        )
     return Project(
         name=p["name"],
         python=p["python"],
@@ -67,7 +80,7 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
         layer_threshold=parse_size(p["layer_threshold"]),
         compression=p["compression"],
         index_url=p["index_url"],
-        find_links=_find_links(_tuple(p["find_links"]), confine, shown),
+        find_links=find_links,
         source_date_epoch=p["source_date_epoch"],
         indexes=indexes,
         sources=sources,

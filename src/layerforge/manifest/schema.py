@@ -276,10 +276,19 @@ class ServiceModel(_NodeModel):
     workdir: str = Field("/app", description="Working directory; the source is copied here.")
 
 
+class SuggestModel(_Model):
+    pools: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="`layerforge suggest`: node pools, { POOL = [services placed on it] }; "
+        "every other service gets a node of its own.",
+    )
+
+
 class ManifestModel(_Model):
     project: ProjectModel
     bases: dict[str, BaseModelConfig] = Field(default_factory=dict)
     services: dict[str, ServiceModel] = Field(default_factory=dict)
+    suggest: SuggestModel = Field(default_factory=SuggestModel)
 
 
 def keys_at(loc: list[str]) -> list[str]:
@@ -291,6 +300,8 @@ def keys_at(loc: list[str]) -> list[str]:
         model = RuntimeGroupModel
     elif loc[0] == "project":
         model = IndexModel if loc[1:2] == ["index"] and len(loc) == 4 else ProjectModel
+    elif loc[0] == "suggest":
+        model = SuggestModel
     elif loc[0] == "bases":
         model = BaseModelConfig if len(loc) == 3 else DebootstrapModel
     else:
