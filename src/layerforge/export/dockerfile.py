@@ -42,6 +42,12 @@ from layerforge.export.common import (
     image_ref,
     inside,
 )
+from layerforge.export.escape import (
+    dockerfile_copy,
+    dockerfile_key,
+    dockerfile_path,
+    dockerfile_word,
+)
 from layerforge.manifest import Node, Project
 from layerforge.oci.image import created_at
 from layerforge.records import KEY_ANNOTATION, NODE_ANNOTATION
@@ -123,6 +129,14 @@ class DockerfileExporter:
             ignore = [*header(ctx, "dockerfiles"), f"/*/{ROOTFS}"]
             out.append(GeneratedFile(directory / ".gitignore", _text(ignore)))
         return out
+
+
+def check_exportable(ctx: ExportContext) -> None:
+    """Raise the UsageError of the first value a Dockerfile cannot carry (a newline)."""
+    for node in ctx.project.nodes.values():
+        _config(ctx, node)
+        if node.source is not None:
+            _copy_source(ctx, node)
 
 
 def _text(lines: list[str]) -> bytes:
@@ -275,17 +289,21 @@ def _install(paths: NodePaths) -> list[str]:
 
 
 def _config(ctx: ExportContext, node: Node) -> list[str]:
-    env = list(node.env)
+    """ENV, WORKDIR, LABEL, ENTRYPOINT and CMD, every value literal (see export/escape)."""
+    section = node.section
+    env = [(k, v, f"{section}.env.{k}") for k, v in node.env]
     if node.source is not None and node.workdir:
-        env = [("PYTHONPATH", node.workdir), *env]
+        env = [("PYTHONPATH", node.workdir, f"{section}.workdir"), *env]
     lines: list[str] = []
     if env:
-        lines.append("ENV " + " \\\n    ".join(f"{k}={_quote(v)}" for k, v in env))
+        lines.append("ENV " + " \\\n    ".join(f"{k}={dockerfile_word(v, w)}" for k, v, w in env))
     if node.workdir:
-        lines.append(f"WORKDIR {node.workdir}")
-    lines.append(
-        "LABEL " + " \\\n      ".join(f"{k}={_quote(v)}" for k, v in image_labels(ctx, node))
-    )
+        lines.append(f"WORKDIR {dockerfile_path(node.workdir, f'{section}.workdir')}")
+    labels = [
+        f"{dockerfile_key(k, f'{section}.labels')}={dockerfile_word(v, f'{section}.labels.{k}')}"
+        for k, v in image_labels(ctx, node)
+    ]
+    lines.append("LABEL " + " \\\n      ".join(labels))
     entrypoint = runtime_layer.entrypoint(node)  # the launcher where runtime groups are declared
     if entrypoint is not None:
         lines.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
@@ -320,10 +338,6 @@ def image_annotations(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
     return sorted(out.items())
 
 
-def _quote(value: str) -> str:
-    return json.dumps(value)
-
-
 def _copy_source(ctx: ExportContext, node: Node) -> list[str]:
     assert node.source is not None
     assert node.workdir is not None
@@ -331,7 +345,8 @@ def _copy_source(ctx: ExportContext, node: Node) -> list[str]:
     target = node.workdir.rstrip("/") + "/"
     return [
         "# The service's own code, alone in the last layer: a code change rebuilds only this.",
-        f"COPY {'--link ' if ctx.options.copy_link else ''}{src}/ {target}",
+        f"COPY {'--link ' if ctx.options.copy_link else ''}"
+        + dockerfile_copy([f"{src}/"], target, f"{node.section}.source"),
     ]
 
 
