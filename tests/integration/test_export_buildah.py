@@ -29,7 +29,8 @@ import pytest
 from layerforge.cli import main
 from layerforge.manifest import load
 from tests.conftest import EXAMPLE, require_tools
-from tests.integration.tools import Buildah
+from tests.integration.test_export_equivalence import normalise
+from tests.integration.tools import Buildah, skopeo_raw
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +161,19 @@ def test_source_change_reuses_every_base_layer(
         "run", container, "--", "python", "-c", "import api.main; print(api.main.CHANGED)"
     )
     assert out.strip().endswith("True")
+
+
+def test_every_node_config_equals_ours(
+    built: tuple[Path, Buildah, dict[str, str]], fleet: Path
+) -> None:
+    """The configs buildah built from the exported Dockerfiles (each FROM the previous
+    export) equal the configs `layerforge build` wrote, field by field (issue 14, item 1)."""
+    _directory, buildah, _logs = built
+    for node in ORDER:
+        inspected = json.loads(buildah("inspect", "--type", "image", f"{node}:latest"))
+        theirs = inspected["OCIv1"]["config"]
+        theirs["Labels"] = {
+            k: v for k, v in (theirs.get("Labels") or {}).items() if k != "io.buildah.version"
+        }
+        ours = skopeo_raw(fleet / ".layerforge", f"{node}:latest", config=True)["config"]
+        assert normalise(theirs) == normalise(ours), node

@@ -223,8 +223,9 @@ def test_registry_root_pinned_by_digest_with_system_and_run_steps(tmp_path: Path
     files = rendered(ctx, "dockerfiles")
     lines = instructions(files["docker/cpu/Dockerfile"])
     assert lines[0] == "FROM python:3.12-slim@sha256:" + "ab" * 32
-    assert "python3.12 -m venv /opt/venv" in lines[1]
-    assert "PATH=/opt/venv/bin:${PATH}" in lines[2]
+    assert lines[1:3] == ["ENTRYPOINT []", "CMD []"]  # the image's files and Env only
+    assert "python3.12 -m venv /opt/venv" in lines[3]
+    assert "PATH=/opt/venv/bin:${PATH}" in lines[4]
     # system packages and run steps: ONE RUN, as layerforge's one system layer (what a step
     # removes never ships), each step in a shell of its own; network = false covers all
     (system,) = [line for line in lines if "apt-get install" in line and "curl" in line]

@@ -24,6 +24,15 @@ every node is the project root::
 - A service ``COPY --link``s only its source tree, last, after every label and setting.
 - ``Dockerfile.dockerignore`` (BuildKit reads it for this Dockerfile) lets only the node's
   own inputs into the context, and keeps the service's own ``.dockerignore`` rules.
+
+The image config a Dockerfile builds equals the one our builder writes (Env, Entrypoint,
+Cmd, WorkingDir, User, Labels; tests/integration/test_export_equivalence.py builds both):
+values are literal (:mod:`layerforge.export.escape`), and a root base from an image drops
+that image's Entrypoint and Cmd, as our builder keeps only its files and Env. Known
+differences: the labels ``org.opencontainers.image.base.digest`` (the parent's manifest
+digest, known only once it is built) and ``.revision`` (our builder's git commit) are not
+written; the other config an OS image carries (labels, exposed ports, volumes) is inherited
+by Docker but not by our builder; a value holding a newline cannot be exported.
 """
 
 from __future__ import annotations
@@ -67,6 +76,13 @@ _REQ_MOUNT = "/tmp/layerforge/requirements.txt"  # noqa: S108 (a bind mount, not
 # The lists are fetched again (a few MB) and removed in the same RUN.
 _APT_CACHE = "--mount=type=cache,target=/var/cache/apt,sharing=locked"
 _APT_CLEAN = "rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old"
+# layerforge takes an OS image's files and Env only (sources/base.py), as a Dockerfile
+# does not: an inherited entrypoint script would run in front of every command.
+_OS_IMAGE_RESET = [
+    "# layerforge keeps only the OS image's files and Env: not its Entrypoint or Cmd.",
+    "ENTRYPOINT []",
+    "CMD []",
+]
 _PYCACHE_CLEAN = f"find {VENV} -depth -name __pycache__ -type d -exec rm -rf {{}} +"
 
 
@@ -188,7 +204,7 @@ def _root_from(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
         digest = identity
         if "@" not in ref and digest and digest.startswith("sha256:"):
             ref = f"{ref}@{digest}"
-        return [f"FROM {ref}"]
+        return [f"FROM {ref}", *_OS_IMAGE_RESET]
     if source.kind == "oci":
         return [
             f"# OS source {source.describe()}: a local OCI layout, which Docker cannot pull.",
@@ -197,6 +213,7 @@ def _root_from(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
             "# --build-arg ROOT_IMAGE=NAME:TAG.",
             "ARG ROOT_IMAGE=layerforge-root",
             "FROM ${ROOT_IMAGE}",
+            *_OS_IMAGE_RESET,
         ]
     return [
         f"# OS source {source.describe()}: no registry image Docker could pull. Its root",
