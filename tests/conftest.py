@@ -33,6 +33,7 @@ TEST_TOOL_PACKAGES: dict[str, str] = {
     "unshare": "util-linux",
     "git": "git",
     "openssl": "openssl",
+    "shellcheck": "shellcheck",
 }
 
 
