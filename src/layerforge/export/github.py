@@ -52,12 +52,12 @@ class Action:
         return f"{self.repo}@{self.commit} # {self.version}"
 
 
-# Commits of the release tags, read from the actions' repositories; check them again when
-# moving to a newer release.
-CHECKOUT = Action("actions/checkout", "11bd71901bbe5b1630ceea73d27597364c9af683", "v4.2.2")
-SETUP_PYTHON = Action("actions/setup-python", "a26af69be951a213d495a4c3e4e4022e16d87065", "v5.6.0")
+# Commits of the release tags (checked against the actions' repositories: `git rev-parse
+# TAG^{commit}`); the newest majors, which run on node24. Check again when moving.
+CHECKOUT = Action("actions/checkout", "3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1")
+SETUP_PYTHON = Action("actions/setup-python", "5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0")
 SETUP_BUILDX = Action(
-    "docker/setup-buildx-action", "e468171a9de216ec08956ac3ada2f0791b6bd435", "v3.11.1"
+    "docker/setup-buildx-action", "37fe631027851001ddb9b187196cc803df7f5f0e", "v4.3.0"
 )
 
 
