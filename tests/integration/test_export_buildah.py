@@ -177,3 +177,37 @@ def test_every_node_config_equals_ours(
         }
         ours = skopeo_raw(fleet / ".layerforge", f"{node}:latest", config=True)["config"]
         assert normalise(theirs) == normalise(ours), node
+
+
+def test_other_nodes_built_on_our_parents_equal_ours(
+    fleet: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """retrieval and training (the services that install nothing): each exported
+    Dockerfile built FROM our parent image (no base built twice), then its config compared
+    with ours. (gpu and batch cannot be built on our images: their Dockerfiles install with
+    pip, and the venv our builder makes with uv has none; on the exported parents they can.)"""
+    root = tmp_path_factory.mktemp("others")
+    directory = root / "fleet"
+    shutil.copytree(fleet, directory, ignore=shutil.ignore_patterns(".layerforge", "docker"))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        args = ["dockerfiles", "-f", str(directory), "--no-rootfs", "--no-copy-link"]
+        assert main(["export", *args]) == 0, buf.getvalue()
+    buildah = Buildah(root / "buildah")
+    store = root / "store"  # buildah rejects the '.layerforge' component: a link without it
+    store.symlink_to(fleet / ".layerforge")
+    project = load(directory / "layerforge.toml")
+    for node in ("retrieval", "training"):
+        parent = project.nodes[node].parent
+        docker = directory / "docker" / node
+        buildah(
+            "bud", "--layers=false", "--pull-never", "--identity-label=false",
+            "--format", "docker", *pip_secrets(root),
+            "--build-arg", f"PARENT_IMAGE=oci:{store}:{parent}:latest",
+            "--ignorefile", str(docker / "Dockerfile.dockerignore"),
+            "-f", str(docker / "Dockerfile"), "-t", f"localhost/{node}-on-ours", str(directory),
+        )  # fmt: skip
+        inspected = json.loads(buildah("inspect", "--type", "image", f"localhost/{node}-on-ours"))
+        ours = skopeo_raw(fleet / ".layerforge", f"{node}:latest", config=True)["config"]
+        assert normalise(inspected["Docker"]["config"]) == normalise(ours), node
+        buildah("rmi", f"localhost/{node}-on-ours")
