@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # Everything the suite runs (tests/unit/test_suite_guard.py checks this list against the tools
 # the tests require): a missing tool fails its tests, it never skips them.
 packages=(debootstrap bubblewrap skopeo umoci buildah docker-registry apache2-utils zstd chromium
-  podman procps gzip tar mount util-linux git openssl)
+  podman procps gzip tar mount util-linux git openssl shellcheck)
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 if [ ! -x .venv/bin/python ]; then

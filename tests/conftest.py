@@ -33,6 +33,7 @@ TEST_TOOL_PACKAGES: dict[str, str] = {
     "unshare": "util-linux",
     "git": "git",
     "openssl": "openssl",
+    "shellcheck": "shellcheck",
 }
 
 
@@ -113,3 +114,19 @@ def example_copy(tmp_path: Path) -> Path:
     target = tmp_path / "fleet"
     shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".layerforge", "__pycache__"))
     return target
+
+
+# Settings the CLI takes from the environment (issue 14, item 6): a developer's or CI's own
+# values must not move the content keys and paths the tests expect.
+LAYERFORGE_ENVIRONMENT = (
+    "SOURCE_DATE_EPOCH",
+    "LAYERFORGE_STORE",
+    "LAYERFORGE_CACHE_DIR",
+    "LAYERFORGE_REGISTRY",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_layerforge_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in LAYERFORGE_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +31,7 @@ from layerforge.lock.resolve import resolve
 from layerforge.lock.runtime import GroupSummary, summaries
 from layerforge.lock.uv import ResolveOptions
 from layerforge.manifest import Project, did_you_mean, find_manifest, load
+from layerforge.manifest.model import MAX_EPOCH
 from layerforge.manifest.starter import write_starter
 from layerforge.migrate.mapping import OsMode
 from layerforge.migrate.run import migrate, write_report
@@ -39,7 +40,7 @@ from layerforge.oci.auth import Credential
 from layerforge.oci.config import RegistryConfig, login
 from layerforge.oci.layout import Store
 from layerforge.oci.push import PushResult
-from layerforge.oci.reference import split_namespace
+from layerforge.oci.reference import namespace_problem, split_namespace
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
 from layerforge.publish import RegistryCache, Target, fetch_missing, mark_remote, push_nodes
 from layerforge.records import ImageRecord, read_record
@@ -132,7 +133,33 @@ class Workspace:
 
 
 def load_project(ws: Workspace) -> Project:
-    return load(ws.manifest, ws.cache_dir)
+    """The manifest, with what this process's environment overrides (:func:`from_env`)."""
+    return from_env(load(ws.manifest, ws.cache_dir), os.environ)
+
+
+def from_env(project: Project, environ: Mapping[str, str]) -> Project:
+    """``SOURCE_DATE_EPOCH`` wins over ``project.source_date_epoch`` (it is in every content
+    key, so the keys follow it), and ``LAYERFORGE_REGISTRY`` over ``project.registry``."""
+    epoch = environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        if not epoch.isdigit() or int(epoch) > MAX_EPOCH:
+            raise UsageError(
+                f"SOURCE_DATE_EPOCH={epoch!r} is not a time layerforge can write",
+                hint=f"set it to whole seconds since 1970 (0 to {MAX_EPOCH}), e.g. "
+                "$(git log -1 --format=%ct), or unset it to use project.source_date_epoch",
+            )
+        project = replace(project, source_date_epoch=int(epoch))
+    registry = environ.get("LAYERFORGE_REGISTRY", "").strip()
+    if registry:
+        problem = namespace_problem(registry)
+        if problem is not None:
+            raise UsageError(
+                f"LAYERFORGE_REGISTRY={registry!r} is not a registry namespace: {problem}",
+                hint="write HOST[:PORT][/PATH], e.g. '127.0.0.1:5000/acme', or unset it to use "
+                "project.registry",
+            )
+        project = replace(project, registry=registry)
+    return project
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ import pytest
 from layerforge.cli import main
 from layerforge.manifest import load
 from tests.conftest import EXAMPLE, require_tools
-from tests.integration.tools import Buildah
+from tests.integration.test_export_equivalence import normalise
+from tests.integration.tools import Buildah, skopeo_raw
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +161,53 @@ def test_source_change_reuses_every_base_layer(
         "run", container, "--", "python", "-c", "import api.main; print(api.main.CHANGED)"
     )
     assert out.strip().endswith("True")
+
+
+def test_every_node_config_equals_ours(
+    built: tuple[Path, Buildah, dict[str, str]], fleet: Path
+) -> None:
+    """The configs buildah built from the exported Dockerfiles (each FROM the previous
+    export) equal the configs `layerforge build` wrote, field by field (issue 14, item 1)."""
+    _directory, buildah, _logs = built
+    for node in ORDER:
+        inspected = json.loads(buildah("inspect", "--type", "image", f"{node}:latest"))
+        theirs = inspected["OCIv1"]["config"]
+        theirs["Labels"] = {
+            k: v for k, v in (theirs.get("Labels") or {}).items() if k != "io.buildah.version"
+        }
+        ours = skopeo_raw(fleet / ".layerforge", f"{node}:latest", config=True)["config"]
+        assert normalise(theirs) == normalise(ours), node
+
+
+def test_other_nodes_built_on_our_parents_equal_ours(
+    fleet: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """retrieval and training (the services that install nothing): each exported
+    Dockerfile built FROM our parent image (no base built twice), then its config compared
+    with ours. (gpu and batch cannot be built on our images: their Dockerfiles install with
+    pip, and the venv our builder makes with uv has none; on the exported parents they can.)"""
+    root = tmp_path_factory.mktemp("others")
+    directory = root / "fleet"
+    shutil.copytree(fleet, directory, ignore=shutil.ignore_patterns(".layerforge", "docker"))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        args = ["dockerfiles", "-f", str(directory), "--no-rootfs", "--no-copy-link"]
+        assert main(["export", *args]) == 0, buf.getvalue()
+    buildah = Buildah(root / "buildah")
+    store = root / "store"  # buildah rejects the '.layerforge' component: a link without it
+    store.symlink_to(fleet / ".layerforge")
+    project = load(directory / "layerforge.toml")
+    for node in ("retrieval", "training"):
+        parent = project.nodes[node].parent
+        docker = directory / "docker" / node
+        buildah(
+            "bud", "--layers=false", "--pull-never", "--identity-label=false",
+            "--format", "docker", *pip_secrets(root),
+            "--build-arg", f"PARENT_IMAGE=oci:{store}:{parent}:latest",
+            "--ignorefile", str(docker / "Dockerfile.dockerignore"),
+            "-f", str(docker / "Dockerfile"), "-t", f"localhost/{node}-on-ours", str(directory),
+        )  # fmt: skip
+        inspected = json.loads(buildah("inspect", "--type", "image", f"localhost/{node}-on-ours"))
+        ours = skopeo_raw(fleet / ".layerforge", f"{node}:latest", config=True)["config"]
+        assert normalise(inspected["Docker"]["config"]) == normalise(ours), node
+        buildah("rmi", f"localhost/{node}-on-ours")

@@ -223,8 +223,9 @@ def test_registry_root_pinned_by_digest_with_system_and_run_steps(tmp_path: Path
     files = rendered(ctx, "dockerfiles")
     lines = instructions(files["docker/cpu/Dockerfile"])
     assert lines[0] == "FROM python:3.12-slim@sha256:" + "ab" * 32
-    assert "python3.12 -m venv /opt/venv" in lines[1]
-    assert "PATH=/opt/venv/bin:${PATH}" in lines[2]
+    assert lines[1:3] == ["ENTRYPOINT []", "CMD []"]  # the image's files and Env only
+    assert "python3.12 -m venv /opt/venv" in lines[3]
+    assert "PATH=/opt/venv/bin:${PATH}" in lines[4]
     # system packages and run steps: ONE RUN, as layerforge's one system layer (what a step
     # removes never ships), each step in a shell of its own; network = false covers all
     (system,) = [line for line in lines if "apt-get install" in line and "curl" in line]
@@ -327,7 +328,7 @@ def test_workflow_passes_actionlint(example_copy: Path, builder: str) -> None:
         f.path.write_bytes(f.content)
     path = ctx.options.workflow
     proc = subprocess.run(
-        [actionlint(), "-no-color", "-shellcheck=", str(path)],
+        [actionlint(), "-no-color", str(path)],
         capture_output=True,
         text=True,
         check=False,
@@ -344,10 +345,11 @@ def test_workflow_orders_bases_and_runs_services_as_a_matrix(example_copy: Path)
     assert "needs: [plan, base-cpu, base-ml, base-gpu]" in text  # services after every base
     for svc in ("api", "retrieval", "batch", "training"):
         assert f'node: "{svc}"' in text
-    assert text.count("df -h /") == 2 * 4  # before and after, in each of the 4 jobs
+    assert text.count("df -h /") == 2 * 4 * 2  # before and after, in the 4 jobs, PR and publish
     assert "docker buildx bake" in text and "layerforge plan --json" in text
     assert 'docker manifest inspect "$REGISTRY/$NODE:$TAG"' in text
-    assert 'REGISTRY: "registry.example/acme"' in text and 'registry: "registry.example"' in text
+    assert 'REGISTRY: "registry.example/acme"' in text
+    assert 'REGISTRY_HOST: "registry.example"' in text
     plain = rendered(fleet_context(example_copy), "github")[".github/workflows/layerforge.yml"]
     assert 'layerforge build --push "$NODE"' in plain and "buildx" not in plain
 

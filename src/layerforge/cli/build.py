@@ -19,7 +19,7 @@ from layerforge.sizes import format_size
 
 @click.command()
 @c.common
-@click.argument("nodes", nargs=-1)
+@click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @c.remote_cache_option
 def plan(
@@ -48,7 +48,7 @@ def plan(
 
 @click.command()
 @c.common
-@click.argument("nodes", nargs=-1)
+@click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 @c.jobs_option
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")

@@ -36,6 +36,7 @@ def _run(kind: str, manifest: Path | None, as_json: bool, **paths: Any) -> None:
         repo_root=repo,
         builder=paths.get("builder") or "layerforge",
         copy_link=paths.get("copy_link", True),
+        install=paths.get("install"),
     )
     _check_outputs(kind, options, {k for k, v in paths.items() if v is not None})
     outcome = api.export_project(kind, project, ws, options, c.reporter(as_json), rootfs=rootfs)
@@ -167,6 +168,13 @@ def bake(
     show_default=True,
     help="Build with layerforge itself, or with docker buildx bake.",
 )
+@click.option(
+    "--install",
+    default=None,
+    metavar="SPEC",
+    help="What the workflow installs with pip (default: layerforge==<this version>), e.g. "
+    "a git URL or a version on your index.",
+)
 def github(
     manifest: Path | None,
     store: Path | None,
@@ -174,7 +182,17 @@ def github(
     as_json: bool,
     output: Path | None,
     builder: str,
+    install: str | None,
 ) -> None:
     """A GitHub Actions workflow: bases in dependency order, services as a matrix."""
     del store, cache_dir
-    _run("github", manifest, as_json, workflow=output, builder=builder)
+    _run("github", manifest, as_json, workflow=output, builder=builder, install=install)
+    if install is None:
+        from layerforge import __version__  # noqa: PLC0415
+
+        click.echo(
+            f"note: the workflow installs layerforge=={__version__} with pip; if your index "
+            "does not have it, export again with --install SPEC (a version it has, or a git "
+            "URL)",
+            err=True,
+        )

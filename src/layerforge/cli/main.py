@@ -14,7 +14,7 @@ import click
 
 from layerforge import __version__, proc
 from layerforge.cli.commands import COMMANDS
-from layerforge.cli.options import console
+from layerforge.cli.options import add_verbosity, console
 from layerforge.errors import LayerforgeError, UsageError
 
 
@@ -26,6 +26,7 @@ def cli() -> None:
 
 for _command in COMMANDS:
     cli.add_command(_command)
+add_verbosity(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,12 +37,14 @@ def common(func: F) -> F:
             "--store",
             type=click.Path(path_type=Path),
             default=None,
+            envvar="LAYERFORGE_STORE",
             help="Local OCI store (default: .layerforge next to the manifest).",
         ),
         click.option(
             "--cache-dir",
             type=click.Path(path_type=Path),
             default=None,
+            envvar="LAYERFORGE_CACHE_DIR",
             help="Cache for OS sources and staging (default: ~/.cache/layerforge).",
         ),
         click.option(
@@ -162,9 +164,77 @@ def output_file(path: Path, option: str, example: str, *, create: bool = True) -
 def reporter(as_json: bool) -> Any:
     from layerforge.cli.render import JsonLinesReporter, RichReporter  # noqa: PLC0415
 
+    level = verbosity()
     if as_json:
-        return JsonLinesReporter()
-    return RichReporter(console(stderr=True))
+        return JsonLinesReporter(level=level)
+    return RichReporter(console(stderr=True), level=level)
+
+
+# -- -q/--quiet and -v/--verbose, on every command (main adds them) --------------------------
+
+_VERBOSITY = "layerforge.verbosity"
+
+
+def verbosity() -> int:
+    """-1 with -q (warnings only), 0 by default, 1+ with -v (every event)."""
+    ctx = click.get_current_context(silent=True)
+    return int(ctx.meta.get(_VERBOSITY, 0)) if ctx is not None else 0
+
+
+def _set_verbosity(delta: int) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        del param
+        if value:
+            step = delta * (value if isinstance(value, int) and value is not True else 1)
+            ctx.meta[_VERBOSITY] = int(ctx.meta.get(_VERBOSITY, 0)) + step
+
+    return callback
+
+
+def add_verbosity(command: click.Command) -> None:
+    """Give ``command`` and every command under it ``-q/--quiet`` and ``-v/--verbose``."""
+    names = {opt for p in command.params for opt in p.opts}
+    if "-q" not in names:
+        command.params += [
+            click.Option(
+                ["-q", "--quiet"],
+                is_flag=True,
+                expose_value=False,
+                callback=_set_verbosity(-1),
+                help="Only warnings, errors and the result.",
+            ),
+            click.Option(
+                ["-v", "--verbose"],
+                count=True,
+                expose_value=False,
+                callback=_set_verbosity(1),
+                help="Every step as it starts and ends (repeatable).",
+            ),
+        ]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_verbosity(sub)
+
+
+# -- shell completion --------------------------------------------------------------------------
+
+
+def complete_nodes(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Node names of the manifest (``-f`` or ./layerforge.toml), read with tomllib alone so
+    that completing stays fast; the names already on the line are left out."""
+    del param
+    import tomllib  # noqa: PLC0415
+
+    given = ctx.params.get("manifest")
+    path = Path(given) if given else Path.cwd()
+    path = path / "layerforge.toml" if path.is_dir() else path
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    names = [str(n) for table in ("bases", "services") for n in (doc.get(table) or {})]
+    used = set(ctx.params.get("nodes") or ()) | {ctx.params.get("node")}
+    return [n for n in names if n.startswith(incomplete) and n not in used]
 
 
 PIPE_WIDTH = 120  # columns of tables written to a pipe or file (CI logs): rich's 80 cut headers

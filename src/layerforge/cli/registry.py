@@ -57,7 +57,7 @@ def print_push(results: list[Any], registry: str) -> None:
 
 @click.command()
 @c.common
-@click.argument("nodes", nargs=-1)
+@click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 @click.option("--tag", "-t", "tags", multiple=True, help="Extra tag to push (repeatable).")
 def push(
     manifest: Path | None,
@@ -99,7 +99,7 @@ def login(registry: str, username: str, password: str | None, password_stdin: bo
 
 @click.command("archive")
 @c.common
-@click.argument("node")
+@click.argument("node", shell_complete=c.complete_nodes)
 @click.option(
     "-o",
     "--output",

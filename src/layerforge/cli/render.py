@@ -18,12 +18,15 @@ if TYPE_CHECKING:  # rich is imported only when a terminal reporter is made (not
 class JsonLinesReporter:
     """Every event as one JSON line (``--json``), on stderr so stdout stays one document."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, *, level: int = 0) -> None:
         self._stream = stream or sys.stderr
+        self._level = level  # -1 (-q): warnings only
         self._lock = threading.Lock()
         self._last_progress: dict[str, float] = {}
 
     def emit(self, event: Event) -> None:
+        if self._level < 0 and event.kind != "warning":
+            return
         if event.kind == "progress":
             now = time.monotonic()
             if now - self._last_progress.get(event.task, 0.0) < 0.5:
@@ -44,7 +47,8 @@ class JsonLinesReporter:
 class RichReporter:
     """Progress bars for byte-counted work, one line per finished step."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, level: int = 0) -> None:
+        """``level``: -1 (-q) shows warnings only; 1 (-v) also every step's start and end."""
         from rich.progress import (  # noqa: PLC0415
             BarColumn,
             DownloadColumn,
@@ -55,6 +59,7 @@ class RichReporter:
         )
 
         self.console = console
+        self._level = level
         self._lock = threading.Lock()
         self._progress = Progress(
             TextColumn("{task.description}"),
@@ -76,8 +81,19 @@ class RichReporter:
             self._progress.stop()
 
     def emit(self, event: Event) -> None:
+        if self._level < 0 and event.kind != "warning":
+            return
         with self._lock:
+            if self._level > 0 and event.kind in ("start", "finish", "info"):
+                self._verbose(event)
             self._emit(event)
+
+    def _verbose(self, event: Event) -> None:
+        mark = {"start": "→", "finish": "←", "info": "·"}[event.kind]
+        ok = event.data.get("ok")
+        status = "" if ok is None else (" ok" if ok else " failed")
+        message = f": {event.message}" if event.message else ""
+        self.console.print(f"[dim]{mark} {event.kind} {event.task}{message}{status}[/]")
 
     def _emit(self, event: Event) -> None:
         if event.kind == "start":

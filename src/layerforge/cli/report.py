@@ -14,7 +14,7 @@ from layerforge.sizes import format_size
 
 @click.command()
 @c.common
-@click.argument("nodes", nargs=-1)
+@click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 @click.option("--check", is_flag=True, help="Exit 1 if any image is over its max_size.")
 @click.option(
     "--html",

@@ -50,7 +50,7 @@ def print_runtime(console: Any, rows: list[Any]) -> None:
 
 @click.command()
 @c.common
-@click.argument("nodes", nargs=-1)
+@click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 def runtime(
     manifest: Path | None,
     store: Path | None,

@@ -11,7 +11,7 @@ from layerforge.cli import options as c
 
 @click.command()
 @c.common
-@click.argument("nodes", nargs=-1)
+@click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 @c.runner_option
 def verify(
     manifest: Path | None,

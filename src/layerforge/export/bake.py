@@ -32,7 +32,8 @@ from layerforge.export.common import (
     push_tags,
     rel,
 )
-from layerforge.export.dockerfile import image_annotations, node_paths
+from layerforge.export.dockerfile import check_exportable, image_annotations, node_paths
+from layerforge.export.escape import hcl_string
 from layerforge.manifest import Node
 
 PARENT_CONTEXT = "parent"
@@ -44,12 +45,19 @@ class BakeExporter:
     description = "docker-bake.hcl: one target per node, linked through contexts"
 
     def render(self, ctx: ExportContext) -> list[GeneratedFile]:
+        check_exportable(ctx)  # what the Dockerfiles cannot carry, the bake file cannot build
         text = "\n".join(bake_lines(ctx)) + "\n"
         return [GeneratedFile(ctx.options.bake_file, text.encode())]
 
 
 def _q(value: str) -> str:
-    return json.dumps(value)
+    """A literal string: nothing from the manifest interpolates (export/escape)."""
+    return hcl_string(value)
+
+
+def _template(literal: str, interpolation: str) -> str:
+    """``literal`` (escaped) followed by one of our deliberate interpolations."""
+    return _q(literal)[:-1] + interpolation + '"'
 
 
 def _list(values: list[str], indent: str = "  ") -> list[str]:
@@ -110,17 +118,19 @@ def _groups(ctx: ExportContext) -> list[str]:
 def _target(ctx: ExportContext, node: Node) -> list[str]:
     paths = node_paths(ctx, node.name)
     tags = push_tags(ctx, node.name)
-    commit = f"{image_name(ctx.project, node.name)}:${{substr(GIT_COMMIT, 0, 12)}}"
-    cache = f"${{CACHE_REGISTRY}}/{node.name}:buildcache"
+    commit = _template(f"{image_name(ctx.project, node.name)}:", "${substr(GIT_COMMIT, 0, 12)}")
+    cache = "${CACHE_REGISTRY}/" + node.name + ":buildcache"  # node names need no escaping
+    cache_from = json.dumps(f"type=registry,ref={cache}")  # templates on purpose
+    cache_to = json.dumps(f"type=registry,ref={cache},mode=max")
     lines = [
         f"target {_q(node.name)} {{",
         '  inherits = ["_layerforge"]',
         f"  dockerfile = {_q(paths.dockerfile)}",
-        f'  tags = concat({_inline(tags)}, GIT_COMMIT == "" ? [] : [{_q(commit)}])',
+        f'  tags = concat({_inline(tags)}, GIT_COMMIT == "" ? [] : [{commit}])',
         "  annotations = "
         + "\n".join(_list([f"{k}={v}" for k, v in image_annotations(ctx, node)])),
-        f'  cache-from = CACHE_REGISTRY == "" ? [] : [{_q("type=registry,ref=" + cache)}]',
-        f'  cache-to = CACHE_REGISTRY == "" ? [] : [{_q(f"type=registry,ref={cache},mode=max")}]',
+        f'  cache-from = CACHE_REGISTRY == "" ? [] : [{cache_from}]',
+        f'  cache-to = CACHE_REGISTRY == "" ? [] : [{cache_to}]',
     ]
     lines += _links(ctx, node)
     return [*lines, "}", ""]

@@ -32,6 +32,7 @@ class ExportOptions:
     repo_root: Path  # the git checkout holding the project (workflow paths are relative)
     builder: Builder = "layerforge"  # what the workflow builds with
     copy_link: bool = True  # COPY --link (BuildKit; buildah < 1.33 rejects the flag)
+    install: str | None = None  # what the workflow pip-installs (default: this version)
 
 
 @dataclass(frozen=True)

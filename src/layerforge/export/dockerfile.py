@@ -24,6 +24,15 @@ every node is the project root::
 - A service ``COPY --link``s only its source tree, last, after every label and setting.
 - ``Dockerfile.dockerignore`` (BuildKit reads it for this Dockerfile) lets only the node's
   own inputs into the context, and keeps the service's own ``.dockerignore`` rules.
+
+The image config a Dockerfile builds equals the one our builder writes (Env, Entrypoint,
+Cmd, WorkingDir, User, Labels; tests/integration/test_export_equivalence.py builds both):
+values are literal (:mod:`layerforge.export.escape`), and a root base from an image drops
+that image's Entrypoint and Cmd, as our builder keeps only its files and Env. Known
+differences: the labels ``org.opencontainers.image.base.digest`` (the parent's manifest
+digest, known only once it is built) and ``.revision`` (our builder's git commit) are not
+written; the other config an OS image carries (labels, exposed ports, volumes) is inherited
+by Docker but not by our builder; a value holding a newline cannot be exported.
 """
 
 from __future__ import annotations
@@ -41,6 +50,12 @@ from layerforge.export.common import (
     header,
     image_ref,
     inside,
+)
+from layerforge.export.escape import (
+    dockerfile_copy,
+    dockerfile_key,
+    dockerfile_path,
+    dockerfile_word,
 )
 from layerforge.manifest import Node, Project
 from layerforge.oci.image import created_at
@@ -61,6 +76,13 @@ _REQ_MOUNT = "/tmp/layerforge/requirements.txt"  # noqa: S108 (a bind mount, not
 # The lists are fetched again (a few MB) and removed in the same RUN.
 _APT_CACHE = "--mount=type=cache,target=/var/cache/apt,sharing=locked"
 _APT_CLEAN = "rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old"
+# layerforge takes an OS image's files and Env only (sources/base.py), as a Dockerfile
+# does not: an inherited entrypoint script would run in front of every command.
+_OS_IMAGE_RESET = [
+    "# layerforge keeps only the OS image's files and Env: not its Entrypoint or Cmd.",
+    "ENTRYPOINT []",
+    "CMD []",
+]
 _PYCACHE_CLEAN = f"find {VENV} -depth -name __pycache__ -type d -exec rm -rf {{}} +"
 
 
@@ -125,6 +147,14 @@ class DockerfileExporter:
         return out
 
 
+def check_exportable(ctx: ExportContext) -> None:
+    """Raise the UsageError of the first value a Dockerfile cannot carry (a newline)."""
+    for node in ctx.project.nodes.values():
+        _config(ctx, node)
+        if node.source is not None:
+            _copy_source(ctx, node)
+
+
 def _text(lines: list[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
@@ -174,7 +204,7 @@ def _root_from(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
         digest = identity
         if "@" not in ref and digest and digest.startswith("sha256:"):
             ref = f"{ref}@{digest}"
-        return [f"FROM {ref}"]
+        return [f"FROM {ref}", *_OS_IMAGE_RESET]
     if source.kind == "oci":
         return [
             f"# OS source {source.describe()}: a local OCI layout, which Docker cannot pull.",
@@ -183,6 +213,7 @@ def _root_from(ctx: ExportContext, node: Node, paths: NodePaths) -> list[str]:
             "# --build-arg ROOT_IMAGE=NAME:TAG.",
             "ARG ROOT_IMAGE=layerforge-root",
             "FROM ${ROOT_IMAGE}",
+            *_OS_IMAGE_RESET,
         ]
     return [
         f"# OS source {source.describe()}: no registry image Docker could pull. Its root",
@@ -275,17 +306,21 @@ def _install(paths: NodePaths) -> list[str]:
 
 
 def _config(ctx: ExportContext, node: Node) -> list[str]:
-    env = list(node.env)
+    """ENV, WORKDIR, LABEL, ENTRYPOINT and CMD, every value literal (see export/escape)."""
+    section = node.section
+    env = [(k, v, f"{section}.env.{k}") for k, v in node.env]
     if node.source is not None and node.workdir:
-        env = [("PYTHONPATH", node.workdir), *env]
+        env = [("PYTHONPATH", node.workdir, f"{section}.workdir"), *env]
     lines: list[str] = []
     if env:
-        lines.append("ENV " + " \\\n    ".join(f"{k}={_quote(v)}" for k, v in env))
+        lines.append("ENV " + " \\\n    ".join(f"{k}={dockerfile_word(v, w)}" for k, v, w in env))
     if node.workdir:
-        lines.append(f"WORKDIR {node.workdir}")
-    lines.append(
-        "LABEL " + " \\\n      ".join(f"{k}={_quote(v)}" for k, v in image_labels(ctx, node))
-    )
+        lines.append(f"WORKDIR {dockerfile_path(node.workdir, f'{section}.workdir')}")
+    labels = [
+        f"{dockerfile_key(k, f'{section}.labels')}={dockerfile_word(v, f'{section}.labels.{k}')}"
+        for k, v in image_labels(ctx, node)
+    ]
+    lines.append("LABEL " + " \\\n      ".join(labels))
     entrypoint = runtime_layer.entrypoint(node)  # the launcher where runtime groups are declared
     if entrypoint is not None:
         lines.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
@@ -320,10 +355,6 @@ def image_annotations(ctx: ExportContext, node: Node) -> list[tuple[str, str]]:
     return sorted(out.items())
 
 
-def _quote(value: str) -> str:
-    return json.dumps(value)
-
-
 def _copy_source(ctx: ExportContext, node: Node) -> list[str]:
     assert node.source is not None
     assert node.workdir is not None
@@ -331,7 +362,8 @@ def _copy_source(ctx: ExportContext, node: Node) -> list[str]:
     target = node.workdir.rstrip("/") + "/"
     return [
         "# The service's own code, alone in the last layer: a code change rebuilds only this.",
-        f"COPY {'--link ' if ctx.options.copy_link else ''}{src}/ {target}",
+        f"COPY {'--link ' if ctx.options.copy_link else ''}"
+        + dockerfile_copy([f"{src}/"], target, f"{node.section}.source"),
     ]
 
 

@@ -18,6 +18,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 # PROJECT/NODE:TAG.
 PROJECT_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last time an image's `created` can hold
 SourceKind = Literal["rootfs", "oci", "debootstrap", "registry"]
 NodeKind = Literal["base", "service"]
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from layerforge.manifest.model import check_group_name
+from layerforge.manifest.model import MAX_EPOCH, check_group_name
 from layerforge.oci.reference import namespace_problem
 from layerforge.sizes import parse_size
 
@@ -28,7 +28,6 @@ DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 APT_PACKAGE_RE = re.compile(
     r"^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+|/[A-Za-z0-9.+-]+)?$"
 )
-MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last time an image's `created` can hold
 
 
 def _packages(value: tuple[str, ...], pattern: re.Pattern[str], example: str) -> tuple[str, ...]:

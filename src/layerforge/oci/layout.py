@@ -233,6 +233,8 @@ class Store:
                     hint="run `layerforge build` first, or pass the right --store",
                 )
             (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            # a store is never committed: `git status` stays clean (layouts allow extra files)
+            atomic_write(root / ".gitignore", b"*\n")
             atomic_write(layout, canonical_json(LAYOUT_VERSION))
             atomic_write(root / "index.json", _index_bytes([]))
         else:
