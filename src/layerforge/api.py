@@ -9,20 +9,21 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from layerforge import cachedir
 from layerforge.builder import budgets
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
 from layerforge.builder.executor import execute
 from layerforge.cachedir import uses_cache
-from layerforge.errors import LockError, UsageError, VerifyError
+from layerforge.errors import LayerforgeError, LockError, UsageError, VerifyError
 from layerforge.events import NullReporter, Reporter
 from layerforge.export import ExportOptions, WriteResult, export, make_context
 from layerforge.export.common import find_repo_root
-from layerforge.gc.cachegc import CacheGcResult, collect_caches
+from layerforge.gc.cachegc import CacheGcResult, collect_caches, evict
 from layerforge.gc.storegc import GcResult, collect
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import all_inputs, check_libc, stale_nodes
@@ -46,6 +47,7 @@ from layerforge.report.html import render
 from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
+from layerforge.sizes import parse_size
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize, recorded
 
@@ -269,8 +271,48 @@ def _with_remote(plan: Plan, remote: RegistryCache | None) -> Plan:
     return mark_remote(plan, remote.present(plan))
 
 
-@uses_cache
 def build_project(
+    project: Project,
+    ws: Workspace,
+    selected: list[str] | None = None,
+    options: PlanOptions | None = None,
+    reporter: Reporter | None = None,
+    jobs: int = 2,
+    remote: RegistryCache | None = None,
+    *,
+    verify: bool = True,
+    runner: str | None = None,
+    allow_oversize: bool = False,
+) -> tuple[Plan, dict[str, NodeResult]]:
+    """Build, then bring the unpacked layers and roots under the cache cap (when no other
+    build uses the cache: eviction needs it exclusively)."""
+    out = _build_project(
+        project, ws, selected, options, reporter, jobs, remote,
+        verify=verify, runner=runner, allow_oversize=allow_oversize,
+    )  # fmt: skip
+    cap = cache_max(project.cache_max)
+    with cachedir.exclusive(ws.cache_dir) as alone, suppress(OSError):
+        if alone:
+            evict(ws.cache_dir, cap)
+    return out
+
+
+def cache_max(manifest_cap: int | None) -> int | None:
+    """The cap on the unpacked trees: ``LAYERFORGE_CACHE_MAX``, else the manifest's
+    ``cache_max``, else None (the default: half of the free space)."""
+    value = os.environ.get("LAYERFORGE_CACHE_MAX", "").strip()
+    if not value:
+        return manifest_cap
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise UsageError(
+            f"LAYERFORGE_CACHE_MAX: {exc}", hint="set it to a size such as 20GB, or unset it"
+        ) from None
+
+
+@uses_cache
+def _build_project(
     project: Project,
     ws: Workspace,
     selected: list[str] | None = None,
@@ -439,6 +481,7 @@ def collect_garbage(
     caches: bool = True,
     all_caches: bool = False,
     reporter: Reporter | None = None,
+    cap: int | None = None,
 ) -> GarbageResult:
     """Remove the blobs no tag reaches (keeping ``keep`` keys per node), then, with
     ``caches`` (or ``all_caches``), the cache entries no known store needs."""
@@ -446,10 +489,21 @@ def collect_garbage(
     result = collect(store, keep, dry_run=dry_run, timeout=timeout, reporter=reporter)
     cache = None
     if caches or all_caches:
+        if cap is None:
+            cap = cache_max(_manifest_cap(ws))
         cache = collect_caches(
-            ws.cache_dir, store, ws.manifest, result, dry_run=dry_run, all_caches=all_caches
-        )
+            ws.cache_dir, store, ws.manifest, result, dry_run=dry_run, all_caches=all_caches,
+            cap=cap,
+        )  # fmt: skip
     return GarbageResult(result, cache)
+
+
+def _manifest_cap(ws: Workspace) -> int | None:
+    """The manifest's ``cache_max``, if there is a readable manifest."""
+    try:
+        return load_project(ws).cache_max if ws.manifest.is_file() else None
+    except LayerforgeError:
+        return None
 
 
 @dataclass(frozen=True)
