@@ -17,10 +17,11 @@ from layerforge import cachedir
 from layerforge.builder import budgets
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
+from layerforge.builder.diskwatch import DiskWatch
 from layerforge.builder.executor import execute
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LayerforgeError, LockError, UsageError, VerifyError
-from layerforge.events import NullReporter, Reporter
+from layerforge.events import Event, NullReporter, Reporter
 from layerforge.export import ExportOptions, WriteResult, export, make_context
 from layerforge.export.common import find_repo_root
 from layerforge.gc.cachegc import CacheGcResult, collect_caches, evict
@@ -285,16 +286,31 @@ def build_project(
     allow_oversize: bool = False,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     """Build, then bring the unpacked layers and roots under the cache cap (when no other
-    build uses the cache: eviction needs it exclusively)."""
-    out = _build_project(
-        project, ws, selected, options, reporter, jobs, remote,
-        verify=verify, runner=runner, allow_oversize=allow_oversize,
-    )  # fmt: skip
-    cap = cache_max(project.cache_max)
-    with cachedir.exclusive(ws.cache_dir) as alone, suppress(OSError):
-        if alone:
-            evict(ws.cache_dir, cap)
+    build uses the cache: eviction needs it exclusively). The peak disk use of the store,
+    the cache and uv's cache is measured throughout and reported (an ``info`` event of task
+    ``disk``, its figures as data)."""
+    reporter = reporter or NullReporter()
+    uv_cache = uv_cache_dir()
+    places = {"store": ws.store, "cache": ws.cache_dir, "uv cache": uv_cache}
+    with DiskWatch(places, store=ws.store, cache_dir=ws.cache_dir) as watch:
+        out = _build_project(
+            project, ws, selected, options, reporter, jobs, remote,
+            verify=verify, runner=runner, allow_oversize=allow_oversize, uv_cache=uv_cache,
+        )  # fmt: skip
+        cap = cache_max(project.cache_max)
+        with cachedir.exclusive(ws.cache_dir) as alone, suppress(OSError):
+            if alone:
+                evict(ws.cache_dir, cap)
+    figures = watch.figures()
+    reporter.emit(Event("info", "disk", figures.line(), data=figures.to_json()))
     return out
+
+
+def uv_cache_dir() -> Path:
+    """Where uv keeps its cache (``UV_CACHE_DIR``, else its default under the user's cache)."""
+    if os.environ.get("UV_CACHE_DIR"):
+        return Path(os.environ["UV_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv"
 
 
 def cache_max(manifest_cap: int | None) -> int | None:
@@ -324,6 +340,7 @@ def _build_project(
     verify: bool = True,
     runner: str | None = None,
     allow_oversize: bool = False,
+    uv_cache: Path | None = None,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
@@ -339,7 +356,7 @@ def _build_project(
             allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
             registry=registry_config(),
         )  # fmt: skip
-        preflight(plan, ctx)  # refuse before writing
+        preflight(plan, ctx, uv_cache)  # refuse before writing
         return plan, execute(plan, ctx)
 
 
