@@ -530,23 +530,30 @@ class _Farm:
             if host is not None and os.path.isdir(host) and not os.path.islink(host):
                 for child in os.listdir(host):
                     _remove(os.path.join(host, child))
-        self._walk(str(layer.tree), "", frozenset(layer.implicit), label)
+        self._walk(str(layer.tree), "", self.real, frozenset(layer.implicit), label)
         for name, target in layer.links:
             self._link_lower(name, target, label)
 
-    def _walk(self, directory: str, rel: str, implicit: frozenset[str], label: str) -> None:
+    def _walk(
+        self, directory: str, rel: str, host_dir: str, implicit: frozenset[str], label: str
+    ) -> None:
+        """Link the entries of the tree's ``directory`` (``rel`` in the image) into
+        ``host_dir``, the farm's directory for it (resolved once per directory, inside the
+        root: its entries are made by name in it, never through a symlink)."""
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: e.name)
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
+            host = os.path.join(host_dir, entry.name)
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                if name not in implicit:
-                    self._dir(name, st, label)
-                self._walk(entry.path, name, implicit, label)
-                continue
-            host, _ = self.fs.host_path(name, label)
-            if host == self.real:
+                if name in implicit:  # not listed by the layer: as a lower layer made it
+                    parent = self.fs.resolve_parent([*name.split("/"), "-"], label, name)
+                    assert parent is not None
+                    host = parent
+                else:
+                    self._dir(host, st)
+                self._walk(entry.path, name, host, implicit, label)
                 continue
             _replace(host)
             if stat.S_ISLNK(st.st_mode):
@@ -560,17 +567,14 @@ class _Farm:
                 _link_or_copy(entry.path, host, st)
             # nothing else is ever in a tree (devices and fifos are not unpacked)
 
-    def _dir(self, name: str, st: os.stat_result, label: str) -> None:
-        host, _ = self.fs.host_path(name, label)
-        if host == self.real:
-            return
+    def _dir(self, host: str, st: os.stat_result) -> None:
         try:
             here = os.lstat(host)
         except FileNotFoundError:
             os.mkdir(host, 0o755)
         else:
             if not stat.S_ISDIR(here.st_mode):
-                _remove(host)
+                _remove(host)  # a file or a symlink (never followed) of a lower layer
                 os.mkdir(host, 0o755)
         here = os.lstat(host)
         self.dirs[host] = (st, (here.st_dev, here.st_ino))
