@@ -86,6 +86,15 @@ def test_two_bases_sharing_a_root_unpack_its_layers_once(tmp_path: Path) -> None
     assert len({p.stat().st_ino for p in copies}) == 1
     assert len(files_named(cache / "layers", "big.bin")) == 1
 
+    # gc brings the unpacked areas back to the cap, however recently they were used
+    common = ["-f", str(project), "--cache-dir", str(cache)]
+    assert unpacked_bytes(cache) > 1 << 20
+    assert main(["gc", *common, "--cache-max", "100kB"]) == 0
+    assert unpacked_bytes(cache) <= 100_000
+    assert not files_named(cache, "big.bin")  # the os layer's tree went, with its roots
+    assert main(["verify", *common]) == 0  # and is unpacked again when needed
+    assert len(files_named(cache / "layers", "big.bin")) == 1
+
 
 def test_mid_tier_change_reuses_the_upper_layer_trees(tmp_path: Path) -> None:
     """os -> mid -> top: a new requirement in mid unpacks mid's new layer and links top's

@@ -346,6 +346,9 @@ TREE = "tree"
 ROOT = "rootfs"
 META = "meta.json"
 USED = ".used"  # touched (mtime) on every use: the least recently used entries go first
+# what an entry takes besides its content: its directory, tree/ or rootfs/, meta.json and
+# .used, a block each (counted in ``bytes``, so that the cap holds for what ``du`` sees)
+ENTRY_OVERHEAD = 4 * 4096
 
 
 @dataclass(frozen=True)
@@ -441,7 +444,7 @@ class _TreeApplier(_LayerApplier):
 
 def _tree_stats(tree: Path, explicit: set[str]) -> tuple[int, int, int, list[str]]:
     """(bytes on disk, files, directories, directories the layer did not list)."""
-    used = files = dirs = 0
+    used, files, dirs = ENTRY_OVERHEAD, 0, 0
     seen: set[int] = set()
     implicit: list[str] = []
     real = os.path.realpath(tree)
@@ -672,7 +675,7 @@ def unpack_chain(
     trees = [unpack_layer_tree(store, d, m, trees_root) for d, m in layers]
     with _staging(final) as tmp:
         assemble_root(trees, tmp / ROOT)
-        used = sum(st.st_blocks * 512 for st in _dir_stats(tmp / ROOT))
+        used = ENTRY_OVERHEAD + sum(st.st_blocks * 512 for st in _dir_stats(tmp / ROOT))
         doc = {"layers": [d.split(":", 1)[1][:32] for d in digests], "bytes": used}
         atomic_write(tmp / META, json.dumps(doc, indent=1).encode())
         (tmp / USED).touch()
