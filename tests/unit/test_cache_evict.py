@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from layerforge import cachedir
+import pytest
+
+from layerforge import api, cachedir
+from layerforge.errors import ManifestError, UsageError
 from layerforge.gc.cachegc import collect_caches, evict
+from layerforge.manifest import load
 from layerforge.oci.layout import Store
 from layerforge.oci.unpack import USED, chain_id, unpack_chain
 from tests.unit.test_cachegc import _image
@@ -84,3 +88,23 @@ def test_gc_applies_the_cap_and_reclaims_legacy_areas(tmp_path: Path) -> None:
     result = collect_caches(cache, store, cap=0)
     assert {e.area for e in result.removed} == {"layers", "roots"}
     assert _areas_bytes(cache) == 0
+
+
+def test_cache_max_in_the_manifest_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = tmp_path / "layerforge.toml"
+    body = '\n[bases.os]\nfrom = "rootfs:os"\n'
+    (tmp_path / "os").mkdir()
+    manifest.write_text('[project]\nname = "x"\ncache_max = "20GB"\n' + body)
+    assert load(manifest).cache_max == 20_000_000_000
+    monkeypatch.delenv("LAYERFORGE_CACHE_MAX", raising=False)
+    assert api.cache_max(20) == 20
+    monkeypatch.setenv("LAYERFORGE_CACHE_MAX", "1MiB")
+    assert api.cache_max(20) == 1 << 20
+    monkeypatch.setenv("LAYERFORGE_CACHE_MAX", "lots")
+    with pytest.raises(UsageError, match="LAYERFORGE_CACHE_MAX"):
+        api.cache_max(None)
+    manifest.write_text('[project]\nname = "x"\ncache_max = "big"\n' + body)
+    with pytest.raises(ManifestError, match="cache_max"):
+        load(manifest)
