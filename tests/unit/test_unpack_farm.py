@@ -5,6 +5,7 @@ change a layer tree it links."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
@@ -296,3 +297,23 @@ def test_assembling_never_changes_a_layer_tree(tmp_path: Path) -> None:
     root = unpack_chain(store, [(d1, TAR), (d2, TAR)], trees, tmp_path / "roots")
     assert (root / "d/f").read_bytes() == b"upper!" and not (root / "e/g").exists()
     assert signature(tree.tree) == before
+
+
+@pytest.mark.parametrize("code", [errno.EMLINK, errno.EXDEV])
+def test_a_file_that_cannot_be_linked_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A file at its filesystem's link limit (or a cache spanning filesystems): the farm gets
+    a copy with the same content, mode and mtime."""
+    blob = layer(tmp_path / "l.tar", dir_("d"), member("d/f", data=b"data", mode=0o751, mtime=7))
+    store = Store.open(tmp_path / "store")
+    tree = unpack_layer_tree(store, store.put_bytes(blob.read_bytes()), TAR, tmp_path / "layers")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "link", refuse)
+    root = assemble_root([tree], tmp_path / "root")
+    copied, source = (root / "d/f").stat(), (tree.tree / "d/f").stat()
+    assert copied.st_ino != source.st_ino and (root / "d/f").read_bytes() == b"data"
+    assert (stat.S_IMODE(copied.st_mode), copied.st_mtime) == (0o751, 7)
