@@ -9,20 +9,22 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from layerforge import cachedir
 from layerforge.builder import budgets
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
+from layerforge.builder.diskwatch import DiskWatch
 from layerforge.builder.executor import execute
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LayerforgeError, LockError, UsageError, VerifyError
-from layerforge.events import NullReporter, Reporter
+from layerforge.events import Event, NullReporter, Reporter
 from layerforge.export import ExportOptions, WriteResult, export, make_context
 from layerforge.export.common import find_repo_root
-from layerforge.gc.cachegc import CacheGcResult, collect_caches
+from layerforge.gc.cachegc import CacheGcResult, collect_caches, evict
 from layerforge.gc.storegc import GcResult, collect
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import all_inputs, check_libc, stale_nodes
@@ -49,6 +51,7 @@ from layerforge.report.html import render
 from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
+from layerforge.sizes import parse_size
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize, recorded
 from layerforge.suggest.candidates import candidates
@@ -306,7 +309,6 @@ def _with_remote(plan: Plan, remote: RegistryCache | None) -> Plan:
     return mark_remote(plan, remote.present(plan))
 
 
-@uses_cache
 def build_project(
     project: Project,
     ws: Workspace,
@@ -319,6 +321,63 @@ def build_project(
     verify: bool = True,
     runner: str | None = None,
     allow_oversize: bool = False,
+) -> tuple[Plan, dict[str, NodeResult]]:
+    """Build, then bring the unpacked layers and roots under the cache cap (when no other
+    build uses the cache: eviction needs it exclusively). The peak disk use of the store,
+    the cache and uv's cache is measured throughout and reported (an ``info`` event of task
+    ``disk``, its figures as data)."""
+    reporter = reporter or NullReporter()
+    uv_cache = uv_cache_dir()
+    places = {"store": ws.store, "cache": ws.cache_dir, "uv cache": uv_cache}
+    with DiskWatch(places, store=ws.store, cache_dir=ws.cache_dir) as watch:
+        out = _build_project(
+            project, ws, selected, options, reporter, jobs, remote,
+            verify=verify, runner=runner, allow_oversize=allow_oversize, uv_cache=uv_cache,
+        )  # fmt: skip
+        cap = cache_max(project.cache_max)
+        with cachedir.exclusive(ws.cache_dir) as alone, suppress(OSError):
+            if alone:
+                evict(ws.cache_dir, cap)
+    figures = watch.figures()
+    reporter.emit(Event("info", "disk", figures.line(), data=figures.to_json()))
+    return out
+
+
+def uv_cache_dir() -> Path:
+    """Where uv keeps its cache (``UV_CACHE_DIR``, else its default under the user's cache)."""
+    if os.environ.get("UV_CACHE_DIR"):
+        return Path(os.environ["UV_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv"
+
+
+def cache_max(manifest_cap: int | None) -> int | None:
+    """The cap on the unpacked trees: ``LAYERFORGE_CACHE_MAX``, else the manifest's
+    ``cache_max``, else None (the default: half of the free space)."""
+    value = os.environ.get("LAYERFORGE_CACHE_MAX", "").strip()
+    if not value:
+        return manifest_cap
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise UsageError(
+            f"LAYERFORGE_CACHE_MAX: {exc}", hint="set it to a size such as 20GB, or unset it"
+        ) from None
+
+
+@uses_cache
+def _build_project(
+    project: Project,
+    ws: Workspace,
+    selected: list[str] | None = None,
+    options: PlanOptions | None = None,
+    reporter: Reporter | None = None,
+    jobs: int = 2,
+    remote: RegistryCache | None = None,
+    *,
+    verify: bool = True,
+    runner: str | None = None,
+    allow_oversize: bool = False,
+    uv_cache: Path | None = None,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
@@ -334,7 +393,7 @@ def build_project(
             allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
             registry=registry_config(),
         )  # fmt: skip
-        preflight(plan, ctx)  # refuse before writing
+        preflight(plan, ctx, uv_cache)  # refuse before writing
         return plan, execute(plan, ctx)
 
 
@@ -579,6 +638,7 @@ def collect_garbage(
     caches: bool = True,
     all_caches: bool = False,
     reporter: Reporter | None = None,
+    cap: int | None = None,
 ) -> GarbageResult:
     """Remove the blobs no tag reaches (keeping ``keep`` keys per node), then, with
     ``caches`` (or ``all_caches``), the cache entries no known store needs."""
@@ -586,10 +646,21 @@ def collect_garbage(
     result = collect(store, keep, dry_run=dry_run, timeout=timeout, reporter=reporter)
     cache = None
     if caches or all_caches:
+        if cap is None:
+            cap = cache_max(_manifest_cap(ws))
         cache = collect_caches(
-            ws.cache_dir, store, ws.manifest, result, dry_run=dry_run, all_caches=all_caches
-        )
+            ws.cache_dir, store, ws.manifest, result, dry_run=dry_run, all_caches=all_caches,
+            cap=cap,
+        )  # fmt: skip
     return GarbageResult(result, cache)
+
+
+def _manifest_cap(ws: Workspace) -> int | None:
+    """The manifest's ``cache_max``, if there is a readable manifest."""
+    try:
+        return load_project(ws).cache_max if ws.manifest.is_file() else None
+    except LayerforgeError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,12 @@ TEMPORARY_PREFIX = ".tmp-"  # work directories and files of a writer in progress
 # what an area's entries are (gc's rules depend on it):
 #   store-derived (made again cheaply from a store's blobs): chain, layer, image, manifest
 #   input-keyed (expensive: debootstrap, apt, compiles): tarball, debootstrap, system-layer,
-#   downloads, built-wheel; temporary: a writer's leftovers
+#   downloads, built-wheel; temporary: a writer's leftovers; legacy: the areas of earlier
+#   versions, read by nobody (removed whole by gc and by eviction)
 Kind = Literal[
     "chain", "layer", "image", "manifest",
     "tarball", "debootstrap", "system-layer", "downloads", "built-wheel",
-    "temporary", "releases",
+    "temporary", "releases", "legacy",
 ]  # fmt: skip
 _HEX = frozenset("0123456789abcdef")
 
@@ -71,10 +72,15 @@ class Area:
         return self.kind if self.kind is not None and self.accepts(name) else None
 
 
-# unpacked chains of layers (verify, system steps, bytecode): rootfs/<chain id>/rootfs
-CHAINS = Area("rootfs", "chain", _hex(32))
-# one layer unpacked alone (verify of a service's app layer): app/<layer hex[:32]>
-APPS = Area("app", "layer", _hex(32))
+# one layer unpacked alone, once per digest: layers/<layer hex[:32]>/{tree,meta.json,.used}
+LAYER_TREES = Area("layers", "layer", _hex(32))
+# a chain of layers as a link farm of their trees (verify, system steps, bytecode):
+# roots/<chain id>/{rootfs,meta.json,.used}
+ROOTS = Area("roots", "chain", _hex(32))
+# earlier versions: whole chains extracted (rootfs/<chain id>/rootfs) and app layers alone
+# (app/<layer hex[:32]>); nothing reads them any more
+CHAINS = Area("rootfs", "legacy", _hex(32))
+APPS = Area("app", "legacy", _hex(32))
 # bytecode compiled by verify, per chain: pyc/<chain id>/<owner>
 PYC = Area("pyc", "chain", _hex(32))
 # an OS image (oci: and registry: sources) unpacked: unpacked/<manifest hex[:32]>/rootfs
@@ -102,8 +108,11 @@ STAGE = Area("stage", "temporary", lambda _name: True)
 # registrations of the stores using this cache (see below): only temporaries are removed
 REGISTRATIONS = Area(STORES, None, lambda _name: False)
 
+# the unpacked areas that the least-recently-used eviction keeps under ``cache_max``
+UNPACKED = (LAYER_TREES, ROOTS)
+
 AREAS = (
-    CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP,
+    LAYER_TREES, ROOTS, CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP,
     SYSTEM_LAYERS, DOWNLOADS, BUILT_WHEELS, MANIFESTS, STAGE, REGISTRATIONS, RELEASES,
 )  # fmt: skip
 

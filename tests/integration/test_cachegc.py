@@ -54,11 +54,11 @@ def test_gc_removes_the_cache_entries_of_removed_images(fleet: Path, tmp_path: P
     assert [k.store for k in cachedir.known_stores(cache)] == [store.root.resolve()]
     old_app = _app_layer(store, "api:latest")
     (project / "services/api/api/extra.py").write_text("X = 1\n")
-    assert cli("build", "api", *args)[0] == 0  # a new app layer, verified: a new app/ entry
+    assert cli("build", "api", *args)[0] == 0  # a new app layer, verified: a new layers/ entry
     new_app = _app_layer(store, "api:latest")
-    assert {old_app, new_app} <= {p.name for p in (cache / "app").iterdir()}
-    chains = sorted(p.name for p in (cache / "rootfs").iterdir())
-    for entry in [*(cache / "app").iterdir(), *(cache / "rootfs").iterdir()]:
+    assert {old_app, new_app} <= {p.name for p in (cache / "layers").iterdir()}
+    chains = sorted(p.name for p in (cache / "roots").iterdir())
+    for entry in [*(cache / "layers").iterdir(), *(cache / "roots").iterdir()]:
         os.utime(entry, (OLD, OLD))  # as if made long ago
     crashed = cache / "stage" / "api-crashed"
     (crashed / "prefix").mkdir(parents=True)
@@ -68,17 +68,17 @@ def test_gc_removes_the_cache_entries_of_removed_images(fleet: Path, tmp_path: P
     running.mkdir()
 
     dry = _gc(project, cache, "--keep", "1", "--dry-run")
-    assert (cache / "app" / old_app).is_dir() and crashed.is_dir()
+    assert (cache / "layers" / old_app).is_dir() and crashed.is_dir()
     doc = _gc(project, cache, "--keep", "1")
     assert doc["caches"]["removed"] == dry["caches"]["removed"]
     removed = {Path(e["path"]) for e in doc["caches"]["removed"]}
-    assert removed == {cache / "app" / old_app, crashed}
+    assert removed == {cache / "layers" / old_app, crashed}
     assert doc["caches"]["freed"] > 0 and doc["caches"]["skipped"] is None
     assert doc["caches"]["stores"] == [str(store.root.resolve())]
     assert doc["freed_total"] == doc["freed"] + doc["caches"]["freed"]
-    assert set(doc["caches"]["by_area"]) == {"app", "stage"}
-    assert running.is_dir() and (cache / "app" / new_app).is_dir()
-    assert sorted(p.name for p in (cache / "rootfs").iterdir()) == chains
+    assert set(doc["caches"]["by_area"]) == {"layers", "stage"}
+    assert running.is_dir() and (cache / "layers" / new_app).is_dir()
+    assert sorted(p.name for p in (cache / "roots").iterdir()) == chains
     assert not list(cache.rglob(".tmp-gc-*"))
     assert cli("verify", "api", "cpu", *args)[0] == 0  # the kept entries are whole
     assert _gc(project, cache, "--keep", "1")["caches"]["removed"] == []

@@ -42,11 +42,11 @@ def test_code_change_is_verified_without_unpacking_the_image_again(
     args = ["-f", str(project), "--cache-dir", str(cache)]
     assert main(["lock", *args]) == 0
     assert main(["build", *args]) == 0
-    unpacked = sorted(p.name for p in (cache / "rootfs").iterdir())
+    unpacked = sorted(p.name for p in (cache / "roots").iterdir())
 
     flag.write_text("OK = True  # a code change\n")
     assert main(["build", *args]) == 0
-    assert sorted(p.name for p in (cache / "rootfs").iterdir()) == unpacked
+    assert sorted(p.name for p in (cache / "roots").iterdir()) == unpacked
 
     # bytecode is cached for the parent's files, never for the application: Python checks
     # a .pyc by the source's mtime and size, and every layer entry has the same mtime
@@ -59,4 +59,4 @@ def test_code_change_is_verified_without_unpacking_the_image_again(
     assert main(["build", *args]) == 1
     err = capsys.readouterr().err
     assert "services.svc.verify" in err and "flag is off" in err
-    assert sorted(p.name for p in (cache / "rootfs").iterdir()) == unpacked
+    assert sorted(p.name for p in (cache / "roots").iterdir()) == unpacked

@@ -69,22 +69,22 @@ def world(tmp_path: Path) -> dict[str, Path]:
     store.tag("api:latest", store.tags()[f"api:lf-{'b' * 12}"])
     cache = tmp_path / "cache"
     paths = {
-        "live_chain": _entry(cache / "rootfs" / chain_id(new)),
-        "live_lower": _entry(cache / "rootfs" / chain_id(new[:1])),
-        "dead_chain": _entry(cache / "rootfs" / chain_id(old)),
-        "stray_chain": _entry(cache / "rootfs" / ("c" * 32)),
-        "fresh_dead": _entry(cache / "rootfs" / ("d" * 32), old=False),
+        "live_chain": _entry(cache / "roots" / chain_id(new)),
+        "live_lower": _entry(cache / "roots" / chain_id(new[:1])),
+        "dead_chain": _entry(cache / "roots" / chain_id(old)),
+        "stray_chain": _entry(cache / "roots" / ("c" * 32)),
+        "fresh_dead": _entry(cache / "roots" / ("d" * 32), old=False),
         "tarball": _entry(cache / "tarballs" / ("e" * 24)),
-        "live_app": _entry(cache / "app" / _hex32(new[1])),
-        "dead_app": _entry(cache / "app" / _hex32(old[1])),
+        "live_app": _entry(cache / "layers" / _hex32(new[1])),
+        "dead_app": _entry(cache / "layers" / _hex32(old[1])),
         "dead_image": _entry(cache / "unpacked" / ("f" * 32)),
         "debootstrap": _entry(cache / "debootstrap" / ("1" * 24)),
         "downloads": _entry(cache / "sandbox" / "apt"),
-        "old_tmp": _entry(cache / "rootfs" / ".tmp-abc"),
+        "old_tmp": _entry(cache / "roots" / ".tmp-abc"),
         "old_stage": _entry(cache / "stage" / "system-abc"),
         "busy_stage": _entry(cache / "stage" / "api-xyz"),
-        "gc_leftover": _entry(cache / "app" / f"{GC_PREFIX}1234-{'9' * 32}", old=False),
-        "unknown": _entry(cache / "rootfs" / "notes"),
+        "gc_leftover": _entry(cache / "layers" / f"{GC_PREFIX}1234-{'9' * 32}", old=False),
+        "unknown": _entry(cache / "roots" / "notes"),
         "other_area": _entry(cache / "mine" / ("c" * 32)),
     }
     (paths["busy_stage"] / "rootfs" / "file").touch()  # a build is writing deep inside
@@ -128,11 +128,11 @@ def test_removes_exactly_what_no_store_reaches_and_stale_temporaries(
     kinds = {e.path: e.kind for e in result.removed}
     assert kinds[world["dead_chain"]] == "chain" and kinds[world["dead_image"]] == "image"
     assert kinds[world["old_stage"]] == "temporary"
-    assert result.by_area()["rootfs"][0] == 3  # dead, stray, .tmp
+    assert result.by_area()["roots"][0] == 3  # dead, stray, .tmp
     assert result.freed == sum(e.size for e in result.removed) > 5000 * 4
     doc = result.to_json()
     assert doc["freed"] == result.freed and doc["skipped"] is None
-    assert set(doc["by_area"]) == {"app", "rootfs", "sandbox/layers", "stage", "unpacked"}
+    assert set(doc["by_area"]) == {"layers", "roots", "sandbox/layers", "stage", "unpacked"}
     again = _run(world)
     assert again.removed == ()  # idempotent
 
@@ -202,8 +202,8 @@ def test_hardlinked_files_count_once_and_only_when_every_link_goes(tmp_path: Pat
     cache = tmp_path / "cache"
     keep = tmp_path / "elsewhere"
     keep.write_bytes(b"K" * 40000)
-    one = _entry(cache / "rootfs" / ("b" * 32), b"S" * 40000)
-    two = cache / "rootfs" / ("c" * 32)
+    one = _entry(cache / "roots" / ("b" * 32), b"S" * 40000)
+    two = cache / "roots" / ("c" * 32)
     (two / "rootfs").mkdir(parents=True)
     os.link(one / "rootfs" / "file", two / "rootfs" / "file")  # cp -al between chains
     os.link(keep, two / "rootfs" / "kept")  # a link that survives (like a store blob)
@@ -295,11 +295,11 @@ def test_entries_are_told_apart_by_their_area_not_by_the_length_of_a_name(
     from layerforge.gc.cachegc import candidates
 
     cache = tmp_path / "cache"
-    for relative in ("rootfs/" + "a" * 32, "rootfs/" + "b" * 24, "tarballs/" + "e" * 24,
+    for relative in ("roots/" + "a" * 32, "roots/" + "b" * 24, "tarballs/" + "e" * 24,
                      "tarballs/" + "f" * 32):  # fmt: skip
         (cache / relative).mkdir(parents=True)
     found = {(e.path.relative_to(cache).as_posix(), e.kind) for e in candidates(cache)}
-    assert found == {("rootfs/" + "a" * 32, "chain"), ("tarballs/" + "e" * 24, "tarball")}
+    assert found == {("roots/" + "a" * 32, "chain"), ("tarballs/" + "e" * 24, "tarball")}
 
 
 def test_every_cache_area_has_its_own_directory() -> None:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from layerforge.errors import UnpackError
-from layerforge.oci.layout import Store
-from layerforge.oci.unpack import apply_layer, chain_id, unpack_chain, unpack_layers
+from layerforge.oci.unpack import apply_layer, unpack_layers
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
 
@@ -290,33 +289,3 @@ def test_damaged_tar_is_an_unpack_error(tmp_path: Path) -> None:
     blob.write_bytes(b"\x00garbage" * 200)
     with pytest.raises(UnpackError, match="not a valid tar layer"):
         apply_layer(tmp_path / "root", blob, TAR, "bad")
-
-
-def test_chain_below_a_small_top_layer_is_cached_and_reused(tmp_path: Path) -> None:
-    """The chain without its (small) top layer is unpacked on the way and kept: a chain that
-    differs only in the top layer then hardlinks it instead of unpacking the big layer."""
-    store = Store.open(tmp_path / "store")
-    big = layer(tmp_path / "big.tar", dir_("lib"), file("lib/big.so", os.urandom(33_000_000)))
-    small1 = layer(tmp_path / "s1.tar", dir_("etc"), file("etc/one", b"1"))
-    small2 = layer(tmp_path / "s2.tar", dir_("etc"), file("etc/two", b"2"))
-    d_big, d1, d2 = (store.put_bytes(p.read_bytes()) for p in (big, small1, small2))
-    cache = tmp_path / "rootfs"
-    first = unpack_chain(store, [(d_big, TAR), (d1, TAR)], cache)
-    prefix = cache / chain_id([d_big]) / "rootfs"
-    assert prefix.is_dir() and not (prefix / "etc/one").exists()
-    assert (first / "etc/one").read_bytes() == b"1"
-    second = unpack_chain(store, [(d_big, TAR), (d2, TAR)], cache)
-    assert (second / "lib/big.so").stat().st_ino == (prefix / "lib/big.so").stat().st_ino
-    assert (second / "etc/two").read_bytes() == b"2" and not (second / "etc/one").exists()
-    assert (first / "etc/one").read_bytes() == b"1"  # the first chain is untouched
-
-
-def test_no_prefix_is_kept_under_a_large_top_layer(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "store")
-    small = layer(tmp_path / "s.tar", dir_("etc"), file("etc/one", b"1"))
-    big = layer(tmp_path / "big.tar", dir_("lib"), file("lib/big.so", os.urandom(33_000_000)))
-    d_small, d_big = (store.put_bytes(p.read_bytes()) for p in (small, big))
-    cache = tmp_path / "rootfs"
-    rootfs = unpack_chain(store, [(d_small, TAR), (d_big, TAR)], cache)
-    assert (rootfs / "lib/big.so").stat().st_size == 33_000_000
-    assert sorted(p.name for p in cache.iterdir()) == [chain_id([d_small, d_big])]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,7 @@ def deps_cache_key(
     ctx: BuildContext,
     packages: tuple[Package, ...],
     python: str,
-    bytecode: list[str] | None = None,  # compile_bytecode: the layers of the image below
+    bytecode: list[str] | None = None,  # compile_bytecode: see interpreter_layers
     built_on: list[str] | None = None,  # locked sdists: the layers their wheels are built on
 ) -> str:
     """The layer-cache key of a node's dependency layers (also used by the disk preflight)."""
@@ -51,6 +52,26 @@ def deps_cache_key(
     if built_on is not None:
         what["built_on"] = built_on
     return cache_key(ctx.layers, what)
+
+
+# Layers that cannot change the interpreter that byte-compiles a node's wheels: Python
+# distributions, application code, runtime-group pins (what layerforge writes under these
+# created_by prefixes). Everything else below (OS, system, venv, and layers of foreign
+# images) can, and stays in the key.
+_NOT_THE_INTERPRETER = ("layerforge: pip ", "layerforge: COPY ", "layerforge: runtime ")
+
+
+def interpreter_layers(below: Sequence[Layer]) -> list[str]:
+    """The digests of the layers below a ``compile_bytecode`` node that its bytecode depends
+    on (the bytecode key): ``compileall --invalidation-mode unchecked-hash`` output depends
+    on the sources (in the key as the packages' sha256) and on the compiling interpreter,
+    not on the Python distributions or code of the tiers below. So a requirement change in
+    a tier below does not compile, install and compress a big tier again.
+
+    Assumed: a ``.pth`` file or ``sitecustomize`` of a distribution below, which runs when
+    compileall starts, does not change what ``compile()`` produces. If a compile step ever
+    runs with hooks that can, the dependency layers must enter this key again."""
+    return [x.descriptor.digest for x in below if not x.created_by.startswith(_NOT_THE_INTERPRETER)]
 
 
 def has_cached_deps(ctx: BuildContext, packages: tuple[Package, ...], python: str) -> bool:
@@ -98,7 +119,7 @@ def dependency_layers(
     python: str,
     below: tuple[Layer, ...] = (),
 ) -> list[Layer]:
-    below_digests = [x.descriptor.digest for x in below] if node.compile_bytecode else None
+    below_digests = interpreter_layers(below) if node.compile_bytecode else None
     built_on = [x.descriptor.digest for x in below]
     has_sdists = any(p.kind == "sdist" for p in packages)
     key = deps_cache_key(ctx, packages, python, below_digests, built_on if has_sdists else None)
@@ -136,7 +157,7 @@ def _install_layers(
         dists = _install(ctx, node, todo, python, below, work / "prefix") if todo else []
         if distcache.collides(dists, list(served.values())):
             return None
-        bytecode = [x.descriptor.digest for x in below] if node.compile_bytecode else None
+        bytecode = interpreter_layers(below) if node.compile_bytecode else None
         return _write_dep_layers(ctx, node, dists, todo, python, bytecode, served)
     finally:
         shutil.rmtree(work, ignore_errors=True)

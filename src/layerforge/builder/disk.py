@@ -14,6 +14,13 @@ to fail halfway through a 10 GB build):
   ``jobs`` largest nodes at once (staging is removed after each node); for a debootstrap
   source not cached yet, ``DEBOOTSTRAP_GUESS``.
 
+- cache, for the sandbox (:func:`unpack_estimate`): the layer trees that verify, system steps
+  and bytecode unpack and that ``CACHE/layers/`` does not hold yet, each once (a built
+  layer: its uncompressed size; a layer this build writes: ``INSTALL_FACTOR`` x its wheel
+  bytes, ``UNPACK_FACTOR`` x the compressed size of OS layers, the source tree of a
+  service), and the largest work copy of a system step (the parent image, uncompressed);
+- uv's cache: the wheel bytes to install (an upper bound: uv's cache is not inspected).
+
 Needs on the same filesystem add up; each filesystem's total must fit in its free space.
 
 The factors are checked against a real cold build of the example fleet
@@ -36,9 +43,11 @@ from layerforge.builder.context import BuildContext
 from layerforge.builder.deps import wheel_bytes_to_install
 from layerforge.errors import DiskSpaceError
 from layerforge.manifest import Project
+from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store
 from layerforge.plan import Plan
 from layerforge.records import read_record
+from layerforge.sandbox.verify import checks
 from layerforge.sizes import format_size
 from layerforge.sources.debootstrap import debootstrap_key
 from layerforge.sources.materialize import record_path
@@ -47,6 +56,7 @@ LAYER_FACTOR = 1.5
 INSTALL_FACTOR = 4.0
 OS_LAYER_GUESS = 150_000_000
 DEBOOTSTRAP_GUESS = 400_000_000
+UNPACK_FACTOR = 3.0  # an OS layer unpacked, against its gzip'ed size
 
 
 @dataclass(frozen=True)
@@ -111,10 +121,111 @@ def estimate(plan: Plan, ctx: BuildContext) -> tuple[int, int]:
     return store_bytes, cache_bytes
 
 
+@dataclass(frozen=True)
+class Unpacking:
+    """What the sandbox steps of a build unpack (bytes)."""
+
+    trees: int = 0  # layer trees not unpacked yet
+    copy: int = 0  # the largest system step's work copy
+
+
+def _needs_root(ctx: BuildContext, name: str) -> bool:
+    node = ctx.project.nodes[name]
+    verifies = ctx.verify and bool(checks(node))
+    return verifies or bool(node.system or node.run) or node.compile_bytecode
+
+
+def _built_layers(ctx: BuildContext, name: str, tag: str) -> list[Layer] | None:
+    record = read_record(ctx.store, f"{name}:{tag}") or read_record(ctx.store, f"{name}:latest")
+    return None if record is None else list(record.layers)
+
+
+def _new_layers(ctx: BuildContext, name: str) -> tuple[int, list[Layer]]:
+    """What a build of ``name`` adds to its chain: the unpacked size of the layers it writes
+    (estimated), and OS layers already in the store (known by digest and size)."""
+    project = ctx.project
+    packages = ctx.lock.nodes[name].packages
+    size = int(wheel_bytes_to_install(ctx, packages, project.python) * INSTALL_FACTOR)
+    tree = ctx.trees.get(name)
+    size += sum(f.size for f in tree.files) if tree is not None else 0
+    known: list[Layer] = []
+    if project.nodes[name].os_source is not None:
+        known = _stored_os_layers(ctx.store, project, name)
+        if not known:
+            size += int(_os_layers(ctx.store, project, name) * UNPACK_FACTOR)
+    return size, known
+
+
+def _stored_os_layers(store: Store, project: Project, node: str) -> list[Layer]:
+    """The OS layers ``lock`` put in the store for a root base (empty if unknown)."""
+    source = project.nodes[node].os_source
+    path = record_path(store, source) if source is not None else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        layers = [Layer.from_json(x) for x in json.loads(path.read_text()).get("layers", [])]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return layers if all(x.uncompressed_size for x in layers) else []
+
+
+def unpack_estimate(plan: Plan, ctx: BuildContext) -> Unpacking:
+    """The layer trees the build's verify, system and bytecode steps unpack, each once, and
+    the largest work copy of a system step (see the module docstring)."""
+    building = {s.node: s for s in plan.to_build}
+    tags = {s.node: s.tag for s in plan.steps}
+    trees_root = cachedir.LAYER_TREES.path(ctx.cache_dir)
+    counted: set[str] = set()  # layer digests and names of nodes being built
+    trees = copy = 0
+
+    def chain_bytes(name: str, *, count: bool) -> int:
+        nonlocal trees
+        total = 0
+        for node in [*reversed(ctx.project.ancestors(name)), ctx.project.nodes[name]]:
+            if node.name in building:
+                size, layers = _new_layers(ctx, node.name)
+                if count and node.name not in counted:
+                    counted.add(node.name)
+                    trees += size
+                total += size
+            else:
+                layers = _built_layers(ctx, node.name, tags.get(node.name, "latest")) or []
+            for layer in layers:
+                digest, size = layer.descriptor.digest, layer.uncompressed_size
+                total += size
+                unpacked = (trees_root / digest.split(":", 1)[1][:32] / "meta.json").is_file()
+                if count and digest not in counted and not unpacked:
+                    counted.add(digest)
+                    trees += size
+        return total
+
+    for name in building:
+        if not _needs_root(ctx, name):
+            continue
+        chain_bytes(name, count=True)
+        node = ctx.project.nodes[name]
+        if (node.system or node.run) and node.parent is not None:
+            copy = max(copy, chain_bytes(node.parent, count=False))
+    return Unpacking(trees, copy)
+
+
+def download_estimate(plan: Plan, ctx: BuildContext) -> int:
+    """Wheel bytes uv may download for the build (an upper bound)."""
+    python = ctx.project.python
+    return sum(
+        wheel_bytes_to_install(ctx, ctx.lock.nodes[s.node].packages, python) for s in plan.to_build
+    )
+
+
 def needs(store_root: Path, store_bytes: int, cache_dir: Path, cache_bytes: int) -> list[Need]:
     """Group the two needs by filesystem and read each one's free space."""
+    return needs_of([(store_root, store_bytes), (cache_dir, cache_bytes)])
+
+
+def needs_of(amounts: list[tuple[Path, int]]) -> list[Need]:
+    """Group needs by filesystem and read each one's free space."""
     by_device: dict[int, tuple[Path, int]] = {}
-    for path, amount in ((store_root, store_bytes), (cache_dir, cache_bytes)):
+    for path, amount in amounts:
         where = _existing(path)
         device = os.stat(where).st_dev
         first, total = by_device.get(device, (where, 0))
@@ -122,18 +233,33 @@ def needs(store_root: Path, store_bytes: int, cache_dir: Path, cache_bytes: int)
     return [Need(p, n, shutil.disk_usage(p).free) for p, n in by_device.values()]
 
 
-def preflight(plan: Plan, ctx: BuildContext) -> list[Need]:
-    """Raise DiskSpaceError if the build would not fit; else the needs, for the record."""
+def preflight(plan: Plan, ctx: BuildContext, uv_cache: Path | None = None) -> list[Need]:
+    """Raise DiskSpaceError if the build would not fit; else the needs, for the record.
+    ``uv_cache``: uv's cache directory (wheels downloaded there are counted)."""
     if not plan.to_build:
         return []
     store_bytes, cache_bytes = estimate(plan, ctx)
-    result = needs(ctx.store.root, store_bytes, ctx.cache_dir, cache_bytes)
+    unpacking = unpack_estimate(plan, ctx)
+    downloads = download_estimate(plan, ctx) if uv_cache is not None else 0
+    amounts = [
+        (ctx.store.root, store_bytes),
+        (ctx.cache_dir, cache_bytes + unpacking.trees + unpacking.copy),
+    ]
+    if uv_cache is not None:
+        amounts.append((uv_cache, downloads))
+    terms = (
+        f"store: layers {format_size(store_bytes)}; cache: staging and OS sources "
+        f"{format_size(cache_bytes)}, layers to unpack {format_size(unpacking.trees)}, "
+        f"system step copy {format_size(unpacking.copy)}"
+        + (f"; uv cache: wheels {format_size(downloads)}" if uv_cache is not None else "")
+    )
+    result = needs_of(amounts)
     for need in result:
         if not need.fits:
             raise DiskSpaceError(
                 f"not enough disk space for this build: it needs about "
                 f"{format_size(need.needed)} on the filesystem of {need.path}, which has "
-                f"{format_size(need.free)} free",
+                f"{format_size(need.free)} free ({terms})",
                 path=str(need.path),
                 needed=need.needed,
                 free=need.free,

@@ -3,9 +3,10 @@
 A distribution whose installed size is above ``layer_threshold`` gets a layer of its own
 (:func:`layerforge.builder.python.group`). Its bytes depend only on the wheel (name, version,
 sha256), the target Python and platform, the layer format, compression and
-``SOURCE_DATE_EPOCH`` (and, with ``compile_bytecode``, the image below, whose Python
-compiles it). So it is remembered under a key of exactly those (the executor computes the
-key), together with the distribution's installed size and the paths of its files.
+``SOURCE_DATE_EPOCH`` (and, with ``compile_bytecode``, the layers below that make the Python
+that compiles it: see ``deps.interpreter_layers``). So it is remembered under a key of
+exactly those (the executor computes the key), together with the distribution's installed
+size and the paths of its files.
 
 A later build of any node whose lock holds the same wheel then decides *without installing
 anything* whether the distribution gets a layer of its own (its remembered installed size

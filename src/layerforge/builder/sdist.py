@@ -45,9 +45,9 @@ from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node, Project
 from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store
-from layerforge.oci.unpack import unpack_chain
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.system import cache_mounts, sandbox_env
+from layerforge.sandbox.verify import chain_root
 
 UV = "/usr/local/bin/layerforge-uv"
 SRC = "/run/layerforge-sdist"
@@ -140,7 +140,7 @@ def _build(build: SdistBuild, package: Package, key: str, task: str) -> BuiltWhe
         sdist = work / "src" / package.filename
         fetch(package, sdist)
         chain = [(x.descriptor.digest, x.descriptor.media_type) for x in build.below]
-        lower = unpack_chain(build.store, chain, cachedir.CHAINS.path(build.cache_dir))
+        lower = chain_root(build.store, chain, build.cache_dir)  # read-only: copied below
         proc.run(["cp", "-a", "--reflink=auto", str(lower), str(work / "rootfs")])
         build.reporter.emit(Event("start", task, f"building {package.filename}"))
         started = time.perf_counter()

@@ -113,7 +113,7 @@ class RichReporter:
                 self.console.print(f"[green]✓[/] {event.task[6:]}: {event.message}")
         elif event.kind == "warning":
             self.console.print(f"[yellow]warning:[/] {event.message}")
-        elif event.kind == "info" and event.task == "gc":
+        elif event.kind == "info" and event.task in ("gc", "disk"):
             self.console.print(f"[dim]{event.message}[/]")
         elif event.kind == "info" and event.task.startswith("build:"):
             self.console.print(f"[dim]· {event.task[6:]}: {event.message}[/]")

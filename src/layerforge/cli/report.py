@@ -9,7 +9,7 @@ import click
 
 from layerforge.cli import options as c
 from layerforge.cli import runtime as rt
-from layerforge.sizes import format_size
+from layerforge.sizes import format_size, parse_size
 
 
 @click.command()
@@ -90,6 +90,15 @@ def report(
     help="Wait at most SECONDS for the builds, pushes and verifies using the store to finish "
     "(default: as long as they take; 0: fail at once if the store is in use).",
 )
+@click.option(
+    "--cache-max",
+    "cache_max",
+    default=None,
+    metavar="SIZE",
+    help="Cap on the layers and roots unpacked in the cache (e.g. 20GB): the least recently "
+    "used go until they fit (default: LAYERFORGE_CACHE_MAX, else the manifest's cache_max, "
+    "else half of the free space).",
+)
 def gc(
     manifest: Path | None,
     store: Path | None,
@@ -100,6 +109,7 @@ def gc(
     caches: bool,
     all_caches: bool,
     wait: float | None,
+    cache_max: str | None,
 ) -> None:
     """Remove the blobs no tag reaches (keeping KEEP keys per node), then unneeded cache entries.
 
@@ -109,7 +119,7 @@ def gc(
     ws = c.workspace(manifest, store, cache_dir)
     outcome = api.collect_garbage(
         ws, keep, dry_run=dry_run, timeout=wait, caches=caches, all_caches=all_caches,
-        reporter=c.reporter(as_json),
+        reporter=c.reporter(as_json), cap=_size_option("--cache-max", cache_max),
     )  # fmt: skip
     result, cache = outcome.store, outcome.caches
     if as_json:
@@ -129,6 +139,15 @@ def gc(
     )
     if cache is not None:
         _print_cache_gc(cache)
+
+
+def _size_option(flag: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=flag) from None
 
 
 def _print_cache_gc(cache: Any) -> None:

@@ -6,9 +6,10 @@ What the cache holds, and what each entry is keyed by (the areas are declared in
 ==========================  ===============================================  ===============
 entry                       keyed by (written by)                            kind
 ==========================  ===============================================  ===============
-``rootfs/<32 hex>/``        chain of layer digests (``unpack_chain``:        ``chain``
+``layers/<32 hex>/``        one layer's digest (its tree, unpacked once)     ``layer``
+``roots/<32 hex>/``         chain of layer digests (a link farm of trees:    ``chain``
                             verify, system steps, bytecode)
-``app/<32 hex>/``           one layer's digest (verify of a service)         ``layer``
+``rootfs/``, ``app/``       earlier versions' unpacked chains and layers     ``legacy``
 ``pyc/<32 hex>/``           chain of layer digests (verify's bytecode)       ``chain``
 ``unpacked/<32 hex>/``      an OS image's manifest digest (``oci:`` and      ``image``
                             registry sources)
@@ -29,7 +30,14 @@ still exists, the cleaned one as it is after its own gc; an ``image`` is also re
 OS source identities in a known project's lock). The input-keyed ones are expensive to make
 again (debootstrap, apt and compile steps) and are removed only with ``all_caches``.
 Temporaries are removed when nothing in them was modified for ``grace`` seconds (a crashed
-build's leftovers). Nothing modified within ``grace`` (default one hour) is ever removed, and
+build's leftovers). ``legacy`` entries (nothing reads them) always go.
+
+**A cap on the unpacked trees.** ``layers/`` and ``roots/`` are then brought under ``cap``
+bytes (``cache_max``; by default half of the free space plus their own size), the least
+recently used first (:func:`evict`, also run at the end of a build): their sizes are in each
+entry's ``meta.json`` (a farm costs its directories; its files are its trees'), their last
+use is the mtime of ``.used``. A tree goes with every farm that links it, so what the figures
+say is freed is freed. Nothing modified within ``grace`` (default one hour) is ever removed, and
 nothing at all unless gc holds the cache lock exclusively (no build is running).
 
 A directory is removed by renaming it to ``.tmp-gc-*`` first (readers see the whole entry or
@@ -40,6 +48,7 @@ none), then deleting it. Freed bytes are disk usage; a file hardlinked from else
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -56,7 +65,7 @@ from layerforge.gc.storegc import GcResult, documents, reachable
 from layerforge.lock import lockfile
 from layerforge.manifest import cache_entry
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.oci.unpack import chain_id
+from layerforge.oci.unpack import META, USED, chain_id
 
 GRACE = 3600.0  # seconds: never touch what changed this recently
 GC_PREFIX = ".tmp-gc-"
@@ -218,6 +227,8 @@ def _goes(entry: CacheEntry, live: Live, all_caches: bool, cutoff: float) -> boo
 def _judge(entry: CacheEntry, live: Live, all_caches: bool, cutoff: float) -> bool:
     if entry.kind == "temporary":
         return entry.path.name.startswith(GC_PREFIX) or _newest_mtime(entry.path, cutoff) < cutoff
+    if entry.kind == "legacy":
+        return True
     if entry.path.lstat().st_mtime >= cutoff:
         return False
     if entry.kind in STORE_DERIVED:
@@ -297,6 +308,7 @@ def collect_caches(
     all_caches: bool = False,
     now: float | None = None,
     grace: float = GRACE,
+    cap: int | None = None,
 ) -> CacheGcResult:
     """Remove the cache entries no known store needs (see the module docstring).
 
@@ -315,6 +327,8 @@ def collect_caches(
             return CacheGcResult(cache_dir, dry_run, skipped=str(exc))
         cutoff = (time.time() if now is None else now) - grace
         doomed = _sized([e for e in candidates(cache_dir) if _goes(e, live, all_caches, cutoff)])
+        gone_paths = {e.path for e in doomed}
+        doomed += evict(cache_dir, cap, dry_run=True, without=gone_paths)
         if not dry_run:
             for entry in doomed:
                 remove_entry(entry.path)
@@ -324,3 +338,78 @@ def collect_caches(
     return CacheGcResult(
         cache_dir, dry_run, tuple(doomed), tuple(counted), tuple(k.store for k in gone)
     )
+
+
+# -- least-recently-used eviction of the unpacked trees ---------------------------------------
+
+
+@dataclass(frozen=True)
+class _Unpacked:
+    entry: CacheEntry
+    used: float  # when it was last used (mtime of .used)
+    layers: tuple[str, ...]  # a farm: the trees it links (hex names)
+
+
+def default_cap(cache_dir: Path, current: int) -> int:
+    """Half of what the unpacked areas could take: the free space plus their own size."""
+    return (shutil.disk_usage(cache_dir).free + current) // 2
+
+
+def _unpacked(cache_dir: Path, without: set[Path]) -> list[_Unpacked]:
+    out: list[_Unpacked] = []
+    for area in cachedir.UNPACKED:
+        directory = area.path(cache_dir)
+        if not directory.is_dir() or directory.is_symlink():
+            continue
+        for child in directory.iterdir():
+            kind = area.kind_of(child.name)
+            if kind is None or kind == "temporary" or child in without:
+                continue
+            try:
+                doc = json.loads((child / META).read_text())
+                used = (child / USED).stat().st_mtime if (child / USED).exists() else 0.0
+                size = int(doc.get("bytes", 0))
+                layers = tuple(str(x) for x in doc.get("layers", ()))
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue  # not finished, or not ours: gc's other rules judge it
+            out.append(_Unpacked(CacheEntry(child, area.name, kind, size), used, layers))
+    return out
+
+
+def evict(
+    cache_dir: Path, cap: int | None, *, dry_run: bool = False, without: set[Path] | None = None
+) -> list[CacheEntry]:
+    """Remove the least recently used trees and farms until ``layers/`` and ``roots/`` take
+    at most ``cap`` bytes (default: :func:`default_cap`); the caller holds the cache lock
+    exclusively. ``without``: entries already being removed. Returns what goes."""
+    if not cache_dir.is_dir():
+        return []
+    entries = _unpacked(cache_dir, without or set())
+    total = sum(e.entry.size for e in entries)
+    limit = default_cap(cache_dir, total) if cap is None else cap
+    if total <= limit:
+        return []
+    doomed = _choose(entries, total, limit)
+    # farms first: a tree is gone from the disk only once no farm links it
+    out = sorted(doomed.values(), key=lambda e: e.kind != "chain")
+    if not dry_run:
+        for entry in out:
+            remove_entry(entry.path)
+    return out
+
+
+def _choose(entries: list[_Unpacked], total: int, limit: int) -> dict[Path, CacheEntry]:
+    doomed: dict[Path, CacheEntry] = {}
+    for item in sorted(entries, key=lambda e: (e.used, e.entry.path.name)):
+        if total <= limit:
+            break
+        if item.entry.path in doomed:
+            continue
+        doomed[item.entry.path] = item.entry
+        total -= item.entry.size
+        if item.entry.kind == "layer":  # its farms hold its files: they go with it
+            for other in entries:
+                if item.entry.path.name in other.layers and other.entry.path not in doomed:
+                    doomed[other.entry.path] = other.entry
+                    total -= other.entry.size
+    return doomed

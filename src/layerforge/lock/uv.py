@@ -227,10 +227,23 @@ def parse_pylock(path: Path, node: Node) -> dict[str, Package]:
             filename=unquote(Path(urlparse(url).path).name),
             url=url,
             sha256=str(dist["hashes"]["sha256"]),
-            size=int(dist.get("size", 0)),
+            size=int(dist.get("size", 0)) or _local_size(url, path.parent),
             kind="wheel" if wheels else "sdist",
         )
     return out
+
+
+def _local_size(url: str, base: Path) -> int:
+    """The size of a wheel uv found in a local directory (``find_links``), which pylock
+    leaves out: a ``file://`` URL or a path (relative to the pylock file). 0 if unknown."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("", "file"):
+        return 0
+    local = base / unquote(parsed.path) if parsed.scheme == "" else Path(unquote(parsed.path))
+    try:
+        return local.stat().st_size if local.is_file() else 0
+    except OSError:
+        return 0
 
 
 # -- named indexes ------------------------------------------------------------------------------

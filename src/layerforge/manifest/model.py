@@ -121,6 +121,7 @@ class Project:
     source_date_epoch: int = 0
     indexes: tuple[Index, ...] = ()  # [[project.index]], in priority order
     sources: tuple[tuple[str, str], ...] = ()  # canonical distribution name -> index name
+    cache_max: int | None = None  # bytes of unpacked layers and roots kept in the cache
 
     def ancestors(self, name: str) -> list[Node]:
         """Parents of ``name``, nearest first."""

@@ -84,6 +84,7 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
         source_date_epoch=p["source_date_epoch"],
         indexes=indexes,
         sources=sources,
+        cache_max=None if p["cache_max"] is None else parse_size(p["cache_max"]),
     )
 
 

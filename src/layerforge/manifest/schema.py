@@ -125,11 +125,28 @@ class ProjectModel(_Model):
         le=MAX_EPOCH,
         description="mtime written into every layer entry (SOURCE_DATE_EPOCH).",
     )
+    cache_max: Size | None = Field(
+        None,
+        description="Cap on the layers and roots unpacked under the cache directory for "
+        "verify, system steps and bytecode (least recently used go first, after a build and "
+        "in gc); default: half of the free space plus what they take.",
+    )
 
     @field_validator("layer_threshold", mode="before")
     @classmethod
     def _threshold_not_bool(cls, value: object) -> object:
         return _not_bool(value)
+
+    @field_validator("cache_max", mode="before")
+    @classmethod
+    def _cache_max_not_bool(cls, value: object) -> object:
+        return _not_bool(value)
+
+    @field_validator("cache_max")
+    @classmethod
+    def _check_cache_max(cls, value: int | str | None) -> int | str | None:
+        _size(value)
+        return value
 
     @field_validator("registry")
     @classmethod

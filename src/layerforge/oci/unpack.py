@@ -13,34 +13,36 @@ climbs out of the root, hardlinks whose target is absolute, contains ``..`` or i
 regular file inside the root. Device nodes and fifos are skipped (the sandbox mounts
 ``/dev``). Ownership is kept when running as root; modes, mtimes and hardlinks always.
 
-Unpacked images are cached by manifest digest, stacks of layers by their chain of digests
-(:func:`unpack_chain`, which also keeps the stack below a small top layer), under the cache
-directory; a half-done unpack never appears under its final name (temp directory, then
-rename).
+Unpacked images are cached by manifest digest; a stack of layers is a link farm of trees
+unpacked once per layer (:func:`unpack_layer_tree`, :func:`assemble_root`,
+:func:`unpack_chain`), under the cache directory; a half-done unpack never appears under its
+final name (temp directory, then rename).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import json
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from layerforge import proc
 from layerforge.errors import UnpackError
+from layerforge.fsutil import atomic_write
 from layerforge.oci.compress import open_layer
 from layerforge.oci.layout import Store
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_LINKS = 40  # symlinks followed while resolving one path, as Linux allows
-PREFIX_RATIO = 4  # see _keep_prefix: the top layer at most a quarter of the ones below it
-PREFIX_MIN_BYTES = 32_000_000  # and those large enough (compressed) to be worth caching
 
 
 def _parts(name: str, layer: str, what: str = "member") -> list[str]:
@@ -61,9 +63,12 @@ class Rootfs:
         self._real = os.path.realpath(root)
         self._same_uid = os.geteuid() == 0
 
-    def resolve_parent(self, parts: list[str], layer: str, member: str) -> str:
+    def resolve_parent(
+        self, parts: list[str], layer: str, member: str, *, create: bool = True
+    ) -> str | None:
         """The host path of the directory that holds ``parts[-1]``, creating missing
-        directories and following symlinks inside the root."""
+        directories (or, without ``create``, None if one is missing) and following symlinks
+        inside the root."""
         current: list[str] = []
         todo = list(parts[:-1])
         links = 0
@@ -80,6 +85,8 @@ class Rootfs:
             try:
                 st = os.lstat(host)
             except FileNotFoundError:
+                if not create:
+                    return None
                 os.mkdir(host, 0o755)
                 current.append(part)
                 continue
@@ -106,7 +113,17 @@ class Rootfs:
         if not parts:
             return self._real, ""
         parent = self.resolve_parent(parts, layer, name)
+        assert parent is not None
         return os.path.join(parent, parts[-1]), "/".join(parts)
+
+    def lookup(self, name: str, layer: str, what: str = "member") -> str | None:
+        """The host path of ``name`` (the last component not followed), or None when a
+        directory on the way is missing: nothing is created."""
+        parts = _parts(name, layer, what)
+        if not parts:
+            return self._real
+        parent = self.resolve_parent(parts, layer, name, create=False)
+        return None if parent is None else os.path.join(parent, parts[-1])
 
 
 def _remove(path: str) -> None:
@@ -308,60 +325,373 @@ def chain_id(digests: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:32]
 
 
-def _cached_lower(cache_root: Path, digests: Sequence[str]) -> tuple[int, Path | None]:
-    """The longest proper prefix of ``digests`` already unpacked: (its length, its rootfs)."""
-    for n in range(len(digests) - 1, 0, -1):
-        candidate = cache_root / chain_id(digests[:n]) / "rootfs"
-        if candidate.is_dir():
-            return n, candidate
-    return 0, None
+# -- one tree per layer, roots assembled from them (link farms) -----------------------------
+#
+# A layer is unpacked once, by digest, into ``TREES/<hex32>/tree`` (its whiteouts and opaque
+# markers are recorded in ``meta.json`` beside it, not applied). A root filesystem for a
+# chain of layers is then a *link farm* under ``ROOTS/<chain id>/rootfs``: the farm's own
+# directories, its symlinks made again, every regular file a hardlink to the file of the
+# layer tree that holds it. N images sharing a base cost the base's files once, and a chain
+# that changes in the middle (a mid-tier requirement) re-links the layers above the change
+# instead of extracting them again.
+#
+# The files of a farm ARE the files of the layer trees (and of every other farm that uses
+# them). Nothing may write into them: verify and bytecode mount a farm read-only (``--ro-bind``
+# over the whole root: no write, chmod, chown or utime reaches an inode), and a system step
+# runs in a full copy of the farm (``cp -a``: new inodes). Assembling a farm only creates,
+# links and unlinks names in the farm's own directories, and sets the mode, owner and times of
+# those directories: never of a linked file.
+
+TREE = "tree"
+ROOT = "rootfs"
+META = "meta.json"
+USED = ".used"  # touched (mtime) on every use: the least recently used entries go first
+# what an entry takes besides its content: its directory, tree/ or rootfs/, meta.json and
+# .used, a block each (counted in ``bytes``, so that the cap holds for what ``du`` sees)
+ENTRY_OVERHEAD = 4 * 4096
 
 
-def _keep_prefix(store: Store, digests: Sequence[str], start: int) -> bool:
-    """Whether to unpack (and cache) ``digests[:-1]`` first, then add the top layer over a
-    hardlinked copy: when the top layer is small beside the layers applied below it. The
-    top layer is what changes most often (a base's shared dependency layer, after a
-    requirement change): the next chain that differs only there then unpacks in a moment.
-    """
-    if len(digests) - start < 2:
-        return False
-    try:
-        sizes = [store.blob_path(d).stat().st_size for d in digests[start:]]
-    except OSError:  # a missing blob: applying it fails with the usual error
-        return False
-    below = sum(sizes[:-1])
-    return below >= PREFIX_MIN_BYTES and sizes[-1] * PREFIX_RATIO <= below
+@dataclass(frozen=True)
+class LayerTree:
+    """One layer unpacked on its own, and what it asks of the layers below it."""
+
+    digest: str
+    path: Path  # the cache entry: ``tree/`` and ``meta.json`` inside
+    remove: tuple[str, ...] = ()  # whiteouts: paths removed from the layers below
+    opaque: tuple[str, ...] = ()  # directories emptied of what the layers below put there
+    implicit: tuple[str, ...] = ()  # directories the tar did not list (made on the way)
+    links: tuple[tuple[str, str], ...] = ()  # (name, target): hardlinks to a lower layer
+    bytes: int = 0  # disk used by the tree
+    files: int = 0
+    dirs: int = 0
+
+    @property
+    def tree(self) -> Path:
+        return self.path / TREE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "remove": list(self.remove),
+            "opaque": list(self.opaque),
+            "implicit": list(self.implicit),
+            "links": [list(x) for x in self.links],
+            "bytes": self.bytes,
+            "files": self.files,
+            "dirs": self.dirs,
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> LayerTree:
+        doc = json.loads((path / META).read_text())
+        return cls(
+            str(doc["digest"]),
+            path,
+            tuple(doc.get("remove", ())),
+            tuple(doc.get("opaque", ())),
+            tuple(doc.get("implicit", ())),
+            tuple((str(a), str(b)) for a, b in doc.get("links", ())),
+            int(doc.get("bytes", 0)),
+            int(doc.get("files", 0)),
+            int(doc.get("dirs", 0)),
+        )
 
 
-def unpack_chain(store: Store, layers: Sequence[tuple[str, str]], cache_root: Path) -> Path:
-    """The root filesystem of ``(digest, media type)`` layers, cached by their chain.
+def touch(entry: Path) -> None:
+    """Mark a tree or root as used now (for the least-recently-used eviction)."""
+    with contextlib.suppress(OSError):
+        (entry / USED).touch()
 
-    The longest stack of lower layers already unpacked is reused through hardlinks (``cp
-    -al``) and only the layers above it are applied; the applier never writes into an
-    existing file (it unlinks and recreates), so the cached lower root filesystem stays
-    intact. Callers must treat the result as read-only. When the top layer is small beside
-    the large ones below it, the chain without it is unpacked (and cached) on the way.
-    """
-    digests = [d for d, _ in layers]
-    final = cache_root / chain_id(digests)
-    rootfs = final / "rootfs"
-    if rootfs.is_dir():
-        return rootfs
-    start, lower = _cached_lower(cache_root, digests)
-    if _keep_prefix(store, digests, start):
-        start, lower = len(layers) - 1, unpack_chain(store, layers[:-1], cache_root)
+
+class _TreeApplier(_LayerApplier):
+    """Unpack one layer alone: whiteouts and opaque markers are recorded, not applied (they
+    concern the layers below), and a hardlink to a file of a lower layer is kept for the
+    farm to make."""
+
+    def __init__(self, fs: Rootfs, label: str) -> None:
+        super().__init__(fs, label)
+        self.remove: set[str] = set()
+        self.opaque: set[str] = set()
+        self.links: dict[str, tuple[str, str]] = {}  # host path -> (name, target)
+
+    def _member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+        base = info.name.rstrip("/").rsplit("/", 1)[-1]
+        if base == OPAQUE:
+            dirname = info.name.rstrip("/")[: -len(OPAQUE)].rstrip("/")
+            self.opaque.add("/".join(_parts(dirname, self.label)))
+            return
+        if base.startswith(WHITEOUT):
+            dirname = info.name.rstrip("/")[: -len(base)]
+            name = "/".join(_parts(dirname + base[len(WHITEOUT) :], self.label))
+            if name:
+                self.remove.add(name)
+            return
+        if self.links:  # a later member at the same place wins over a link kept for later
+            host, _ = self.fs.host_path(info.name, self.label)
+            self.links.pop(host, None)
+        super()._member(tar, info)
+
+    def _hardlink(self, host: str, info: tarfile.TarInfo) -> None:
+        target, _ = self.fs.host_path(info.linkname, self.label, "hardlink target")
+        if os.path.lexists(target):
+            super()._hardlink(host, info)
+            return
+        name = "/".join(_parts(info.name, self.label))
+        link = "/".join(_parts(info.linkname, self.label, "hardlink target"))
+        _replace(host)
+        self.links[host] = (name, link)
+
+
+def _tree_stats(tree: Path, explicit: set[str]) -> tuple[int, int, int, list[str]]:
+    """(bytes on disk, files, directories, directories the layer did not list)."""
+    used, files, dirs = ENTRY_OVERHEAD, 0, 0
+    seen: set[int] = set()
+    implicit: list[str] = []
+    real = os.path.realpath(tree)
+    for top, dirnames, filenames in os.walk(real):
+        for name in dirnames:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                dirs += 1
+                used += st.st_blocks * 512
+                if path not in explicit:
+                    implicit.append(os.path.relpath(path, real))
+            else:
+                files += 1  # a symlink to a directory
+        for name in filenames:
+            st = os.lstat(os.path.join(top, name))
+            files += 1
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                used += st.st_blocks * 512
+    return used, files, dirs, sorted(implicit)
+
+
+def unpack_layer_tree(store: Store, digest: str, media_type: str, cache_root: Path) -> LayerTree:
+    """One layer unpacked alone, once per digest, under ``cache_root/<hex32>`` (see above).
+    Hostile layers are refused exactly as by :func:`apply_layer`."""
+    final = cache_root / digest.split(":", 1)[1][:32]
+    if (final / META).is_file():
+        touch(final)
+        return LayerTree.load(final)
+    label = f"layer {digest[:19]}"
     with _staging(final) as tmp:
-        if lower is not None:
-            proc.run(["cp", "-al", str(lower), str(tmp / "rootfs")])
-        for index in range(start, len(layers)):
-            digest, media_type = layers[index]
-            label = f"layer {index} ({digest[:19]})"
-            apply_layer(tmp / "rootfs", store.blob_path(digest), media_type, label)
-        (tmp / "rootfs").mkdir(exist_ok=True)
+        tree = tmp / TREE
+        tree.mkdir()
+        fs = Rootfs(tree)
+        applier = _TreeApplier(fs, label)
+        try:
+            with (
+                open_layer(store.blob_path(digest), media_type) as stream,
+                tarfile.open(fileobj=stream, mode="r|") as tar,
+            ):
+                applier.apply(tar)
+        except tarfile.TarError as exc:
+            raise UnpackError(f"{label}: not a valid tar layer: {exc}") from exc
+        explicit = {host for host, _, _ in applier.dir_modes}
+        used, files, dirs, implicit = _tree_stats(tree, explicit)
+        result = LayerTree(
+            digest,
+            final,
+            tuple(sorted(applier.remove)),
+            tuple(sorted(applier.opaque)),
+            tuple(implicit),
+            tuple(sorted(applier.links.values())),
+            used,
+            files,
+            dirs,
+        )
+        atomic_write(tmp / META, json.dumps(result.to_json(), indent=1).encode())
+        (tmp / USED).touch()
         try:
             tmp.rename(final)
         except OSError:
-            if not rootfs.is_dir():
+            if not (final / META).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+class _Farm:
+    """Link the trees of layers, in order, into one root filesystem (see above)."""
+
+    def __init__(self, root: Path) -> None:
+        self.fs = Rootfs(root)
+        self.real = self.fs._real
+        # host path of a directory -> (its stat in the top-most tree that lists it, identity)
+        self.dirs: dict[str, tuple[os.stat_result, tuple[int, int]]] = {}
+
+    def add(self, layer: LayerTree) -> None:
+        label = f"layer {layer.digest[:19]}"
+        for name in layer.remove:
+            host = self.fs.lookup(name, label)
+            if host is not None and host != self.real:
+                _remove(host)
+        for name in layer.opaque:
+            host = self.fs.lookup(name, label)
+            if host is not None and os.path.isdir(host) and not os.path.islink(host):
+                for child in os.listdir(host):
+                    _remove(os.path.join(host, child))
+        self._walk(str(layer.tree), "", self.real, frozenset(layer.implicit), label)
+        for name, target in layer.links:
+            self._link_lower(name, target, label)
+
+    def _walk(
+        self, directory: str, rel: str, host_dir: str, implicit: frozenset[str], label: str
+    ) -> None:
+        """Link the entries of the tree's ``directory`` (``rel`` in the image) into
+        ``host_dir``, the farm's directory for it (resolved once per directory, inside the
+        root: its entries are made by name in it, never through a symlink)."""
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            host = os.path.join(host_dir, entry.name)
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if name in implicit:  # not listed by the layer: as a lower layer made it
+                    parent = self.fs.resolve_parent([*name.split("/"), "-"], label, name)
+                    assert parent is not None
+                    host = parent
+                else:
+                    self._dir(host, st)
+                self._walk(entry.path, name, host, implicit, label)
+                continue
+            _replace(host)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(entry.path), host)
+                if self.fs._same_uid:
+                    with contextlib.suppress(OSError):
+                        os.lchown(host, st.st_uid, st.st_gid)
+                with contextlib.suppress(OSError):
+                    os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            elif stat.S_ISREG(st.st_mode):
+                _link_or_copy(entry.path, host, st)
+            # nothing else is ever in a tree (devices and fifos are not unpacked)
+
+    def _dir(self, host: str, st: os.stat_result) -> None:
+        try:
+            here = os.lstat(host)
+        except FileNotFoundError:
+            os.mkdir(host, 0o755)
+        else:
+            if not stat.S_ISDIR(here.st_mode):
+                _remove(host)  # a file or a symlink (never followed) of a lower layer
+                os.mkdir(host, 0o755)
+        here = os.lstat(host)
+        self.dirs[host] = (st, (here.st_dev, here.st_ino))
+
+    def _link_lower(self, name: str, target: str, label: str) -> None:
+        host, _ = self.fs.host_path(name, label)
+        source, _ = self.fs.host_path(target, label, "hardlink target")
+        try:
+            st = os.lstat(source)
+        except FileNotFoundError:
+            raise UnpackError(
+                f"{label}: hardlink {name!r} points at {target!r}, which does not exist in "
+                "the image"
+            ) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise UnpackError(
+                f"{label}: hardlink {name!r} points at {target!r}, which is not a regular file"
+            )
+        _replace(host)
+        _link_or_copy(source, host, st)
+
+    def finish(self) -> None:
+        """The mode, owner and times of every directory, deepest first, from the top-most
+        layer that lists it; through a descriptor opened without following a symlink, and
+        only if it is still the directory made here (as :meth:`_LayerApplier._finish_dir`)."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        for host in sorted(self.dirs, key=lambda h: h.count("/"), reverse=True):
+            st, ident = self.dirs[host]
+            try:
+                fd = os.open(host, flags)
+            except OSError:
+                continue
+            try:
+                here = os.fstat(fd)
+                if (here.st_dev, here.st_ino) != ident:
+                    continue
+                if self.fs._same_uid:
+                    with contextlib.suppress(OSError):
+                        os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                with contextlib.suppress(OSError):
+                    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(fd)
+
+
+def _link_or_copy(source: str, host: str, st: os.stat_result) -> None:
+    """A hardlink to ``source`` at ``host``; a copy (mode, owner, times kept) when the cache
+    spans filesystems or the file has the most links its filesystem allows."""
+    try:
+        os.link(source, host, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EMLINK):
+            raise
+    else:
+        return
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    out_flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with (
+        os.fdopen(os.open(source, flags), "rb") as src,
+        os.fdopen(os.open(host, out_flags, 0o600), "wb") as out,
+    ):
+        shutil.copyfileobj(src, out, 1 << 20)
+    if os.geteuid() == 0:
+        os.chown(host, st.st_uid, st.st_gid, follow_symlinks=False)
+    os.chmod(host, stat.S_IMODE(st.st_mode))
+    os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def assemble_root(trees: Sequence[LayerTree], target: Path) -> Path:
+    """A root filesystem at ``target`` (created) equal to applying the layers in order: a
+    link farm of their trees (see above). Treat it as read-only."""
+    target.mkdir(parents=True, exist_ok=True)
+    farm = _Farm(target)
+    for layer in trees:
+        farm.add(layer)
+    farm.finish()
+    return target
+
+
+def unpack_chain(
+    store: Store, layers: Sequence[tuple[str, str]], trees_root: Path, roots_root: Path
+) -> Path:
+    """The root filesystem of ``(digest, media type)`` layers: each layer unpacked once (by
+    digest, under ``trees_root``), the chain a link farm of them (by chain id, under
+    ``roots_root``). Callers must treat the result as read-only (mount it so)."""
+    digests = [d for d, _ in layers]
+    final = roots_root / chain_id(digests)
+    rootfs = final / ROOT
+    if (final / META).is_file():
+        touch(final)
+        for digest in digests:  # the trees it links are in use too
+            touch(trees_root / digest.split(":", 1)[1][:32])
+        return rootfs
+    trees = [unpack_layer_tree(store, d, m, trees_root) for d, m in layers]
+    with _staging(final) as tmp:
+        assemble_root(trees, tmp / ROOT)
+        used = ENTRY_OVERHEAD + sum(st.st_blocks * 512 for st in _dir_stats(tmp / ROOT))
+        doc = {"layers": [d.split(":", 1)[1][:32] for d in digests], "bytes": used}
+        atomic_write(tmp / META, json.dumps(doc, indent=1).encode())
+        (tmp / USED).touch()
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not (final / META).is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     return rootfs
+
+
+def _dir_stats(root: Path) -> Iterator[os.stat_result]:
+    """The farm's own disk use: its directories and symlinks (its files are the trees')."""
+    for top, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            st = os.lstat(os.path.join(top, name))
+            if not stat.S_ISREG(st.st_mode):
+                yield st

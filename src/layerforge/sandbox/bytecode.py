@@ -26,13 +26,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from layerforge import cachedir, proc
+from layerforge import proc
 from layerforge.errors import BuildError
 from layerforge.events import Event
 from layerforge.oci.layer import Layer
-from layerforge.oci.unpack import unpack_chain
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.system import Sandbox
+from layerforge.sandbox.verify import chain_root
 
 PYTHON = "/opt/venv/bin/python"
 PREFIX = "/var/cache/layerforge-bytecode"  # PYTHONPYCACHEPREFIX inside the sandbox
@@ -46,7 +46,7 @@ def compile_stage(
     site = f"/opt/venv/lib/python{python}/site-packages"
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in image_layers]
-    rootfs = unpack_chain(sandbox.store, chain, cachedir.CHAINS.path(sandbox.cache_dir))
+    rootfs = chain_root(sandbox.store, chain, sandbox.cache_dir)  # shared: mounted read-only
     site_dir = stage / "lib" / f"python{python}" / "site-packages"
     compileall: tuple[str, ...] = (PYTHON, "-m", "compileall", "-q", "-j", "0")
     compileall += ("--invalidation-mode", "unchecked-hash", site)

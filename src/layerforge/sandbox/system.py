@@ -37,9 +37,9 @@ from layerforge.fsutil import atomic_write
 from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store
 from layerforge.oci.tarball import Entry
-from layerforge.oci.unpack import unpack_chain
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.diff import diff_trees
+from layerforge.sandbox.verify import chain_root
 from layerforge.sourcetree import copy_tree, scan
 
 CONTEXT = "/context"
@@ -239,7 +239,7 @@ def system_layer(
     """Run the steps over the parent's root filesystem; ``write`` stores the diff layer."""
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in parent_layers]
-    lower = unpack_chain(sandbox.store, chain, cachedir.CHAINS.path(sandbox.cache_dir))
+    lower = chain_root(sandbox.store, chain, sandbox.cache_dir)  # shared: copied below
     env = sandbox_env(image_env, sandbox.epoch)
     with _work_copy(lower, sandbox) as work, _context_copy(spec, sandbox) as context:
         rootfs = work / "rootfs"

@@ -16,7 +16,7 @@ import hashlib
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from layerforge.errors import VerifyError
 from layerforge.events import Event, Reporter
 from layerforge.manifest import Node
 from layerforge.oci.layout import Store
-from layerforge.oci.unpack import apply_layer, chain_id, unpack_chain
+from layerforge.oci.unpack import chain_id, unpack_chain, unpack_layer_tree
 from layerforge.records import ImageRecord
 from layerforge.sandbox import runner as runners
 
@@ -189,32 +189,26 @@ def _root_of(store: Store, record: ImageRecord, node: Node, cache_dir: Path) -> 
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in record.layers]
     workdir = (node.workdir or "").strip("/")
     if node.kind == "service" and node.source is not None and workdir and len(chain) > 1:
-        lower = unpack_chain(store, chain[:-1], cachedir.CHAINS.path(cache_dir))
+        lower = chain_root(store, chain[:-1], cache_dir)
         existing = lower / workdir
         if not existing.exists() or (existing.is_dir() and not any(existing.iterdir())):
-            app = _app_tree(store, chain[-1], cachedir.APPS.path(cache_dir)) / workdir
+            digest, media_type = chain[-1]
+            trees = cachedir.LAYER_TREES.path(cache_dir)
+            app = unpack_layer_tree(store, digest, media_type, trees).tree / workdir
             if app.is_dir():
                 mount = runners.Mount(app, "/" + workdir, read_only=True)
                 return Root(lower, tuple(d for d, _ in chain[:-1]), (mount,), "/" + workdir)
-    rootfs = unpack_chain(store, chain, cachedir.CHAINS.path(cache_dir))
+    rootfs = chain_root(store, chain, cache_dir)
     return Root(rootfs, tuple(d for d, _ in chain))
 
 
-def _app_tree(store: Store, layer: tuple[str, str], cache_root: Path) -> Path:
-    """One layer unpacked on its own (cached by digest)."""
-    digest, media_type = layer
-    final = cache_root / digest.split(":", 1)[1][:32]
-    if not final.is_dir():
-        cache_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
-        try:
-            apply_layer(tmp, store.blob_path(digest), media_type, f"layer {digest[:19]}")
-            tmp.rename(final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not final.is_dir():  # else: a concurrent verify unpacked it first
-                raise
-    return final
+def chain_root(store: Store, chain: Sequence[tuple[str, str]], cache_dir: Path) -> Path:
+    """The root filesystem of ``(digest, media type)`` layers: a link farm of trees unpacked
+    once per layer (:func:`~layerforge.oci.unpack.unpack_chain`), shared by every image and
+    every run that uses them, so READ-ONLY: mount it with ``--ro-bind`` (verify, bytecode) or
+    copy it (a system step's work copy). Never write into it from the host."""
+    trees, roots = cachedir.LAYER_TREES.path(cache_dir), cachedir.ROOTS.path(cache_dir)
+    return unpack_chain(store, chain, trees, roots)
 
 
 def _failure(node: Node, record: ImageRecord, check: Check, result: proc.Result) -> VerifyError:
