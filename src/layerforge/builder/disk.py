@@ -12,7 +12,11 @@ to fail halfway through a 10 GB build):
   source tree;
 - cache: staging of the installed distributions (``INSTALL_FACTOR`` x wheel bytes), for the
   ``jobs`` largest nodes at once (staging is removed after each node); for a debootstrap
-  source not cached yet, ``DEBOOTSTRAP_GUESS``.
+  source not cached yet, ``DEBOOTSTRAP_GUESS``. When uv's cache is on the same filesystem,
+  uv hardlinks the installed files from it (``--link-mode hardlink``): staging then takes
+  new blocks only for what is rewritten (RECORDs, scripts, bytecode), ``LINKED_FACTOR`` x
+  the wheel bytes. A CUDA torch stack (4 GB of wheels) was refused on a 14 GB runner it
+  fits on when staging was counted as copies.
 
 - cache, for the sandbox (:func:`unpack_estimate`): the layer trees that verify, system steps
   and bytecode unpack and that ``CACHE/layers/`` does not hold yet, each once (a built
@@ -54,6 +58,7 @@ from layerforge.sources.materialize import record_path
 
 LAYER_FACTOR = 1.5
 INSTALL_FACTOR = 4.0
+LINKED_FACTOR = 0.25  # staging hardlinked from uv's cache: only rewritten files are new
 OS_LAYER_GUESS = 150_000_000
 DEBOOTSTRAP_GUESS = 400_000_000
 UNPACK_FACTOR = 3.0  # an OS layer unpacked, against its gzip'ed size
@@ -100,8 +105,20 @@ def _os_cache(project: Project, node: str, cache_dir: Path) -> int:
     return 0 if cached.is_dir() else DEBOOTSTRAP_GUESS
 
 
-def estimate(plan: Plan, ctx: BuildContext) -> tuple[int, int]:
-    """(bytes the store needs, bytes the cache needs) to build ``plan``."""
+def staging_factor(cache_dir: Path, uv_cache: Path | None) -> float:
+    """Disk bytes staging takes per wheel byte: copies, or hardlinks into uv's cache when
+    it is on the cache directory's filesystem (see the module docstring)."""
+    if uv_cache is None:
+        return INSTALL_FACTOR
+    same = os.stat(_existing(uv_cache)).st_dev == os.stat(_existing(cache_dir)).st_dev
+    return LINKED_FACTOR if same else INSTALL_FACTOR
+
+
+def estimate(
+    plan: Plan, ctx: BuildContext, staging_per_byte: float = INSTALL_FACTOR
+) -> tuple[int, int]:
+    """(bytes the store needs, bytes the cache needs) to build ``plan``; staging takes
+    ``staging_per_byte`` per wheel byte (:func:`staging_factor`)."""
     project, lock, store, cache_dir = ctx.project, ctx.lock, ctx.store, ctx.cache_dir
     store_bytes = 0
     staging: list[int] = []
@@ -110,7 +127,7 @@ def estimate(plan: Plan, ctx: BuildContext) -> tuple[int, int]:
         packages = lock.nodes[step.node].packages
         wheels = wheel_bytes_to_install(ctx, packages, project.python)
         store_bytes += int(wheels * LAYER_FACTOR)
-        staging.append(int(wheels * INSTALL_FACTOR))
+        staging.append(int(wheels * staging_per_byte))
         if project.nodes[step.node].os_source is not None:
             store_bytes += _os_layers(store, project, step.node)
             cache_bytes += _os_cache(project, step.node, cache_dir)
@@ -238,7 +255,7 @@ def preflight(plan: Plan, ctx: BuildContext, uv_cache: Path | None = None) -> li
     ``uv_cache``: uv's cache directory (wheels downloaded there are counted)."""
     if not plan.to_build:
         return []
-    store_bytes, cache_bytes = estimate(plan, ctx)
+    store_bytes, cache_bytes = estimate(plan, ctx, staging_factor(ctx.cache_dir, uv_cache))
     unpacking = unpack_estimate(plan, ctx)
     downloads = download_estimate(plan, ctx) if uv_cache is not None else 0
     amounts = [
