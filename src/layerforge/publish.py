@@ -87,6 +87,7 @@ def push_nodes(
     target = Target.of(project)
     rep = reporter or NullReporter()
     session = PushSession(config.client(target.registry), target.registry, rep)
+    session.chunk = config.upload_chunk
     ordered = [n for n in project.nodes if n in set(names)]
     commit = git_commit(project.root)  # once per push, not per node
     tags = (*([commit] if commit else []), *extra_tags)

@@ -52,9 +52,11 @@ def test_lowercase_variables_win_and_schemes_pick_their_proxy() -> None:
     assert ProxyConfig.from_env({}) == ProxyConfig()
 
 
-def test_bad_proxy_url_is_a_usage_error() -> None:
+def test_bad_proxy_url_is_a_usage_error_when_used() -> None:
+    config = ProxyConfig.from_env({"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+    assert config.for_url("http", "127.0.0.1", 5000) is None  # not needed: not refused
     with pytest.raises(UsageError, match="HTTPS_PROXY"):
-        ProxyConfig.from_env({"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+        config.for_url("https", "127.0.0.1", 5000)
 
 
 def test_registry_config_reads_proxies_from_its_mapping() -> None:

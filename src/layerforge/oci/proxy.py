@@ -74,28 +74,31 @@ def _env(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """The proxies for plain-HTTP and HTTPS registries, and the hosts that bypass them."""
+    """The proxies for plain-HTTP and HTTPS registries, and the hosts that bypass them.
 
-    http: ProxyURL | None = None
-    https: ProxyURL | None = None
+    ``http``/``https`` are (variable, value) as found; a value is parsed (and a bad one
+    refused) only when a registry request would go through it, so a proxy setting meant for
+    other tools does not stop commands that talk to no registry."""
+
+    http: tuple[str, str] | None = None
+    https: tuple[str, str] | None = None
     no_proxy: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProxyConfig:
-        found = {name: _env(env, name) for name in ("http_proxy", "https_proxy", "no_proxy")}
-        http, https, bypass = found["http_proxy"], found["https_proxy"], found["no_proxy"]
+        bypass = _env(env, "no_proxy")
         return cls(
-            ProxyURL.parse(http[1], http[0]) if http else None,
-            ProxyURL.parse(https[1], https[0]) if https else None,
+            _env(env, "http_proxy"),
+            _env(env, "https_proxy"),
             tuple(e.strip() for e in bypass[1].split(",") if e.strip()) if bypass else (),
         )
 
     def for_url(self, scheme: str, host: str, port: int) -> ProxyURL | None:
         """The proxy that ``scheme://host:port`` goes through; None: connect directly."""
-        proxy = self.https if scheme == "https" else self.http
-        if proxy is None or bypassed(self.no_proxy, host, port):
+        found = self.https if scheme == "https" else self.http
+        if found is None or bypassed(self.no_proxy, host, port):
             return None
-        return proxy
+        return ProxyURL.parse(found[1], found[0])
 
     def for_netloc(self, scheme: str, netloc: str) -> ProxyURL | None:
         parts = urllib.parse.urlsplit(f"//{netloc}")

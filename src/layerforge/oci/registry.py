@@ -57,11 +57,16 @@ class Body:
     path: Path | None = None
     progress: Callable[[int], None] | None = None
     offset: int = 0  # send from this byte on (a resumed upload)
+    end: int | None = None  # and up to this byte, exclusive (one chunk); None: to the end
 
     @property
     def size(self) -> int:
         """The whole body's size (``offset`` not taken off)."""
         return self.path.stat().st_size if self.path is not None else len(self.data)
+
+    def stop(self) -> int:
+        """Where the bytes sent end (exclusive)."""
+        return self.size if self.end is None else min(self.end, self.size)
 
 
 @dataclass
@@ -83,13 +88,18 @@ class Response:
 class _Progress:
     """A file wrapper that reports bytes read (http.client reads it in blocksize chunks)."""
 
-    def __init__(self, fh: IO[bytes], progress: Callable[[int], None] | None, done: int) -> None:
+    def __init__(
+        self, fh: IO[bytes], progress: Callable[[int], None] | None, done: int, left: int
+    ) -> None:
         self._fh = fh
         self._progress = progress
         self._done = done
+        self._left = left  # bytes still to give (a chunk stops before the file ends)
 
     def read(self, size: int = -1) -> bytes:
-        data = self._fh.read(size)
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._fh.read(size) if size else b""
+        self._left -= len(data)
         self._done += len(data)
         if self._progress is not None and data:
             self._progress(self._done)
@@ -192,14 +202,15 @@ class Client:
                     headers["Content-Length"] = "0"
                 conn.request(method, target, headers=headers)
             elif body.path is not None:
-                headers["Content-Length"] = str(body.size - body.offset)
+                length = body.stop() - body.offset
+                headers["Content-Length"] = str(length)
                 with body.path.open("rb") as fh:
                     fh.seek(body.offset)
-                    reader = _Progress(fh, body.progress, body.offset)
+                    reader = _Progress(fh, body.progress, body.offset, length)
                     conn.request(method, target, reader, headers)
             else:
-                headers["Content-Length"] = str(len(body.data) - body.offset)
-                conn.request(method, target, body.data[body.offset :], headers)
+                headers["Content-Length"] = str(body.stop() - body.offset)
+                conn.request(method, target, body.data[body.offset : body.stop()], headers)
             resp = conn.getresponse()
             if resp.status == 407 and proxy is not None and parts.scheme == "http":
                 raise self._proxy_refused(proxy, parts.netloc, "407 Proxy Authentication Required")
