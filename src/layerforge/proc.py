@@ -203,9 +203,12 @@ def feed(args: Sequence[str | os.PathLike[str]], write: Callable[[IO[bytes]], ob
             assert proc.stdin is not None
             try:
                 write(proc.stdin)
-                proc.stdin.close()
+                proc.stdin.flush()
             except BrokenPipeError:
                 broken = True
+            finally:
+                with contextlib.suppress(OSError):  # a flush into a closed pipe
+                    proc.stdin.close()
             returncode = proc.wait()
         except BaseException:
             _stop(proc)  # type: ignore[arg-type]
