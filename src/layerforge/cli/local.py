@@ -49,12 +49,10 @@ def run(
     no_network: bool,
     runner: str | None,
 ) -> None:
-    """Run NODE's image in the sandbox: its Entrypoint with COMMAND or its Cmd.
-
-    Options go before NODE; everything after NODE (an optional `--` first) is COMMAND.
-
-    The image's Env and WorkingDir apply; the root filesystem is read-only (a tmpfs at
-    /tmp); ports the program listens on are the host's. The exit code is the program's."""
+    """Run NODE's image in the sandbox: its Entrypoint with COMMAND, or its Cmd; options
+    go before NODE, everything after it (an optional `--` first) is COMMAND; the image's
+    Env and WorkingDir apply, its root is read-only (a tmpfs at /tmp), the ports it listens
+    on are the host's, and the exit code is the program's (see docs/local.md)."""
     from layerforge import api  # noqa: PLC0415
 
     if not mount_at.startswith("/"):
