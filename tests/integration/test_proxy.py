@@ -6,6 +6,7 @@ proxy that wants credentials and one that is not there. The proxy is our own
 from __future__ import annotations
 
 import shutil
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,5 +148,35 @@ def test_plain_http_registry_and_token_realm_through_http_proxy(
         assert proxy.requests[gate.host] > len(gate.issued)  # API requests and tokens
         assert not proxy.tunnels and upstream.host not in proxy.requests
     finally:
+        gate.stop()
+        upstream.stop()
+
+
+def test_tls_token_realm_through_an_authenticating_proxy(
+    tls_registry: TLSRegistry, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Bearer token gate on HTTPS (its realm too), behind a proxy that wants credentials:
+    the API and the token requests both open CONNECT tunnels with Proxy-Authorization."""
+    upstream = Registry(tmp_path / "upstream")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*tls_registry.server_cert)
+    gate = TokenGate(upstream.host, "bob", "builder", tls=server)
+    guarded = ForwardProxy(credentials=("proxyuser", "pw"))
+    try:
+        (tmp_path / "certs.d" / gate.host).mkdir(parents=True)
+        shutil.copy(tls_registry.ca[0], tmp_path / "certs.d" / gate.host / "ca.crt")
+        monkeypatch.setenv("HTTPS_PROXY", guarded.url.replace("//", "//proxyuser:pw@"))
+        code, _, err = cli("login", gate.host, "-u", "bob", "--password-stdin", stdin="builder\n")
+        assert code == 0, err
+        project = tiny_project(tmp_path / "p", f"{gate.host}/bearer")
+        cache = ("--cache-dir", str(tmp_path / "cache"))
+        assert cli("lock", "-f", str(project), *cache)[0] == 0
+        cli_json("build", "--push", "--no-verify", "-f", str(project), *cache)
+        assert gate.issued, "no token was fetched"
+        # each token request opens its own tunnel (urllib); the API reuses pooled ones
+        assert guarded.tunnels[gate.host] > len(gate.issued) and not guarded.refused
+        assert set(guarded.tunnels) == {gate.host}
+    finally:
+        guarded.stop()
         gate.stop()
         upstream.stop()
