@@ -37,6 +37,7 @@ from layerforge.oci.auth import Credential
 from layerforge.oci.config import RegistryConfig, login
 from layerforge.oci.layout import Store
 from layerforge.oci.push import PushResult
+from layerforge.oci.reference import split_namespace
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
 from layerforge.publish import (
     Loaded,
@@ -519,7 +520,10 @@ def archive_node(
 ) -> tuple[str, Archive]:
     """Write ``node:tag`` of ``store`` as a tar for `docker load` at ``output``; returns the
     image name in the archive, and the archive."""
-    name = archive_name(project, node, tag)
+    name = f"{project.name}/{node}:{tag}"
+    if project.registry:
+        host, namespace = split_namespace(project.registry)
+        name = f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
     with store.shared():  # gc waits until every blob is in the archive
         if project.registry:
             fetch_missing(project, store, node, registry_config(), tag)
