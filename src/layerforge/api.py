@@ -44,12 +44,23 @@ from layerforge.oci.layout import Store
 from layerforge.oci.push import PushResult
 from layerforge.oci.reference import namespace_problem, split_namespace
 from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
-from layerforge.publish import RegistryCache, Target, fetch_missing, mark_remote, push_nodes
+from layerforge.publish import (
+    Loaded,
+    RegistryCache,
+    Target,
+    archive_name,
+    fetch_missing,
+    load_image,
+    mark_remote,
+    pick_engine,
+    push_nodes,
+)
 from layerforge.records import ImageRecord, read_record
 from layerforge.report.fleet import FleetReport, fleet_report
 from layerforge.report.html import render
 from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
+from layerforge.sandbox.launch import RunOptions, run_image
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sizes import parse_size
 from layerforge.sources.base import SourceContext
@@ -70,6 +81,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "GcResult",
     "GroupSummary",
     "InitFromResult",
+    "Loaded",
     "Lock",
     "LockResult",
     "NodeResult",
@@ -80,6 +92,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "RegistryCache",
     "ReportResult",
     "ResolveOptions",
+    "RunOptions",
     "Store",
     "Suggestion",
     "TimingReporter",
@@ -96,6 +109,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "find_repo_root",
     "init_from",
     "init_project",
+    "load_node",
     "load_project",
     "lock_project",
     "login_registry",
@@ -107,6 +121,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "registry_cache",
     "report_html",
     "report_project",
+    "run_node",
     "runtime_summaries",
     "schema_text",
     "suggest_project",
@@ -724,3 +739,42 @@ def archive_node(
         if project.registry:
             fetch_missing(project, store, node, registry_config(), tag)
         return name, write_archive(store, f"{node}:{tag}", output, name)
+
+
+# -- local runs and engines (layerforge run, layerforge load) ---------------------------------
+
+
+@uses_cache
+def run_node(
+    project: Project,
+    ws: Workspace,
+    node: str,
+    options: RunOptions,
+    reporter: Reporter | None = None,
+) -> int:
+    """Run ``node``'s image as it is built for the current manifest (its content-key tag
+    must be in the store) in the sandbox; returns the program's exit code."""
+    reporter = reporter or NullReporter()
+    plan = plan_project(project, ws, [node])
+    step = next(s for s in plan.steps if s.node == node)
+    store = Store.open(ws.store)
+    with store.shared():  # gc waits while the image is unpacked and runs
+        record = read_record(store, f"{node}:{step.tag}")
+        if record is None:
+            raise UsageError(
+                f"{node} is not built for the current manifest ({step.tag} is not in {ws.store})",
+                hint=f"run `layerforge build {node}` first",
+            )
+        _ensure_layers(project, store, record)
+        return run_image(store, record, project.nodes[node], ws.cache_dir, reporter, options)
+
+
+def load_node(project: Project, store: Store, node: str, tag: str, into: str | None) -> Loaded:
+    """Hand ``node:tag`` to a local engine (``into``, default: podman, else docker), its
+    manifest digest kept (checked after the load)."""
+    engine = pick_engine(into)
+    name = archive_name(project, node, tag)
+    with store.shared():  # gc waits until every blob is streamed
+        if project.registry:
+            fetch_missing(project, store, node, registry_config(), tag)
+        return load_image(store, f"{node}:{tag}", name, engine)

@@ -18,10 +18,12 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from layerforge.errors import ToolError
 
@@ -155,6 +157,74 @@ def run(
             f"{name} failed with exit code {returncode}: {' '.join(argv[1:8])}"
             f"{' ...' if len(argv) > 8 else ''}\n{output}"
         )
+    return result
+
+
+def run_attached(args: Sequence[str | os.PathLike[str]], *, pass_fds: tuple[int, ...] = ()) -> int:
+    """Run a program on this process's stdin, stdout and stderr (an interactive program, a
+    server in the foreground); returns its exit code. Ctrl-C reaches it through the
+    terminal's process group, and :func:`request_stop` terminates it like any other."""
+    argv = [os.fspath(a) for a in args]
+    if os.sep not in argv[0]:
+        argv[0] = which(argv[0])
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    check_stop()
+    proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds)
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)  # type: ignore[arg-type]  # text mode does not matter to stop it
+    try:
+        return proc.wait()
+    except BaseException:
+        _stop(proc)  # type: ignore[arg-type]
+        raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+
+
+def feed(args: Sequence[str | os.PathLike[str]], write: Callable[[IO[bytes]], object]) -> Result:
+    """Run a program with ``write`` streaming its standard input (a pipe, so nothing is
+    staged on disk); its output is captured. Raises ToolError when it fails, naming the
+    program and the end of its output (a program that stops reading mid-stream is a
+    failure too)."""
+    argv = [os.fspath(a) for a in args]
+    if os.sep not in argv[0]:
+        argv[0] = which(argv[0])
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    check_stop()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)  # type: ignore[arg-type]
+        broken = False
+        try:
+            assert proc.stdin is not None
+            try:
+                write(proc.stdin)
+                proc.stdin.flush()
+            except BrokenPipeError:
+                broken = True
+            finally:
+                with contextlib.suppress(OSError):  # a flush into a closed pipe
+                    proc.stdin.close()
+            returncode = proc.wait()
+        except BaseException:
+            _stop(proc)  # type: ignore[arg-type]
+            raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    result = Result(tuple(argv), returncode, stdout, stderr)
+    if returncode != 0 or broken:
+        name = Path(argv[0]).name
+        why = f"exit code {returncode}" if returncode else "it stopped reading its input"
+        raise ToolError(f"{name} failed ({why}): {' '.join(argv[1:8])}\n{tail(stderr or stdout)}")
     return result
 
 

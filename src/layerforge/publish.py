@@ -16,6 +16,7 @@ from layerforge import proc
 from layerforge.errors import LayerforgeError, RegistryError, StoreError, UsageError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.manifest import Project
+from layerforge.oci.archive import stream_archive
 from layerforge.oci.config import RegistryConfig
 from layerforge.oci.layer import Layer, annotated_size
 from layerforge.oci.layout import Descriptor, Store
@@ -87,6 +88,7 @@ def push_nodes(
     target = Target.of(project)
     rep = reporter or NullReporter()
     session = PushSession(config.client(target.registry), target.registry, rep)
+    session.chunk = config.upload_chunk
     ordered = [n for n in project.nodes if n in set(names)]
     commit = git_commit(project.root)  # once per push, not per node
     tags = (*([commit] if commit else []), *extra_tags)
@@ -247,3 +249,70 @@ def fetch_missing(
         for layer in missing:
             pull_blob(client, ref, store, layer, NullReporter())
     return sum(x.size for x in missing)
+
+
+# -- local engines ------------------------------------------------------------------------
+
+ENGINES = ("podman", "docker")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An image handed to a local engine."""
+
+    engine: str
+    image: str  # the name it was loaded under
+    digest: str  # its manifest digest in our store
+    engine_id: str  # what the engine says it holds (podman: the manifest digest)
+
+
+def archive_name(project: Project, node: str, tag: str) -> str:
+    """The name of ``node:tag`` in an archive or an engine: ``<registry>/<node>:<tag>`` when
+    ``project.registry`` is set, else ``<project>/<node>:<tag>``."""
+    if not project.registry:
+        return f"{project.name}/{node}:{tag}"
+    host, namespace = split_namespace(project.registry)
+    return f"{host}/{namespace + '/' if namespace else ''}{node}:{tag}"
+
+
+def pick_engine(into: str | None) -> str:
+    """``into`` (checked to be installed), else the first of podman and docker on PATH."""
+    if into is not None:
+        if into not in ENGINES:
+            raise UsageError(f"--into {into!r}: choose one of {', '.join(ENGINES)}")
+        proc.which(into)  # a ToolError with the install command when missing
+        return into
+    for engine in ENGINES:
+        try:
+            proc.which(engine)
+        except LayerforgeError:
+            continue
+        return engine
+    raise UsageError(
+        "no container engine to load into: neither podman nor docker is on PATH",
+        hint="install podman (apt-get install -y podman), or write a tar with "
+        "`layerforge export archive NODE -o NODE.tar` and load it where an engine runs",
+    )
+
+
+def load_image(store: Store, ref: str, name: str, engine: str) -> Loaded:
+    """Stream ``ref`` as an archive named ``name`` into ``ENGINE load`` (stdin, nothing
+    staged on disk), then check what the engine holds under ``name``: podman keeps the
+    manifest digest; docker's image ID is the config digest (its classic store) or the
+    manifest digest (the containerd store). Anything else is an error."""
+    desc = store.resolve(ref)
+    if desc is None:
+        raise StoreError(f"no image {ref!r} in {store.root}", hint="run `layerforge build` first")
+    config = str(store.read_json(desc.digest)["config"]["digest"])
+    proc.feed([engine, "load"], lambda fh: stream_archive(store, ref, fh, name))
+    field_name = "{{.Digest}}" if engine == "podman" else "{{.Id}}"
+    found = proc.run([engine, "image", "inspect", "--format", field_name, name])
+    got = found.stdout.strip()
+    expected = {desc.digest} if engine == "podman" else {desc.digest, config}
+    if got not in expected:
+        raise StoreError(
+            f"{engine} holds {name} as {got or 'nothing'}, not as {desc.digest} (our store)",
+            hint=f"{engine} changed the image while loading it; compare with "
+            f"`{engine} image inspect {name}`",
+        )
+    return Loaded(engine, name, desc.digest, got)

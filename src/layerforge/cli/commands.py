@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from layerforge.cli.build import build, plan
 from layerforge.cli.export import export
+from layerforge.cli.local import LOCAL_COMMANDS
 from layerforge.cli.lock import lock
 from layerforge.cli.project import init, schema
 from layerforge.cli.registry import REGISTRY_COMMANDS, archive
@@ -26,4 +27,5 @@ COMMANDS = [
     export,
     verify,
     runtime,
+    *LOCAL_COMMANDS,
 ]

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else sys.argv[1:]
     proc.reset_stop()  # a new command: an earlier interrupt in this process (a caller's) is over
     try:
-        cli.main(args=args, prog_name="layerforge", standalone_mode=False)
+        code = cli.main(args=args, prog_name="layerforge", standalone_mode=False)
     except (LayerforgeError, OSError) as exc:
         return _report_error(_as_error(exc), _wants_json(args))
     except click.exceptions.Exit as exc:
@@ -48,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         click.echo("aborted" if aborted else "interrupted", err=True)
         return 130
-    return 0
+    # without standalone mode click returns the code of a click.exceptions.Exit (`run`
+    # ends with its program's); commands return None
+    return code if isinstance(code, int) else 0
 
 
 def _as_error(exc: LayerforgeError | OSError) -> LayerforgeError:

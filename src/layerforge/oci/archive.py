@@ -14,6 +14,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from layerforge.errors import StoreError
 from layerforge.fsutil import temp_file
@@ -52,6 +53,21 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
 
 def write_archive(store: Store, ref: str, out: Path, repo_tag: str) -> Archive:
     """Write image ``ref`` of ``store`` to ``out`` as a loadable archive named ``repo_tag``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file(out.parent, ".tar")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            desc = stream_archive(store, ref, fh, repo_tag)
+        Path(tmp).replace(out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Archive(out, desc, repo_tag, out.stat().st_size)
+
+
+def stream_archive(store: Store, ref: str, fh: IO[bytes], repo_tag: str) -> Descriptor:
+    """Write image ``ref`` of ``store`` into ``fh`` (a file or a pipe, written in order,
+    never sought) as a loadable archive named ``repo_tag``; returns its manifest."""
     desc = store.resolve(ref)
     if desc is None:
         raise StoreError(
@@ -76,24 +92,14 @@ def write_archive(store: Store, ref: str, out: Path, repo_tag: str) -> Archive:
             "Layers": [f"blobs/sha256/{d[7:]}" for d in layers],
         }
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(out.parent, ".tar")
-    try:
-        with (
-            os.fdopen(fd, "wb") as fh,
-            tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            _add_dir(tar, "blobs")
-            _add_dir(tar, "blobs/sha256")
-            for digest in blobs:
-                path = store.blob_path(digest)
-                with path.open("rb") as blob:
-                    tar.addfile(_info(f"blobs/sha256/{digest[7:]}", path.stat().st_size), blob)
-            _add_bytes(tar, "index.json", canonical_json(index))
-            _add_bytes(tar, "manifest.json", json.dumps(docker).encode())
-            _add_bytes(tar, "oci-layout", canonical_json(LAYOUT_VERSION))
-        Path(tmp).replace(out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Archive(out, desc, repo_tag, out.stat().st_size)
+    with tarfile.open(fileobj=fh, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_dir(tar, "blobs")
+        _add_dir(tar, "blobs/sha256")
+        for digest in blobs:
+            path = store.blob_path(digest)
+            with path.open("rb") as blob:
+                tar.addfile(_info(f"blobs/sha256/{digest[7:]}", path.stat().st_size), blob)
+        _add_bytes(tar, "index.json", canonical_json(index))
+        _add_bytes(tar, "manifest.json", json.dumps(docker).encode())
+        _add_bytes(tar, "oci-layout", canonical_json(LAYOUT_VERSION))
+    return desc

@@ -3,24 +3,46 @@ plain HTTP, where private CAs are; clients built from them, and ``login``.
 
 Nothing here reads the process environment: ``RegistryConfig.from_env`` takes a mapping
 (``DOCKER_CONFIG``, ``LAYERFORGE_INSECURE_REGISTRIES``, ``LAYERFORGE_CERTS_DIR``, ``HOME``,
-``XDG_CONFIG_HOME``), which :func:`layerforge.api.registry_config` passes from ``os.environ``
-for the CLI. A library caller builds its own :class:`RegistryConfig`.
+``XDG_CONFIG_HOME``, the proxy variables of :mod:`layerforge.oci.proxy`,
+``LAYERFORGE_UPLOAD_CHUNK``), which :func:`layerforge.api.registry_config` passes from
+``os.environ`` for the CLI. A library caller builds its own :class:`RegistryConfig`.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerforge.errors import RegistryError, UsageError
 from layerforge.oci.auth import Credential, default_config_path, lookup, read_config, save_login
+from layerforge.oci.proxy import ProxyConfig
+from layerforge.oci.push import MIN_CHUNK
 from layerforge.oci.reference import DEFAULT_ENDPOINT, DEFAULT_REGISTRY, split_namespace
 from layerforge.oci.registry import Client
+from layerforge.sizes import parse_size
 
 INSECURE_ENV = "LAYERFORGE_INSECURE_REGISTRIES"
 CERTS_ENV = "LAYERFORGE_CERTS_DIR"
+CHUNK_ENV = "LAYERFORGE_UPLOAD_CHUNK"
+
+
+def upload_chunk(env: Mapping[str, str]) -> int | None:
+    """``LAYERFORGE_UPLOAD_CHUNK`` (a size, at least 1 MiB), or None: one PATCH per blob."""
+    value = env.get(CHUNK_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise UsageError(f"{CHUNK_ENV}={value!r}: {exc}") from None
+    if size < MIN_CHUNK:
+        raise UsageError(
+            f"{CHUNK_ENV}={value!r} is below the smallest chunk, 1MiB",
+            hint="use a size such as 16MiB (some registries want at least 5MiB per chunk)",
+        )
+    return size
 
 
 def default_cert_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
@@ -62,11 +84,19 @@ class RegistryConfig:
     docker_config: Path
     insecure: tuple[str, ...] = ()
     cert_dirs: tuple[Path, ...] = ()
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    upload_chunk: int | None = None  # bytes per upload PATCH (None: a blob in one)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RegistryConfig:
         insecure = tuple(h.strip() for h in env.get(INSECURE_ENV, "").split(",") if h.strip())
-        return cls(default_config_path(env), insecure, default_cert_dirs(env))
+        return cls(
+            default_config_path(env),
+            insecure,
+            default_cert_dirs(env),
+            ProxyConfig.from_env(env),
+            upload_chunk(env),
+        )
 
     def client(self, registry: str, credential: Credential | None = None) -> Client:
         """A client for ``registry`` with its credential (from config.json unless given)."""
@@ -75,7 +105,7 @@ class RegistryConfig:
             credential = lookup(read_config(self.docker_config), registry)
         insecure = registry in self.insecure
         tls = None if insecure else tls_context(self.cert_dirs, registry)
-        return Client(endpoint, credential, insecure=insecure, tls=tls)
+        return Client(endpoint, credential, insecure=insecure, tls=tls, proxy=self.proxy)
 
 
 def login(registry: str, credential: Credential, config: RegistryConfig) -> Path:

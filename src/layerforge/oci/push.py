@@ -2,9 +2,12 @@
 
 Per blob: HEAD (skip what the registry has), then a cross-repository mount from a
 repository known to hold it (``POST ?mount=&from=``), else POST + one streamed PATCH (201
-or 202 accepted) + PUT ``?digest=``. The manifest goes last, once per tag, with its exact
-bytes and ``Content-Type`` = its media type. Interrupted pushes resume: a rerun skips every
-blob that made it.
+or 202 accepted) + PUT ``?digest=``. With a chunk size (``PushSession.chunk``), or once a
+registry or a front server answers a PATCH with 413 (its request body limit: the chunk is
+halved, from at most 32 MiB down to 1 MiB), the blob goes in PATCHes of at most that size,
+each with ``Content-Range``; each starts where the registry's ``Range`` says it stands.
+The manifest goes last, once per tag, with its exact bytes and ``Content-Type`` = its media
+type. Interrupted pushes resume: a rerun skips every blob that made it.
 
 Faults inside one run are survived: after a broken PATCH or PUT the blob is asked for
 (``HEAD``: the closing PUT may have gone through), then the session (``GET``, ``Range:
@@ -27,6 +30,7 @@ from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.layout import DOCUMENT_LIMIT, Descriptor, Store
 from layerforge.oci.pull import head_manifest
 from layerforge.oci.registry import Body, Client, Response, check
+from layerforge.sizes import format_size
 
 BlobOutcome = Literal["present", "mounted", "uploaded"]
 
@@ -40,6 +44,7 @@ class PushSession:
     reporter: Reporter = field(default_factory=NullReporter)
     jobs: int = 3
     holders: dict[str, str] = field(default_factory=dict)  # digest -> repository
+    chunk: int | None = None  # bytes per PATCH; None: one PATCH per blob (until a 413)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,27 @@ UPLOAD_ATTEMPTS = 5  # PATCH/PUT rounds per blob (each resumed or in a fresh ses
 _FRESH_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID"})
 
 
+MIN_CHUNK = 1 << 20  # the smallest chunk (the 413 fallback stops halving here)
+FALLBACK_CHUNK = 32 << 20  # the first chunk size after a whole blob's PATCH got a 413
+
+
+@dataclass
+class _Upload:
+    """Where one blob's upload session stands: its latest location (each answer's
+    ``_state`` goes on in the next request), and the chunk size (a 413 makes it smaller)."""
+
+    location: str
+    chunk: int | None
+
+
+class _TooLarge(Exception):
+    """The registry (or a server in front of it) refused a PATCH body as too large (413)."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(sent)
+        self.sent = sent
+
+
 class _Refused(Exception):
     """The registry refused an upload session's PATCH or PUT (``fresh``: start anew)."""
 
@@ -148,11 +174,12 @@ def _send(
     offset = 0
     fault: ConnectionFault | None = None
     reason = ""
+    up = _Upload(location, session.chunk)
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):
         try:
-            location, offset = _patch(session, store, repo, desc, location, offset, task)
+            offset = _patch_all(session, store, repo, desc, offset, task, up)
             if offset >= desc.size:
-                _close(session, repo, desc, location)
+                _close(session, repo, desc, up.location)
         except ConnectionFault as exc:
             fault, fresh, reason = exc, False, f"{exc.cause} during {exc.method}"
         except _Refused as exc:
@@ -168,11 +195,11 @@ def _send(
         session.client.sleep(min(0.5 * 2**attempt, 8.0))
         if has_blob(session, repo, desc.digest):
             return  # the closing PUT went through; its answer was lost
-        resumed = None if fresh else _status(session, repo, location)
+        resumed = None if fresh else _status(session, repo, up.location)
         if resumed is None:
-            offset, location = 0, _start(session, repo, desc.digest, mount=False)[1]
+            offset, up.location = 0, _start(session, repo, desc.digest, mount=False)[1]
         else:
-            offset, location = resumed
+            offset, up.location = resumed
     raise RegistryError(
         f"registry {session.registry}: upload of blob {desc.digest} ({desc.size} bytes) to "
         f"{repo} failed after {UPLOAD_ATTEMPTS} attempts; the last one: {reason}",
@@ -183,6 +210,47 @@ def _send(
     )
 
 
+def _patch_all(
+    session: PushSession,
+    store: Store,
+    repo: str,
+    desc: Descriptor,
+    offset: int,
+    task: str,
+    up: _Upload,
+) -> int:
+    """PATCH chunk after chunk from ``offset`` while the registry takes bytes; returns the
+    bytes the registry holds. A 413 makes the chunks smaller and sends again."""
+    while True:
+        try:
+            up.location, held = _patch(session, store, repo, desc, up.location, offset, task,
+                                       up.chunk)  # fmt: skip
+        except _TooLarge as exc:
+            up.chunk = _smaller(session, repo, desc, task, exc.sent)
+            continue
+        if held >= desc.size or held <= offset:
+            return held
+        offset = held  # the next chunk starts where the registry says it stands
+
+
+def _smaller(session: PushSession, repo: str, desc: Descriptor, task: str, sent: int) -> int:
+    """The chunk size after a PATCH of ``sent`` bytes was refused as too large."""
+    if sent <= MIN_CHUNK:
+        raise RegistryError(
+            f"registry {session.registry}: a PATCH of {format_size(sent)} of blob "
+            f"{desc.digest} to {repo} was refused as too large (HTTP 413), even in chunks of "
+            f"{format_size(MIN_CHUNK)}",
+            hint="a proxy or front server in front of the registry limits request bodies: "
+            "raise its limit (nginx: client_max_body_size) to a few MiB",
+        )
+    smaller = max(MIN_CHUNK, min(FALLBACK_CHUNK, sent // 2))
+    session.reporter.emit(
+        Event("warning", task, f"{repo}: a PATCH of {format_size(sent)} was refused as too "
+              f"large (HTTP 413); sending chunks of {format_size(smaller)}")
+    )  # fmt: skip
+    return smaller
+
+
 def _patch(
     session: PushSession,
     store: Store,
@@ -191,28 +259,36 @@ def _patch(
     location: str,
     offset: int,
     task: str,
+    chunk: int | None = None,
 ) -> tuple[str, int]:
-    """Send the blob from ``offset``; (next location, bytes the registry holds)."""
+    """Send the blob from ``offset`` (at most ``chunk`` bytes of it); (next location, bytes
+    the registry holds)."""
     if offset >= desc.size and desc.size:
         return location, offset
     rep = session.reporter
+    stop = min(desc.size, offset + chunk) if chunk else desc.size
     body = Body(
         path=store.blob_path(desc.digest),
         progress=lambda n: rep.emit(Event("progress", task, done=n, total=desc.size)),
         offset=offset,
+        end=stop,
     )
     headers = {"Content-Type": "application/octet-stream"}
-    if offset:
-        headers["Content-Range"] = f"{offset}-{desc.size - 1}"
+    if stop > offset and (offset or stop < desc.size):
+        headers["Content-Range"] = f"{offset}-{stop - 1}"
     resp = session.client.request(
         "PATCH", location, headers=headers, body=body, scope=_scope(repo), retry_faults=False
     )
+    if resp.status == 413:
+        raise _TooLarge(stop - offset)
     _refused(resp, "PATCH")
     check(resp, session.registry, repo, "push to")
     location = _location(resp, session, repo) if resp.header("Location") else location
     held = _range_end(resp.header("Range"))
-    if held is None or not desc.size:
+    if not desc.size:
         return location, desc.size
+    if held is None:
+        return location, stop
     # "0-0" is also what an empty session says; after sending bytes it means one is held
     return location, max(held, 1)
 

@@ -2,6 +2,10 @@
 
 - HTTPS, or plain HTTP for registries marked insecure and for loopback hosts without a TLS
   context of their own (``tls``: the CAs of a ``certs.d/<host:port>/`` entry).
+- Through a forward proxy when ``proxy`` names one for the URL: HTTPS in a ``CONNECT``
+  tunnel (TLS stays end to end, checked against the registry's trust), plain HTTP as
+  absolute-URI requests. Token requests take the same proxy as the realm's URL would. A proxy
+  that refuses or cannot be reached is a :class:`RegistryError` naming the proxy.
 - Auth: on a 401 it reads the ``WWW-Authenticate`` challenge; ``Bearer`` fetches a token
   from the realm (``service``, ``scope``; ``token`` or ``access_token``; Basic credentials
   or an identity token), ``Basic`` sends the credentials. A 401 later in a long push (an
@@ -36,6 +40,7 @@ from typing import IO
 
 from layerforge.errors import ConnectionFault, RegistryError
 from layerforge.oci.auth import Challenge, Credential, parse_challenge
+from layerforge.oci.proxy import ProxyConfig, ProxyURL
 from layerforge.oci.reference import is_loopback
 from layerforge.oci.transfer import CHUNK, Sink, describe_fault, stream_into
 
@@ -52,11 +57,16 @@ class Body:
     path: Path | None = None
     progress: Callable[[int], None] | None = None
     offset: int = 0  # send from this byte on (a resumed upload)
+    end: int | None = None  # and up to this byte, exclusive (one chunk); None: to the end
 
     @property
     def size(self) -> int:
         """The whole body's size (``offset`` not taken off)."""
         return self.path.stat().st_size if self.path is not None else len(self.data)
+
+    def stop(self) -> int:
+        """Where the bytes sent end (exclusive)."""
+        return self.size if self.end is None else min(self.end, self.size)
 
 
 @dataclass
@@ -78,13 +88,18 @@ class Response:
 class _Progress:
     """A file wrapper that reports bytes read (http.client reads it in blocksize chunks)."""
 
-    def __init__(self, fh: IO[bytes], progress: Callable[[int], None] | None, done: int) -> None:
+    def __init__(
+        self, fh: IO[bytes], progress: Callable[[int], None] | None, done: int, left: int
+    ) -> None:
         self._fh = fh
         self._progress = progress
         self._done = done
+        self._left = left  # bytes still to give (a chunk stops before the file ends)
 
     def read(self, size: int = -1) -> bytes:
-        data = self._fh.read(size)
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._fh.read(size) if size else b""
+        self._left -= len(data)
         self._done += len(data)
         if self._progress is not None and data:
             self._progress(self._done)
@@ -103,6 +118,7 @@ class Client:
     tls: ssl.SSLContext | None = None
     user_agent: str = "layerforge"
     sleep: Callable[[float], None] = time.sleep
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
     # scope -> (challenge, monotonic expiry): a token about to expire is renewed before a
     # request (a registry may cut a long upload short with a 401 instead of reading it)
@@ -123,6 +139,15 @@ class Client:
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        proxy = self.proxy.for_netloc(scheme, netloc)
+        if proxy is not None and scheme == "https":
+            conn = http.client.HTTPSConnection(
+                proxy.host, proxy.port, timeout=300, blocksize=CHUNK, context=self.tls
+            )
+            conn.set_tunnel(netloc, headers=proxy.headers)  # CONNECT; TLS to the registry
+            return conn
+        if proxy is not None:
+            return http.client.HTTPConnection(proxy.host, proxy.port, timeout=300, blocksize=CHUNK)
         if scheme == "https":
             return http.client.HTTPSConnection(
                 netloc, timeout=300, blocksize=CHUNK, context=self.tls
@@ -166,22 +191,29 @@ class Client:
     ) -> Response:
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
+        proxy = self.proxy.for_netloc(parts.scheme, parts.netloc)
         with self._connection(parts.scheme, parts.netloc) as conn:
             headers = {"User-Agent": self.user_agent, **headers}
+            if proxy is not None and parts.scheme == "http":
+                target = f"http://{parts.netloc}{target}"  # absolute-URI through the proxy
+                headers.update(proxy.headers)
             if body is None:
                 if method in ("PUT", "POST", "PATCH"):
                     headers["Content-Length"] = "0"
                 conn.request(method, target, headers=headers)
             elif body.path is not None:
-                headers["Content-Length"] = str(body.size - body.offset)
+                length = body.stop() - body.offset
+                headers["Content-Length"] = str(length)
                 with body.path.open("rb") as fh:
                     fh.seek(body.offset)
-                    reader = _Progress(fh, body.progress, body.offset)
+                    reader = _Progress(fh, body.progress, body.offset, length)
                     conn.request(method, target, reader, headers)
             else:
-                headers["Content-Length"] = str(len(body.data) - body.offset)
-                conn.request(method, target, body.data[body.offset :], headers)
+                headers["Content-Length"] = str(body.stop() - body.offset)
+                conn.request(method, target, body.data[body.offset : body.stop()], headers)
             resp = conn.getresponse()
+            if resp.status == 407 and proxy is not None and parts.scheme == "http":
+                raise self._proxy_refused(proxy, parts.netloc, "407 Proxy Authentication Required")
             if parts.netloc == self.host:
                 self._answered = True
             data = b""
@@ -257,6 +289,8 @@ class Client:
         self, exc: BaseException, method: str, url: str, faults: int, *, retry: bool
     ) -> None:
         """Sleep before the next attempt, or raise when it should not or cannot be retried."""
+        if str(exc).startswith("Tunnel connection failed"):  # http.client's CONNECT refused
+            raise self._tunnel_refused(url, exc) from None
         limit = FAULT_RETRIES if self._answered else 3
         if not retry or faults >= limit:
             raise self._fault(exc, method, url, faults) from None
@@ -279,7 +313,34 @@ class Client:
             "transferred completely is not sent again)",
         )
 
+    def _tunnel_refused(self, url: str, exc: BaseException) -> RegistryError:
+        parts = urllib.parse.urlsplit(url)
+        proxy = self.proxy.for_netloc(parts.scheme, parts.netloc)
+        assert proxy is not None  # only a proxied connection opens a tunnel
+        answer = str(exc).removeprefix("Tunnel connection failed:").strip()
+        return self._proxy_refused(proxy, parts.netloc, answer)
+
+    def _proxy_refused(self, proxy: ProxyURL, netloc: str, answer: str) -> RegistryError:
+        auth = answer.startswith("407")
+        return RegistryError(
+            f"registry {self.host}: through proxy {proxy.display}: the proxy refused the "
+            f"connection to {netloc} ({answer})",
+            hint="put the proxy's user and password in the proxy URL "
+            "(HTTPS_PROXY=http://user:password@host:port)"
+            if auth
+            else "check HTTPS_PROXY/HTTP_PROXY, or list the registry in NO_PROXY if it is "
+            "reachable directly",
+        )
+
     def _unreachable(self, exc: BaseException) -> RegistryError:
+        proxy = self.proxy.for_netloc(self.scheme, self.host)
+        if proxy is not None:
+            return RegistryError(
+                f"registry {self.host} is unreachable through proxy {proxy.display} "
+                f"({self.scheme}): {exc}",
+                hint="check that the proxy runs and HTTPS_PROXY/HTTP_PROXY name it; list hosts "
+                "to reach directly in NO_PROXY",
+            )
         return RegistryError(
             f"registry {self.host} is unreachable ({self.scheme}): {exc}",
             hint="check the registry address and your network; for a plain-HTTP registry "
@@ -349,19 +410,39 @@ class Client:
             req = urllib.request.Request(realm + sep + urllib.parse.urlencode(query))  # noqa: S310
             if cred is not None and (cred.username or cred.password):
                 req.add_unredirected_header("Authorization", cred.basic_header())
-        return _read_token(req, self.host, self.tls)
+        return _read_token(req, self.host, self.tls, self.proxy)
 
     def ping(self) -> Response:
         return self.request("GET", "/v2/")
 
 
+def _token_opener(
+    req: urllib.request.Request, tls: ssl.SSLContext | None, proxy: ProxyConfig
+) -> urllib.request.OpenerDirector:
+    """An opener for the token request ``req``: the registry's trust, and the proxy our rules
+    pick for the realm (``ProxyHandler({})`` keeps urllib from reading the environment)."""
+    parts = urllib.parse.urlsplit(req.full_url)
+    chosen = proxy.for_netloc(parts.scheme, parts.netloc)
+    if chosen is not None:
+        req.set_proxy(f"{chosen.host}:{chosen.port}", parts.scheme)
+        for key, value in chosen.headers.items():  # urllib moves it onto the CONNECT
+            req.add_unredirected_header(key, value)
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls)
+    )
+
+
 def _read_token(
-    req: urllib.request.Request, host: str, tls: ssl.SSLContext | None = None
+    req: urllib.request.Request,
+    host: str,
+    tls: ssl.SSLContext | None = None,
+    proxy: ProxyConfig | None = None,
 ) -> tuple[str, float]:
     """(token, lifetime in seconds: ``expires_in``, 60 when absent as the spec says)."""
     try:
-        # the realm is the registry's: it gets the registry's trust (``tls``)
-        with urllib.request.urlopen(req, timeout=60, context=tls) as resp:  # noqa: S310
+        # the realm is the registry's: it gets the registry's trust (``tls``) and our proxy
+        opener = _token_opener(req, tls, proxy or ProxyConfig())
+        with opener.open(req, timeout=60) as resp:
             doc = json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         raise RegistryError(

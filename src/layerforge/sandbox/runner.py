@@ -185,6 +185,29 @@ def run(runner: Runner, inv: Invocation) -> proc.Result:
                 os.close(fd)
 
 
+def run_attached(runner: Runner, inv: Invocation) -> int:
+    """Like :func:`run`, with the program on this process's stdin, stdout and stderr (``layerforge
+    run``); returns its exit code once every process of the sandbox is gone."""
+    inv = prepare(inv)
+    filter_fd = os.memfd_create("layerforge-seccomp")
+    info_read, info_write = os.pipe()
+    try:
+        data = seccomp.compile_filter()
+        while data:
+            data = data[os.write(filter_fd, data) :]
+        os.lseek(filter_fd, 0, os.SEEK_SET)
+        argv = runner.argv(inv, Fds(filter_fd, info_write))
+        code = proc.run_attached(argv, pass_fds=(filter_fd, info_write))
+        os.close(info_write)
+        info_write = -1
+        _wait_for_sandbox(_read_all(info_read))
+        return code
+    finally:
+        for fd in (filter_fd, info_read, info_write):
+            if fd >= 0:
+                os.close(fd)
+
+
 def _read_all(fd: int) -> bytes:
     chunks = []
     while chunk := os.read(fd, 65536):

@@ -176,6 +176,12 @@ class Root:
     app_at: str | None = None
 
 
+def image_root(store: Store, record: ImageRecord, node: Node, cache_dir: Path) -> Root:
+    """The root filesystem ``record`` runs in (read-only: the unpacked chains are a shared
+    cache), and what is mounted over it; see :func:`_root_of`."""
+    return _root_of(store, record, node, cache_dir)
+
+
 def _root_of(store: Store, record: ImageRecord, node: Node, cache_dir: Path) -> Root:
     """The root filesystem to verify ``record`` in, and what to mount over it.
 
