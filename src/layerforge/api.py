@@ -26,11 +26,11 @@ from layerforge.gc.cachegc import CacheGcResult, collect_caches
 from layerforge.gc.storegc import GcResult, collect
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import all_inputs, check_libc, stale_nodes
-from layerforge.lock.lockfile import Lock, SourcePin
+from layerforge.lock.lockfile import ArchiveState, DebPackage, Lock, LockedNode, SourcePin
 from layerforge.lock.resolve import resolve
 from layerforge.lock.runtime import GroupSummary, summaries
 from layerforge.lock.uv import ResolveOptions
-from layerforge.manifest import Project, did_you_mean, find_manifest, load
+from layerforge.manifest import OSSource, Project, did_you_mean, find_manifest, load
 from layerforge.manifest.starter import write_starter
 from layerforge.oci.archive import Archive, write_archive
 from layerforge.oci.auth import Credential
@@ -47,6 +47,8 @@ from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sources.base import SourceContext
+from layerforge.sources.debian import default_mirror
+from layerforge.sources.debootstrap import lock_rows
 from layerforge.sources.materialize import materialize, recorded
 
 __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it imports only api)
@@ -156,7 +158,7 @@ def _predates_libc(project: Project, ws: Workspace, lock: Lock) -> list[str]:
         pin = lock.nodes[name].source if name in lock.nodes else None
         if node.os_source is None or pin is None or pin.libc is not None:
             continue
-        image = recorded(ws.store, node.os_source)
+        image = recorded(ws.store, node.os_source, pin.os)
         if image is not None and image.libc is not None and image.identity == pin.identity:
             out.append(name)
     return out
@@ -203,10 +205,34 @@ def _lock_sources(
             continue
         old = previous.nodes.get(name) if previous and not options.upgrade else None
         pinned = old.os_identity if old and old.inputs == inputs[name] else None
-        image = materialize(src, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade)
+        rows, archives = _os_rows(src, old if pinned else None, ctx, node.section, options)
+        image = materialize(
+            src, replace(ctx, pinned=pinned, os_rows=rows), node.section, refresh=options.upgrade
+        )
         libc = image.libc.describe() if image.libc is not None else None
-        pins[name] = SourcePin(src.kind, src.spec, tuple(src.packages), image.identity, libc)
+        pins[name] = SourcePin(
+            src.kind, src.spec, tuple(src.packages), image.identity, libc, rows, archives
+        )
     return pins
+
+
+def _os_rows(
+    src: OSSource,
+    old: LockedNode | None,
+    ctx: SourceContext,
+    where: str,
+    options: ResolveOptions,
+) -> tuple[tuple[DebPackage, ...], tuple[ArchiveState, ...]]:
+    """The Debian packages of a debootstrap root: kept from the lock while its inputs did not
+    change (no network), read from the archive otherwise (and with ``--upgrade-os`` or
+    ``--upgrade``: the versions it serves today)."""
+    if src.kind != "debootstrap":
+        return (), ()
+    fresh = options.upgrade or options.upgrade_os
+    if old is not None and old.source is not None and old.source.os and not fresh:
+        return old.source.os, old.source.archives
+    mirror = ctx.mirror or default_mirror()
+    return lock_rows(src, ctx.cache_dir, ctx.reporter, where, mirror, fresh=fresh)
 
 
 @contextmanager

@@ -213,7 +213,8 @@ def _image_spec(
 def _os_base(node: Node, ctx: BuildContext) -> BaseImage:
     assert node.os_source is not None
     locked = ctx.lock.nodes[node.name].os_identity
-    source_ctx = replace(_source_ctx(ctx), pinned=locked)
+    rows = pin.os if (pin := ctx.lock.nodes[node.name].source) is not None else ()
+    source_ctx = replace(_source_ctx(ctx), pinned=locked, os_rows=rows)
     image = materialize(node.os_source, source_ctx, node.section, refresh=False)
     libc = image.libc.describe() if image.libc is not None else None
     check_libc(ctx.project, ctx.lock.nodes, node.name, libc)  # no wheel newer than this OS
