@@ -36,17 +36,27 @@ class NodeInputs:
 
     doc: dict[str, Any]
     source_files: dict[str, str] = field(default_factory=dict)
+    # a root made from locked Debian packages: name -> version (not in the key; lets a later
+    # plan say which packages moved)
+    os_packages: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
         return digest_json(self.doc)
 
     def to_json(self) -> dict[str, Any]:
-        return {"doc": self.doc, "source_files": self.source_files}
+        out: dict[str, Any] = {"doc": self.doc, "source_files": self.source_files}
+        if self.os_packages:  # only then: other records keep their bytes
+            out["os_packages"] = self.os_packages
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeInputs:
-        return cls(dict(data["doc"]), dict(data.get("source_files", {})))
+        return cls(
+            dict(data["doc"]),
+            dict(data.get("source_files", {})),
+            dict(data.get("os_packages", {})),
+        )
 
 
 def short(key: str) -> str:
@@ -128,11 +138,14 @@ def node_inputs(
                 hint="run `layerforge lock`",
             )
         doc["os"] = identity
+    rows = locked.source.os if locked.source is not None else ()
+    if rows:  # lock version 2: the root is made from the locked .debs (other bytes than v1's)
+        doc["os_build"] = 2
     files: dict[str, str] = {}
     if tree is not None:
         doc["source"] = tree.digest
         files = tree.file_map()
-    return NodeInputs(doc, files)
+    return NodeInputs(doc, files, {r.name: r.version for r in sorted(rows)})
 
 
 def scan_sources(project: Project, exclude: tuple[Path, ...] = ()) -> dict[str, SourceTree]:
@@ -196,8 +209,13 @@ def explain(
     if parent is not None and a.get("parent") != b.get("parent"):
         verb = "changes" if parent.status == "build" else "changed"
         reasons.append(f"parent {parent.node} {verb}")
-    if a.get("os") != b.get("os"):
-        reasons.append("OS source changed")
+    if a.get("os") != b.get("os") or a.get("os_build") != b.get("os_build"):
+        if old.os_packages and new.os_packages:
+            before = [[n, v] for n, v in old.os_packages.items()]
+            after = [[n, v] for n, v in new.os_packages.items()]
+            reasons.append("OS packages changed: " + _package_diff(before, after))
+        else:
+            reasons.append("OS source changed")
     if a.get("packages") != b.get("packages"):
         reasons.append("requirements changed: " + _package_diff(a["packages"], b["packages"]))
     if a.get("source") != b.get("source"):
