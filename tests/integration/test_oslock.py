@@ -111,3 +111,28 @@ def test_debootstrap_root_built_from_lock_is_identical_on_a_fresh_cache(
     assert not (other / "debootstrap").exists() or not any(
         p for p in (other / "debootstrap").iterdir() if not p.name.startswith(".")
     )
+
+
+def test_upgrade_os_reads_the_archive_again(tmp_path: Path, shared_cache: Path) -> None:
+    """A row that the archive no longer serves at that version (edited here to stand in for
+    an old lock) is read again by `lock --upgrade-os` (debootstrap's choice today, at the
+    served versions); a plain `lock` keeps the rows."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "layerforge.toml").write_text(MANIFEST)
+    code, _out, err = cli("lock", "-f", str(root), "--cache-dir", str(shared_cache))
+    assert code == 0, err[-3000:]
+    text = (root / "layerforge.lock").read_text()
+    pin = lockfile.loads(text).nodes["base"].source
+    assert pin is not None
+    victim = next(r for r in pin.os if r.name == "zlib1g")
+    old = text.replace(f'version = "{victim.version}"', 'version = "1:1.2.11.dfsg-1"', 1)
+    assert old != text
+    (root / "layerforge.lock").write_text(old)
+    code, _out, err = cli("lock", "-f", str(root), "--cache-dir", str(shared_cache))
+    assert code == 0, err[-3000:]
+    assert (root / "layerforge.lock").read_text() == old  # the inputs did not change
+    code, out, err = cli("lock", "--upgrade-os", "-f", str(root), "--cache-dir", str(shared_cache))
+    assert code == 0, err[-3000:]
+    assert (root / "layerforge.lock").read_text() == text
+    assert f"{len(pin.os)} Debian packages locked (bookworm of " in out

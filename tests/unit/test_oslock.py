@@ -350,3 +350,12 @@ def test_plan_explains_os_package_change(tmp_path: Path) -> None:
     bare = {n: NodeInputs(i.doc, i.source_files) for n, i in previous.items()}
     plan = make_plan(project, new, scan_sources(project), {}, bare)
     assert {s.node: s.reasons for s in plan.steps}["cpu"][0] == "OS source changed"
+
+
+def test_lock_check_refuses_upgrade_os(tmp_path: Path) -> None:
+    from tests.integration.tiny import cli, tiny_project
+
+    tiny_project(tmp_path)
+    code, _out, err = cli("lock", "--check", "--upgrade-os", "-f", str(tmp_path))
+    assert code == 2
+    assert "--check cannot be combined with --upgrade-os" in err
