@@ -47,7 +47,7 @@ from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sources.base import SourceContext
-from layerforge.sources.debian import default_mirror
+from layerforge.sources.debian import default_mirror, identity_of
 from layerforge.sources.debootstrap import lock_rows
 from layerforge.sources.materialize import materialize, recorded
 
@@ -147,7 +147,20 @@ def check_lock(project: Project, ws: Workspace) -> list[str]:
             and previous.nodes[name].os_identity is None
         ]
         stale += _predates_libc(project, ws, previous)
+        stale += _edited_rows(previous)
     return sorted(set(stale))
+
+
+def _edited_rows(lock: Lock) -> list[str]:
+    """Root bases whose Debian package rows are not the ones their identity was made from
+    (edited by hand): `lock` reads them again."""
+    return [
+        name
+        for name, node in lock.nodes.items()
+        if node.source is not None
+        and node.source.os
+        and identity_of(node.source.os) != node.source.identity
+    ]
 
 
 def _predates_libc(project: Project, ws: Workspace, lock: Lock) -> list[str]:
@@ -229,8 +242,9 @@ def _os_rows(
     if src.kind != "debootstrap":
         return (), ()
     fresh = options.upgrade or options.upgrade_os
-    if old is not None and old.source is not None and old.source.os and not fresh:
-        return old.source.os, old.source.archives
+    pin = old.source if old is not None else None
+    if pin is not None and pin.os and identity_of(pin.os) == pin.identity and not fresh:
+        return pin.os, pin.archives
     mirror = ctx.mirror or default_mirror()
     return lock_rows(src, ctx.cache_dir, ctx.reporter, where, mirror, fresh=fresh)
 

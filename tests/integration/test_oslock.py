@@ -114,9 +114,9 @@ def test_debootstrap_root_built_from_lock_is_identical_on_a_fresh_cache(
 
 
 def test_upgrade_os_reads_the_archive_again(tmp_path: Path, shared_cache: Path) -> None:
-    """A row that the archive no longer serves at that version (edited here to stand in for
-    an old lock) is read again by `lock --upgrade-os` (debootstrap's choice today, at the
-    served versions); a plain `lock` keeps the rows."""
+    """A row edited by hand (here: an older version) makes the lock stale; `lock
+    --upgrade-os` reads the archive again (debootstrap's choice today, at the served
+    versions) and writes back what it serves."""
     root = tmp_path / "project"
     root.mkdir()
     (root / "layerforge.toml").write_text(MANIFEST)
@@ -129,9 +129,10 @@ def test_upgrade_os_reads_the_archive_again(tmp_path: Path, shared_cache: Path) 
     old = text.replace(f'version = "{victim.version}"', 'version = "1:1.2.11.dfsg-1"', 1)
     assert old != text
     (root / "layerforge.lock").write_text(old)
-    code, _out, err = cli("lock", "-f", str(root), "--cache-dir", str(shared_cache))
-    assert code == 0, err[-3000:]
-    assert (root / "layerforge.lock").read_text() == old  # the inputs did not change
+    code, _out, err = cli("lock", "--check", "-f", str(root))
+    assert code == 2 and "out of date for: base" in err  # the rows do not give its identity
+    code, _out, err = cli("plan", "-f", str(root))
+    assert code == 2 and "run `layerforge lock`" in err and "Traceback" not in err
     code, out, err = cli("lock", "--upgrade-os", "-f", str(root), "--cache-dir", str(shared_cache))
     assert code == 0, err[-3000:]
     assert (root / "layerforge.lock").read_text() == text

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.errors import ArchiveError, LayerforgeError, SourceError
+from layerforge.errors import ArchiveError, LayerforgeError, LockError, SourceError
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import all_inputs
 from layerforge.lock.lockfile import ArchiveState, DebPackage, Lock, LockedNode, SourcePin
@@ -359,3 +359,51 @@ def test_lock_check_refuses_upgrade_os(tmp_path: Path) -> None:
     code, _out, err = cli("lock", "--check", "--upgrade-os", "-f", str(tmp_path))
     assert code == 2
     assert "--check cannot be combined with --upgrade-os" in err
+
+
+def test_rows_edited_by_hand_make_the_lock_stale(tmp_path: Path) -> None:
+    """Rows that do not give the locked identity (a version edited by hand) are stale:
+    `lock --check`, `plan` and `build` say to run `layerforge lock`, which reads them again."""
+    from layerforge import api
+
+    rows = (_row("zlib1g", "1:1.2.13.dfsg-1"), _row("libssl3", "3.0.17-1~deb12u2"))
+    project, lock = _plan_lock(tmp_path, rows)
+    ws = api.Workspace(tmp_path / "layerforge.toml", tmp_path / ".layerforge", tmp_path / "c")
+    lockfile.write(ws.lock_path, lock)
+    assert api.check_lock(project, ws) == []
+    text = ws.lock_path.read_text().replace('"3.0.17-1~deb12u2"', '"3.0.11-1~deb12u2"')
+    ws.lock_path.write_text(text)
+    assert api.check_lock(project, ws) == ["cpu"]
+    with pytest.raises(LockError, match="out of date for: cpu"):
+        api.read_lock(project, ws)
+
+
+def _as_v1(text: str) -> str:
+    """A version-2 lock as the previous layerforge wrote it: no rows, version 1."""
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        if line in ("os = [", "archives = ["):
+            inside = True
+        elif inside:
+            inside = line != "]"
+        else:
+            out.append(line)
+    return "\n".join(out).replace("version = 2\n", "version = 1\n", 1) + "\n"
+
+
+def test_an_existing_v1_lock_keeps_working(example_copy: Path) -> None:
+    """The example fleet's lock as it was before version 2: `lock --check` is clean and
+    `plan` plans (the root as this machine bootstrapped it, keys as before)."""
+    from tests.integration.tiny import cli
+
+    path = example_copy / "layerforge.lock"
+    v1 = _as_v1(path.read_text())
+    assert "version = 1\n" in v1 and "os = [" not in v1 and "sha256 = " in v1
+    path.write_text(v1)
+    code, out, err = cli("lock", "--check", "-f", str(example_copy))
+    assert (code, out.strip()) == (0, "layerforge.lock is up to date"), err
+    code, out, err = cli("plan", "-f", str(example_copy), "--json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert lockfile.dumps(lockfile.loads(v1)) == v1
