@@ -17,6 +17,7 @@ from layerforge.builder import budgets
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
 from layerforge.builder.executor import execute
+from layerforge.builder.oslock import lock_system, stale_system
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError, UsageError, VerifyError
 from layerforge.events import NullReporter, Reporter
@@ -45,8 +46,9 @@ from layerforge.report.fleet import FleetReport, fleet_report
 from layerforge.report.html import render
 from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
+from layerforge.sandbox.system import Sandbox
 from layerforge.sandbox.verify import CheckResult, verify_image
-from layerforge.sources.base import SourceContext
+from layerforge.sources.base import BaseImage, SourceContext
 from layerforge.sources.debian import default_mirror, identity_of
 from layerforge.sources.debootstrap import lock_rows
 from layerforge.sources.materialize import materialize, recorded
@@ -148,6 +150,7 @@ def check_lock(project: Project, ws: Workspace) -> list[str]:
         ]
         stale += _predates_libc(project, ws, previous)
         stale += _edited_rows(previous)
+        stale += stale_system(project, previous)
     return sorted(set(stale))
 
 
@@ -191,8 +194,11 @@ def lock_project(
     previous = lockfile.read_optional(ws.lock_path)
     before = stale_nodes(project, previous)
     with _new_store_undone_on_error(ws.store) as store, store.shared():  # gc waits
-        pins = _lock_sources(project, ws, store, previous, options, reporter)
+        images: dict[str, BaseImage] = {}
+        pins = _lock_sources(project, ws, store, previous, options, reporter, images)
         lock = resolve(project, previous, options, reporter, pins)
+        sandbox = Sandbox(store, ws.cache_dir, reporter, None, project.source_date_epoch)
+        lock = lock_system(project, lock, previous, images, sandbox, options)
     changed = lockfile.write(ws.lock_path, lock)
     return LockResult(lock, changed, tuple(before))
 
@@ -204,8 +210,9 @@ def _lock_sources(
     previous: Lock | None,
     options: ResolveOptions,
     reporter: Reporter,
+    images: dict[str, BaseImage],
 ) -> dict[str, SourcePin]:
-    """The pin of each root base's OS source, materialised into ``store``."""
+    """The pin of each root base's OS source, materialised into ``store`` (and ``images``)."""
     ctx = SourceContext(
         store, ws.cache_dir, reporter, project.python, project.compression,
         project.source_date_epoch, registry=registry_config(),
@@ -222,6 +229,7 @@ def _lock_sources(
         image = materialize(
             src, replace(ctx, pinned=pinned, os_rows=rows), node.section, refresh=options.upgrade
         )
+        images[name] = image
         libc = image.libc.describe() if image.libc is not None else None
         pins[name] = SourcePin(
             src.kind, src.spec, tuple(src.packages), image.identity, libc, rows, archives

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from layerforge import proc
 from layerforge.lock import lockfile
 from layerforge.manifest.model import OSSource
 from layerforge.oci.layout import Store
-from layerforge.sources.debootstrap import _dpkg_identity, debootstrap_key
+from layerforge.sources.debootstrap import debootstrap_key, dpkg_identity
 from tests.integration.tiny import cli
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ def test_debootstrap_root_built_from_lock_is_identical_on_a_fresh_cache(
     assert sum(1 for line in text.splitlines() if line.startswith('  { name = "')) == len(pin.os)
     # the machine's cached root (served as is today) gave the rows: the same identity
     cached = shared_cache / "debootstrap" / debootstrap_key(OSSource("debootstrap", "bookworm"))
-    assert pin.identity == _dpkg_identity(cached / "rootfs")
+    assert pin.identity == dpkg_identity(cached / "rootfs")
     # `lock --check` is clean, and `lock` again keeps the rows (no archive read)
     assert cli("lock", "--check", "-f", str(root))[0] == 0
     code, out, err = cli("lock", "-f", str(root), "--cache-dir", str(shared_cache))
@@ -90,7 +91,7 @@ def test_debootstrap_root_built_from_lock_is_identical_on_a_fresh_cache(
     made = [p for p in (fresh / "debootstrap").iterdir() if not p.name.startswith(".")]
     assert len(made) == 1  # the root made from the lock, under a key of its own
     rootfs = made[0] / "rootfs"
-    assert _dpkg_identity(rootfs) == pin.identity
+    assert dpkg_identity(rootfs) == pin.identity
     assert (rootfs / "var/lib/dpkg/available").read_bytes() == b""
     sources = (rootfs / "etc/apt/sources.list").read_text()
     assert sources.startswith("deb http") and sources.endswith(" bookworm main\n")
@@ -137,3 +138,60 @@ def test_upgrade_os_reads_the_archive_again(tmp_path: Path, shared_cache: Path) 
     assert code == 0, err[-3000:]
     assert (root / "layerforge.lock").read_text() == text
     assert f"{len(pin.os)} Debian packages locked (bookworm of " in out
+
+
+SYSTEM = """
+[project]
+name = "syslock"
+python = "3.11"
+
+[bases.base]
+from = { debootstrap = "bookworm" }
+system = ["libgomp1"]
+network = false
+"""
+
+
+def status_in_layer(root: Path, ref: str) -> str:
+    store = Store.open(root / ".layerforge", create=False)
+    desc = store.resolve(ref)
+    assert desc is not None
+    layers = store.read_json(desc.digest)["layers"]
+    with tarfile.open(store.blob_path(layers[-1]["digest"])) as tf:
+        member = tf.extractfile("var/lib/dpkg/status")
+        assert member is not None
+        return member.read().decode()
+
+
+def test_system_step_installs_locked_versions_offline(tmp_path: Path, shared_cache: Path) -> None:
+    """`lock` asks apt what the system step installs and records each .deb; `build` installs
+    exactly those from a local repository, so a base with `network = false` still gets its
+    system packages; `plan` names a system package that moved."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "layerforge.toml").write_text(SYSTEM)
+    code, _out, err = cli("lock", "-f", str(root), "--cache-dir", str(shared_cache))
+    assert code == 0, err[-3000:]
+    text = (root / "layerforge.lock").read_text()
+    lock = lockfile.loads(text)
+    node = lock.nodes["base"]
+    assert node.system_for == ("libgomp1",)
+    gomp = next(r for r in node.system if r.name == "libgomp1")
+    assert gomp.path.startswith("pool/main/g/gcc-12/") and len(gomp.sha256) == 64
+    assert node.source is not None and "libgomp1" not in {r.name for r in node.source.os}
+    build(root, shared_cache)
+    status = status_in_layer(root, "base:latest")
+    assert "Package: libgomp1\nStatus: install ok installed\n" in status
+    assert f"Version: {gomp.version}\n" in status
+    # the lock names another version now (as an --upgrade-os would): plan says which
+    row = f'{{ name = "libgomp1", version = "{gomp.version}"'
+    assert text.count(row) == 1
+    moved = text.replace(row, '{ name = "libgomp1", version = "12.9.9-1"')
+    (root / "layerforge.lock").write_text(moved)
+    code, out, err = cli("plan", "-f", str(root), "--json")
+    assert code == 0, err[-3000:]
+    assert f"system changed: libgomp1 {gomp.version} -> 12.9.9-1" in out
+    # a system spec added: the lock is stale until `lock` asks apt again
+    (root / "layerforge.toml").write_text(SYSTEM.replace('["libgomp1"]', '["libgomp1", "zstd"]'))
+    code, _out, err = cli("lock", "--check", "-f", str(root))
+    assert code == 2 and "out of date for: base" in err

@@ -111,13 +111,13 @@ Version: 1.0
 
 def test_identity_from_rows_equals_dpkg_identity(tmp_path: Path) -> None:
     from layerforge.sources import debian
-    from layerforge.sources.debootstrap import _dpkg_identity
+    from layerforge.sources.debootstrap import dpkg_identity
 
     status = tmp_path / "var/lib/dpkg/status"
     status.parent.mkdir(parents=True)
     status.write_text(STATUS.split("\nPackage: gone", maxsplit=1)[0])
     rows = (_row("zlib1g", "1:1.2.13.dfsg-1"), _row("base-files", "12.4+deb12u13"))
-    assert debian.identity_of(rows) == _dpkg_identity(tmp_path)
+    assert debian.identity_of(rows) == dpkg_identity(tmp_path)
     assert debian.installed(STATUS) == [
         ("zlib1g", "1:1.2.13.dfsg-1", "amd64"),
         ("base-files", "12.4+deb12u13", "amd64"),
@@ -407,3 +407,56 @@ def test_an_existing_v1_lock_keeps_working(example_copy: Path) -> None:
     assert code == 0, err
     assert "Traceback" not in err
     assert lockfile.dumps(lockfile.loads(v1)) == v1
+
+
+def test_inst_lines_parse() -> None:
+    from layerforge.sources import debian
+
+    output = """Reading package lists...
+NOTE: This is only a simulation!
+Inst gcc-12-base [12.2.0-14] (12.2.0-14+deb12u1 Debian:12.15/oldstable [amd64])
+Inst libgomp1 (12.2.0-14+deb12u1 Debian:12.15/oldstable [amd64])
+Inst tzdata (2025b-0+deb12u1 Debian:12.15/oldstable, Debian-Security:12/oldstable-security [all])
+Inst libssl3 (3.0.17-1~deb12u2 Debian:12.15/oldstable [amd64]) []
+Inst zlib1g (1:1.2.13.dfsg-1 Debian:12.15/oldstable [amd64])
+Conf libgomp1 (12.2.0-14+deb12u1 Debian:12.15/oldstable [amd64])
+"""
+    assert debian.parse_inst(output) == [
+        ("gcc-12-base", "12.2.0-14+deb12u1", "amd64"),
+        ("libgomp1", "12.2.0-14+deb12u1", "amd64"),
+        ("tzdata", "2025b-0+deb12u1", "all"),
+        ("libssl3", "3.0.17-1~deb12u2", "amd64"),
+        ("zlib1g", "1:1.2.13.dfsg-1", "amd64"),
+    ]
+
+
+def test_plan_explains_system_change_and_keys_move_only_with_rows(tmp_path: Path) -> None:
+    from layerforge.builder.oslock import stale_system
+
+    (tmp_path / "layerforge.toml").write_text(PLAN_MANIFEST)
+    text = PLAN_MANIFEST.replace('debootstrap = "bookworm" }', 'debootstrap = "bookworm" }\n'
+                                 'system = ["libgomp1"]')  # fmt: skip
+    rows = (_row("zlib1g", "1:1.2.13.dfsg-1"),)
+    project, lock = _plan_lock(tmp_path, rows)
+    (tmp_path / "layerforge.toml").write_text(text)
+    project = load(tmp_path / "layerforge.toml")
+    lock = replace(
+        lock,
+        nodes={**lock.nodes, "cpu": replace(lock.nodes["cpu"], inputs=all_inputs(project)["cpu"])},
+    )
+    assert stale_system(project, lock) == ["cpu"]  # no rows for its system step yet
+    plain = _inputs(project, lock)
+    assert "system_lock" not in plain["cpu"].doc
+    old = replace(
+        lock.nodes["cpu"], system=(_row("libgomp1", "12.2.0-14"),), system_for=("libgomp1",)
+    )
+    new = replace(old, system=(_row("libgomp1", "12.2.0-14+deb12u1"),))
+    old_lock = replace(lock, nodes={**lock.nodes, "cpu": old})
+    assert stale_system(project, old_lock) == []
+    previous = _inputs(project, old_lock)
+    assert previous["cpu"].doc["system_lock"][0][:2] == ["libgomp1", "12.2.0-14"]
+    new_lock = replace(lock, nodes={**lock.nodes, "cpu": new})
+    assert lockfile.loads(lockfile.dumps(new_lock)) == new_lock
+    plan = make_plan(project, new_lock, scan_sources(project), {}, previous)
+    reasons = {s.node: s.reasons for s in plan.steps}
+    assert reasons["cpu"] == ("system changed: libgomp1 12.2.0-14 -> 12.2.0-14+deb12u1",)

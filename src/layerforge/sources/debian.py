@@ -30,7 +30,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from layerforge import cachedir, proc
@@ -279,9 +279,23 @@ def newest(
     ]
 
 
+_INST = re.compile(r"^Inst (\S+) (?:\[[^\]]*\] )?\((\S+) [^\[]*\[([^\]]+)\]\)")
+
+
+def parse_inst(output: str) -> list[tuple[str, str, str]]:
+    """(name, version, arch) of each ``Inst`` line of ``apt-get install -s`` (an upgrade's
+    ``[old version]`` skipped): what apt would install, in its order."""
+    out = []
+    for line in output.splitlines():
+        found = _INST.match(line.strip())
+        if found:
+            out.append((found.group(1), found.group(2), found.group(3)))
+    return out
+
+
 def identity_of(rows: Iterable[DebPackage]) -> str:
     """The OS source identity of a root installed from ``rows``: the same bytes as
-    ``debootstrap._dpkg_identity`` of that root (which it is checked against)."""
+    ``debootstrap.dpkg_identity`` of that root (which it is checked against)."""
     raw = json.dumps(sorted(f"{r.name}={r.version}" for r in rows)).encode()
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
@@ -391,3 +405,27 @@ def flat_mirror(
         f"SHA256:\n {hashlib.sha256(index).hexdigest()} {len(index)} {rel}\n"
     )
     (dists / "Release").write_text(release)
+
+
+def flat_repo(rows: Iterable[DebPackage], debs: dict[str, Path], directory: Path, at: str) -> None:
+    """A flat apt repository at ``directory`` of exactly ``rows`` (a system step's), to be
+    seen at ``at`` inside the sandbox: the .debs hardlinked by their file name, ``Packages``
+    (control fields, locked Priority/Size/SHA256), ``Release`` and a ``sources.list`` naming
+    it (``trusted``: every .deb was checked against the lock's sha256)."""
+    stanzas = []
+    directory.mkdir(parents=True, exist_ok=True)
+    for row in sorted(rows):
+        name = Path(row.path).name
+        if not name.endswith(".deb") or name.startswith("."):
+            raise SourceError(f"a locked package has an unsafe path: {row.path!r}")
+        target = directory / name
+        try:
+            os.link(debs[row.sha256], target)
+        except OSError:
+            shutil.copyfile(debs[row.sha256], target)
+        stanzas.append(packages_stanza(control(target), replace(row, path=f"./{name}")))
+    index = write_stanzas(stanzas).encode()
+    (directory / "Packages").write_bytes(index)
+    sha = hashlib.sha256(index).hexdigest()
+    (directory / "Release").write_text(f"SHA256:\n {sha} {len(index)} Packages\n")
+    (directory / "sources.list").write_text(f"deb [trusted=yes] file:{at} ./\n")

@@ -1,6 +1,6 @@
 """OS sources of kind ``debootstrap``: run ``debootstrap`` once per (suite, variant,
 packages) and cache the root filesystem under the cache directory; the identity is the exact
-list of Debian packages (``_dpkg_identity``, which feeds the root base's content key: its bytes
+list of Debian packages (``dpkg_identity``, which feeds the root base's content key: its bytes
 must never change, nor those of ``debootstrap_key``, which names the cache entry).
 
 With a version-2 lock the root is made from the locked rows instead (:func:`locked_rootfs`):
@@ -101,7 +101,7 @@ def _normalize_debian(rootfs: Path) -> None:
         (rootfs / stale).unlink(missing_ok=True)
 
 
-def _dpkg_identity(rootfs: Path) -> str:
+def dpkg_identity(rootfs: Path) -> str:
     status = rootfs / "var/lib/dpkg/status"
     pkgs: list[str] = []
     name = ""
@@ -123,7 +123,7 @@ def materialize_debootstrap(source: OSSource, ctx: SourceContext, where: str) ->
         identity = debian.identity_of(ctx.os_rows)
     else:
         rootfs = debootstrap_rootfs(source, ctx.cache_dir, ctx.reporter, where)
-        identity = _dpkg_identity(rootfs)
+        identity = dpkg_identity(rootfs)
     python = find_python(rootfs, ctx.python, where)
     layer = layer_from_dir(ctx, rootfs, source.describe())
     return BaseImage(identity, source.describe(), (layer,), DEFAULT_ENV, python, find_libc(rootfs))
@@ -191,7 +191,7 @@ def locked_rootfs(
 
 
 def _check_installed(rootfs: Path, rows: tuple[DebPackage, ...], where: str) -> None:
-    got = _dpkg_identity(rootfs)
+    got = dpkg_identity(rootfs)
     if got != debian.identity_of(rows):
         raise SourceError(
             f"{where}: debootstrap installed other packages than the lock names "
