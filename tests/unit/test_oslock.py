@@ -383,8 +383,10 @@ def _as_v1(text: str) -> str:
     out: list[str] = []
     inside = False
     for line in text.splitlines():
-        if line in ("os = [", "archives = ["):
+        if line in ("os = [", "archives = [", "system = ["):
             inside = True
+        elif line.startswith("system_for = "):
+            continue
         elif inside:
             inside = line != "]"
         else:

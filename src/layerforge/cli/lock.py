@@ -27,7 +27,7 @@ from layerforge.sizes import format_size
 @click.option(
     "--upgrade-os",
     is_flag=True,
-    help="Re-read the Debian packages of debootstrap roots from the archive (only those).",
+    help="Lock the Debian packages (debootstrap roots, system steps) again, as served now.",
 )
 def lock(
     manifest: Path | None,
