@@ -19,6 +19,7 @@ from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
 from layerforge.builder.diskwatch import DiskWatch
 from layerforge.builder.executor import execute
+from layerforge.builder.oslock import lock_system, stale_system
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LayerforgeError, LockError, UsageError, VerifyError
 from layerforge.events import Event, NullReporter, Reporter
@@ -28,11 +29,11 @@ from layerforge.gc.cachegc import CacheGcResult, collect_caches, evict
 from layerforge.gc.storegc import GcResult, collect
 from layerforge.lock import lockfile
 from layerforge.lock.inputs import all_inputs, check_libc, stale_nodes
-from layerforge.lock.lockfile import Lock, SourcePin
+from layerforge.lock.lockfile import ArchiveState, DebPackage, Lock, LockedNode, SourcePin
 from layerforge.lock.resolve import resolve
 from layerforge.lock.runtime import GroupSummary, summaries
 from layerforge.lock.uv import ResolveOptions
-from layerforge.manifest import Project, did_you_mean, find_manifest, load
+from layerforge.manifest import OSSource, Project, did_you_mean, find_manifest, load
 from layerforge.manifest.model import MAX_EPOCH
 from layerforge.manifest.starter import write_starter
 from layerforge.migrate.mapping import OsMode
@@ -61,9 +62,12 @@ from layerforge.report.html import render
 from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.launch import RunOptions, run_image
+from layerforge.sandbox.system import Sandbox
 from layerforge.sandbox.verify import CheckResult, verify_image
 from layerforge.sizes import parse_size
-from layerforge.sources.base import SourceContext
+from layerforge.sources.base import BaseImage, SourceContext
+from layerforge.sources.debian import default_mirror, identity_of
+from layerforge.sources.debootstrap import lock_rows
 from layerforge.sources.materialize import materialize, recorded
 from layerforge.suggest.candidates import candidates
 from layerforge.suggest.edit import apply
@@ -200,7 +204,21 @@ def check_lock(project: Project, ws: Workspace) -> list[str]:
             and previous.nodes[name].os_identity is None
         ]
         stale += _predates_libc(project, ws, previous)
+        stale += _edited_rows(previous)
+        stale += stale_system(project, previous)
     return sorted(set(stale))
+
+
+def _edited_rows(lock: Lock) -> list[str]:
+    """Root bases whose Debian package rows are not the ones their identity was made from
+    (edited by hand): `lock` reads them again."""
+    return [
+        name
+        for name, node in lock.nodes.items()
+        if node.source is not None
+        and node.source.os
+        and identity_of(node.source.os) != node.source.identity
+    ]
 
 
 def _predates_libc(project: Project, ws: Workspace, lock: Lock) -> list[str]:
@@ -211,7 +229,7 @@ def _predates_libc(project: Project, ws: Workspace, lock: Lock) -> list[str]:
         pin = lock.nodes[name].source if name in lock.nodes else None
         if node.os_source is None or pin is None or pin.libc is not None:
             continue
-        image = recorded(ws.store, node.os_source)
+        image = recorded(ws.store, node.os_source, pin.os)
         if image is not None and image.libc is not None and image.identity == pin.identity:
             out.append(name)
     return out
@@ -231,8 +249,11 @@ def lock_project(
     previous = lockfile.read_optional(ws.lock_path)
     before = stale_nodes(project, previous)
     with _new_store_undone_on_error(ws.store) as store, store.shared():  # gc waits
-        pins = _lock_sources(project, ws, store, previous, options, reporter)
+        images: dict[str, BaseImage] = {}
+        pins = _lock_sources(project, ws, store, previous, options, reporter, images)
         lock = resolve(project, previous, options, reporter, pins)
+        sandbox = Sandbox(store, ws.cache_dir, reporter, None, project.source_date_epoch)
+        lock = lock_system(project, lock, previous, images, sandbox, options)
     changed = lockfile.write(ws.lock_path, lock)
     return LockResult(lock, changed, tuple(before))
 
@@ -244,8 +265,9 @@ def _lock_sources(
     previous: Lock | None,
     options: ResolveOptions,
     reporter: Reporter,
+    images: dict[str, BaseImage],
 ) -> dict[str, SourcePin]:
-    """The pin of each root base's OS source, materialised into ``store``."""
+    """The pin of each root base's OS source, materialised into ``store`` (and ``images``)."""
     ctx = SourceContext(
         store, ws.cache_dir, reporter, project.python, project.compression,
         project.source_date_epoch, registry=registry_config(),
@@ -258,10 +280,36 @@ def _lock_sources(
             continue
         old = previous.nodes.get(name) if previous and not options.upgrade else None
         pinned = old.os_identity if old and old.inputs == inputs[name] else None
-        image = materialize(src, replace(ctx, pinned=pinned), node.section, refresh=options.upgrade)
+        rows, archives = _os_rows(src, old if pinned else None, ctx, node.section, options)
+        image = materialize(
+            src, replace(ctx, pinned=pinned, os_rows=rows), node.section, refresh=options.upgrade
+        )
+        images[name] = image
         libc = image.libc.describe() if image.libc is not None else None
-        pins[name] = SourcePin(src.kind, src.spec, tuple(src.packages), image.identity, libc)
+        pins[name] = SourcePin(
+            src.kind, src.spec, tuple(src.packages), image.identity, libc, rows, archives
+        )
     return pins
+
+
+def _os_rows(
+    src: OSSource,
+    old: LockedNode | None,
+    ctx: SourceContext,
+    where: str,
+    options: ResolveOptions,
+) -> tuple[tuple[DebPackage, ...], tuple[ArchiveState, ...]]:
+    """The Debian packages of a debootstrap root: kept from the lock while its inputs did not
+    change (no network), read from the archive otherwise (and with ``--upgrade-os`` or
+    ``--upgrade``: the versions it serves today)."""
+    if src.kind != "debootstrap":
+        return (), ()
+    fresh = options.upgrade or options.upgrade_os
+    pin = old.source if old is not None else None
+    if pin is not None and pin.os and identity_of(pin.os) == pin.identity and not fresh:
+        return pin.os, pin.archives
+    mirror = ctx.mirror or default_mirror()
+    return lock_rows(src, ctx.cache_dir, ctx.reporter, where, mirror, fresh=fresh)
 
 
 @contextmanager

@@ -44,7 +44,7 @@ TEMPORARY_PREFIX = ".tmp-"  # work directories and files of a writer in progress
 #   versions, read by nobody (removed whole by gc and by eviction)
 Kind = Literal[
     "chain", "layer", "image", "manifest",
-    "tarball", "debootstrap", "system-layer", "downloads", "built-wheel",
+    "tarball", "debootstrap", "system-layer", "downloads", "built-wheel", "deb",
     "temporary", "releases", "legacy",
 ]  # fmt: skip
 _HEX = frozenset("0123456789abcdef")
@@ -89,6 +89,8 @@ IMAGES = Area("unpacked", "image", _hex(32))
 TARBALLS = Area("tarballs", "tarball", _hex(24))
 # a debootstrap root: debootstrap/<inputs key>/rootfs
 DEBOOTSTRAP = Area("debootstrap", "debootstrap", _hex(24))
+# the .deb files of locked Debian packages (sources/debian.py): debs/<sha256>.deb
+DEBS = Area("debs", "deb", lambda n: n.endswith(".deb") and _hex(64)(n.removesuffix(".deb")))
 # system layers reused machine-wide: sandbox/layers/<key>.{json,blob}
 SYSTEM_LAYERS = Area("sandbox/layers", "system-layer", lambda n: n.endswith((".json", ".blob")))
 # downloads mounted into the sandbox: sandbox/apt (the apt archive cache), pip, uv
@@ -112,7 +114,7 @@ REGISTRATIONS = Area(STORES, None, lambda _name: False)
 UNPACKED = (LAYER_TREES, ROOTS)
 
 AREAS = (
-    LAYER_TREES, ROOTS, CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP,
+    LAYER_TREES, ROOTS, CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP, DEBS,
     SYSTEM_LAYERS, DOWNLOADS, BUILT_WHEELS, MANIFESTS, STAGE, REGISTRATIONS, RELEASES,
 )  # fmt: skip
 

@@ -8,6 +8,7 @@ Tree::
     ├── LockError                   exit 2: layerforge.lock missing, stale or unreadable
     ├── ResolveError                exit 2: uv could not resolve a node's requirements
     ├── SourceError                 exit 2: an OS source cannot be used (wrong Python, missing file)
+    │   └── ArchiveError            exit 3: the Debian archive no longer serves a locked package
     ├── BuildError                  exit 1: a build step failed
     │   ├── VerifyError             exit 1: a verify statement failed inside the image
     │   ├── BudgetError             exit 1: an image is larger than its max_size
@@ -79,6 +80,12 @@ class ResolveError(LayerforgeError):
 
 class SourceError(LayerforgeError):
     exit_code = 2
+
+
+class ArchiveError(SourceError):
+    """The Debian archive no longer serves (or serves other bytes for) a locked package."""
+
+    exit_code = 3
 
 
 class BuildError(LayerforgeError):

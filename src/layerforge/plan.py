@@ -20,7 +20,7 @@ from typing import Any, Literal
 from layerforge.errors import LockError
 from layerforge.fsutil import digest_json
 from layerforge.lock.inputs import key_doc as runtime_key_doc
-from layerforge.lock.inputs import stale_nodes
+from layerforge.lock.inputs import stale_nodes, system_lock_doc
 from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Node, Project
 from layerforge.records import records_dir
@@ -36,17 +36,31 @@ class NodeInputs:
 
     doc: dict[str, Any]
     source_files: dict[str, str] = field(default_factory=dict)
+    # a root made from locked Debian packages: name -> version (not in the key; lets a later
+    # plan say which packages moved)
+    os_packages: dict[str, str] = field(default_factory=dict)
+    system_packages: dict[str, str] = field(default_factory=dict)  # the same, of `system`
 
     @property
     def key(self) -> str:
         return digest_json(self.doc)
 
     def to_json(self) -> dict[str, Any]:
-        return {"doc": self.doc, "source_files": self.source_files}
+        out: dict[str, Any] = {"doc": self.doc, "source_files": self.source_files}
+        if self.os_packages:  # only then: other records keep their bytes
+            out["os_packages"] = self.os_packages
+        if self.system_packages:
+            out["system_packages"] = self.system_packages
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeInputs:
-        return cls(dict(data["doc"]), dict(data.get("source_files", {})))
+        return cls(
+            dict(data["doc"]),
+            dict(data.get("source_files", {})),
+            dict(data.get("os_packages", {})),
+            dict(data.get("system_packages", {})),
+        )
 
 
 def short(key: str) -> str:
@@ -128,11 +142,17 @@ def node_inputs(
                 hint="run `layerforge lock`",
             )
         doc["os"] = identity
+    rows = locked.source.os if locked.source is not None else ()
+    if rows:  # lock version 2: the root is made from the locked .debs (other bytes than v1's)
+        doc["os_build"] = 2
+    if locked.system:  # lock version 2: exactly these .debs in the system step
+        doc["system_lock"] = system_lock_doc(locked.system)
     files: dict[str, str] = {}
     if tree is not None:
         doc["source"] = tree.digest
         files = tree.file_map()
-    return NodeInputs(doc, files)
+    system = {r.name: r.version for r in sorted(locked.system)}
+    return NodeInputs(doc, files, {r.name: r.version for r in sorted(rows)}, system)
 
 
 def scan_sources(project: Project, exclude: tuple[Path, ...] = ()) -> dict[str, SourceTree]:
@@ -196,8 +216,9 @@ def explain(
     if parent is not None and a.get("parent") != b.get("parent"):
         verb = "changes" if parent.status == "build" else "changed"
         reasons.append(f"parent {parent.node} {verb}")
-    if a.get("os") != b.get("os"):
-        reasons.append("OS source changed")
+    if a.get("os") != b.get("os") or a.get("os_build") != b.get("os_build"):
+        reasons.append(_debs_diff("OS packages changed", old.os_packages, new.os_packages)
+                       or "OS source changed")  # fmt: skip
     if a.get("packages") != b.get("packages"):
         reasons.append("requirements changed: " + _package_diff(a["packages"], b["packages"]))
     if a.get("source") != b.get("source"):
@@ -211,6 +232,9 @@ def explain(
         reasons.append("config changed: " + ", ".join(config))
     if any(a.get(k) != b.get(k) for k in ("system", "run", "network", "build_system")):
         reasons.append("system packages or run steps changed")
+    elif a.get("system_lock") != b.get("system_lock"):
+        reasons.append(_debs_diff("system changed", old.system_packages, new.system_packages)
+                       or "system packages locked")  # fmt: skip
     other = [
         k
         for k in ("format", "python", "platform", "threshold", "compression", "epoch", "revision")
@@ -221,6 +245,15 @@ def explain(
         reasons.append("build settings changed: " + ", ".join(other))
     del project
     return reasons or ["not in the store"]
+
+
+def _debs_diff(what: str, old: dict[str, str], new: dict[str, str]) -> str:
+    """``what: a 1 -> 2, +b 3`` of two records' locked Debian packages ("" when a record
+    has none: one from before they were locked)."""
+    if not (old and new):
+        return ""
+    return f"{what}: " + _package_diff([[n, v] for n, v in old.items()],
+                                       [[n, v] for n, v in new.items()])  # fmt: skip
 
 
 def _package_diff(old: list[list[str]], new: list[list[str]]) -> str:

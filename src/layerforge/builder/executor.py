@@ -10,12 +10,17 @@ and the build record.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from layerforge import proc
+from layerforge import cachedir, proc
 from layerforge.builder import budgets, runtime_layer
 from layerforge.builder import python as pydeps
 from layerforge.builder.context import BuildContext, NodeResult
@@ -27,7 +32,8 @@ from layerforge.builder.layercache import write as _write
 from layerforge.builder.python import venv_env
 from layerforge.errors import BuildError, LayerforgeError, LockError
 from layerforge.events import Event
-from layerforge.lock.inputs import check_libc
+from layerforge.lock.inputs import check_libc, system_lock_doc
+from layerforge.lock.lockfile import DebPackage
 from layerforge.manifest import Node
 from layerforge.oci.image import ImageSpec, assemble, created_at, merge_env
 from layerforge.oci.layer import Layer
@@ -44,6 +50,7 @@ from layerforge.records import (
 from layerforge.sandbox import system as sysl
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
+from layerforge.sources import debian
 from layerforge.sources.base import BaseImage, SourceContext
 from layerforge.sources.materialize import materialize
 from layerforge.sourcetree import SourceTree
@@ -213,7 +220,8 @@ def _image_spec(
 def _os_base(node: Node, ctx: BuildContext) -> BaseImage:
     assert node.os_source is not None
     locked = ctx.lock.nodes[node.name].os_identity
-    source_ctx = replace(_source_ctx(ctx), pinned=locked)
+    rows = pin.os if (pin := ctx.lock.nodes[node.name].source) is not None else ()
+    source_ctx = replace(_source_ctx(ctx), pinned=locked, os_rows=rows)
     image = materialize(node.os_source, source_ctx, node.section, refresh=False)
     libc = image.libc.describe() if image.libc is not None else None
     check_libc(ctx.project, ctx.lock.nodes, node.name, libc)  # no wheel newer than this OS
@@ -267,8 +275,9 @@ def _system_layer(
 ) -> Layer:
     """apt packages and run steps in the sandbox, as one layer (cached like the others)."""
     tree = ctx.trees.get(node.name) if node.context else None
+    locked = ctx.lock.nodes[node.name].system
     spec = SystemSpec(node.section, node.system, node.run, node.network, node.context,
-                      node.build_system)  # fmt: skip
+                      node.build_system, locked)  # fmt: skip
     what: dict[str, Any] = {
         "system": [list(node.system), list(node.run), node.network],
         "context": tree.digest if tree else None,
@@ -276,6 +285,8 @@ def _system_layer(
     }
     if node.build_system:  # only when declared: other system layers keep their keys
         what["build_system"] = list(node.build_system)
+    if locked:  # lock version 2: exactly these .debs (other layers keep their keys)
+        what["system_lock"] = system_lock_doc(locked)
     key = _cache_key(ctx.layers, what)
     cached = _cached_layers(ctx.layers, key)
     if cached:
@@ -287,14 +298,36 @@ def _system_layer(
     sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
                       ctx.project.source_date_epoch)  # fmt: skip
     label = ", ".join([*node.system[:3], *(["run steps"] if node.run else [])])
-    layer = system_layer(
-        spec, parent_layers, env, sandbox,
-        lambda entries: _write(ctx.layers, f"layer:{node.name}:system", entries,
-                               f"layerforge: system ({label})"),
-    )  # fmt: skip
+    with _locked_repo(ctx, node, locked) as repo:
+        layer = system_layer(
+            spec, parent_layers, env, sandbox,
+            lambda entries: _write(ctx.layers, f"layer:{node.name}:system", entries,
+                                   f"layerforge: system ({label})"),
+            repo,
+        )  # fmt: skip
     _remember_layers(ctx.layers, key, [layer])
     sysl.remember(ctx.store, ctx.cache_dir, key, layer)
     return layer
+
+
+@contextmanager
+def _locked_repo(
+    ctx: BuildContext, node: Node, locked: tuple[DebPackage, ...]
+) -> Iterator[Path | None]:
+    """A local apt repository of the locked .debs of ``node``'s system step (fetched into the
+    cache first; every one the archive no longer serves is named at once)."""
+    if not locked:
+        yield None
+        return
+    debs = debian.fetch_debs(locked, debian.default_mirror(), ctx.cache_dir, node.section)
+    stage = cachedir.STAGE.path(ctx.cache_dir)
+    stage.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="debs-", dir=stage))
+    try:
+        debian.flat_repo(locked, debs, work / "repo", sysl.REPO)
+        yield work / "repo"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _runtime_layer(ctx: BuildContext, node: Node, python: str) -> list[Layer]:

@@ -21,9 +21,10 @@ threshold...) are set in the manifest's `[project]` table only (see docs/manifes
 Exit codes: 0 ok; 1 build or verify failure (or a damaged store); 2 usage, manifest or lock
 error (including a `--store` with nothing built in it for `report`, `gc`, `push` and
 `export archive`, and a `--store`, `--cache-dir` or output path that is a file where a
-directory is needed); 3 registry or network error. Errors go to stderr as `error: MESSAGE`
-and `hint: FIX`; with `--json`, as one JSON line `{"event": "error", "error": KIND,
-"message": ..., "hint": ..., "exit_code": N}` (plus `file` and `key` for manifest errors),
+directory is needed); 3 registry or network error (or a locked Debian package that the
+archive no longer serves). Errors go to stderr as `error: MESSAGE` and `hint: FIX`; with
+`--json`, as one JSON line `{"event": "error", "error": KIND, "message": ..., "hint": ...,
+"exit_code": N}` (plus `file` and `key` for manifest errors),
 after the event lines. Output files (`--html`, `export ... -o`) get their missing directories
 created.
 

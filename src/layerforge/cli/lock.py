@@ -24,6 +24,11 @@ from layerforge.sizes import format_size
     metavar="NAME",
     help="Let only this package move (repeatable).",
 )
+@click.option(
+    "--upgrade-os",
+    is_flag=True,
+    help="Lock the Debian packages (debootstrap roots, system steps) again, as served now.",
+)
 def lock(
     manifest: Path | None,
     store: Path | None,
@@ -32,13 +37,14 @@ def lock(
     check: bool,
     upgrade: bool,
     upgrade_packages: tuple[str, ...],
+    upgrade_os: bool,
 ) -> None:
     """Resolve every node with uv and write layerforge.lock."""
     from layerforge import api  # noqa: PLC0415
     from layerforge.errors import LockError, UsageError  # noqa: PLC0415
 
-    if check and (upgrade or upgrade_packages):
-        flag = "--upgrade" if upgrade else "--upgrade-package"
+    if check and (upgrade or upgrade_packages or upgrade_os):
+        flag = "--upgrade" if upgrade else "--upgrade-os" if upgrade_os else "--upgrade-package"
         raise UsageError(
             f"--check cannot be combined with {flag}",
             hint="--check only compares the lock with the manifest; drop one of them",
@@ -58,7 +64,9 @@ def lock(
         if not as_json:
             click.echo(f"{ws.lock_path.name} is up to date")
         return
-    options = api.ResolveOptions(upgrade=upgrade, upgrade_packages=upgrade_packages)
+    options = api.ResolveOptions(
+        upgrade=upgrade, upgrade_packages=upgrade_packages, upgrade_os=upgrade_os
+    )
     result = api.lock_project(project, ws, options, c.reporter(as_json))
     if as_json:
         c.emit_json(_lock_json(result.lock, ws.lock_path, result.changed))
@@ -108,10 +116,18 @@ def _lock_json(lock: Any, path: Path, changed: bool) -> dict[str, Any]:
                 ],
                 "source": node.source.to_json() if node.source is not None else {},
                 "runtime": {g.name: [p.pin for p in g.packages] for g in node.runtime},
+                **_os_json(node.source),
             }
             for name, node in lock.nodes.items()
         },
     }
+
+
+def _os_json(pin: Any) -> dict[str, Any]:
+    """The locked Debian packages of a debootstrap root (only when there are some)."""
+    if pin is None or not pin.os:
+        return {}
+    return {"os": [{"name": r.name, "version": r.version, "arch": r.arch} for r in pin.os]}
 
 
 def _print_lock(console: Any, lock: Any, project: Any) -> None:
@@ -130,3 +146,8 @@ def _print_lock(console: Any, lock: Any, project: Any) -> None:
             ", ".join(f"{p.name} {p.version}" for p in largest),
         )
     console.print(table)
+    for name in project.nodes:
+        pin = lock.nodes[name].source
+        if pin is not None and pin.os:
+            dates = "; ".join(f"{a.suite} of {a.date}" for a in pin.archives)
+            console.print(f"{name}: {len(pin.os)} Debian packages locked ({dates})")

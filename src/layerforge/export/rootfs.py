@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import filecmp
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from layerforge import cachedir
@@ -59,6 +60,8 @@ def _write_rootfs(
             store, cache_dir, reporter, project.python, project.compression,
             project.source_date_epoch,
         )  # fmt: skip
+        pin = lock.nodes[node.name].source
+        ctx = replace(ctx, os_rows=pin.os if pin is not None else ())
         image = materialize(node.os_source, ctx, node.section, refresh=False)
         locked = lock.nodes[node.name].os_identity
         if locked is not None and locked != image.identity:

@@ -15,6 +15,8 @@ entry                       keyed by (written by)                            kin
                             registry sources)
 ``tarballs/<24 hex>/``      sha256 of a ``rootfs:`` tarball                  ``tarball``
 ``debootstrap/<24 hex>/``   the debootstrap inputs                           ``debootstrap``
+                            (or the locked Debian packages of the root)
+``debs/<64 hex>.deb``       a locked .deb's sha256 (``sources/debian.py``)   ``deb``
 ``sandbox/layers/K.*``      a system layer's inputs (machine-wide reuse)     ``system-layer``
 ``sandbox/{apt,pip,uv}``    downloads, mounted into the sandbox              ``downloads``
 ``built-wheels/<64 hex>/``  a locked sdist and its build root (the wheel     ``built-wheel``
@@ -70,7 +72,7 @@ from layerforge.oci.unpack import META, USED, chain_id
 GRACE = 3600.0  # seconds: never touch what changed this recently
 GC_PREFIX = ".tmp-gc-"
 STORE_DERIVED = ("chain", "layer", "image", "manifest")
-INPUT_KEYED = ("tarball", "debootstrap", "system-layer", "downloads", "built-wheel")
+INPUT_KEYED = ("tarball", "debootstrap", "system-layer", "downloads", "built-wheel", "deb")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from layerforge import runtime
 from layerforge.errors import LockError
 from layerforge.fsutil import digest_json
-from layerforge.lock.lockfile import Lock, LockedGroup, LockedNode, Package
+from layerforge.lock.lockfile import DebPackage, Lock, LockedGroup, LockedNode, Package
 from layerforge.lock.uv import parse_libc, platform_tag, uv_platform
 from layerforge.manifest import Node, Project
 from layerforge.manifest.model import RuntimeGroup
@@ -169,6 +169,11 @@ def key_doc(locked: LockedNode) -> dict[str, Any]:
         "runtime_support": runtime.support_digest(),
         "runtime": {g.name: [_runtime_pin(p) for p in sorted(g.packages)] for g in locked.runtime},
     }
+
+
+def system_lock_doc(rows: tuple[DebPackage, ...]) -> list[list[str]]:
+    """The locked Debian packages of a system step, as they go into content keys."""
+    return [[r.name, r.version, r.arch, r.sha256] for r in sorted(rows)]
 
 
 def _runtime_pin(p: Package) -> list[str]:

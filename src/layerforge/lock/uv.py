@@ -82,6 +82,7 @@ def platform_tag(platform: str, libc: str | None, where: str = "the root base") 
 class ResolveOptions:
     upgrade: bool = False
     upgrade_packages: tuple[str, ...] = ()
+    upgrade_os: bool = False  # re-read the Debian packages of debootstrap roots (only those)
 
 
 def compile_argv(

@@ -34,6 +34,7 @@ from layerforge import cachedir, proc
 from layerforge.errors import BuildError
 from layerforge.events import Event, Reporter
 from layerforge.fsutil import atomic_write
+from layerforge.lock.lockfile import DebPackage
 from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store
 from layerforge.oci.tarball import Entry
@@ -43,6 +44,9 @@ from layerforge.sandbox.verify import chain_root
 from layerforge.sourcetree import copy_tree, scan
 
 CONTEXT = "/context"
+REPO = "/run/layerforge-debs"  # the locked .debs of a system step (a local apt repository)
+# apt reads only the local repository: the image's sources.list is left as it is
+REPO_APT = f"-o Dir::Etc::SourceList={REPO}/sources.list -o Dir::Etc::SourceParts=/nonexistent"
 OUTPUT_TAIL = 25
 
 
@@ -56,6 +60,7 @@ class SystemSpec:
     network: bool = True
     context: Path | None = None
     build_system: tuple[str, ...] = ()  # present for the run steps, purged before the diff
+    locked: tuple[DebPackage, ...] = ()  # lock version 2: exactly what the system step installs
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,16 @@ def steps(spec: SystemSpec, installed: frozenset[str] = frozenset()) -> list[tup
     the parent's root (``build_system`` packages it already has are left alone)."""
     out: list[tuple[str, str]] = []
     wanted = (*spec.system, *(p for p in spec.build_system if p not in spec.system))
-    if wanted:
+    if wanted and spec.locked:  # exactly the locked .debs, from the local repository
+        packages = shlex.join(wanted)
+        out.append(
+            (
+                "system",
+                f"apt-get {REPO_APT} update -q && apt-get {REPO_APT} install -y -q "
+                "--no-install-recommends " + packages,
+            )
+        )
+    elif wanted:
         packages = shlex.join(wanted)
         out.append(
             (
@@ -235,8 +249,10 @@ def system_layer(
     image_env: Sequence[str],
     sandbox: Sandbox,
     write: Callable[[list[Entry]], Layer],
+    repo: Path | None = None,
 ) -> Layer:
-    """Run the steps over the parent's root filesystem; ``write`` stores the diff layer."""
+    """Run the steps over the parent's root filesystem; ``write`` stores the diff layer.
+    ``repo``: a local apt repository of ``spec.locked`` (:data:`REPO` in the sandbox)."""
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in parent_layers]
     lower = chain_root(sandbox.store, chain, sandbox.cache_dir)  # shared: copied below
@@ -246,6 +262,8 @@ def system_layer(
         mounts = cache_mounts(sandbox.cache_dir, work)
         if context is not None:
             mounts.append(runners.Mount(context, CONTEXT, read_only=True))
+        if repo is not None:
+            mounts.append(runners.Mount(repo, REPO, read_only=True))
         skip: list[str] = []
         for label, command in steps(spec, installed_packages(lower)):
             inv = runners.Invocation(
@@ -260,8 +278,70 @@ def system_layer(
             inv = runners.prepare(inv)  # mount points as resolved in the root
             skip = runners.mount_points(inv)
             _run_step(runner, inv, spec, label, command, sandbox.reporter)
+            if label == "system" and spec.locked:
+                check_locked(rootfs, spec)
         entries = diff_trees(lower, rootfs, skip=skip)
         return write(entries)
+
+
+def check_locked(rootfs: Path, spec: SystemSpec) -> None:
+    """After a locked system step: every locked package is installed at its locked version
+    (the run steps that follow are not locked, and may change anything)."""
+    have: dict[str, str] = {}
+    text = (rootfs / "var/lib/dpkg/status").read_text(errors="replace")
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.partition(": ")[::2] for line in stanza.splitlines() if not line[:1].isspace()
+        )
+        if fields.get("Status", "").endswith(" installed") and fields.get("Package"):
+            have[fields["Package"]] = fields.get("Version", "")
+    wrong = [
+        f"{r.name} {r.version} (installed: {have.get(r.name, 'none')})"
+        for r in spec.locked
+        if have.get(r.name) != r.version
+    ]
+    if wrong:
+        raise BuildError(
+            f"{spec.section}.system installed other versions than layerforge.lock names: "
+            + ", ".join(wrong),
+            hint="run `layerforge lock --upgrade-os` to lock the system packages again",
+        )
+
+
+def simulate(
+    packages: Sequence[str],
+    parent_layers: Sequence[Layer],
+    image_env: Sequence[str],
+    sandbox: Sandbox,
+    section: str,
+) -> str:
+    """The output of ``apt-get install -s`` of ``packages`` over the parent's root filesystem
+    (after ``apt-get update``, with the network): what a system step would install today.
+    Nothing is kept."""
+    runner = runners.get_runner(sandbox.runner)
+    chain = [(x.descriptor.digest, x.descriptor.media_type) for x in parent_layers]
+    lower = chain_root(sandbox.store, chain, sandbox.cache_dir)  # shared: copied below
+    command = "apt-get update -q && apt-get install -s -q --no-install-recommends " + shlex.join(
+        packages
+    )
+    with _work_copy(lower, sandbox) as work:
+        inv = runners.Invocation(
+            rootfs=work / "rootfs",
+            argv=("/bin/sh", "-c", "exec 2>&1\n" + command),
+            env=sandbox_env(image_env, sandbox.epoch),
+            mounts=tuple(cache_mounts(sandbox.cache_dir, work)),
+            network=True,
+            cwd="/",
+            privileges="system",
+        )
+        result = runners.run(runner, runners.prepare(inv))
+    if result.returncode != 0:
+        output = runners.printable(proc.tail(result.stdout + result.stderr, OUTPUT_TAIL))
+        raise BuildError(
+            f"{section}.system: apt cannot install {' '.join(packages)}:\n{output}",
+            hint="check the names in `system` and `build_system`",
+        )
+    return result.stdout
 
 
 def _run_step(

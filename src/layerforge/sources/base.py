@@ -17,6 +17,7 @@ from typing import Any
 from layerforge import cachedir
 from layerforge.errors import SourceError
 from layerforge.events import Event, Reporter
+from layerforge.lock.lockfile import DebPackage
 from layerforge.oci.compress import open_layer
 from layerforge.oci.config import RegistryConfig
 from layerforge.oci.layer import Layer, annotated_size
@@ -110,6 +111,8 @@ class SourceContext:
     mtime: int = 0
     pinned: str | None = None  # registry sources: the manifest digest the lock recorded
     registry: RegistryConfig | None = None  # registry sources: credentials, TLS, insecure hosts
+    os_rows: tuple[DebPackage, ...] = ()  # debootstrap, lock version 2: the locked packages
+    mirror: str | None = None  # debootstrap: the Debian archive (None: debootstrap's default)
 
 
 def _rootfs_exclude(rel: str) -> bool:

@@ -21,9 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from layerforge.fsutil import atomic_write
+from layerforge.lock.lockfile import DebPackage
 from layerforge.manifest import OSSource
 from layerforge.oci.layout import Store
 from layerforge.sources.base import BaseImage, SourceContext
+from layerforge.sources.debian import rows_key
 from layerforge.sources.debootstrap import materialize_debootstrap
 from layerforge.sources.ocilayout import materialize_oci
 from layerforge.sources.registry import materialize_reference
@@ -37,21 +39,25 @@ MATERIALIZERS: dict[str, Callable[[OSSource, SourceContext, str], BaseImage]] = 
 }
 
 
-def record_path(store: Store, source: OSSource) -> Path:
-    return record_in(store.root, source)
+def record_path(store: Store, source: OSSource, rows: tuple[DebPackage, ...] = ()) -> Path:
+    return record_in(store.root, source, rows)
 
 
-def record_in(store_root: Path, source: OSSource) -> Path:
+def record_in(store_root: Path, source: OSSource, rows: tuple[DebPackage, ...] = ()) -> Path:
     # default json separators: the name of a record that exists in users' stores
     spec = json.dumps([source.kind, source.spec, list(source.packages), source.variant])
+    if rows:  # a root made from locked Debian packages: a record of its own
+        spec += " " + rows_key(rows)
     key = hashlib.sha256(spec.encode()).hexdigest()[:24]
     return store_root / "layerforge" / "sources" / f"{key}.json"
 
 
-def recorded(store_root: Path, source: OSSource) -> BaseImage | None:
+def recorded(
+    store_root: Path, source: OSSource, rows: tuple[DebPackage, ...] = ()
+) -> BaseImage | None:
     """The last record of ``source`` in the store at ``store_root`` (None: none, or one older
     than libc detection), read without materializing anything."""
-    path = record_in(store_root, source)
+    path = record_in(store_root, source, rows)
     if not path.is_file():
         return None
     raw = json.loads(path.read_text())
@@ -60,7 +66,7 @@ def recorded(store_root: Path, source: OSSource) -> BaseImage | None:
 
 def materialize(source: OSSource, ctx: SourceContext, where: str, *, refresh: bool) -> BaseImage:
     """The OS source as layers in the store, reusing the last record unless ``refresh``."""
-    path = record_path(ctx.store, source)
+    path = record_path(ctx.store, source, ctx.os_rows)
     if not refresh and path.is_file():
         raw = json.loads(path.read_text())
         image = BaseImage.from_json(raw)
