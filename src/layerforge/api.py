@@ -20,6 +20,7 @@ from layerforge.builder.executor import execute
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LockError, UsageError, VerifyError
 from layerforge.events import NullReporter, Reporter
+from layerforge.events import step as timed
 from layerforge.export import ExportOptions, WriteResult, export, make_context
 from layerforge.export.common import find_repo_root
 from layerforge.gc.cachegc import CacheGcResult, collect_caches
@@ -285,20 +286,24 @@ def build_project(
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
-    lock = read_lock(project, ws)
-    store = Store.open(ws.store)
+    with timed(reporter, "phase:prepare", "checking the lock"):
+        lock = read_lock(project, ws)
+        store = Store.open(ws.store)
     with store.shared():  # from reading the tags to the last tag written: gc waits
-        tags = {r: d.digest for r, d in store.tags().items() if store.has_blob(d.digest)}
-        trees = scan_sources(project, (ws.store, ws.cache_dir))
-        plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
-        plan = _with_remote(plan, remote)
-        ctx = BuildContext(
-            project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
-            allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
-            registry=registry_config(),
-        )  # fmt: skip
-        preflight(plan, ctx)  # refuse before writing
-        return plan, execute(plan, ctx)
+        with timed(reporter, "phase:prepare", "planning"):  # the two parts add up
+            tags = {r: d.digest for r, d in store.tags().items() if store.has_blob(d.digest)}
+            trees = scan_sources(project, (ws.store, ws.cache_dir))
+            previous = load_previous(ws.store, tags)
+            plan = make_plan(project, lock, trees, tags, previous, options, names)
+            plan = _with_remote(plan, remote)
+            ctx = BuildContext(
+                project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
+                allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
+                registry=registry_config(),
+            )  # fmt: skip
+            preflight(plan, ctx)  # refuse before writing
+        with timed(reporter, "phase:build", "building"):
+            return plan, execute(plan, ctx)
 
 
 @uses_cache

@@ -161,8 +161,8 @@ def test_build_reports_timings_per_node_and_step(fleet: Path) -> None:
     cpu = timings["nodes"]["cpu"]
     assert cpu["seconds"] > 0 and {"install", "compress"} <= set(cpu["steps"])
     assert sum(cpu["steps"].values()) <= cpu["seconds"] + 0.01
-    # its application layer, then its verify checks in the image
-    assert set(timings["nodes"]["api"]["steps"]) == {"compress", "verify"}
+    # its application layer, its image, then its verify checks in the image (unpacked)
+    assert set(timings["nodes"]["api"]["steps"]) == {"compress", "image", "unpack", "verify"}
     assert timings["total"] >= max(n["seconds"] for n in timings["nodes"].values())
 
 

@@ -26,6 +26,7 @@ from layerforge.builder.layercache import write as _write
 from layerforge.builder.python import venv_env
 from layerforge.errors import BuildError, LayerforgeError, LockError
 from layerforge.events import Event
+from layerforge.events import step as timed
 from layerforge.lock.inputs import check_libc
 from layerforge.manifest import Node
 from layerforge.oci.image import ImageSpec, assemble, created_at, merge_env
@@ -154,17 +155,20 @@ def _build_node(
     updates = venv_env(env)
     if node.source is not None and node.workdir:
         updates.append(("PYTHONPATH", node.workdir))
-    spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
-    image = assemble(ctx.store, spec, parent_config, parent_layers, new_layers)
+    image_task = f"image:{node.name}"  # config, manifest, record and tags
+    with timed(ctx.reporter, image_task, f"assembling {node.name}"):
+        spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
+        image = assemble(ctx.store, spec, parent_config, parent_layers, new_layers)
     record = ImageRecord(node.name, step.key, image.manifest, image.config, image.layers, python)
     _check_budget(ctx, node, record)
     if ctx.verify:  # before tagging: an image that fails its checks gets no tag
         verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
     # the record first: a build stopped between the two leaves an untagged record, never a
     # tag without its record (verify and push would call that node "not built")
-    write_record(ctx.store.root, record, step.inputs.to_json())
-    ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
-                        f"{node.name}:latest": record.manifest})  # fmt: off
+    with timed(ctx.reporter, image_task, f"tagging {node.name}"):
+        write_record(ctx.store.root, record, step.inputs.to_json())
+        ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
+                            f"{node.name}:latest": record.manifest})  # fmt: off
     return record, sum(layer.descriptor.size for layer in new_layers)
 
 

@@ -4,23 +4,29 @@
 times each task from its ``start`` to its ``finish`` event. Tasks are named by the build
 (``build:NODE``, ``install:NODE``, ``layer:NODE:LABEL``, ``source:...``, ``layer:venv``); a
 task that names no node belongs to the node being built on the thread that emitted it.
+
+``phase:NAME`` tasks (``load``, ``prepare``, ``build``) are the parts of the whole run; they
+are timed apart. What a built node's steps do not cover is its ``other``, and what the phases
+do not cover is the run's ``other``: every second shows, as a step or as what is left.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from layerforge.events import Event, Reporter
 
 STEP_NAMES = {
-    "install": "install",
+    "install": "install",  # uv: downloads and installs
     "layer": "compress",
     "source": "os layer",
     "debootstrap": "debootstrap",
-}
+}  # any other task is a step named by its kind: unpack, copy, diff, sandbox, bytecode, ...
+
+PHASE = "phase"  # ``phase:NAME``: a part of the whole run, not a step of a node
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Timings:
     nodes: dict[str, float]  # node -> seconds spent building it (cached nodes: 0)
     steps: tuple[StepTime, ...]
     total: float  # wall clock
+    phases: dict[str, float] = field(default_factory=dict)  # load, prepare, build -> seconds
 
     def by_step(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -50,14 +57,25 @@ class Timings:
                 out[s.step] = out.get(s.step, 0.0) + s.seconds
         return out
 
+    def other(self, node: str) -> float:
+        """Seconds of a node's build that none of its steps accounts for."""
+        return max(0.0, self.nodes.get(node, 0.0) - sum(self.node_steps(node).values()))
+
+    def unphased(self) -> float:
+        """Seconds of the run that no phase accounts for."""
+        return max(0.0, self.total - sum(self.phases.values()))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "total": round(self.total, 3),
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
+            "other": round(self.unphased(), 3),
             "steps": {k: round(v, 3) for k, v in self.by_step().items()},
             "nodes": {
                 node: {
                     "seconds": round(seconds, 3),
                     "steps": {k: round(v, 3) for k, v in self.node_steps(node).items()},
+                    "other": round(self.other(node), 3),
                 }
                 for node, seconds in self.nodes.items()
             },
@@ -85,6 +103,7 @@ class TimingReporter:
         self._thread_node: dict[int, str] = {}
         self._nodes: dict[str, float] = {}
         self._steps: list[StepTime] = []
+        self._phases: dict[str, float] = {}
 
     def __enter__(self) -> TimingReporter:
         enter = getattr(self.inner, "__enter__", None)
@@ -116,9 +135,18 @@ class TimingReporter:
             if event.task.startswith("build:"):
                 self._nodes[event.task[6:]] = now - began
                 return
+            kind, _, name = event.task.partition(":")
+            if kind == PHASE:
+                self._phases[name] = self._phases.get(name, 0.0) + now - began
+                return
             step, named = _split(event.task)
             self._steps.append(StepTime(named or owner or "-", step, event.task, now - began))
 
     def timings(self) -> Timings:
         with self._lock:
-            return Timings(dict(self._nodes), tuple(self._steps), self._clock() - self._started)
+            return Timings(
+                dict(self._nodes),
+                tuple(self._steps),
+                self._clock() - self._started,
+                dict(self._phases),
+            )

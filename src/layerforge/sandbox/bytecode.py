@@ -28,7 +28,7 @@ from pathlib import Path
 
 from layerforge import cachedir, proc
 from layerforge.errors import BuildError
-from layerforge.events import Event
+from layerforge.events import Event, step
 from layerforge.oci.layer import Layer
 from layerforge.oci.unpack import unpack_chain
 from layerforge.sandbox import runner as runners
@@ -46,7 +46,8 @@ def compile_stage(
     site = f"/opt/venv/lib/python{python}/site-packages"
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in image_layers]
-    rootfs = unpack_chain(sandbox.store, chain, cachedir.CHAINS.path(sandbox.cache_dir))
+    with step(sandbox.reporter, f"unpack:{task}", "unpacking the image to compile in"):
+        rootfs = unpack_chain(sandbox.store, chain, cachedir.CHAINS.path(sandbox.cache_dir))
     site_dir = stage / "lib" / f"python{python}" / "site-packages"
     compileall: tuple[str, ...] = (PYTHON, "-m", "compileall", "-q", "-j", "0")
     compileall += ("--invalidation-mode", "unchecked-hash", site)
