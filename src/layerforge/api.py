@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from layerforge import cachedir
 from layerforge.builder import budgets
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
@@ -382,11 +383,22 @@ def runtime_summaries(
     return summaries(project, lock, known)
 
 
-def registry_cache(project: Project, reporter: Reporter) -> RegistryCache | None:
-    """A RegistryCache for the project's registry, or None when it has none."""
-    if not project.registry:
+def registry_cache(
+    project: Project, reporter: Reporter, cache_dir: Path | None = None
+) -> RegistryCache | None:
+    """A RegistryCache for the project's registry, or None when it has none, or when
+    LAYERFORGE_OFFLINE is set. With ``cache_dir``, a registry found unreachable is remembered
+    there for a few minutes."""
+    if not project.registry or offline():
         return None
-    return RegistryCache(project, registry_config(), reporter)
+    status = cachedir.REGISTRY_STATUS.path(cache_dir) if cache_dir is not None else None
+    return RegistryCache(project, registry_config(), reporter, status_dir=status)
+
+
+def offline() -> bool:
+    """LAYERFORGE_OFFLINE (any value but empty, 0, false, no): never ask project.registry."""
+    value = os.environ.get("LAYERFORGE_OFFLINE", "").strip().lower()
+    return value not in ("", "0", "false", "no")
 
 
 def open_store(root: Path) -> Store:

@@ -95,10 +95,12 @@ MANIFESTS = Area(
 STAGE = Area("stage", "temporary", lambda _name: True)
 # registrations of the stores using this cache (see below): only temporaries are removed
 REGISTRATIONS = Area(STORES, None, lambda _name: False)
+# registries found unreachable, remembered for a few minutes: registry-status/<16 hex>.json
+REGISTRY_STATUS = Area("registry-status", "temporary", lambda _name: True)
 
 AREAS = (
     CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP,
-    SYSTEM_LAYERS, DOWNLOADS, MANIFESTS, STAGE, REGISTRATIONS,
+    SYSTEM_LAYERS, DOWNLOADS, MANIFESTS, STAGE, REGISTRATIONS, REGISTRY_STATUS,
 )  # fmt: skip
 
 P = ParamSpec("P")

@@ -37,7 +37,7 @@ def plan(
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
-    remote = c.registry_cache(project, remote_cache, c.reporter(as_json))
+    remote = c.registry_cache(project, remote_cache, c.reporter(as_json), ws.cache_dir)
     result = api.plan_project(project, ws, list(nodes), api.PlanOptions(revision=revision), remote)
     groups = rt.lock_summaries(ws, project, [s.node for s in result.steps])
     if as_json:
@@ -83,7 +83,7 @@ def build(
             ws = c.workspace(manifest, store, cache_dir)
             project = api.load_project(ws)
             options = api.PlanOptions(revision=revision)
-            remote = c.registry_cache(project, remote_cache, c.reporter(as_json))
+            remote = c.registry_cache(project, remote_cache, c.reporter(as_json), ws.cache_dir)
         if dry_run:
             planned = api.plan_project(project, ws, list(nodes), options, remote)
         else:
