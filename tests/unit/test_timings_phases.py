@@ -72,3 +72,13 @@ def test_other_is_per_node_when_nodes_run_in_parallel() -> None:
     for node in ("a", "b"):
         assert 0 <= t.other(node) <= t.nodes[node]
         assert [s.node for s in t.steps if s.label == f"unpack:{node}"] == [node]
+
+
+def test_the_time_before_the_reporter_is_the_startup_phase() -> None:
+    clock = _Clock()
+    clock.now = 5
+    rep = TimingReporter(ListReporter(), clock, started=3.5)  # the command began at 3.5
+    clock.now = 6
+    t = rep.timings()
+    assert t.phases == {"startup": 1.5}
+    assert t.total == 2.5 and t.unphased() == 1

@@ -78,7 +78,7 @@ def build(
     """Build NODES (default: all) and their ancestors into the local store."""
     from layerforge import api  # noqa: PLC0415
 
-    with api.TimingReporter(c.reporter(as_json)) as rep:  # from here on, every second shows
+    with api.TimingReporter(c.reporter(as_json), started=c.started()) as rep:
         with step(rep, "phase:load", "loading the project"):
             ws = c.workspace(manifest, store, cache_dir)
             project = api.load_project(ws)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 
 import click
 
 from layerforge import __version__, proc
 from layerforge.cli.commands import COMMANDS
-from layerforge.cli.options import console
+from layerforge.cli.options import STARTED, console
 from layerforge.errors import LayerforgeError, UsageError
 
 
@@ -32,7 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else sys.argv[1:]
     proc.reset_stop()  # a new command: an earlier interrupt in this process (a caller's) is over
     try:
-        cli.main(args=args, prog_name="layerforge", standalone_mode=False)
+        # when the command started: the timings count from here (see cli.options.started)
+        began = {STARTED: time.perf_counter()}
+        cli.main(args=args, prog_name="layerforge", standalone_mode=False, obj=began)
     except (LayerforgeError, OSError) as exc:
         return _report_error(_as_error(exc), _wants_json(args))
     except click.exceptions.Exit as exc:

@@ -155,6 +155,16 @@ def output_file(path: Path, option: str, example: str, *, create: bool = True) -
     return path
 
 
+STARTED = "started"  # the root context's obj: when main() began (time.perf_counter)
+
+
+def started() -> float | None:
+    """When this command began (main() entry), if main() ran it."""
+    obj = click.get_current_context().find_root().obj
+    value = obj.get(STARTED) if isinstance(obj, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def reporter(as_json: bool) -> Any:
     from layerforge.cli.render import JsonLinesReporter, RichReporter  # noqa: PLC0415
 

@@ -5,7 +5,8 @@ times each task from its ``start`` to its ``finish`` event. Tasks are named by t
 (``build:NODE``, ``install:NODE``, ``layer:NODE:LABEL``, ``source:...``, ``layer:venv``); a
 task that names no node belongs to the node being built on the thread that emitted it.
 
-``phase:NAME`` tasks (``load``, ``prepare``, ``build``) are the parts of the whole run; they
+``phase:NAME`` tasks (``load``, ``prepare``, ``build``; ``startup`` is the time from the
+command's start to this reporter) are the parts of the whole run; they
 are timed apart. What a built node's steps do not cover is its ``other``, and what the phases
 do not cover is the run's ``other``: every second shows, as a step or as what is left.
 """
@@ -94,16 +95,23 @@ def _split(task: str) -> tuple[str, str | None]:
 class TimingReporter:
     """Passes events to ``inner`` and times every task."""
 
-    def __init__(self, inner: Reporter, clock: Any = time.perf_counter) -> None:
+    def __init__(
+        self, inner: Reporter, clock: Any = time.perf_counter, started: float | None = None
+    ) -> None:
+        """``started``: when the command began (on ``clock``), if before this reporter was
+        made; the seconds in between are the ``startup`` phase."""
         self.inner = inner
         self._clock = clock
         self._lock = threading.Lock()
-        self._started = clock()
+        now = clock()
+        self._started = now if started is None else min(started, now)
         self._open: dict[str, tuple[float, str | None]] = {}
         self._thread_node: dict[int, str] = {}
         self._nodes: dict[str, float] = {}
         self._steps: list[StepTime] = []
         self._phases: dict[str, float] = {}
+        if started is not None:
+            self._phases["startup"] = now - self._started
 
     def __enter__(self) -> TimingReporter:
         enter = getattr(self.inner, "__enter__", None)
