@@ -93,6 +93,8 @@ def test_phase_sum_covers_the_wall_time(
         assert own["seconds"] > 0, node  # a cold build: every node built
         shown = sum(own["steps"].values())
         assert own["other"] == pytest.approx(own["seconds"] - shown, abs=0.01)
-        assert own["other"] <= max(0.05 * own["seconds"], 0.25), (node, own)
+        # per node, a looser bound than the run's 5%: on a loaded machine the bookkeeping
+        # between steps (lookups, temporary directories) slows down with everything else
+        assert own["other"] <= max(0.1 * own["seconds"], 0.5), (node, own)
     steps = set(timings["steps"])
     assert {"unpack", "sandbox", "bytecode", "compress", "verify", "install"} <= steps, steps

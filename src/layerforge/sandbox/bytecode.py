@@ -69,7 +69,8 @@ def compile_stage(
             read_only=True,
         )
         _compile(runner, inv, sandbox, task)
-        _take_bytecode(out, site, site_dir)
+        with step(sandbox.reporter, task, "taking the compiled files"):
+            _take_bytecode(out, site, site_dir)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

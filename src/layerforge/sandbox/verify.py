@@ -152,9 +152,9 @@ def verify_image(
                 read_only=True,
                 cwd=cwd,
             )
-            inv = runners.prepare(inv)
             task = f"verify:{node.name}"
             reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
+            inv = runners.prepare(inv)
             started = time.perf_counter()
             result = runners.run(runner, inv)
             seconds = time.perf_counter() - started
