@@ -82,3 +82,17 @@ def test_the_time_before_the_reporter_is_the_startup_phase() -> None:
     t = rep.timings()
     assert t.phases == {"startup": 1.5}
     assert t.total == 2.5 and t.unphased() == 1
+
+
+def test_a_pull_belongs_to_the_node_it_names() -> None:
+    """A node reused from the registry is fetched on a pool thread that built another node
+    before: the fetch is that node's, as its task says."""
+    clock = _Clock()
+    rep = TimingReporter(ListReporter(), clock)
+    rep.emit(Event("start", "build:cpu"))
+    rep.emit(Event("finish", "build:cpu"))
+    rep.emit(Event("start", "pull:api"))
+    clock.now = 2
+    rep.emit(Event("finish", "pull:api"))
+    t = rep.timings()
+    assert t.node_steps("api") == {"pull": 2} and t.node_steps("cpu") == {}

@@ -116,7 +116,8 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
             return NodeResult(step.node, "cached", record, time.perf_counter() - started)
     parent = results[step.parent].record if step.parent else None
     if step.status == "remote" and ctx.remote is not None:
-        record = ctx.remote.fetch(step, ctx.store, parent)
+        with timed(ctx.reporter, f"pull:{step.node}", f"fetching {step.node} from the registry"):
+            record = ctx.remote.fetch(step, ctx.store, parent)
         return NodeResult(step.node, "remote", record, time.perf_counter() - started)
     task = f"build:{step.node}"
     ctx.reporter.emit(Event("start", task, f"building {step.node}", data={"key": step.key}))

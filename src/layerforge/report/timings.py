@@ -87,7 +87,7 @@ def _split(task: str) -> tuple[str, str | None]:
     """(step, node or None) of a task name."""
     kind, _, rest = task.partition(":")
     step = STEP_NAMES.get(kind, kind)
-    if kind in ("install", "layer") and rest and rest != "venv":
+    if kind in ("install", "layer", "pull") and rest and rest != "venv":
         return step, rest.split(":", 1)[0]
     return step, None
 
