@@ -23,6 +23,7 @@ from layerforge.builder.oslock import lock_system, stale_system
 from layerforge.cachedir import uses_cache
 from layerforge.errors import LayerforgeError, LockError, UsageError, VerifyError
 from layerforge.events import Event, NullReporter, Reporter
+from layerforge.events import step as timed
 from layerforge.export import ExportOptions, WriteResult, export, make_context
 from layerforge.export.common import find_repo_root
 from layerforge.gc.cachegc import CacheGcResult, collect_caches, evict
@@ -444,20 +445,24 @@ def _build_project(
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
-    lock = read_lock(project, ws)
-    store = Store.open(ws.store)
+    with timed(reporter, "phase:prepare", "checking the lock"):
+        lock = read_lock(project, ws)
+        store = Store.open(ws.store)
     with store.shared():  # from reading the tags to the last tag written: gc waits
-        tags = {r: d.digest for r, d in store.tags().items() if store.has_blob(d.digest)}
-        trees = scan_sources(project, (ws.store, ws.cache_dir))
-        plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
-        plan = _with_remote(plan, remote)
-        ctx = BuildContext(
-            project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
-            allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
-            registry=registry_config(),
-        )  # fmt: skip
-        preflight(plan, ctx, uv_cache)  # refuse before writing
-        return plan, execute(plan, ctx)
+        with timed(reporter, "phase:prepare", "planning"):  # the two parts add up
+            tags = {r: d.digest for r, d in store.tags().items() if store.has_blob(d.digest)}
+            trees = scan_sources(project, (ws.store, ws.cache_dir))
+            previous = load_previous(ws.store, tags)
+            plan = make_plan(project, lock, trees, tags, previous, options, names)
+            plan = _with_remote(plan, remote)
+            ctx = BuildContext(
+                project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
+                allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
+                registry=registry_config(),
+            )  # fmt: skip
+            preflight(plan, ctx, uv_cache)  # refuse before writing
+        with timed(reporter, "phase:build", "building"):
+            return plan, execute(plan, ctx)
 
 
 @uses_cache
@@ -608,11 +613,22 @@ def runtime_summaries(
     return summaries(project, lock, known)
 
 
-def registry_cache(project: Project, reporter: Reporter) -> RegistryCache | None:
-    """A RegistryCache for the project's registry, or None when it has none."""
-    if not project.registry:
+def registry_cache(
+    project: Project, reporter: Reporter, cache_dir: Path | None = None
+) -> RegistryCache | None:
+    """A RegistryCache for the project's registry, or None when it has none, or when
+    LAYERFORGE_OFFLINE is set. With ``cache_dir``, a registry found unreachable is remembered
+    there for a few minutes."""
+    if not project.registry or offline():
         return None
-    return RegistryCache(project, registry_config(), reporter)
+    status = cachedir.REGISTRY_STATUS.path(cache_dir) if cache_dir is not None else None
+    return RegistryCache(project, registry_config(), reporter, status_dir=status)
+
+
+def offline() -> bool:
+    """LAYERFORGE_OFFLINE (any value but empty, 0, false, no): never ask project.registry."""
+    value = os.environ.get("LAYERFORGE_OFFLINE", "").strip().lower()
+    return value not in ("", "0", "false", "no")
 
 
 def open_store(root: Path) -> Store:

@@ -109,6 +109,8 @@ RELEASES = Area(
 STAGE = Area("stage", "temporary", lambda _name: True)
 # registrations of the stores using this cache (see below): only temporaries are removed
 REGISTRATIONS = Area(STORES, None, lambda _name: False)
+# registries found unreachable, remembered for a few minutes: registry-status/<16 hex>.json
+REGISTRY_STATUS = Area("registry-status", "temporary", lambda _name: True)
 
 # the unpacked areas that the least-recently-used eviction keeps under ``cache_max``
 UNPACKED = (LAYER_TREES, ROOTS)
@@ -116,6 +118,7 @@ UNPACKED = (LAYER_TREES, ROOTS)
 AREAS = (
     LAYER_TREES, ROOTS, CHAINS, APPS, PYC, IMAGES, TARBALLS, DEBOOTSTRAP, DEBS,
     SYSTEM_LAYERS, DOWNLOADS, BUILT_WHEELS, MANIFESTS, STAGE, REGISTRATIONS, RELEASES,
+    REGISTRY_STATUS,
 )  # fmt: skip
 
 P = ParamSpec("P")

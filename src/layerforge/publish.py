@@ -8,13 +8,16 @@ project's tree when it is clean. Registry settings and clients: :mod:`layerforge
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from layerforge import proc
 from layerforge.errors import LayerforgeError, RegistryError, StoreError, UsageError
 from layerforge.events import Event, NullReporter, Reporter
+from layerforge.fsutil import atomic_write
 from layerforge.manifest import Project
 from layerforge.oci.archive import stream_archive
 from layerforge.oci.config import RegistryConfig
@@ -126,6 +129,8 @@ def _push_one(
 
 # -- remote cache -------------------------------------------------------------------------
 
+UNREACHABLE_FOR = 300  # seconds an unreachable registry is not asked again by the remote cache
+
 
 @dataclass
 class RegistryCache:
@@ -134,6 +139,8 @@ class RegistryCache:
     project: Project
     config: RegistryConfig
     reporter: Reporter = field(default_factory=NullReporter)
+    # where an unreachable registry is remembered (None: nowhere, every use asks it again)
+    status_dir: Path | None = None
     _client: Client | None = field(default=None, repr=False)
     _feeds_a_build: set[str] = field(default_factory=set, repr=False)
 
@@ -154,27 +161,73 @@ class RegistryCache:
     def present(self, plan: Plan) -> set[str]:
         """``NODE:lf-<key12>`` refs of the plan's to-build steps that the registry holds.
 
-        The cache is an optimisation: if the registry cannot be asked, warn and build.
+        The cache is an optimisation: if the registry cannot be asked, warn and build. A
+        registry that never answered is asked once (no retries), and remembered for
+        :data:`UNREACHABLE_FOR` seconds, during which it is not asked and nothing is said.
         """
         found: set[str] = set()
         target = self.target
-        try:
-            for step in plan.to_build:
-                if manifest_exists(
-                    self.client(), target.registry, target.repository(step.node), step.tag
-                ):
-                    found.add(f"{step.node}:{step.tag}")
-        except RegistryError as exc:
-            self.reporter.emit(
-                Event("warning", "remote-cache", f"remote cache not used: {exc.message}")
-            )
-        finally:
-            self.close()
+        remembered = self._remembered()
+        if remembered is not None:
+            self.reporter.emit(Event("info", "remote-cache", f"remote cache skipped: {remembered}"))
+        else:
+            client = self.client()
+            client.attempts_unanswered = 1
+            try:
+                for step in plan.to_build:
+                    if manifest_exists(
+                        client, target.registry, target.repository(step.node), step.tag
+                    ):
+                        found.add(f"{step.node}:{step.tag}")
+            except RegistryError as exc:
+                message = f"remote cache not used: {exc.message}"
+                if not client.answered:
+                    self._remember(exc.message)
+                    message += (
+                        f"; it is not asked again for {UNREACHABLE_FOR // 60} minutes "
+                        "(`--offline` or LAYERFORGE_OFFLINE=1 never asks it)"
+                    )
+                self.reporter.emit(Event("warning", "remote-cache", message))
+            else:
+                self._forget()
+            finally:
+                self.close()
         # a node that a local build sits on needs its layers (verify unpacks them)
         self._feeds_a_build = {
             s.parent for s in plan.to_build if s.parent and f"{s.node}:{s.tag}" not in found
         }
         return found
+
+    def _status_file(self) -> Path | None:
+        if self.status_dir is None:
+            return None
+        name = hashlib.sha256(self.target.registry.encode()).hexdigest()[:16]
+        return self.status_dir / f"{name}.json"
+
+    def _remembered(self) -> str | None:
+        """Why the registry was found unreachable, if that was less than
+        :data:`UNREACHABLE_FOR` seconds ago."""
+        path = self._status_file()
+        try:
+            doc = json.loads(path.read_text()) if path is not None else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("unreachable_at"), int | float):
+            return None
+        if 0 <= time.time() - doc["unreachable_at"] < UNREACHABLE_FOR:
+            return str(doc.get("error", "unreachable"))
+        return None
+
+    def _remember(self, error: str) -> None:
+        path = self._status_file()
+        if path is not None:
+            doc = {"registry": self.target.registry, "unreachable_at": time.time(), "error": error}
+            atomic_write(path, json.dumps(doc, sort_keys=True).encode())
+
+    def _forget(self) -> None:
+        path = self._status_file()
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def fetch(self, step: Step, store: Store, parent: ImageRecord | None) -> ImageRecord:
         """Manifest and config into the store (layers stay remote until needed)."""

@@ -18,7 +18,7 @@ from layerforge.oci.layout import Descriptor, Store, canonical_json
 from layerforge.oci.tarball import Entry
 from layerforge.oci.write import write_layer_to_store
 from layerforge.records import records_dir
-from layerforge.report.fleet import FleetReport, naive_size, union_size
+from layerforge.report.fleet import FleetReport, union_size
 from layerforge.report.html import render
 from layerforge.report.listing import FileEntry, listing, read_listing
 from layerforge.report.sizes import Held, ImageReport, LayerReport, holds, layer_kind
@@ -155,11 +155,6 @@ def test_union_counts_shared_blobs_once() -> None:
     assert api.size == 10 + 20 + 1505 and api.inherited == 1500 and api.own == 5
     assert union_size([api, web]) == 1500 + 5 + 7 + 2 * (10 + 20)
     assert union_size([cpu, api, web]) == 1500 + 12 + 3 * 30
-
-
-def test_naive_size_replaces_dependency_layers_by_wheel_bytes() -> None:
-    _, api, _ = _fleet()
-    assert naive_size(api, 450) == 1000 + 5 + 450 + 30
 
 
 def test_fleet_report_saving_and_breaches() -> None:

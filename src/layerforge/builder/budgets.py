@@ -41,6 +41,13 @@ def check(node: Node, record: ImageRecord) -> Breach | None:
     return Breach(node.name, size, node.max_size) if size > node.max_size else None
 
 
+def summary(breaches: Sequence[Breach]) -> str:
+    """One line for every image over its budget that ``--allow-oversize`` let through."""
+    noun = "image over its" if len(breaches) == 1 else "images over their"
+    each = ", ".join(f"{b.node} by {format_size(b.size - b.limit)}" for b in breaches)
+    return f"{len(breaches)} {noun} max_size (allowed by --allow-oversize): {each}"
+
+
 def error(breaches: Sequence[Breach], *, building: bool) -> BudgetError:
     lines = "\n".join(f"  {b.describe()}" for b in breaches)
     noun = "image exceeds its" if len(breaches) == 1 else "images exceed their"

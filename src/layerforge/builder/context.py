@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from layerforge.builder.budgets import Breach
 from layerforge.builder.layercache import LayerSink
 from layerforge.events import Reporter
 from layerforge.lock.lockfile import Lock
@@ -47,6 +48,7 @@ class BuildContext:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     allow_oversize: bool = False
     registry: RegistryConfig | None = None  # for registry OS sources (read by the caller)
+    breaches: list[Breach] = field(default_factory=list)  # every image over its max_size
 
     @property
     def compression(self) -> Compression:

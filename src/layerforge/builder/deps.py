@@ -21,7 +21,7 @@ from layerforge import cachedir
 from layerforge.builder import distcache, overlap, sdist
 from layerforge.builder import python as pydeps
 from layerforge.builder.layercache import cache_key, cached_layers, remember_layers, write
-from layerforge.events import Event
+from layerforge.events import Event, step
 from layerforge.lock.inputs import node_platform
 from layerforge.lock.lockfile import Package
 from layerforge.manifest import Node
@@ -160,7 +160,8 @@ def _install_layers(
         bytecode = interpreter_layers(below) if node.compile_bytecode else None
         return _write_dep_layers(ctx, node, dists, todo, python, bytecode, served)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with step(ctx.reporter, f"cleanup:{node.name}", "removing the staged install"):
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _install(
@@ -187,7 +188,8 @@ def _install(
         sandbox = Sandbox(ctx.store, ctx.cache_dir, ctx.reporter, ctx.runner,
                           ctx.project.source_date_epoch)  # fmt: skip
         compile_stage(prefix, python, below, sandbox, f"bytecode:{node.name}")
-    return pydeps.collect(prefix, python)
+    with step(ctx.reporter, f"collect:{node.name}", "listing the installed files"):
+        return pydeps.collect(prefix, python)
 
 
 def _write_dep_layers(

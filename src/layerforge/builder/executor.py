@@ -32,6 +32,7 @@ from layerforge.builder.layercache import write as _write
 from layerforge.builder.python import venv_env
 from layerforge.errors import BuildError, LayerforgeError, LockError
 from layerforge.events import Event
+from layerforge.events import step as timed
 from layerforge.lock.inputs import check_libc, system_lock_doc
 from layerforge.lock.lockfile import DebPackage
 from layerforge.manifest import Node
@@ -78,6 +79,7 @@ def execute(plan: Plan, ctx: BuildContext) -> dict[str, NodeResult]:
             proc.request_stop()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+    _report_breaches(plan, ctx)
     recheck(ctx.store, plan, results, remote_layers=ctx.project.registry is not None)
     return {s.node: results[s.node] for s in plan.steps}
 
@@ -116,13 +118,14 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
     if step.status == "cached":
         record = read_record(ctx.store, ref)
         if record is not None:
-            _check_budget(ctx, ctx.project.nodes[step.node], record)
-            ctx.store.tag(f"{step.node}:latest", record.manifest)
+            if _check_budget(ctx, ctx.project.nodes[step.node], record):
+                ctx.store.tag(f"{step.node}:latest", record.manifest)
             ctx.reporter.emit(Event("info", f"build:{step.node}", "cached", data={"key": step.key}))
             return NodeResult(step.node, "cached", record, time.perf_counter() - started)
     parent = results[step.parent].record if step.parent else None
     if step.status == "remote" and ctx.remote is not None:
-        record = ctx.remote.fetch(step, ctx.store, parent)
+        with timed(ctx.reporter, f"pull:{step.node}", f"fetching {step.node} from the registry"):
+            record = ctx.remote.fetch(step, ctx.store, parent)
         return NodeResult(step.node, "remote", record, time.perf_counter() - started)
     task = f"build:{step.node}"
     ctx.reporter.emit(Event("start", task, f"building {step.node}", data={"key": step.key}))
@@ -162,28 +165,45 @@ def _build_node(
     updates = venv_env(env)
     if node.source is not None and node.workdir:
         updates.append(("PYTHONPATH", node.workdir))
-    spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
-    image = assemble(ctx.store, spec, parent_config, parent_layers, new_layers)
+    image_task = f"image:{node.name}"  # config, manifest, record and tags
+    with timed(ctx.reporter, image_task, f"assembling {node.name}"):
+        spec = _image_spec(step, ctx, node, merge_env(env, [*updates, *node.env]), parent)
+        image = assemble(ctx.store, spec, parent_config, parent_layers, new_layers)
     record = ImageRecord(node.name, step.key, image.manifest, image.config, image.layers, python)
-    _check_budget(ctx, node, record)
-    if ctx.verify:  # before tagging: an image that fails its checks gets no tag
+    within = _check_budget(ctx, node, record)
+    if ctx.verify and within:  # before tagging: an image that fails its checks gets no tag
         verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
     # the record first: a build stopped between the two leaves an untagged record, never a
     # tag without its record (verify and push would call that node "not built")
-    write_record(ctx.store.root, record, step.inputs.to_json())
-    ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
-                        f"{node.name}:latest": record.manifest})  # fmt: off
+    with timed(ctx.reporter, image_task, f"tagging {node.name}"):
+        write_record(ctx.store.root, record, step.inputs.to_json())
+        if within:  # else: no tag; its children still build, so that one error names all
+            ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
+                                f"{node.name}:latest": record.manifest})  # fmt: off
     return record, sum(layer.descriptor.size for layer in new_layers)
 
 
-def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> None:
-    """max_size: fail before tagging an oversize image, or warn with --allow-oversize."""
+def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> bool:
+    """max_size: note a breach (every one is reported at the end of the build, see
+    :func:`_report_breaches`); True if the image may be tagged (within its budget, or
+    --allow-oversize)."""
     breach = budgets.check(node, record)
     if breach is None:
+        return True
+    ctx.breaches.append(breach)
+    return ctx.allow_oversize
+
+
+def _report_breaches(plan: Plan, ctx: BuildContext) -> None:
+    """Every image over its budget in one error (none of them was tagged), or in one warning
+    line with --allow-oversize."""
+    if not ctx.breaches:
         return
+    order = {s.node: i for i, s in enumerate(plan.steps)}
+    breaches = sorted(ctx.breaches, key=lambda b: order.get(b.node, len(order)))
     if not ctx.allow_oversize:
-        raise budgets.error([breach], building=True)
-    ctx.reporter.emit(Event("warning", f"build:{node.name}", breach.describe()))
+        raise budgets.error(breaches, building=True)
+    ctx.reporter.emit(Event("warning", "budgets", budgets.summary(breaches)))
 
 
 def _image_spec(

@@ -14,6 +14,7 @@ from layerforge.cli import options as c
 from layerforge.cli import registry as cr
 from layerforge.cli import runtime as rt
 from layerforge.cli.report import print_timings
+from layerforge.events import step
 from layerforge.sizes import format_size
 
 
@@ -36,7 +37,7 @@ def plan(
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
-    remote = c.registry_cache(project, remote_cache, c.reporter(as_json))
+    remote = c.registry_cache(project, remote_cache, c.reporter(as_json), ws.cache_dir)
     result = api.plan_project(project, ws, list(nodes), api.PlanOptions(revision=revision), remote)
     groups = rt.lock_summaries(ws, project, [s.node for s in result.steps])
     if as_json:
@@ -77,30 +78,34 @@ def build(
     """Build NODES (default: all) and their ancestors into the local store."""
     from layerforge import api  # noqa: PLC0415
 
-    ws = c.workspace(manifest, store, cache_dir)
-    project = api.load_project(ws)
-    options = api.PlanOptions(revision=revision)
-    remote = c.registry_cache(project, remote_cache, c.reporter(as_json))
-    if dry_run:
-        result = api.plan_project(project, ws, list(nodes), options, remote)
-        if as_json:
-            c.emit_json({"steps": [_step_json(s) for s in result.steps]})
+    with api.TimingReporter(c.reporter(as_json), started=c.started()) as rep:
+        with step(rep, "phase:load", "loading the project"):
+            ws = c.workspace(manifest, store, cache_dir)
+            project = api.load_project(ws)
+            options = api.PlanOptions(revision=revision)
+            remote = c.registry_cache(project, remote_cache, c.reporter(as_json), ws.cache_dir)
+        if dry_run:
+            planned = api.plan_project(project, ws, list(nodes), options, remote)
         else:
-            _print_plan(c.console(), result)
+            _plan, results = api.build_project(
+                project, ws, list(nodes), options, rep, jobs, remote,
+                allow_oversize=allow_oversize, verify=not no_verify, runner=runner,
+            )  # fmt: skip
+    if dry_run:
+        if as_json:
+            c.emit_json({"steps": [_step_json(s) for s in planned.steps]})
+        else:
+            _print_plan(c.console(), planned)
         return
-    with api.TimingReporter(c.reporter(as_json)) as rep:
-        _plan, results = api.build_project(
-            project, ws, list(nodes), options, rep, jobs, remote, allow_oversize=allow_oversize,
-            verify=not no_verify, runner=runner,
-        )  # fmt: skip
+    timings = rep.timings()  # of the build (a push after it reports its own)
     pushed = _push_after(ws, project, list(results), as_json) if push_after else None
     images = [_result_json(r) for r in results.values()]
     if as_json:
-        doc = {"store": str(ws.store), "images": images, "timings": rep.timings().to_json()}
+        doc = {"store": str(ws.store), "images": images, "timings": timings.to_json()}
         c.emit_json({**doc, **({"push": pushed} if pushed else {})})
         return
     _print_build(c.console(), results, ws.store)
-    print_timings(c.console(), rep.timings())
+    print_timings(c.console(), timings)
 
 
 def _push_after(ws: Any, project: Any, nodes: list[str], as_json: bool) -> dict[str, Any]:

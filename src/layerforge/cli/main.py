@@ -7,14 +7,17 @@ This is the only module that prints or exits.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
 from layerforge import __version__, proc
 from layerforge.cli.commands import COMMANDS
-from layerforge.cli.options import add_verbosity, console
+from layerforge.cli.options import STARTED, add_verbosity, console
 from layerforge.errors import LayerforgeError, UsageError
 
 
@@ -29,11 +32,26 @@ for _command in COMMANDS:
 add_verbosity(cli)
 
 
+def _process_start() -> float:
+    """When this process started, on the time.perf_counter clock (the interpreter's own start
+    and imports are part of a command's wall time); now, where /proc cannot tell."""
+    now = time.perf_counter()
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return now
+    age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+    return now - age if 0 <= age < 60 else now
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv) if argv is not None else sys.argv[1:]
     proc.reset_stop()  # a new command: an earlier interrupt in this process (a caller's) is over
     try:
-        code = cli.main(args=args, prog_name="layerforge", standalone_mode=False)
+        # when the command started: the timings count from there (see cli.options.started)
+        began = {STARTED: _process_start() if argv is None else time.perf_counter()}
+        code = cli.main(args=args, prog_name="layerforge", standalone_mode=False, obj=began)
     except (LayerforgeError, OSError) as exc:
         return _report_error(_as_error(exc), _wants_json(args))
     except click.exceptions.Exit as exc:

@@ -161,6 +161,16 @@ def output_file(path: Path, option: str, example: str, *, create: bool = True) -
     return path
 
 
+STARTED = "started"  # the root context's obj: when main() began (time.perf_counter)
+
+
+def started() -> float | None:
+    """When this command began (main() entry), if main() ran it."""
+    obj = click.get_current_context().find_root().obj
+    value = obj.get(STARTED) if isinstance(obj, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def reporter(as_json: bool) -> Any:
     from layerforge.cli.render import JsonLinesReporter, RichReporter  # noqa: PLC0415
 
@@ -272,18 +282,39 @@ jobs_option = click.option(
     help="Nodes built in parallel.",
 )
 
-remote_cache_option = click.option(
+_remote_cache = click.option(
     "--remote-cache/--no-remote-cache",
     default=True,
     show_default=True,
     help="Reuse nodes that project.registry already holds (NODE:lf-<key12>).",
 )
+OFFLINE = "offline"  # click context meta key set by --offline
 
 
-def registry_cache(project: Any, enabled: bool, reporter: Any) -> Any:
-    """A RegistryCache for the project's registry, or None (no registry, or disabled)."""
-    if not enabled:
+def _note_offline(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[OFFLINE] = True
+
+
+_offline = click.option(
+    "--offline",
+    is_flag=True,
+    expose_value=False,
+    callback=_note_offline,
+    help="Never ask project.registry (as --no-remote-cache); also LAYERFORGE_OFFLINE=1.",
+)
+
+
+def remote_cache_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--remote-cache/--no-remote-cache and --offline."""
+    return _remote_cache(_offline(f))
+
+
+def registry_cache(project: Any, enabled: bool, reporter: Any, cache_dir: Any = None) -> Any:
+    """A RegistryCache for the project's registry, or None (no registry, disabled, or
+    offline); ``cache_dir`` remembers a registry found unreachable."""
+    if not enabled or click.get_current_context().meta.get(OFFLINE):
         return None
     from layerforge import api  # noqa: PLC0415
 
-    return api.registry_cache(project, reporter)
+    return api.registry_cache(project, reporter, cache_dir)

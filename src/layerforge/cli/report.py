@@ -267,17 +267,28 @@ def _print_fleet(console: Any, r: Any) -> None:
 
 
 def print_timings(console: Any, timings: Any) -> None:
-    """Per node and per step seconds, and the totals, after a build."""
+    """Per node and per step seconds, what no step accounts for (``other``), and the
+    totals; then the phases of the whole run."""
     steps = sorted(timings.by_step())
-    table = _table("timings (seconds)", "<node", "total", *steps)
+    table = _table("timings (seconds)", "<node", "total", *steps, "other")
     for node, seconds in timings.nodes.items():
         own = timings.node_steps(node)
         table.add_row(
-            node, f"{seconds:.2f}", *(f"{own[s]:.2f}" if s in own else "-" for s in steps)
+            node,
+            f"{seconds:.2f}",
+            *(f"{own[s]:.2f}" if s in own else "-" for s in steps),
+            f"{timings.other(node):.2f}" if seconds else "-",
         )
     totals = timings.by_step()
-    table.add_row("[b]total[/]", f"{timings.total:.2f}", *(f"{totals[s]:.2f}" for s in steps))
+    other = sum(timings.other(node) for node in timings.nodes)
+    table.add_row(
+        "[b]total[/]", f"{timings.total:.2f}", *(f"{totals[s]:.2f}" for s in steps), f"{other:.2f}"
+    )
     console.print(table)
+    if timings.phases:
+        parts = [f"{name} {seconds:.2f}" for name, seconds in timings.phases.items()]
+        parts.append(f"other {timings.unphased():.2f}")
+        console.print(f"wall {timings.total:.2f} s = " + " + ".join(parts))
 
 
 COMMANDS = [report, gc]

@@ -3,11 +3,13 @@
 Encoding: the calling thread only reads files and builds the tar stream, cut into fixed 4 MiB
 chunks. A hasher thread computes the diff_id over the chunks in order. gzip is pigz-style:
 each chunk is deflated on its own by a pool of threads (ISA-L, raw deflate ending in a sync
-flush; the last one finished) and the pieces are written in order behind one gzip header,
-with the combined CRC-32 and the size as trailer: one valid gzip member, byte-identical for
-identical input since chunk boundaries are fixed. zstd: one compressor with its own worker
-threads. sha256, ISA-L and zstd release the GIL, so both cores work; every queue is
-bounded, so memory stays flat whatever the layer's size.
+flush; the last one finished) and a writer thread writes the pieces in order (hashing them:
+the digest) behind one gzip header, with the combined CRC-32 and the size as trailer: one
+valid gzip member, byte-identical for identical input since chunk boundaries are fixed. The
+deflate pool is the process's own, as many threads as cores, shared by every layer written at
+once (sibling nodes), so two layers do not run two pools each on the same cores. zstd: one
+compressor with its own worker threads. sha256, ISA-L and zstd release the GIL, so both cores
+work; every queue is bounded, so memory stays flat whatever the layer's size.
 
 Decoding: :func:`open_layer` gives the tar stream of a layer blob (gzip through ISA-L, zstd,
 or plain tar), for unpacking, listings and exports alike.
@@ -16,11 +18,11 @@ or plain tar), for unpacking, listings and exports alike.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import shutil
 import struct
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -77,20 +79,43 @@ def _deflate_chunk(level: int, chunk: Chunk, last: bool) -> tuple[bytes, int, in
         chunk.release()
 
 
+_POOL_LOCK = threading.Lock()
+_POOLS: list[ThreadPoolExecutor] = []  # the one deflate pool, made on first use
+
+
+def deflate_pool() -> ThreadPoolExecutor:
+    """The process's pool of deflate threads: one per core (at least two), shared by every
+    gzip layer being written. Deflating a chunk waits on nothing, so sharing cannot deadlock."""
+    with _POOL_LOCK:
+        if not _POOLS:
+            cores = max(2, os.cpu_count() or 2)
+            _POOLS.append(ThreadPoolExecutor(max_workers=cores, thread_name_prefix="lf-gz"))
+        return _POOLS[0]
+
+
 class _ParallelGzip:
+    """pigz-style gzip: ``threads`` chunks of this layer at most are deflated at once on the
+    shared pool (plus as many finished ones waiting to be written); a writer thread takes
+    them in order, writes and hashes them, and combines their CRCs."""
+
     def __init__(self, out: HashingOut, level: int, threads: int) -> None:
         from isal import isal_zlib  # noqa: PLC0415
 
         self._combine = isal_zlib.crc32_combine
         self.out = out
         self.level = level
-        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="lf-gz")
-        self.inflight: deque[Future[tuple[bytes, int, int]]] = deque()
-        self.limit = 2 * max(1, threads) + 1
+        self.pool = deflate_pool()
+        # deflated or deflating, not yet written; put() blocks the producer when full
+        self.inflight: queue.Queue[Future[tuple[bytes, int, int]] | None] = queue.Queue(
+            2 * max(1, threads) + 1
+        )
         self.held: Chunk | None = None  # the newest chunk: only the last one may finish
         self.crc = 0
         self.total = 0
-        out.write(GZIP_HEADER)
+        self.error: BaseException | None = None
+        self.aborted = False
+        self.writer = threading.Thread(target=self._write_all, name="lf-gz-out", daemon=True)
+        self.writer.start()
 
     def feed(self, chunk: Chunk) -> None:
         if self.held is not None:
@@ -98,30 +123,50 @@ class _ParallelGzip:
         self.held = chunk
 
     def _submit(self, chunk: Chunk, *, last: bool) -> None:
-        self.inflight.append(self.pool.submit(_deflate_chunk, self.level, chunk, last))
-        while len(self.inflight) >= self.limit:
-            self._drain_one()
+        if self.error is not None:
+            chunk.release()
+            raise self.error
+        self.inflight.put(self.pool.submit(_deflate_chunk, self.level, chunk, last))
 
-    def _drain_one(self) -> None:
-        body, crc, length = self.inflight.popleft().result()
-        self.out.write(body)
-        self.crc = self._combine(self.crc, crc, length)
-        self.total += length
+    def _write_all(self) -> None:
+        """The writer thread: header, each deflated chunk in order, trailer."""
+        try:
+            self.out.write(GZIP_HEADER)
+        except BaseException as exc:
+            self.error = exc
+        while (future := self.inflight.get()) is not None:
+            if self.error is not None or self.aborted:
+                future.cancel()  # a chunk not deflated is not written: the layer is dropped
+                continue
+            try:
+                body, crc, length = future.result()
+                self.out.write(body)
+                self.crc = self._combine(self.crc, crc, length)
+                self.total += length
+            except BaseException as exc:  # handed to the producer, re-raised there
+                self.error = exc
+        if self.error is None and not self.aborted:
+            trailer = struct.pack("<II", self.crc & 0xFFFFFFFF, self.total & 0xFFFFFFFF)
+            try:
+                self.out.write(trailer)
+            except BaseException as exc:
+                self.error = exc
 
     def close(self) -> None:
         if self.held is None:
             raise BuildError("internal error: a tar stream always has a last chunk")
         self._submit(self.held, last=True)
         self.held = None
-        while self.inflight:
-            self._drain_one()
-        self.pool.shutdown()
-        self.out.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.total & 0xFFFFFFFF))
+        self.inflight.put(None)
+        self.writer.join()
+        if self.error is not None:
+            raise self.error
 
     def abort(self) -> None:
-        for future in self.inflight:
-            future.cancel()
-        self.pool.shutdown(wait=True)
+        self.aborted = True
+        if self.writer.is_alive():
+            self.inflight.put(None)
+            self.writer.join()
 
 
 class Worker:

@@ -125,8 +125,17 @@ class Client:
     _renew: dict[str, tuple[Challenge, float]] = field(default_factory=dict, repr=False)
     _basic: bool = field(default=False, repr=False)
     _answered: bool = field(default=False, repr=False)  # the registry answered at least once
+    # attempts of an exchange before the registry ever answered (a probe for an optional
+    # use, such as the remote cache, makes one: an unreachable registry costs no backoff)
+    attempts_unanswered: int = 3
     _idle: list[http.client.HTTPConnection] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the registry answered any request of this client (else it is unreachable,
+        or nothing was asked yet)."""
+        return self._answered
 
     @property
     def scheme(self) -> str:
@@ -291,7 +300,7 @@ class Client:
         """Sleep before the next attempt, or raise when it should not or cannot be retried."""
         if str(exc).startswith("Tunnel connection failed"):  # http.client's CONNECT refused
             raise self._tunnel_refused(url, exc) from None
-        limit = FAULT_RETRIES if self._answered else 3
+        limit = FAULT_RETRIES if self._answered else self.attempts_unanswered
         if not retry or faults >= limit:
             raise self._fault(exc, method, url, faults) from None
         self.sleep(min(0.25 * 2**faults, 8.0))

@@ -3,16 +3,15 @@
 *Layered* (what was built): unique blobs stored for the whole fleet; per service the blobs
 a fresh node pulls to run it; for all services the union of those (shared layers count once).
 
-*Naive* (the same services without a base hierarchy: each one image holding all of its
-dependencies, nothing shared): per service, the image's non-dependency layers (OS, venv,
-system, application), plus one dependency layer estimated from the locked distributions of
-the service and all its ancestors (a wheel's size is close to its gzip-compressed files),
-plus config and manifest. Nothing is shared, so the fleet figure is the sum.
+*Naive* (the same services shipped each on its own, nothing shared): per service, the bytes
+of its built image (every layer, config and manifest), counted from the store; the fleet
+figure is their sum. (An estimate from the lock's wheel sizes counted wheels taken from
+``find_links``, which the lock gives no size, as nothing.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from layerforge.builder.budgets import Breach
@@ -44,7 +43,6 @@ class FleetReport:
     naive: dict[str, int]
     dists: tuple[DistRow, ...]
     missing: tuple[str, ...] = ()
-    wheel_bytes: dict[str, int] = field(default_factory=dict)
 
     @property
     def naive_all(self) -> int:
@@ -107,18 +105,6 @@ def union_size(images: list[ImageReport]) -> int:
     return sum(blobs.values())
 
 
-def naive_size(image: ImageReport, wheel_bytes: int) -> int:
-    """One image with all dependencies in it, nothing shared (see the module docstring)."""
-    rest = sum(x.size for x in image.layers if x.kind != "deps")
-    return rest + wheel_bytes + image.config_size + image.manifest_size
-
-
-def chain_wheel_bytes(project: Project, lock: Lock, node: str) -> int:
-    chain = [a.name for a in reversed(project.ancestors(node))] + [node]
-    packages = lock.packages_with_ancestors([n for n in chain if n in lock.nodes])
-    return sum(p.size for p in packages.values())
-
-
 def largest_dists(images: list[ImageReport], store: Store, count: int = TOP_DISTS) -> list[DistRow]:
     found: dict[tuple[str, str], tuple[int, list[str]]] = {}
     for image in images:
@@ -135,15 +121,12 @@ def largest_dists(images: list[ImageReport], store: Store, count: int = TOP_DIST
 def fleet_report(
     store: Store, project: Project, lock: Lock | None, selected: list[str] | None = None
 ) -> FleetReport:
-    """The report of every node in ``selected`` (default: all) that the store holds."""
+    """The report of every node in ``selected`` (default: all) that the store holds.
+    (``lock`` is not needed any more: every figure comes from the built images.)"""
     records = load_records(store, project)
     names = selected or list(project.nodes)
     images = [image_report(store, project, records, n) for n in names if n in records]
     services = [i for i in images if i.kind == "service"] or images
-    wheels = {
-        i.node: chain_wheel_bytes(project, lock, i.node) if lock is not None else 0
-        for i in services
-    }
     return FleetReport(
         project=project.name,
         images=tuple(images),
@@ -151,8 +134,7 @@ def fleet_report(
         stored=union_size(images),
         pulls={i.node: i.size for i in services},
         pull_all=union_size(services),
-        naive={i.node: naive_size(i, wheels[i.node]) for i in services},
+        naive={i.node: i.size for i in services},  # each service alone: its own image
         dists=tuple(largest_dists(images, store)),
         missing=tuple(n for n in names if n not in records),
-        wheel_bytes=wheels,
     )

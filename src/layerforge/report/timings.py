@@ -4,23 +4,30 @@
 times each task from its ``start`` to its ``finish`` event. Tasks are named by the build
 (``build:NODE``, ``install:NODE``, ``layer:NODE:LABEL``, ``source:...``, ``layer:venv``); a
 task that names no node belongs to the node being built on the thread that emitted it.
+
+``phase:NAME`` tasks (``load``, ``prepare``, ``build``; ``startup`` is the time from the
+command's start to this reporter) are the parts of the whole run; they
+are timed apart. What a built node's steps do not cover is its ``other``, and what the phases
+do not cover is the run's ``other``: every second shows, as a step or as what is left.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from layerforge.events import Event, Reporter
 
 STEP_NAMES = {
-    "install": "install",
+    "install": "install",  # uv: downloads and installs
     "layer": "compress",
     "source": "os layer",
     "debootstrap": "debootstrap",
-}
+}  # any other task is a step named by its kind: unpack, copy, diff, sandbox, bytecode, ...
+
+PHASE = "phase"  # ``phase:NAME``: a part of the whole run, not a step of a node
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Timings:
     nodes: dict[str, float]  # node -> seconds spent building it (cached nodes: 0)
     steps: tuple[StepTime, ...]
     total: float  # wall clock
+    phases: dict[str, float] = field(default_factory=dict)  # load, prepare, build -> seconds
 
     def by_step(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -50,14 +58,25 @@ class Timings:
                 out[s.step] = out.get(s.step, 0.0) + s.seconds
         return out
 
+    def other(self, node: str) -> float:
+        """Seconds of a node's build that none of its steps accounts for."""
+        return max(0.0, self.nodes.get(node, 0.0) - sum(self.node_steps(node).values()))
+
+    def unphased(self) -> float:
+        """Seconds of the run that no phase accounts for."""
+        return max(0.0, self.total - sum(self.phases.values()))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "total": round(self.total, 3),
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
+            "other": round(self.unphased(), 3),
             "steps": {k: round(v, 3) for k, v in self.by_step().items()},
             "nodes": {
                 node: {
                     "seconds": round(seconds, 3),
                     "steps": {k: round(v, 3) for k, v in self.node_steps(node).items()},
+                    "other": round(self.other(node), 3),
                 }
                 for node, seconds in self.nodes.items()
             },
@@ -68,7 +87,7 @@ def _split(task: str) -> tuple[str, str | None]:
     """(step, node or None) of a task name."""
     kind, _, rest = task.partition(":")
     step = STEP_NAMES.get(kind, kind)
-    if kind in ("install", "layer") and rest and rest != "venv":
+    if kind in ("install", "layer", "pull") and rest and rest != "venv":
         return step, rest.split(":", 1)[0]
     return step, None
 
@@ -76,15 +95,23 @@ def _split(task: str) -> tuple[str, str | None]:
 class TimingReporter:
     """Passes events to ``inner`` and times every task."""
 
-    def __init__(self, inner: Reporter, clock: Any = time.perf_counter) -> None:
+    def __init__(
+        self, inner: Reporter, clock: Any = time.perf_counter, started: float | None = None
+    ) -> None:
+        """``started``: when the command began (on ``clock``), if before this reporter was
+        made; the seconds in between are the ``startup`` phase."""
         self.inner = inner
         self._clock = clock
         self._lock = threading.Lock()
-        self._started = clock()
+        now = clock()
+        self._started = now if started is None else min(started, now)
         self._open: dict[str, tuple[float, str | None]] = {}
         self._thread_node: dict[int, str] = {}
         self._nodes: dict[str, float] = {}
         self._steps: list[StepTime] = []
+        self._phases: dict[str, float] = {}
+        if started is not None:
+            self._phases["startup"] = now - self._started
 
     def __enter__(self) -> TimingReporter:
         enter = getattr(self.inner, "__enter__", None)
@@ -116,9 +143,18 @@ class TimingReporter:
             if event.task.startswith("build:"):
                 self._nodes[event.task[6:]] = now - began
                 return
+            kind, _, name = event.task.partition(":")
+            if kind == PHASE:
+                self._phases[name] = self._phases.get(name, 0.0) + now - began
+                return
             step, named = _split(event.task)
             self._steps.append(StepTime(named or owner or "-", step, event.task, now - began))
 
     def timings(self) -> Timings:
         with self._lock:
-            return Timings(dict(self._nodes), tuple(self._steps), self._clock() - self._started)
+            return Timings(
+                dict(self._nodes),
+                tuple(self._steps),
+                self._clock() - self._started,
+                dict(self._phases),
+            )

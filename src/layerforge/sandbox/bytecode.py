@@ -28,7 +28,7 @@ from pathlib import Path
 
 from layerforge import proc
 from layerforge.errors import BuildError
-from layerforge.events import Event
+from layerforge.events import Event, step
 from layerforge.oci.layer import Layer
 from layerforge.sandbox import runner as runners
 from layerforge.sandbox.system import Sandbox
@@ -46,7 +46,8 @@ def compile_stage(
     site = f"/opt/venv/lib/python{python}/site-packages"
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in image_layers]
-    rootfs = chain_root(sandbox.store, chain, sandbox.cache_dir)  # shared: mounted read-only
+    with step(sandbox.reporter, f"unpack:{task}", "unpacking the image to compile in"):
+        rootfs = chain_root(sandbox.store, chain, sandbox.cache_dir)  # shared: mounted read-only
     site_dir = stage / "lib" / f"python{python}" / "site-packages"
     compileall: tuple[str, ...] = (PYTHON, "-m", "compileall", "-q", "-j", "0")
     compileall += ("--invalidation-mode", "unchecked-hash", site)
@@ -68,7 +69,8 @@ def compile_stage(
             read_only=True,
         )
         _compile(runner, inv, sandbox, task)
-        _take_bytecode(out, site, site_dir)
+        with step(sandbox.reporter, task, "taking the compiled files"):
+            _take_bytecode(out, site, site_dir)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from layerforge import cachedir, proc
 from layerforge.errors import BuildError
-from layerforge.events import Event, Reporter
+from layerforge.events import Event, Reporter, step
 from layerforge.fsutil import atomic_write
 from layerforge.lock.lockfile import DebPackage
 from layerforge.oci.layer import Layer
@@ -214,16 +214,19 @@ def sandbox_env(image_env: Sequence[str], epoch: int) -> tuple[tuple[str, str], 
 
 
 @contextmanager
-def _work_copy(lower: Path, sandbox: Sandbox) -> Iterator[Path]:
-    """A work directory: ``rootfs`` (a copy of ``lower``), and room for private caches."""
+def _work_copy(lower: Path, sandbox: Sandbox, name: str) -> Iterator[Path]:
+    """A work directory: ``rootfs`` (a copy of ``lower``), and room for private caches.
+    Making the copy is timed as ``copy:NAME``, removing it as ``cleanup:NAME``."""
     stage = cachedir.STAGE.path(sandbox.cache_dir)
     stage.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="system-", dir=stage))
     try:
-        proc.run(["cp", "-a", "--reflink=auto", str(lower), str(work / "rootfs")])
+        with step(sandbox.reporter, f"copy:{name}", "copying the root filesystem"):
+            proc.run(["cp", "-a", "--reflink=auto", str(lower), str(work / "rootfs")])
         yield work
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with step(sandbox.reporter, f"cleanup:{name}", "removing the copy"):
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @contextmanager
@@ -255,9 +258,10 @@ def system_layer(
     ``repo``: a local apt repository of ``spec.locked`` (:data:`REPO` in the sandbox)."""
     runner = runners.get_runner(sandbox.runner)
     chain = [(x.descriptor.digest, x.descriptor.media_type) for x in parent_layers]
-    lower = chain_root(sandbox.store, chain, sandbox.cache_dir)  # shared: copied below
+    with step(sandbox.reporter, f"unpack:{spec.section}", f"unpacking {spec.section}'s parent"):
+        lower = chain_root(sandbox.store, chain, sandbox.cache_dir)  # shared: copied below
     env = sandbox_env(image_env, sandbox.epoch)
-    with _work_copy(lower, sandbox) as work, _context_copy(spec, sandbox) as context:
+    with _work_copy(lower, sandbox, spec.section) as work, _context_copy(spec, sandbox) as context:
         rootfs = work / "rootfs"
         mounts = cache_mounts(sandbox.cache_dir, work)
         if context is not None:
@@ -280,7 +284,8 @@ def system_layer(
             _run_step(runner, inv, spec, label, command, sandbox.reporter)
             if label == "system" and spec.locked:
                 check_locked(rootfs, spec)
-        entries = diff_trees(lower, rootfs, skip=skip)
+        with step(sandbox.reporter, f"diff:{spec.section}", "finding what the steps changed"):
+            entries = diff_trees(lower, rootfs, skip=skip)
         return write(entries)
 
 
@@ -324,7 +329,7 @@ def simulate(
     command = "apt-get update -q && apt-get install -s -q --no-install-recommends " + shlex.join(
         packages
     )
-    with _work_copy(lower, sandbox) as work:
+    with _work_copy(lower, sandbox, f"{section}-simulate") as work:
         inv = runners.Invocation(
             rootfs=work / "rootfs",
             argv=("/bin/sh", "-c", "exec 2>&1\n" + command),

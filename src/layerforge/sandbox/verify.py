@@ -23,7 +23,7 @@ from pathlib import Path
 
 from layerforge import cachedir, proc
 from layerforge.errors import VerifyError
-from layerforge.events import Event, Reporter
+from layerforge.events import Event, Reporter, step
 from layerforge.manifest import Node
 from layerforge.oci.layout import Store
 from layerforge.oci.unpack import chain_id, unpack_chain, unpack_layer_tree
@@ -137,7 +137,8 @@ def verify_image(
     if not todo:
         return []
     runner = runners.get_runner(runner_name)
-    root = _root_of(store, record, node, cache_dir)
+    with step(reporter, f"unpack:{node.name}", f"unpacking {node.name} to verify it"):
+        root = _root_of(store, record, node, cache_dir)
     env, cwd = _config(record)
     results: list[CheckResult] = []
     with bytecode_cache(cache_dir, root, store.root) as pyc:
@@ -151,9 +152,9 @@ def verify_image(
                 read_only=True,
                 cwd=cwd,
             )
-            inv = runners.prepare(inv)
             task = f"verify:{node.name}"
             reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
+            inv = runners.prepare(inv)
             started = time.perf_counter()
             result = runners.run(runner, inv)
             seconds = time.perf_counter() - started
