@@ -114,6 +114,7 @@ def node_inputs(
         doc["network"] = node.network
     if node.compile_bytecode:
         doc["bytecode"] = True
+    doc.update(nonroot_key_doc(node))  # user, writable, expose, healthcheck: only when set
     doc.update(runtime_key_doc(locked))  # runtime group pins (not baked)
     if node.os_source is not None:
         identity = locked.os_identity
@@ -128,6 +129,22 @@ def node_inputs(
         doc["source"] = tree.digest
         files = tree.file_map()
     return NodeInputs(doc, files)
+
+
+def nonroot_key_doc(node: Node) -> dict[str, Any]:
+    """The key entries of ``user``/``writable``/``expose``/``healthcheck``, each only when
+    the node sets it (an inherited user is in the parent's key), so that no existing key
+    moves."""
+    doc: dict[str, Any] = {}
+    if node.user is not None and not node.user.inherited:
+        doc["user"] = node.user.key_doc()
+    if node.writable:
+        doc["writable"] = list(node.writable)
+    if node.expose:
+        doc["expose"] = list(node.expose)
+    if node.healthcheck is not None:
+        doc["healthcheck"] = node.healthcheck.config()
+    return doc
 
 
 def scan_sources(project: Project, exclude: tuple[Path, ...] = ()) -> dict[str, SourceTree]:
@@ -175,6 +192,7 @@ def make_plan(
     return Plan(tuple(steps.values()))
 
 
+_NONROOT = ("user", "writable", "expose", "healthcheck")
 _FLAGS = (
     ("bytecode", "compile_bytecode changed"),
     ("runtime", "runtime group pins changed (runtime layer only)"),
@@ -199,7 +217,7 @@ def explain(
         reasons.append(_source_diff(old.source_files, new.source_files))
     config = [
         k
-        for k in ("env", "labels", "command", "entrypoint", "workdir", "version")
+        for k in ("env", "labels", "command", "entrypoint", "workdir", "version", *_NONROOT)
         if a.get(k) != b.get(k)
     ]
     if config:

@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from layerforge import proc
-from layerforge.builder import budgets, runtime_layer
+from layerforge.builder import budgets, runtime_layer, user_layer
 from layerforge.builder import python as pydeps
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.deps import dependency_layers as _dependency_layers
@@ -144,6 +144,8 @@ def _build_node(
     if node.system or node.run:
         image_env = merge_env(env, venv_env(env))
         new_layers.append(_system_layer(ctx, node, (*parent_layers, *new_layers), image_env))
+    if user_layer.needed(node.user, node.writable):  # below the wheels: cheap to read
+        new_layers.append(_user_layer(ctx, node, (*parent_layers, *new_layers)))
     packages = ctx.lock.nodes[node.name].packages
     if packages:
         below = (*parent_layers, *new_layers)  # the image the wheels land in
@@ -206,6 +208,9 @@ def _image_spec(
         workdir=node.workdir,
         labels=labels,
         annotations=annotations,
+        user=node.user.spec if node.user is not None and not node.user.inherited else None,
+        exposed_ports=node.expose,
+        healthcheck=node.healthcheck.config() if node.healthcheck is not None else None,
     )
 
 
@@ -292,6 +297,28 @@ def _system_layer(
     return layer
 
 
+def _user_layer(ctx: BuildContext, node: Node, below: tuple[Layer, ...]) -> Layer:
+    """The node's user and writable directories (builder/user_layer.py), cached like the
+    system layer: by what it is made of and the chain it lands on."""
+    user = node.user
+    key = _cache_key(ctx.layers, {
+        "user": user.key_doc() if user is not None and not user.inherited else None,
+        "owner": user.spec if user is not None else None,
+        "writable": list(node.writable),
+        "chain": [x.descriptor.digest for x in below],
+    })  # fmt: skip
+    cached = _cached_layers(ctx.layers, key)
+    if cached:
+        return cached[0]
+    own = user is not None and not user.inherited and not user.is_root
+    accounts = user_layer.read_accounts(ctx.store, below) if own else {}
+    entries = user_layer.user_entries(user, node.writable, accounts, section=node.section)
+    layer = _write(ctx.layers, f"layer:{node.name}:user", entries,
+                   user_layer.created_by(user, node.writable), parents=False)  # fmt: skip
+    _remember_layers(ctx.layers, key, [layer])
+    return layer
+
+
 def _runtime_layer(ctx: BuildContext, node: Node, python: str) -> list[Layer]:
     entries, label = runtime_layer.layer_for(ctx.lock, ctx.project, node.name, python)
     return [_write(ctx.layers, f"layer:{node.name}:runtime", entries, label)] if entries else []
@@ -307,4 +334,5 @@ def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
             entries.append(Entry(member, "symlink", 0o777, linkname=f.link))
         else:
             entries.append(Entry(member, "file", f.mode, f.size, source=tree.root / f.path))
+    entries = user_layer.owned_app_entries(entries, node.user, node.writable)
     return _write(ctx.layers, f"layer:{node.name}:app", entries, f"layerforge: COPY {node.workdir}")

@@ -39,7 +39,21 @@ def translate(
     parent = errors[0]["loc"][:-1]
     err = max((e for e in errors if e["loc"][: len(parent)] == parent), key=lambda e: len(e["loc"]))
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
-    loc = [p for p in loc if p not in ("str", "DebootstrapModel", "tuple[str,...]", "int", "list")]
+    loc = [
+        p
+        for p in loc
+        if p
+        not in (
+            "str",
+            "DebootstrapModel",
+            "tuple[str,...]",
+            "int",
+            "list",
+            "UserModel",
+            "HealthcheckModel",
+            "bool",
+        )
+    ]
     key = ".".join(loc)
     if err["type"] == "extra_forbidden":
         return _unknown_key(loc, shown, keys_at(loc))

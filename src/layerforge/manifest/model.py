@@ -11,6 +11,7 @@ from typing import Literal
 from layerforge.errors import ManifestError
 from layerforge.manifest import graph
 from layerforge.manifest.messages import did_you_mean
+from layerforge.manifest.nonroot import Healthcheck, User
 from layerforge.manifest.requirements import Requirements
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -95,6 +96,10 @@ class Node:
     entrypoint: tuple[str, ...] | None = None
     workdir: str | None = None
     runtime: tuple[RuntimeGroup, ...] = ()  # locked, not baked (manifest/runtime.py)
+    user: User | None = None  # own, or the base's (inherited=True); None: root, as before
+    writable: tuple[str, ...] = ()  # directories owned by the user (this node's own)
+    expose: tuple[str, ...] = ()  # "8000/tcp"; the image config adds the parent's
+    healthcheck: Healthcheck | None = None
 
     @property
     def section(self) -> str:
