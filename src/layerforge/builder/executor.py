@@ -161,7 +161,8 @@ def _build_node(
     record = ImageRecord(node.name, step.key, image.manifest, image.config, image.layers, python)
     _check_budget(ctx, node, record)
     if ctx.verify:  # before tagging: an image that fails its checks gets no tag
-        verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
+        verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner,
+                     writable=ctx.project.writable_above(node.name))  # fmt: skip
     # the record first: a build stopped between the two leaves an untagged record, never a
     # tag without its record (verify and push would call that node "not built")
     write_record(ctx.store.root, record, step.inputs.to_json())

@@ -131,6 +131,10 @@ class Project:
     def descendants(self, name: str) -> list[str]:
         return graph.descendants(self.nodes, name)
 
+    def writable_above(self, name: str) -> tuple[str, ...]:
+        """The ``writable`` paths of ``name``'s bases (still writable in its image)."""
+        return tuple(p for above in self.ancestors(name) for p in above.writable)
+
     def root_of(self, name: str) -> Node:
         chain = self.ancestors(name)
         return chain[-1] if chain else self.nodes[name]
