@@ -64,6 +64,18 @@ def _copy_owned(source: Path, target: Path) -> None:
                 os.chmod(dst, stat.S_IMODE(st.st_mode))
 
 
+def hand_over(mounts: Sequence[Mount], user: User | None) -> None:
+    """The bytecode directories of verify (a scratch one, the shared trees) given to the
+    user the checks run as, so that Python writes the bytecode of what they import there
+    (a check may read it: gpu's checks its magic number). Subdirectories a root run made
+    stay root's: Python then only reads them. Not root: the user namespace maps the
+    caller's files to the user already."""
+    if user is None or os.geteuid() != 0:
+        return
+    for mount in mounts:
+        os.chown(mount.source, user.uid, user.gid)
+
+
 @contextmanager
 def writable_mounts(
     rootfs: Path, mounts: Sequence[Mount], user: User | None, paths: Sequence[str]

@@ -158,6 +158,7 @@ def verify_image(
             root.rootfs, root.mounts, user, (*writable, *node.writable)
         ) as scratch,
     ):
+        nonroot.hand_over(pyc, user)  # the bytecode of what the checks import
         for check in todo:
             inv = runners.Invocation(
                 rootfs=root.rootfs,
