@@ -34,8 +34,8 @@ verify = [
   "s = open('/proc/self/status').read(); assert 'CapEff:\\t0000000000000000' in s, s",
   "s = open('/proc/self/status').read(); assert 'NoNewPrivs:\\t1' in s, s",
   # the bytecode of what a check imports is written (gpu's checks of the example read it)
-  """import json, importlib.util as u
-assert open(u.cache_from_source(json.__file__), 'rb').read(4) == u.MAGIC_NUMBER""",
+  '''import json, importlib.util as u
+assert open(u.cache_from_source(json.__file__), 'rb').read(4) == u.MAGIC_NUMBER''',
 ]
 
 [services.svc]
