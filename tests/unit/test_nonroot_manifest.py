@@ -143,3 +143,10 @@ def test_schema_documents_the_keys() -> None:
     for model in ("BaseModelConfig", "ServiceModel"):
         props = defs[model]["properties"]
         assert {"user", "writable", "expose", "healthcheck"} <= set(props), model
+
+
+def test_unknown_key_in_a_user_or_healthcheck_table(tmp_path: Path) -> None:
+    err = _error(tmp_path, cpu='user = { nme = "app" }')
+    assert "bases.cpu.user.nme" in str(err) and "did you mean 'name'" in str(err), str(err)
+    err = _error(tmp_path, api='healthcheck = { command = ["x"], interval = 5 }')
+    assert "services.api.healthcheck.interval" in str(err), str(err)

@@ -137,7 +137,7 @@ def verify_image(
 ) -> list[CheckResult]:
     """Run every check of ``node`` inside ``record``; raise VerifyError on the first failure.
 
-    A node with a non-root ``user`` is checked as that user (:func:`nonroot.as_user`), with
+    A node with a non-root ``user`` is checked as that user (:func:`runner.drops_to_user`), with
     its home, its own ``writable`` directories and ``writable`` (its ancestors') writable."""
     todo = checks(node)
     if not todo:
