@@ -104,7 +104,11 @@ def test_verify_runs_as_the_declared_user(built: Path) -> None:
     assert passwd.endswith(b"app:x:10001:10001::/home/app:/usr/sbin/nologin\n")
     assert passwd.startswith(b"root:x:0:0:")  # the parent's lines kept
 
-    _, svc = _image(store, "svc:latest")
+    svc_manifest, svc = _image(store, "svc:latest")
+    # /app/cache (under the workdir) is in the service's application layer, no user layer
+    assert len(svc_manifest["layers"]) == len(manifest["layers"]) + 1
+    app = _members(store, svc_manifest["layers"][-1])
+    assert (app["app/cache"].uid, app["app/cache"].gid, app["app"].uid) == (10001, 10001, 0)
     svc_inner = svc["config"]
     assert svc_inner["User"] == "10001:10001"  # inherited from the base
     assert svc_inner["ExposedPorts"] == {"8000/tcp": {}}

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from layerforge.builder.user_layer import AccountFile, read_accounts, user_entries
+from layerforge.builder.user_layer import (
+    AccountFile,
+    owned_app_entries,
+    read_accounts,
+    split_writable,
+    user_entries,
+)
 from layerforge.errors import BuildError
 from layerforge.manifest.nonroot import User, user_from
 from layerforge.oci.layer import Layer
@@ -131,3 +137,22 @@ def test_read_accounts_reads_only_what_it_needs(tmp_path: Path) -> None:
                           "etc/gshadow": b"gs\n"})  # fmt: skip
     store.blob_path(low.descriptor.digest).unlink()
     assert read_accounts(store, (low, high))["etc/passwd"].data == b"p\n"
+
+
+def test_writable_dirs_under_a_services_workdir_go_into_its_application_layer() -> None:
+    assert split_writable(("/srv/x", "/app/cache", "/app"), "/app", True) == (
+        ("/srv/x",),
+        ("/app/cache", "/app"),
+    )
+    assert split_writable(("/app/cache",), "/app", False) == (("/app/cache",), ())
+    assert split_writable(("/application",), "/app", True) == (("/application",), ())
+    user = user_from("app")
+    source = [Entry("app", "dir", 0o755), Entry("app/data", "dir", 0o700)]
+    entries = _by_path(owned_app_entries(source, user, ("/app/data", "/app/cache")))
+    assert (entries["app"].uid, entries["app/data"].uid, entries["app/data"].mode) == (
+        0,
+        10001,
+        0o700,
+    )
+    cache = entries["app/cache"]
+    assert (cache.kind, cache.mode, cache.uid, cache.gid) == ("dir", 0o755, 10001, 10001)

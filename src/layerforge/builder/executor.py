@@ -144,15 +144,18 @@ def _build_node(
     if node.system or node.run:
         image_env = merge_env(env, venv_env(env))
         new_layers.append(_system_layer(ctx, node, (*parent_layers, *new_layers), image_env))
-    if user_layer.needed(node.user, node.writable):  # below the wheels: cheap to read
-        new_layers.append(_user_layer(ctx, node, (*parent_layers, *new_layers)))
+    own_writable, app_writable = user_layer.split_writable(
+        node.writable, node.workdir, node.source is not None
+    )
+    if user_layer.needed(node.user, own_writable):  # below the wheels: cheap to read
+        new_layers.append(_user_layer(ctx, node, own_writable, (*parent_layers, *new_layers)))
     packages = ctx.lock.nodes[node.name].packages
     if packages:
         below = (*parent_layers, *new_layers)  # the image the wheels land in
         new_layers.extend(_dependency_layers(ctx, node, packages, python.version, below))
     new_layers.extend(_runtime_layer(ctx, node, python.version))  # runtime groups: pins only
     if node.source is not None:
-        new_layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
+        new_layers.append(_app_layer(ctx, node, ctx.trees[node.name], app_writable))
     updates = venv_env(env)
     if node.source is not None and node.workdir:
         updates.append(("PYTHONPATH", node.workdir))
@@ -298,14 +301,16 @@ def _system_layer(
     return layer
 
 
-def _user_layer(ctx: BuildContext, node: Node, below: tuple[Layer, ...]) -> Layer:
+def _user_layer(
+    ctx: BuildContext, node: Node, writable: tuple[str, ...], below: tuple[Layer, ...]
+) -> Layer:
     """The node's user and writable directories (builder/user_layer.py), cached like the
     system layer: by what it is made of and the chain it lands on."""
     user = node.user
     key = _cache_key(ctx.layers, {
         "user": user.key_doc() if user is not None and not user.inherited else None,
         "owner": user.spec if user is not None else None,
-        "writable": list(node.writable),
+        "writable": list(writable),
         "chain": [x.descriptor.digest for x in below],
     })  # fmt: skip
     cached = _cached_layers(ctx.layers, key)
@@ -313,9 +318,9 @@ def _user_layer(ctx: BuildContext, node: Node, below: tuple[Layer, ...]) -> Laye
         return cached[0]
     own = user is not None and not user.inherited and not user.is_root
     accounts = user_layer.read_accounts(ctx.store, below) if own else {}
-    entries = user_layer.user_entries(user, node.writable, accounts, section=node.section)
+    entries = user_layer.user_entries(user, writable, accounts, section=node.section)
     layer = _write(ctx.layers, f"layer:{node.name}:user", entries,
-                   user_layer.created_by(user, node.writable), parents=False)  # fmt: skip
+                   user_layer.created_by(user, writable), parents=False)  # fmt: skip
     _remember_layers(ctx.layers, key, [layer])
     return layer
 
@@ -325,7 +330,9 @@ def _runtime_layer(ctx: BuildContext, node: Node, python: str) -> list[Layer]:
     return [_write(ctx.layers, f"layer:{node.name}:runtime", entries, label)] if entries else []
 
 
-def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
+def _app_layer(
+    ctx: BuildContext, node: Node, tree: SourceTree, writable: tuple[str, ...] = ()
+) -> Layer:
     assert node.workdir is not None
     prefix = node.workdir.strip("/")
     entries = [Entry(prefix, "dir", 0o755)] if prefix else []
@@ -335,5 +342,5 @@ def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
             entries.append(Entry(member, "symlink", 0o777, linkname=f.link))
         else:
             entries.append(Entry(member, "file", f.mode, f.size, source=tree.root / f.path))
-    entries = user_layer.owned_app_entries(entries, node.user, node.writable)
+    entries = user_layer.owned_app_entries(entries, node.user, writable)
     return _write(ctx.layers, f"layer:{node.name}:app", entries, f"layerforge: COPY {node.workdir}")

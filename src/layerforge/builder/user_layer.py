@@ -187,18 +187,35 @@ def created_by(user: User | None, writable: Sequence[str]) -> str:
     return f"layerforge: {who}{extra}"
 
 
+def split_writable(
+    writable: Sequence[str], workdir: str | None, has_app: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(paths for the user layer, paths for the application layer): a service's writable
+    directories at or under its ``workdir`` go into its application layer, which would
+    otherwise cover them (and verify can keep mounting that layer on its own)."""
+    if not has_app or not workdir:
+        return tuple(writable), ()
+    top = workdir.rstrip("/") or "/"
+    inside = tuple(p for p in writable if p == top or p.startswith(top.rstrip("/") + "/"))
+    return tuple(p for p in writable if p not in inside), inside
+
+
 def owned_app_entries(
     entries: list[Entry], user: User | None, writable: Sequence[str]
 ) -> list[Entry]:
-    """The application layer's entries with the writable directories it holds owned by the
-    user (else the source's copy would hand them back to root)."""
+    """The application layer's entries plus its writable directories (``writable``, at or
+    under the workdir: :func:`split_writable`), owned by the user, mode 0755 where the
+    source lacks them; a source directory there keeps its mode and becomes the user's."""
     if not writable:
         return entries
     uid, gid = (user.uid, user.gid) if user is not None else (0, 0)
     paths = {p.strip("/") for p in writable}
-    return [
+    out = [
         Entry(e.path, e.kind, e.mode, e.size, e.source, e.data, e.linkname, uid, gid)
         if e.kind == "dir" and e.path in paths
         else e
         for e in entries
     ]
+    have = {e.path for e in entries}
+    out += [Entry(p, "dir", WRITABLE_MODE, uid=uid, gid=gid) for p in sorted(paths - have)]
+    return out
