@@ -493,7 +493,8 @@ def verify_project(
                 )
             node = project.nodes[step.node]
             _ensure_layers(project, store, record)
-            results += verify_image(store, record, node, ws.cache_dir, reporter, runner_name)
+            results += verify_image(store, record, node, ws.cache_dir, reporter, runner_name,
+                                    writable=project.writable_above(node.name))  # fmt: skip
     return results
 
 

@@ -130,6 +130,7 @@ def node_inputs(
         doc["build_system"] = list(node.build_system)
     if node.compile_bytecode:
         doc["bytecode"] = True
+    doc.update(nonroot_key_doc(node))  # user, writable, expose, healthcheck: only when set
     doc.update(runtime_key_doc(locked))  # runtime group pins (not baked)
     needs = {g.name: list(g.needs) for g in node.runtime if g.needs}
     if needs:  # written into GROUP.json (only when declared)
@@ -153,6 +154,22 @@ def node_inputs(
         files = tree.file_map()
     system = {r.name: r.version for r in sorted(locked.system)}
     return NodeInputs(doc, files, {r.name: r.version for r in sorted(rows)}, system)
+
+
+def nonroot_key_doc(node: Node) -> dict[str, Any]:
+    """The key entries of ``user``/``writable``/``expose``/``healthcheck``, each only when
+    the node sets it (an inherited user is in the parent's key), so that no existing key
+    moves."""
+    doc: dict[str, Any] = {}
+    if node.user is not None and not node.user.inherited:
+        doc["user"] = node.user.key_doc()
+    if node.writable:
+        doc["writable"] = list(node.writable)
+    if node.expose:
+        doc["expose"] = list(node.expose)
+    if node.healthcheck is not None:
+        doc["healthcheck"] = node.healthcheck.config()
+    return doc
 
 
 def scan_sources(project: Project, exclude: tuple[Path, ...] = ()) -> dict[str, SourceTree]:
@@ -200,6 +217,7 @@ def make_plan(
     return Plan(tuple(steps.values()))
 
 
+_NONROOT = ("user", "writable", "expose", "healthcheck")
 _FLAGS = (
     ("bytecode", "compile_bytecode changed"),
     ("runtime", "runtime group pins changed (runtime layer only)"),
@@ -225,7 +243,7 @@ def explain(
         reasons.append(_source_diff(old.source_files, new.source_files))
     config = [
         k
-        for k in ("env", "labels", "command", "entrypoint", "workdir", "version")
+        for k in ("env", "labels", "command", "entrypoint", "workdir", "version", *_NONROOT)
         if a.get(k) != b.get(k)
     ]
     if config:

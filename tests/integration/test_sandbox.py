@@ -66,7 +66,9 @@ def test_system_layer_is_one_layer_between_venv_and_dependencies(fleet: Path) ->
     system = [i for i, c in enumerate(created) if c.startswith("layerforge: system")]
     assert len(system) == 1
     assert "venv" in created[system[0] - 1]
-    assert created[system[0] + 1].startswith("layerforge: pip")
+    # then cpu's user layer (user = "app", made from what the system layer left), the wheels
+    assert created[system[0] + 1] == "layerforge: user app (10001:10001)"
+    assert created[system[0] + 2].startswith("layerforge: pip")
 
 
 def test_run_steps_reach_the_image_and_deletions_are_whiteouts(
@@ -185,4 +187,4 @@ def test_chroot_runner_verifies_too(
     args = ["verify", "-f", str(fleet), "--cache-dir", str(shared_cache), "--json"]
     assert main([*args, "--runner", "chroot", "cpu", "api"]) == 0
     checks = json.loads(capsys.readouterr().out)["checks"]
-    assert len(checks) == 5 and all(c["ok"] for c in checks)
+    assert len(checks) == 6 and all(c["ok"] for c in checks)  # cpu 3, api 2 + its command

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from layerforge import cachedir, proc
-from layerforge.builder import budgets, runtime_layer
+from layerforge.builder import budgets, runtime_layer, user_layer
 from layerforge.builder import python as pydeps
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.deps import dependency_layers as _dependency_layers
@@ -155,13 +155,18 @@ def _build_node(
     if node.system or node.run:
         image_env = merge_env(env, venv_env(env))
         new_layers.append(_system_layer(ctx, node, (*parent_layers, *new_layers), image_env))
+    own_writable, app_writable = user_layer.split_writable(
+        node.writable, node.workdir, node.source is not None
+    )
+    if user_layer.needed(node.user, own_writable):  # below the wheels: cheap to read
+        new_layers.append(_user_layer(ctx, node, own_writable, (*parent_layers, *new_layers)))
     packages = ctx.lock.nodes[node.name].packages
     if packages:
         below = (*parent_layers, *new_layers)  # the image the wheels land in
         new_layers.extend(_dependency_layers(ctx, node, packages, python.version, below))
     new_layers.extend(_runtime_layer(ctx, node, python.version))  # runtime groups: pins only
     if node.source is not None:
-        new_layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
+        new_layers.append(_app_layer(ctx, node, ctx.trees[node.name], app_writable))
     updates = venv_env(env)
     if node.source is not None and node.workdir:
         updates.append(("PYTHONPATH", node.workdir))
@@ -172,7 +177,8 @@ def _build_node(
     record = ImageRecord(node.name, step.key, image.manifest, image.config, image.layers, python)
     within = _check_budget(ctx, node, record)
     if ctx.verify and within:  # before tagging: an image that fails its checks gets no tag
-        verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner)
+        verify_image(ctx.store, record, node, ctx.cache_dir, ctx.reporter, ctx.runner,
+                     writable=ctx.project.writable_above(node.name))  # fmt: skip
     # the record first: a build stopped between the two leaves an untagged record, never a
     # tag without its record (verify and push would call that node "not built")
     with timed(ctx.reporter, image_task, f"tagging {node.name}"):
@@ -234,6 +240,9 @@ def _image_spec(
         workdir=node.workdir,
         labels=labels,
         annotations=annotations,
+        user=node.user.spec if node.user is not None and not node.user.inherited else None,
+        exposed_ports=node.expose,
+        healthcheck=node.healthcheck.config() if node.healthcheck is not None else None,
     )
 
 
@@ -350,12 +359,38 @@ def _locked_repo(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _user_layer(
+    ctx: BuildContext, node: Node, writable: tuple[str, ...], below: tuple[Layer, ...]
+) -> Layer:
+    """The node's user and writable directories (builder/user_layer.py), cached like the
+    system layer: by what it is made of and the chain it lands on."""
+    user = node.user
+    key = _cache_key(ctx.layers, {
+        "user": user.key_doc() if user is not None and not user.inherited else None,
+        "owner": user.spec if user is not None else None,
+        "writable": list(writable),
+        "chain": [x.descriptor.digest for x in below],
+    })  # fmt: skip
+    cached = _cached_layers(ctx.layers, key)
+    if cached:
+        return cached[0]
+    own = user is not None and not user.inherited and not user.is_root
+    accounts = user_layer.read_accounts(ctx.store, below) if own else {}
+    entries = user_layer.user_entries(user, writable, accounts, section=node.section)
+    layer = _write(ctx.layers, f"layer:{node.name}:user", entries,
+                   user_layer.created_by(user, writable), parents=False)  # fmt: skip
+    _remember_layers(ctx.layers, key, [layer])
+    return layer
+
+
 def _runtime_layer(ctx: BuildContext, node: Node, python: str) -> list[Layer]:
     entries, label = runtime_layer.layer_for(ctx.lock, ctx.project, node.name, python)
     return [_write(ctx.layers, f"layer:{node.name}:runtime", entries, label)] if entries else []
 
 
-def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
+def _app_layer(
+    ctx: BuildContext, node: Node, tree: SourceTree, writable: tuple[str, ...] = ()
+) -> Layer:
     assert node.workdir is not None
     prefix = node.workdir.strip("/")
     entries = [Entry(prefix, "dir", 0o755)] if prefix else []
@@ -365,4 +400,5 @@ def _app_layer(ctx: BuildContext, node: Node, tree: SourceTree) -> Layer:
             entries.append(Entry(member, "symlink", 0o777, linkname=f.link))
         else:
             entries.append(Entry(member, "file", f.mode, f.size, source=tree.root / f.path))
+    entries = user_layer.owned_app_entries(entries, node.user, writable)
     return _write(ctx.layers, f"layer:{node.name}:app", entries, f"layerforge: COPY {node.workdir}")

@@ -60,8 +60,11 @@ def remember_layers(sink: LayerSink, key: str, layers: list[Layer]) -> None:
     atomic_write(path, json.dumps([x.to_json() for x in layers], indent=1).encode())
 
 
-def write(sink: LayerSink, task: str, entries: list[Entry], created_by: str) -> Layer:
-    """Write one layer into the store, reporting progress and its timing under ``task``."""
+def write(
+    sink: LayerSink, task: str, entries: list[Entry], created_by: str, *, parents: bool = True
+) -> Layer:
+    """Write one layer into the store, reporting progress and its timing under ``task``
+    (``parents``: see :func:`layerforge.oci.tarball.normalize`)."""
     total = sum(e.size for e in entries)
     sink.reporter.emit(Event("start", task, created_by, total=total))
     started = time.perf_counter()
@@ -71,6 +74,7 @@ def write(sink: LayerSink, task: str, entries: list[Entry], created_by: str) -> 
         compression=sink.compression,
         mtime=sink.epoch,
         progress=lambda n: sink.reporter.emit(Event("progress", task, done=n, total=total)),
+        parents=parents,
     )
     seconds = time.perf_counter() - started
     data: dict[str, object] = {"ok": True, "bytes": blob.uncompressed_size, "seconds": seconds}

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerforge.builder import runtime_layer
+from layerforge.export import nonroot as export_nonroot
 from layerforge.export import runtime as export_runtime
 from layerforge.export.common import (
     ExportContext,
@@ -164,11 +165,14 @@ def dockerfile(ctx: ExportContext, node: Node) -> list[str]:
     lines = ["# syntax=docker/dockerfile:1", *header(ctx, "dockerfiles")]
     lines += _usage(ctx, node, paths)
     lines += _from(ctx, node, paths)
+    lines += export_nonroot.reset_lines(node)  # below a non-root base: RUN as root
     if node.kind == "base":
         lines += _system(ctx.project, node)
+    lines += export_nonroot.user_run(node)  # the user layer: user, home, writable dirs
     if ctx.lock.nodes[node.name].packages:
         lines += _install(paths)
     lines += export_runtime.lines(ctx, node, paths.directory)
+    lines += export_nonroot.config_lines(node)  # USER, EXPOSE, HEALTHCHECK
     lines += _config(ctx, node)
     if node.source is not None:
         lines += _copy_source(ctx, node)

@@ -98,6 +98,7 @@ VALIDATION_MODULES = (
     "manifest/loader.py",
     "manifest/messages.py",
     "manifest/model.py",
+    "manifest/nonroot.py",
     "manifest/parse.py",
     "manifest/requirements.py",
     "manifest/runtime.py",

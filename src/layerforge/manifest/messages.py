@@ -29,6 +29,11 @@ def did_you_mean(word: str, choices: object) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+# pydantic's names for the member of a union a value was tried as: not part of the key
+_UNION_MEMBERS = ("str", "DebootstrapModel", "RuntimeGroupModel", "tuple[str,...]", "int",
+                  "list", "UserModel", "HealthcheckModel", "bool")  # fmt: skip
+
+
 def translate(
     exc: ValidationError, shown: str, keys_at: Callable[[list[str]], list[str]]
 ) -> ManifestError:
@@ -39,8 +44,7 @@ def translate(
     parent = errors[0]["loc"][:-1]
     err = max((e for e in errors if e["loc"][: len(parent)] == parent), key=lambda e: len(e["loc"]))
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
-    drop = ("str", "DebootstrapModel", "RuntimeGroupModel", "tuple[str,...]", "int", "list")
-    loc = [p for p in loc if p not in drop]
+    loc = [p for p in loc if p not in _UNION_MEMBERS]
     key = ".".join(loc)
     if err["type"] == "extra_forbidden":
         return _unknown_key(loc, shown, keys_at(loc))

@@ -11,6 +11,7 @@ from typing import Literal
 from layerforge.errors import ManifestError
 from layerforge.manifest import graph
 from layerforge.manifest.messages import did_you_mean
+from layerforge.manifest.nonroot import Healthcheck, User
 from layerforge.manifest.requirements import Requirements
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -98,6 +99,10 @@ class Node:
     entrypoint: tuple[str, ...] | None = None
     workdir: str | None = None
     runtime: tuple[RuntimeGroup, ...] = ()  # locked, not baked (manifest/runtime.py)
+    user: User | None = None  # own, or the base's (inherited=True); None: root, as before
+    writable: tuple[str, ...] = ()  # directories owned by the user (this node's own)
+    expose: tuple[str, ...] = ()  # "8000/tcp"; the image config adds the parent's
+    healthcheck: Healthcheck | None = None
 
     @property
     def section(self) -> str:
@@ -129,6 +134,10 @@ class Project:
 
     def descendants(self, name: str) -> list[str]:
         return graph.descendants(self.nodes, name)
+
+    def writable_above(self, name: str) -> tuple[str, ...]:
+        """The ``writable`` paths of ``name``'s bases (still writable in its image)."""
+        return tuple(p for above in self.ancestors(name) for p in above.writable)
 
     def root_of(self, name: str) -> Node:
         chain = self.ancestors(name)

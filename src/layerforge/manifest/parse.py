@@ -8,13 +8,14 @@ Every error is a :class:`ManifestError` naming the file, the dotted key and the 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from layerforge.errors import ManifestError
-from layerforge.manifest import graph
+from layerforge.manifest import graph, nonroot
 from layerforge.manifest.confine import Confinement, confinement
 from layerforge.manifest.indexes import read_indexes
 from layerforge.manifest.messages import did_you_mean
@@ -55,7 +56,7 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
         nodes[name] = _base_node(name, base, bases, confine, shown)
     for name, svc in services.items():
         nodes[name] = _service_node(name, svc, bases, confine, shown, services=services)
-    ordered = graph.topological(nodes, shown)
+    ordered = nonroot_inherit(graph.topological(nodes, shown))
     _check_pins(ordered, shown)
     check_runtime(ordered, shown)
     indexes, sources = read_indexes(p, shown)
@@ -216,7 +217,20 @@ def _common(node: dict[str, Any]) -> dict[str, Any]:
         "verify": _tuple(node["verify"]),
         "max_size": None if node["max_size"] is None else parse_size(node["max_size"]),
         "compile_bytecode": node["compile_bytecode"],
+        **nonroot.read(node),
     }
+
+
+def nonroot_inherit(nodes: dict[str, Node]) -> dict[str, Node]:
+    """A node without a ``user`` of its own runs as its base's (parents come first)."""
+    out: dict[str, Node] = {}
+    for name, node in nodes.items():
+        above = out[node.parent].user if node.parent is not None else None
+        if node.user is None and above is not None:
+            out[name] = replace(node, user=replace(above, inherited=True))
+        else:
+            out[name] = node
+    return out
 
 
 def _base_node(

@@ -11,8 +11,9 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from layerforge.manifest import nonroot
 from layerforge.manifest.model import MAX_EPOCH, check_group_name
 from layerforge.oci.reference import namespace_problem
 from layerforge.sizes import parse_size
@@ -52,6 +53,11 @@ def _size(value: object) -> int | None:
     if isinstance(value, str | int):
         return parse_size(value)
     raise ValueError("a size must be a number of bytes or a string like '200MB'")
+
+
+def _plain(value: object) -> object:
+    """A nested model as the dict it was written as (unset keys left out)."""
+    return value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else value
 
 
 Size = Annotated[
@@ -206,6 +212,23 @@ class RuntimeGroupModel(_Model):
     )
 
 
+class UserModel(_Model):
+    name: str | None = Field(None, description="User name (created when the image lacks it).")
+    uid: StrictInt | None = Field(None, description="uid (default 10001).")
+    gid: StrictInt | None = Field(None, description="Primary gid (default: the uid).")
+    home: str | None = Field(None, description="Home directory (default /home/NAME).")
+
+
+class HealthcheckModel(_Model):
+    command: str | tuple[str, ...] = Field(
+        description="Exec form (a list, Docker's CMD) or one shell line (CMD-SHELL)."
+    )
+    interval: str | None = Field(None, description="Time between checks, e.g. '30s'.")
+    timeout: str | None = Field(None, description="Time a check may take, e.g. '5s'.")
+    start_period: str | None = Field(None, description="Start-up grace period, e.g. '10s'.")
+    retries: StrictInt | None = Field(None, description="Failures in a row that mean unhealthy.")
+
+
 class _NodeModel(_Model):
     requirements: Requirements | None = Field(
         None,
@@ -228,6 +251,26 @@ class _NodeModel(_Model):
         "{ requirements = ..., needs = ['gpu'] } }, locked but not baked; installed on first "
         "use by `layerforge-runtime ensure GROUP`.",
     )
+    user: StrictStr | StrictInt | UserModel | None = Field(
+        None,
+        description="Run as this user: a name ('app'), uid ('10001'), 'uid:gid', or a table "
+        "{ name, uid, gid, home }; created with a home when the image lacks it (uid 10001 "
+        "unless given). Written numerically into the image config. A service inherits its "
+        "base's user.",
+    )
+    writable: tuple[str, ...] = Field(
+        (),
+        description="Directories created (or taken over) owned by the user; everything else, "
+        "the application and /opt/venv included, stays read-only for it.",
+    )
+    expose: tuple[StrictInt | StrictStr, ...] = Field(
+        (), description="Ports the service listens on: 8000 or '9000/udp' (ExposedPorts)."
+    )
+    healthcheck: HealthcheckModel | StrictBool | None = Field(
+        None,
+        description="Docker's health check: { command, interval, timeout, start_period, "
+        "retries }; false turns an inherited one off.",
+    )
 
     @field_validator("max_size", mode="before")
     @classmethod
@@ -247,6 +290,28 @@ class _NodeModel(_Model):
     ) -> dict[str, Requirements | RuntimeGroupModel]:
         for name in value:
             check_group_name(name)
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, value: object) -> object:
+        nonroot.check_user(_plain(value))
+        return value
+
+    @field_validator("writable")
+    @classmethod
+    def _check_writable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return nonroot.check_writable(value)
+
+    @field_validator("expose")
+    @classmethod
+    def _check_expose(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        return nonroot.check_expose(value)
+
+    @field_validator("healthcheck")
+    @classmethod
+    def _check_healthcheck(cls, value: object) -> object:
+        nonroot.check_healthcheck(_plain(value))
         return value
 
     @field_validator("env")
@@ -310,10 +375,13 @@ class ManifestModel(_Model):
 def keys_at(loc: list[str]) -> list[str]:
     """The keys allowed in the table where ``loc`` (an unknown key's location) sits."""
     model: type[BaseModel]
+    nested: dict[str, type[BaseModel]] = {"user": UserModel, "healthcheck": HealthcheckModel}
     if len(loc) == 1:
         model = ManifestModel
     elif len(loc) == 5 and loc[2] == "runtime":  # [bases|services].NAME.runtime.GROUP.KEY
         model = RuntimeGroupModel
+    elif loc[0] in ("bases", "services") and len(loc) == 4 and loc[2] in nested:
+        model = nested[loc[2]]
     elif loc[0] == "project":
         model = IndexModel if loc[1:2] == ["index"] and len(loc) == 4 else ProjectModel
     elif loc[0] == "suggest":

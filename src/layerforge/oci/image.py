@@ -1,6 +1,8 @@
 """Image assembly: OCI config and manifest from a parent image plus new layers.
 
-Config: architecture/os, Env, Cmd, Entrypoint, WorkingDir, Labels, rootfs.diff_ids, and
+Config: architecture/os, Env, Cmd, Entrypoint, WorkingDir, Labels, User, ExposedPorts,
+Healthcheck (Docker's shape; outside the OCI spec, which Docker reads and podman drops),
+rootfs.diff_ids, and
 history with exactly one non-empty entry per layer. Manifest annotations as the spec gives
 them (the builder sets created, base.name, base.digest, version, revision and the content
 key).
@@ -41,6 +43,9 @@ class ImageSpec:
     workdir: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
+    user: str | None = None  # "uid:gid"; None keeps the parent's
+    exposed_ports: tuple[str, ...] = ()  # "8000/tcp", added to the parent's
+    healthcheck: dict[str, Any] | None = None  # Docker's shape; None keeps the parent's
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,13 @@ def assemble(
     ):
         if value is not None:
             inner[key] = value
+    if spec.user is not None:
+        inner["User"] = spec.user
+    if spec.exposed_ports:
+        ports = {**(inner.get("ExposedPorts") or {}), **{p: {} for p in spec.exposed_ports}}
+        inner["ExposedPorts"] = dict(sorted(ports.items()))
+    if spec.healthcheck is not None:
+        inner["Healthcheck"] = spec.healthcheck
     labels = {**(inner.get("Labels") or {}), **(spec.labels or {})}
     if labels:
         inner["Labels"] = labels

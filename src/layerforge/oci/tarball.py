@@ -1,6 +1,7 @@
 """Deterministic layer tars: entries from a directory tree, normalized, cut into chunks.
 
-Rules (image-spec layer.md plus reproducibility): entries sorted by path; uid/gid 0; empty
+Rules (image-spec layer.md plus reproducibility): entries sorted by path; uid/gid 0 unless an
+entry names its owner (a non-root user's home and writable directories); empty
 uname/gname; every mtime set to ``mtime`` (SOURCE_DATE_EPOCH semantics, default 0); PAX
 headers; explicit parent directory entries (mode 0755); hardlinks point at the first path in
 sorted order; symlinks kept as links; no absolute names and no ``..``.
@@ -40,6 +41,8 @@ class Entry:
     source: Path | None = None
     data: bytes | None = None
     linkname: str = ""
+    uid: int = 0  # owner; 0 (the default) writes exactly the bytes of an entry without one
+    gid: int = 0
 
 
 # -- entries ------------------------------------------------------------------------------------
@@ -113,15 +116,19 @@ def _entry_for(
     return Entry(member, "file", mode, st.st_size, source=full)
 
 
-def normalize(entries: Iterable[Entry]) -> list[Entry]:
-    """Sorted, checked, duplicates rejected, missing parent directories added (0755)."""
+def normalize(entries: Iterable[Entry], *, parents: bool = True) -> list[Entry]:
+    """Sorted, checked, duplicates rejected, missing parent directories added (0755).
+
+    ``parents=False``: missing parents are left out, for a layer that adds a few paths deep
+    in an image whose own directories (``/var/tmp`` is 1777) it must not reset; an unpacker
+    creates a parent the image lacks (0755, root)."""
     by_path: dict[str, Entry] = {}
     for entry in entries:
         check_member(entry.path)
         if entry.path in by_path:
             raise BuildError(f"layer member {entry.path!r} appears twice")
         by_path[entry.path] = entry
-    for path in list(by_path):
+    for path in list(by_path) if parents else ():
         parts = path.split("/")
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
@@ -150,7 +157,8 @@ def _tarfile_header(entry: Entry, mtime: int) -> bytes:
     info.type = _TYPES[entry.kind]
     info.mode = entry.mode & 0o7777
     info.mtime = mtime
-    info.uid = info.gid = 0
+    info.uid = entry.uid
+    info.gid = entry.gid
     info.uname = info.gname = ""
     info.size = entry.size if entry.kind == "file" else 0
     info.linkname = entry.linkname
@@ -158,6 +166,7 @@ def _tarfile_header(entry: Entry, mtime: int) -> bytes:
 
 
 _MAX_OCTAL_11 = 8**11
+_MAX_OCTAL_7 = 8**7  # uid/gid fields: larger owners go through tarfile (a PAX record)
 
 
 def _octal(value: int, digits: int) -> bytes:
@@ -176,14 +185,15 @@ def _header(entry: Entry, mtime: int) -> bytes:
         or len(entry.linkname) > 100
         or size >= _MAX_OCTAL_11
         or mtime >= _MAX_OCTAL_11
+        or max(entry.uid, entry.gid) >= _MAX_OCTAL_7
     ):
         return _tarfile_header(entry, mtime)
     head = b"".join(
         (
             name.encode().ljust(100, b"\0"),
             _octal(entry.mode & 0o7777, 8),
-            _octal(0, 8),
-            _octal(0, 8),
+            _octal(entry.uid, 8),
+            _octal(entry.gid, 8),
             _octal(size, 12),
             _octal(mtime, 12),
             b"        ",

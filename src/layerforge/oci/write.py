@@ -41,10 +41,12 @@ def write_layer(
     mtime: int = 0,
     threads: int = 2,
     progress: Callable[[int], None] | None = None,
+    parents: bool = True,
 ) -> LayerBlob:
-    """Write the compressed layer to ``out``; return its digests and sizes (one pass)."""
+    """Write the compressed layer to ``out``; return its digests and sizes (one pass).
+    ``parents``: add missing parent directories (see :func:`normalize`)."""
     factory, media_type = ENCODERS[compression]
-    ordered = normalize(entries)
+    ordered = normalize(entries, parents=parents)
     sink = HashingOut(out)
     encoder = factory(sink, DEFAULT_LEVEL[compression] if level is None else level, threads)
     diff = hashlib.sha256()
@@ -85,6 +87,7 @@ def write_layer_to_store(
     mtime: int = 0,
     threads: int = 2,
     progress: Callable[[int], None] | None = None,
+    parents: bool = True,
 ) -> LayerBlob:
     """Write a layer into the store atomically (temp file, renamed under its digest). The
     layer writer hashes the compressed bytes it writes, so the store's writer does not."""
@@ -97,6 +100,7 @@ def write_layer_to_store(
             mtime=mtime,
             threads=threads,
             progress=progress,
+            parents=parents,
         )
         writer.commit(blob.digest)
     return blob

@@ -129,6 +129,34 @@ class Invocation:
     tmpfs: tuple[str, ...] = field(default=("/tmp",))  # noqa: S108 - inside the sandbox
     privileges: Privileges = "none"
     resolv_conf: str = "/etc/resolv.conf"  # where the host's is bound (with the network)
+    user: tuple[int, int] | None = None  # (uid, gid) to run as (verify of a non-root image)
+
+
+# Runs the program as the image's user: as the host's root, bwrap keeps no user namespace
+# (a one-uid namespace cannot tell the user's files from root's) and this, with the image's
+# own Python, drops to the user; the setuid and setgid capabilities go with the switch, and
+# no_new_privs (bwrap's) keeps setuid programs from regaining them.
+SETUID_PYTHON = "/opt/venv/bin/python"
+_SETUID = (
+    "import os, sys; os.setgroups([]); os.setgid({gid}); os.setuid({uid}); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def drops_to_user(inv: Invocation, euid: int | None = None) -> bool:
+    """Whether bwrap runs ``inv`` as real root and switches to ``inv.user`` inside (else, for
+    a user, a user namespace maps the caller to it: ownership is then not checked)."""
+    if inv.user is None or inv.user[0] == 0 or inv.privileges != "none":
+        return False
+    return (os.geteuid() if euid is None else euid) == 0
+
+
+def user_argv(inv: Invocation) -> tuple[str, ...]:
+    if not drops_to_user(inv):
+        return inv.argv
+    assert inv.user is not None
+    code = _SETUID.format(uid=inv.user[0], gid=inv.user[1])
+    return (SETUID_PYTHON, "-I", "-S", "-c", code, *inv.argv)
 
 
 @dataclass(frozen=True)
@@ -257,6 +285,8 @@ class Bwrap:
         if inv.privileges == "system":
             for cap in SYSTEM_CAPS:
                 out += ["--cap-add", cap]
+        elif drops_to_user(inv):
+            out += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         out += ["--ro-bind" if inv.read_only else "--bind", str(inv.rootfs), "/"]
         out += ["--proc", "/proc", "--dev", "/dev", *_proc_guards()]
         for path in inv.tmpfs:
@@ -270,7 +300,7 @@ class Bwrap:
         out += ["--clearenv", "--chdir", inv.cwd]
         for key, value in inv.env:
             out += ["--setenv", key, value]
-        return [*out, "--", *inv.argv]
+        return [*out, "--", *user_argv(inv)]
 
 
 def _proc_guards() -> list[str]:
@@ -288,8 +318,9 @@ def _proc_guards() -> list[str]:
 def _namespaces(inv: Invocation) -> list[str]:
     """Every namespace new; the network shared only on request; a user namespace (mapping
     root to the caller, without capabilities) unless the step needs real root."""
-    if inv.privileges == "none":
-        out = ["--unshare-all", "--unshare-user", "--uid", "0", "--gid", "0"]
+    if inv.privileges == "none" and not drops_to_user(inv):
+        uid, gid = inv.user or (0, 0)
+        out = ["--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(gid)]
         return [*out, "--share-net"] if inv.network else out
     out = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup"]
     return out if inv.network else [*out, "--unshare-net"]
@@ -326,8 +357,9 @@ class Chroot:
             if m.read_only:
                 lines.append(f"mount -o remount,bind,ro {target}")
         env = [f"{k}={v}" for k, v in inv.env]
-        inner = [proc.which("chroot"), str(inv.rootfs), "/usr/bin/env", "-i", *env, "/bin/sh", "-c",
-                 'cd "$0" && exec "$@"', inv.cwd, *inv.argv]  # fmt: skip
+        user = [f"--userspec={inv.user[0]}:{inv.user[1]}"] if inv.user else []
+        inner = [proc.which("chroot"), *user, str(inv.rootfs), "/usr/bin/env", "-i", *env,
+                 "/bin/sh", "-c", 'cd "$0" && exec "$@"', inv.cwd, *inv.argv]  # fmt: skip
         lines.append("exec " + shlex.join(inner))
         flags = ["--mount", "--fork", "--pid"] + ([] if inv.network else ["--net"])
         return [proc.which("unshare"), *flags, "/bin/sh", "-c", "\n".join(lines)]
@@ -376,6 +408,8 @@ class Podman:
         for key, value in inv.env:
             out += ["--env", f"{key}={value}"]
         out += ["--workdir", inv.cwd]
+        if inv.user is not None:
+            out += ["--user", f"{inv.user[0]}:{inv.user[1]}"]
         return [*out, *inv.argv]
 
 

@@ -28,6 +28,7 @@ from layerforge.manifest import Node
 from layerforge.oci.layout import Store
 from layerforge.oci.unpack import chain_id, unpack_chain, unpack_layer_tree
 from layerforge.records import ImageRecord
+from layerforge.sandbox import nonroot
 from layerforge.sandbox import runner as runners
 
 PYTHON = "/opt/venv/bin/python"
@@ -65,11 +66,11 @@ def checks(node: Node) -> list[Check]:
     return out
 
 
-def _config(record: ImageRecord) -> tuple[tuple[tuple[str, str], ...], str]:
+def _config(record: ImageRecord, home: str = "/root") -> tuple[tuple[tuple[str, str], ...], str]:
     inner = record.config.get("config", {})
     env = dict(str(e).partition("=")[::2] for e in inner.get("Env") or [])
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update(PYTHONPYCACHEPREFIX=PYC_PREFIX, HOME="/root", LANG="C.UTF-8")
+    env.update(PYTHONPYCACHEPREFIX=PYC_PREFIX, HOME=home, LANG="C.UTF-8")
     return tuple(sorted(env.items())), str(inner.get("WorkingDir") or "/")
 
 
@@ -131,26 +132,44 @@ def verify_image(
     cache_dir: Path,
     reporter: Reporter,
     runner_name: str | None = None,
+    *,
+    writable: tuple[str, ...] = (),
 ) -> list[CheckResult]:
-    """Run every check of ``node`` inside ``record``; raise VerifyError on the first failure."""
+    """Run every check of ``node`` inside ``record``; raise VerifyError on the first failure.
+
+    A node with a non-root ``user`` is checked as that user (:func:`runner.drops_to_user`), with
+    its home, its own ``writable`` directories and ``writable`` (its ancestors') writable."""
     todo = checks(node)
     if not todo:
         return []
     runner = runners.get_runner(runner_name)
     with step(reporter, f"unpack:{node.name}", f"unpacking {node.name} to verify it"):
         root = _root_of(store, record, node, cache_dir)
-    env, cwd = _config(record)
+    user = node.user if node.user is not None and not node.user.is_root else None
+    env, cwd = _config(record, user.home if user is not None else "/root")
+    if user is not None and not runners.drops_to_user(
+        runners.Invocation(root.rootfs, (), user=(user.uid, user.gid))
+    ):
+        reporter.emit(Event("warning", f"verify:{node.name}", nonroot.ONE_UID_WARNING
+                            .format(uid=user.uid)))  # fmt: skip
     results: list[CheckResult] = []
-    with bytecode_cache(cache_dir, root, store.root) as pyc:
+    with (
+        bytecode_cache(cache_dir, root, store.root) as pyc,
+        nonroot.writable_mounts(
+            root.rootfs, root.mounts, user, (*writable, *node.writable)
+        ) as scratch,
+    ):
+        nonroot.hand_over(pyc, user)  # the bytecode of what the checks import
         for check in todo:
             inv = runners.Invocation(
                 rootfs=root.rootfs,
                 argv=check.argv,
                 env=env,
-                mounts=(*root.mounts, *pyc),
+                mounts=(*root.mounts, *pyc, *scratch),
                 network=False,
                 read_only=True,
                 cwd=cwd,
+                user=(user.uid, user.gid) if user is not None else None,
             )
             task = f"verify:{node.name}"
             reporter.emit(Event("start", task, f"verify {node.name}: {check.label}"))
