@@ -6,6 +6,7 @@ current directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ from layerforge.report.html import render
 from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
+from layerforge.sbom.attach import sbom_bytes, sbom_ref, stored_sbom, write_sbom
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize, recorded
 
@@ -96,6 +98,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "report_html",
     "report_project",
     "runtime_summaries",
+    "sbom_project",
     "schema_text",
     "verify_project",
 ]
@@ -492,6 +495,32 @@ def push_project(
     names = project.select(selected) if selected else list(project.nodes)
     store = open_store(ws.store)
     return push_nodes(project, store, names, registry_config(), reporter, extra_tags)
+
+
+def sbom_project(project: Project, ws: Workspace, node: str) -> bytes:
+    """The SBOM (CycloneDX 1.6 JSON) of ``node:latest`` in the store: the one its build
+    wrote, else made now from its layers and the lock, and kept in the store (when the store
+    can be written) so that `push` sends it along."""
+    if node not in project.nodes:
+        raise UsageError(
+            f"{project.manifest}: no node {node!r}{did_you_mean(node, list(project.nodes))}",
+            hint="`layerforge sbom NODE` takes one base or service of the manifest",
+        )
+    store = open_store(ws.store)
+    record = read_record(store, f"{node}:latest")
+    if record is None:
+        raise UsageError(
+            f"{node} is not built in {ws.store}", hint=f"run `layerforge build {node}` first"
+        )
+    found = stored_sbom(store, node, record.manifest.digest)
+    if found is not None:
+        return sbom_bytes(store, found)
+    with store.shared():
+        _ensure_layers(project, store, record)
+        artifact = write_sbom(store, record, lockfile.read(ws.lock_path), project.source_date_epoch)
+        with contextlib.suppress(OSError):  # a read-only store: the document all the same
+            store.tag(sbom_ref(node, record.manifest.digest), artifact.manifest)
+    return sbom_bytes(store, artifact.manifest)
 
 
 def login_registry(registry: str, credential: Credential) -> Path:

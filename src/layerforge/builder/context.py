@@ -47,6 +47,7 @@ class BuildContext:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     allow_oversize: bool = False
     registry: RegistryConfig | None = None  # for registry OS sources (read by the caller)
+    sbom: bool = True  # write each built image's SBOM into the store (layerforge.sbom)
 
     @property
     def compression(self) -> Compression:

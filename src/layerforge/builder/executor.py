@@ -4,8 +4,9 @@ Per node: the parent's layers unchanged; for a root base its OS layer(s) and the
 skeleton; the Python dependency layers (reused from the layer cache when the same locked
 distributions were installed before; else a large distribution's own layer is still reused
 by wheel, see layerforge.builder.distcache, and uv installs only the others); for a service,
-one application layer. Then config, manifest, tags ``NODE:latest`` and ``NODE:lf-<key12>``,
-and the build record.
+one application layer. Then config, manifest, its SBOM (an artifact tagged
+``NODE:sha256-<hex of the manifest>``, see layerforge.sbom), tags ``NODE:latest`` and
+``NODE:lf-<key12>``, and the build record.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from layerforge.builder.layercache import cached_layers as _cached_layers
 from layerforge.builder.layercache import remember_layers as _remember_layers
 from layerforge.builder.layercache import write as _write
 from layerforge.builder.python import venv_env
-from layerforge.errors import BuildError, LayerforgeError, LockError
+from layerforge.errors import BuildError, LayerforgeError, LockError, StoreError
 from layerforge.events import Event
 from layerforge.lock.inputs import check_libc
 from layerforge.manifest import Node
 from layerforge.oci.image import ImageSpec, assemble, created_at, merge_env
 from layerforge.oci.layer import Layer
-from layerforge.oci.layout import Store
+from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.tarball import Entry
 from layerforge.plan import Plan, Step, short
 from layerforge.records import (
@@ -43,6 +44,7 @@ from layerforge.records import (
 from layerforge.sandbox import system as sysl
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
+from layerforge.sbom.attach import sbom_ref, write_sbom
 from layerforge.sources.base import BaseImage, SourceContext
 from layerforge.sources.materialize import materialize
 from layerforge.sourcetree import SourceTree
@@ -164,8 +166,23 @@ def _build_node(
     # tag without its record (verify and push would call that node "not built")
     write_record(ctx.store.root, record, step.inputs.to_json())
     ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
-                        f"{node.name}:latest": record.manifest})  # fmt: off
+                        f"{node.name}:latest": record.manifest,
+                        **_sbom_tag(ctx, record)})  # fmt: off
     return record, sum(layer.descriptor.size for layer in new_layers)
+
+
+def _sbom_tag(ctx: BuildContext, record: ImageRecord) -> dict[str, Descriptor]:
+    """The image's SBOM, written into the store (tagged with the image by the caller); none,
+    with a warning, when a layer is not in the store (a base reused from the registry)."""
+    if not ctx.sbom:
+        return {}
+    try:
+        artifact = write_sbom(ctx.store, record, ctx.lock, ctx.project.source_date_epoch)
+    except StoreError as exc:
+        message = f"no SBOM for this image: {exc.message}"
+        ctx.reporter.emit(Event("warning", f"build:{record.node}", message))
+        return {}
+    return {sbom_ref(record.node, record.manifest.digest): artifact.manifest}
 
 
 def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> None:

@@ -1,4 +1,4 @@
-"""CLI verbs ``report`` and ``gc``, and the timings table ``build`` prints at its end."""
+"""CLI verbs ``report``, ``gc`` and ``sbom``, and the timings table ``build`` prints at its end."""
 
 from __future__ import annotations
 
@@ -261,4 +261,41 @@ def print_timings(console: Any, timings: Any) -> None:
     console.print(table)
 
 
-COMMANDS = [report, gc]
+@click.command()
+@c.common
+@click.argument("node")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the document to this file (missing directories are created) instead of stdout.",
+)
+def sbom(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    node: str,
+    output: Path | None,
+) -> None:
+    """The SBOM of NODE's image (CycloneDX 1.6 JSON): Debian packages, Python
+    distributions and the interpreter, each with the layer that holds it."""
+    from layerforge import api  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    if output is not None:
+        output = c.output_file(output, "--output", "sbom.cdx.json")
+    document = api.sbom_project(project, ws, node)
+    if output is None:
+        click.echo(document.decode(), nl=False)
+        return
+    output.write_bytes(document)
+    if as_json:
+        c.emit_json({"node": node, "output": str(output), "size": len(document)})
+    else:
+        click.echo(f"wrote {output}", err=True)
+
+
+COMMANDS = [report, gc, sbom]

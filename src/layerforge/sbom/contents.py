@@ -1,0 +1,296 @@
+"""What an image's layers hold, for its SBOM: Debian packages, Python distributions, the
+interpreter, and the layer each comes from.
+
+One pass over each layer tar (:func:`layer_contents`) reads the last ``var/lib/dpkg/status``
+in it, every ``*.dist-info/METADATA`` under a ``site-packages`` directory, the whiteouts of
+distributions, ``etc/os-release`` and the ``python*`` executables. The result is kept in the
+store's bookkeeping by layer digest (``records.contents_dir``), so the images of a fleet that
+share a base read its layers once. :func:`image_contents` then walks an image's layers in order:
+a Debian package belongs to the layer whose status first lists its version (dpkg's database
+lives in the OS and system layers, each holding the whole file), a distribution to the last
+layer that wrote its METADATA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import posixpath
+import tarfile
+from dataclasses import asdict, dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import IO, Any, Generic, TypeVar
+
+from layerforge.errors import StoreError
+from layerforge.fsutil import atomic_write
+from layerforge.oci.compress import open_layer
+from layerforge.oci.layer import Layer
+from layerforge.oci.layout import Store
+from layerforge.records import contents_dir
+
+CONTENTS_FORMAT = 1
+DPKG_STATUS = "var/lib/dpkg/status"
+OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
+BIN_DIRS = ("usr/bin", "usr/local/bin", "bin", "opt/venv/bin")
+TEXT_LIMIT = 64 << 20  # a dpkg status is a few MB at most
+
+
+@dataclass(frozen=True, order=True)
+class DebPackage:
+    """One installed Debian package, as dpkg's status lists it."""
+
+    name: str
+    version: str
+    arch: str
+    source: str = ""  # the source package, when it differs from the name
+    source_version: str = ""  # when it differs from the version (binNMUs)
+
+
+@dataclass(frozen=True, order=True)
+class Distribution:
+    """One installed Python distribution (from its METADATA)."""
+
+    name: str  # as METADATA spells it
+    version: str
+    path: str  # its .dist-info directory in the image
+    license: str = ""  # License-Expression, else a one-line License, else the classifiers'
+
+
+@dataclass(frozen=True)
+class LayerContents:
+    digest: str
+    dpkg: tuple[DebPackage, ...] | None  # None: the layer holds no dpkg status
+    dists: tuple[Distribution, ...] = ()
+    removed: tuple[str, ...] = ()  # whited-out paths under site-packages
+    os_release: tuple[tuple[str, str], ...] = ()
+    executables: tuple[str, ...] = ()  # python* in the usual bin directories
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": CONTENTS_FORMAT,
+            "digest": self.digest,
+            "dpkg": None if self.dpkg is None else [asdict(d) for d in self.dpkg],
+            "dists": [asdict(d) for d in self.dists],
+            "removed": list(self.removed),
+            "os_release": dict(self.os_release),
+            "executables": list(self.executables),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LayerContents:
+        dpkg = data["dpkg"]
+        return cls(
+            str(data["digest"]),
+            None if dpkg is None else tuple(DebPackage(**d) for d in dpkg),
+            tuple(Distribution(**d) for d in data["dists"]),
+            tuple(data["removed"]),
+            tuple(sorted(data["os_release"].items())),
+            tuple(data["executables"]),
+        )
+
+
+def parse_dpkg_status(text: str) -> tuple[DebPackage, ...]:
+    """The installed packages of a dpkg status file (``Status: install ok installed``)."""
+    out: list[DebPackage] = []
+    for stanza in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line and not line[0].isspace() and ":" in line:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        if not fields.get("Package") or not fields.get("Status", "").endswith(" installed"):
+            continue
+        name, version = fields["Package"], fields.get("Version", "")
+        source, _, rest = fields.get("Source", "").partition(" ")
+        source_version = rest.strip().strip("()")
+        out.append(
+            DebPackage(
+                name,
+                version,
+                fields.get("Architecture", ""),
+                source if source and source != name else "",
+                source_version if source_version and source_version != version else "",
+            )
+        )
+    return tuple(sorted(out))
+
+
+def license_of(meta: Any) -> str:
+    """A distribution's license from its METADATA headers (PEP 639 first)."""
+    expression = str(meta.get("License-Expression") or "").strip()
+    if expression:
+        return expression
+    text = str(meta.get("License") or "").strip()
+    if text and "\n" not in text and len(text) <= 80 and text.upper() != "UNKNOWN":
+        return text
+    classifiers = [
+        str(c).rsplit("::", 1)[-1].strip()
+        for c in meta.get_all("Classifier") or []
+        if str(c).startswith("License ::") and str(c).count("::") >= 2
+    ]
+    return " AND ".join(sorted(set(classifiers)))
+
+
+def _distribution(path: str, raw: bytes) -> Distribution | None:
+    meta = HeaderParser().parsestr(raw.decode("utf-8", "replace"))
+    name, version = str(meta.get("Name") or ""), str(meta.get("Version") or "")
+    if not name or not version:
+        return None
+    return Distribution(name, version, posixpath.dirname(path), license_of(meta))
+
+
+def _os_release(raw: bytes) -> tuple[tuple[str, str], ...]:
+    out: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in ("ID", "VERSION_ID", "VERSION_CODENAME", "NAME"):
+            out[key.strip()] = value.strip().strip("\"'")
+    return tuple(sorted(out.items()))
+
+
+def _whiteout(name: str) -> str | None:
+    base = posixpath.basename(name)
+    if not base.startswith(".wh."):
+        return None
+    parent = posixpath.dirname(name)
+    if base == ".wh..wh..opq":
+        return parent + "/"
+    return posixpath.join(parent, base[len(".wh.") :])
+
+
+class _Scan:
+    def __init__(self) -> None:
+        self.dpkg: tuple[DebPackage, ...] | None = None
+        self.dists: dict[str, Distribution] = {}
+        self.removed: list[str] = []
+        self.os_release: tuple[tuple[str, str], ...] = ()
+        self.executables: list[str] = []
+
+    def member(self, name: str, member: tarfile.TarInfo, read: IO[bytes] | None) -> None:
+        gone = _whiteout(name)
+        if gone is not None:
+            if "site-packages/" in gone:
+                self.removed.append(gone)
+            return
+        directory, base = posixpath.split(name)
+        if directory in BIN_DIRS and base.startswith("python") and not member.isdir():
+            self.executables.append(name)
+        if read is None:
+            return
+        if name == DPKG_STATUS:
+            self.dpkg = parse_dpkg_status(read.read(TEXT_LIMIT).decode("utf-8", "replace"))
+        elif name in OS_RELEASE:
+            self.os_release = _os_release(read.read(1 << 16))
+        elif _is_metadata(name):
+            dist = _distribution(name, read.read(TEXT_LIMIT))
+            if dist is not None:
+                self.dists[dist.path] = dist
+
+
+def _is_metadata(name: str) -> bool:
+    directory, base = posixpath.split(name)
+    return (
+        base == "METADATA"
+        and directory.endswith(".dist-info")
+        and "/site-packages/" in f"/{directory}"
+    )
+
+
+def _wanted(name: str) -> bool:
+    return name == DPKG_STATUS or name in OS_RELEASE or _is_metadata(name)
+
+
+def read_contents(path: Path, digest: str, media_type: str | None = None) -> LayerContents:
+    """One pass over a layer blob (see the module's docstring)."""
+    scan = _Scan()
+    try:
+        with open_layer(path, media_type) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                name = posixpath.normpath(member.name.lstrip("/")).removeprefix("./")
+                wanted = member.isfile() and _wanted(name)
+                handle = tar.extractfile(member) if wanted else None
+                scan.member(name, member, handle)
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise StoreError(
+            f"layer {digest} in {path.parent} cannot be read as a tar: {exc}",
+            hint="the store may be damaged; rebuild the image with `layerforge build`",
+        ) from exc
+    return LayerContents(
+        digest,
+        scan.dpkg,
+        tuple(sorted(scan.dists.values())),
+        tuple(sorted(scan.removed)),
+        scan.os_release,
+        tuple(sorted(set(scan.executables))),
+    )
+
+
+def layer_contents(store: Store, layer: Layer) -> LayerContents:
+    """The contents of a layer in the store, read once and then kept by digest."""
+    digest = layer.descriptor.digest
+    cache = contents_dir(store.root) / f"{digest.split(':', 1)[1]}.json"
+    if cache.is_file():
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(cache.read_text())
+            if data.get("format") == CONTENTS_FORMAT:
+                return LayerContents.from_json(data)
+    if not store.has_blob(digest):
+        raise StoreError(
+            f"layer {digest} is missing from {store.root}",
+            hint="pull it with `layerforge build` (or `layerforge verify`), or rebuild the image",
+        )
+    result = read_contents(store.blob_path(digest), digest, layer.descriptor.media_type)
+    with contextlib.suppress(OSError):  # a read-only store still gets its SBOM
+        atomic_write(cache, json.dumps(result.to_json(), separators=(",", ":")).encode())
+    return result
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Located(Generic[T]):
+    item: T
+    layer: str  # the digest of the layer that holds it
+
+
+@dataclass(frozen=True)
+class ImageContents:
+    debs: tuple[Located[DebPackage], ...]
+    dists: tuple[Located[Distribution], ...]
+    os_release: dict[str, str]
+    executables: dict[str, str]  # path -> digest of the last layer that wrote it
+
+
+def image_contents(store: Store, layers: tuple[Layer, ...]) -> ImageContents:
+    """What the image made of ``layers`` (bottom first) holds, and in which layer."""
+    debs: dict[tuple[str, str], Located[DebPackage]] = {}
+    dists: dict[str, Located[Distribution]] = {}
+    os_release: dict[str, str] = {}
+    executables: dict[str, str] = {}
+    for layer in layers:
+        found = layer_contents(store, layer)
+        digest = layer.descriptor.digest
+        if found.dpkg is not None:
+            now: dict[tuple[str, str], Located[DebPackage]] = {}
+            for deb in found.dpkg:
+                before = debs.get((deb.name, deb.arch))
+                same = before is not None and before.item == deb
+                now[(deb.name, deb.arch)] = before if same and before else Located(deb, digest)
+            debs = now
+        for gone in found.removed:
+            for path in [p for p in dists if p == gone or p.startswith(gone.rstrip("/") + "/")]:
+                del dists[path]
+        for dist in found.dists:
+            dists[dist.path] = Located(dist, digest)
+        if found.os_release:
+            os_release = dict(found.os_release)
+        for path in found.executables:
+            executables[path] = digest
+    return ImageContents(
+        tuple(sorted(debs.values(), key=lambda x: (x.item.name, x.item.arch))),
+        tuple(sorted(dists.values(), key=lambda x: (x.item.name.lower(), x.item.path))),
+        os_release,
+        executables,
+    )
