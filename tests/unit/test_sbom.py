@@ -6,12 +6,14 @@ import gzip
 import io
 import json
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from layerforge.gc.storegc import collect
 from layerforge.lock.lockfile import Lock, LockedNode, Package
 from layerforge.oci.artifact import fallback_tag, merged_index, read_artifact
 from layerforge.oci.layer import Layer
@@ -190,3 +192,26 @@ def test_fallback_index_merges_and_never_duplicates() -> None:
     assert merged_index(first, one) is None
     both = merged_index(first, two)
     assert both is not None and both["manifests"] == [one, two]
+
+
+def test_gc_drops_the_sbom_of_an_image_it_drops(tmp_path: Path) -> None:
+    store, record, lock = image(tmp_path)
+    config = Descriptor("application/vnd.oci.image.config.v1+json", store.put_bytes(b"{}"), 2)
+
+    def manifest(n: int) -> Descriptor:
+        raw = json.dumps({"schemaVersion": 2, "config": config.to_json(), "layers": [],
+                          "annotations": {"n": str(n)}}).encode()  # fmt: skip
+        return Descriptor(OCI_MANIFEST, store.put_bytes(raw), len(raw))
+
+    old, new = manifest(1), manifest(2)
+    sboms = {}
+    for desc in (old, new):
+        artifact = write_sbom(store, replace(record, manifest=desc), lock, 0)
+        sboms[desc.digest] = artifact.manifest
+        store.tag(sbom_ref("svc", desc.digest), artifact.manifest)
+    store.tag_many({f"svc:lf-{'a' * 12}": old, f"svc:lf-{'b' * 12}": new, "svc:latest": new})
+    result = collect(store, keep=1)
+    assert set(result.untagged) == {f"svc:lf-{'a' * 12}", sbom_ref("svc", old.digest)}
+    assert not store.has_blob(sboms[old.digest].digest)
+    assert store.has_blob(sboms[new.digest].digest)
+    assert set(store.tags()) == {f"svc:lf-{'b' * 12}", "svc:latest", sbom_ref("svc", new.digest)}
