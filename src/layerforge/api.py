@@ -285,6 +285,7 @@ def build_project(
     verify: bool = True,
     runner: str | None = None,
     allow_oversize: bool = False,
+    sbom: bool = True,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
@@ -298,7 +299,7 @@ def build_project(
         ctx = BuildContext(
             project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
             allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
-            registry=registry_config(),
+            registry=registry_config(), sbom=sbom,
         )  # fmt: skip
         preflight(plan, ctx)  # refuse before writing
         return plan, execute(plan, ctx)

@@ -15,6 +15,7 @@ from typing import Any
 import oras.client
 import pytest
 
+from layerforge.oci.layout import Store
 from tests.integration.registry_server import Registry
 from tests.integration.tiny import cli, cli_json, local_digests, tiny_project
 
@@ -89,3 +90,19 @@ def test_sbom_pushed_and_found_with_oras_and_skopeo(registry: Registry, tmp_path
     ]
     index = skopeo_raw(f"{registry.host}/acme/svc:sha256-{digests['svc'][7:]}")
     assert [m["digest"] for m in index["manifests"]] == [svc_sbom]
+
+
+def test_no_sbom_then_sbom_makes_and_keeps_it(tmp_path: Path) -> None:
+    project = tiny_project(tmp_path / "p")
+    args = ("-f", str(project), "--cache-dir", str(tmp_path / "cache"))
+    assert cli("lock", *args)[0] == 0
+    cli_json("build", "--no-verify", "--no-sbom", *args)
+    store = project / ".layerforge"
+    assert not [t for t in Store.open(store).tags() if ":sha256-" in t]
+    code, first, err = cli("sbom", "svc", *args)
+    assert code == 0, err
+    svc = local_digests(store)["svc"]
+    assert set(Store.open(store).tags()) >= {f"svc:sha256-{svc[7:]}"}
+    assert cli("sbom", "svc", *args)[1] == first  # read back from the store
+    code, _, err = cli("sbom", "nope", *args)
+    assert code == 2 and "no node 'nope'" in err

@@ -58,6 +58,11 @@ def plan(
     "--push", "push_after", is_flag=True, help="Push the built images to project.registry."
 )
 @click.option("--no-verify", is_flag=True, help="Do not run the verify statements of each node.")
+@click.option(
+    "--no-sbom",
+    is_flag=True,
+    help="Do not write an SBOM for each built image (`layerforge sbom NODE` makes one later).",
+)
 @c.runner_option
 def build(
     manifest: Path | None,
@@ -72,6 +77,7 @@ def build(
     remote_cache: bool,
     push_after: bool,
     no_verify: bool,
+    no_sbom: bool,
     runner: str | None,
 ) -> None:
     """Build NODES (default: all) and their ancestors into the local store."""
@@ -91,7 +97,7 @@ def build(
     with api.TimingReporter(c.reporter(as_json)) as rep:
         _plan, results = api.build_project(
             project, ws, list(nodes), options, rep, jobs, remote, allow_oversize=allow_oversize,
-            verify=not no_verify, runner=runner,
+            verify=not no_verify, runner=runner, sbom=not no_sbom,
         )  # fmt: skip
     pushed = _push_after(ws, project, list(results), as_json) if push_after else None
     images = [_result_json(r) for r in results.values()]
