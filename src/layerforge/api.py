@@ -94,6 +94,7 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "push_project",
     "read_lock",
     "read_optional_lock",
+    "rebase_project",
     "registry_cache",
     "report_html",
     "report_project",
@@ -303,6 +304,35 @@ def build_project(
         )  # fmt: skip
         preflight(plan, ctx)  # refuse before writing
         return plan, execute(plan, ctx)
+
+
+@uses_cache
+def rebase_project(
+    project: Project,
+    ws: Workspace,
+    selected: list[str] | None = None,
+    reporter: Reporter | None = None,
+    jobs: int = 2,
+    *,
+    verify: bool = True,
+    runner: str | None = None,
+) -> tuple[Plan, dict[str, NodeResult]]:
+    """Put the built images on their new OS: every node whose only change is the OS below
+    it is rebased (OS and system layers renewed, the rest kept by descriptor, see
+    layerforge.builder.rebase). A node that needs more than that is refused, with its
+    reasons, before anything is built."""
+    options = PlanOptions(rebase=True)
+    plan = plan_project(project, ws, selected, options)
+    other = [s for s in plan.steps if s.status == "build"]
+    if other:
+        raise UsageError(
+            "a rebase keeps every Python layer; these nodes need a build: "
+            + "; ".join(f"{s.node} ({', '.join(s.reasons)})" for s in other),
+            hint="run `layerforge build` (a rebase is for a changed OS below built images)",
+        )
+    return build_project(
+        project, ws, selected, options, reporter, jobs, verify=verify, runner=runner
+    )
 
 
 @uses_cache

@@ -22,8 +22,9 @@ from layerforge.plan import Step
 from layerforge.records import ImageRecord
 from layerforge.sourcetree import SourceTree
 
-# built: written now; cached: its tag was in the store; remote: fetched from the registry cache
-Outcome = Literal["built", "cached", "remote"]
+# built: written now; cached: its tag was in the store; remote: fetched from the registry cache;
+# rebased: put on a new OS, its Python, runtime and app layers kept (layerforge rebase)
+Outcome = Literal["built", "cached", "remote", "rebased"]
 
 
 class RemoteCache(Protocol):

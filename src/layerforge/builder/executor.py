@@ -16,9 +16,9 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from layerforge import proc
-from layerforge.builder import budgets, runtime_layer
+from layerforge.builder import budgets, rebase, runtime_layer
 from layerforge.builder import python as pydeps
-from layerforge.builder.context import BuildContext, NodeResult
+from layerforge.builder.context import BuildContext, NodeResult, Outcome
 from layerforge.builder.deps import dependency_layers as _dependency_layers
 from layerforge.builder.layercache import cache_key as _cache_key
 from layerforge.builder.layercache import cached_layers as _cached_layers
@@ -127,7 +127,8 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
         raise
     seconds = time.perf_counter() - started
     ctx.reporter.emit(Event("finish", task, f"built in {seconds:.1f}s", data={"ok": True}))
-    return NodeResult(step.node, "built", record, seconds, written)
+    outcome: Outcome = "rebased" if step.status == "rebase" else "built"
+    return NodeResult(step.node, outcome, record, seconds, written)
 
 
 def _build_node(
@@ -135,10 +136,13 @@ def _build_node(
 ) -> tuple[ImageRecord, int]:
     node = ctx.project.nodes[step.node]
     new_layers: list[Layer] = []
+    previous = rebase.previous_image(ctx.store, node.name) if step.status == "rebase" else None
     if parent is None:
         base = _os_base(node, ctx)
         parent_layers, parent_config, env = base.layers, None, list(base.env)
         python = base.python
+        if previous is not None:  # before anything is written: the interpreter must be the same
+            rebase.ensure_same_interpreter(ctx.store, node.section, previous, base.layers, python)
         new_layers.append(_venv_layer(ctx, python.executable, python.version))
     else:
         parent_layers, parent_config = parent.layers, parent.config
@@ -146,13 +150,12 @@ def _build_node(
     if node.system or node.run:
         image_env = merge_env(env, venv_env(env))
         new_layers.append(_system_layer(ctx, node, (*parent_layers, *new_layers), image_env))
-    packages = ctx.lock.nodes[node.name].packages
-    if packages:
+    kept = _kept_layers(ctx, node, previous)
+    if kept is not None:  # a rebase: the Python, runtime and app layers of the previous image
+        new_layers.extend(kept)
+    else:
         below = (*parent_layers, *new_layers)  # the image the wheels land in
-        new_layers.extend(_dependency_layers(ctx, node, packages, python.version, below))
-    new_layers.extend(_runtime_layer(ctx, node, python.version))  # runtime groups: pins only
-    if node.source is not None:
-        new_layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
+        new_layers.extend(_upper_layers(ctx, node, python.version, below))
     updates = venv_env(env)
     if node.source is not None and node.workdir:
         updates.append(("PYTHONPATH", node.workdir))
@@ -168,7 +171,34 @@ def _build_node(
     ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
                         f"{node.name}:latest": record.manifest,
                         **_sbom_tag(ctx, record)})  # fmt: off
-    return record, sum(layer.descriptor.size for layer in new_layers)
+    return record, sum(layer.descriptor.size for layer in new_layers if layer not in (kept or ()))
+
+
+def _upper_layers(
+    ctx: BuildContext, node: Node, python: str, below: tuple[Layer, ...]
+) -> list[Layer]:
+    """The dependency layers, the runtime layer and the app layer (each only if any)."""
+    layers: list[Layer] = []
+    packages = ctx.lock.nodes[node.name].packages
+    if packages:
+        layers.extend(_dependency_layers(ctx, node, packages, python, below))
+    layers.extend(_runtime_layer(ctx, node, python))  # runtime groups: pins only
+    if node.source is not None:
+        layers.append(_app_layer(ctx, node, ctx.trees[node.name]))
+    return layers
+
+
+def _kept_layers(
+    ctx: BuildContext, node: Node, previous: ImageRecord | None
+) -> tuple[Layer, ...] | None:
+    """A rebase's layers kept by descriptor; None (with a warning) builds the node in full."""
+    if previous is None:
+        return None
+    kept = rebase.kept_layers(ctx.store, previous, has_system=bool(node.system or node.run))
+    if kept is None:
+        message = "its previous image cannot be rebased (layers missing): built in full"
+        ctx.reporter.emit(Event("warning", f"build:{node.name}", message))
+    return kept
 
 
 def _sbom_tag(ctx: BuildContext, record: ImageRecord) -> dict[str, Descriptor]:

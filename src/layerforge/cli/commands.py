@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from layerforge.cli.build import build, plan
+from layerforge.cli.build import build, plan, rebase
 from layerforge.cli.export import export
 from layerforge.cli.lock import lock
 from layerforge.cli.project import init, schema
@@ -18,6 +18,7 @@ COMMANDS = [
     lock,
     plan,
     build,
+    rebase,
     schema,
     *REPORT_COMMANDS,
     *REGISTRY_COMMANDS,

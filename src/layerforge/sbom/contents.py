@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
+import re
 import tarfile
 from dataclasses import asdict, dataclass
 from email.parser import HeaderParser
@@ -294,3 +295,14 @@ def image_contents(store: Store, layers: tuple[Layer, ...]) -> ImageContents:
         os_release,
         executables,
     )
+
+
+def interpreter_version(contents: ImageContents, version: str) -> str:
+    """The interpreter's X.Y.Z: the upstream version of Debian's ``pythonX.Y-minimal`` when
+    the image's dpkg database has it, else ``version`` (X.Y) as it is."""
+    minimal = f"python{version}-minimal"
+    for found in contents.debs:
+        if found.item.name == minimal:
+            match = re.match(r"(?:\d+:)?(\d+\.\d+(?:\.\d+)?)", found.item.version)
+            return match.group(1) if match else version
+    return version

@@ -15,7 +15,6 @@ version (its field order), which is why an SBOM is not part of any content key.
 from __future__ import annotations
 
 import datetime
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 from packaging.utils import canonicalize_name
 
-from layerforge.sbom.contents import DebPackage, ImageContents, Located
+from layerforge.sbom.contents import DebPackage, ImageContents, Located, interpreter_version
 
 LAYER_PROPERTY = "dev.layerforge:layer"
 PATH_PROPERTY = "dev.layerforge:path"
@@ -76,12 +75,7 @@ def _deb(found: Located[DebPackage], namespace: str, distro: str) -> Component:
 
 
 def _interpreter(facts: ImageFacts, contents: ImageContents) -> Component:
-    version = facts.python_version
-    minimal = f"python{facts.python_version}-minimal"
-    for found in contents.debs:
-        if found.item.name == minimal:
-            match = re.match(r"(?:\d+:)?(\d+\.\d+(?:\.\d+)?)", found.item.version)
-            version = match.group(1) if match else version
+    version = interpreter_version(contents, facts.python_version)
     purl = PackageURL("generic", None, "python", version)
     layer = contents.executables.get(facts.python_executable.lstrip("/"), "")
     props = [Property(name=PATH_PROPERTY, value=facts.python_executable)]
