@@ -18,7 +18,7 @@ import json
 import posixpath
 import re
 import tarfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from email.parser import HeaderParser
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
@@ -30,7 +30,7 @@ from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store
 from layerforge.records import contents_dir
 
-CONTENTS_FORMAT = 1
+CONTENTS_FORMAT = 2  # 2: distributions carry their import names and requirements
 DPKG_STATUS = "var/lib/dpkg/status"
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 BIN_DIRS = ("usr/bin", "usr/local/bin", "bin", "opt/venv/bin")
@@ -56,6 +56,8 @@ class Distribution:
     version: str
     path: str  # its .dist-info directory in the image
     license: str = ""  # License-Expression, else a one-line License, else the classifiers'
+    top_level: tuple[str, ...] = ()  # the import names its RECORD installs
+    requires: tuple[str, ...] = ()  # the names of its Requires-Dist (markers not evaluated)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,12 @@ class LayerContents:
         return cls(
             str(data["digest"]),
             None if dpkg is None else tuple(DebPackage(**d) for d in dpkg),
-            tuple(Distribution(**d) for d in data["dists"]),
+            tuple(
+                Distribution(
+                    **{**d, "top_level": tuple(d["top_level"]), "requires": tuple(d["requires"])}
+                )
+                for d in data["dists"]
+            ),
             tuple(data["removed"]),
             tuple(sorted(data["os_release"].items())),
             tuple(data["executables"]),
@@ -138,7 +145,27 @@ def _distribution(path: str, raw: bytes) -> Distribution | None:
     name, version = str(meta.get("Name") or ""), str(meta.get("Version") or "")
     if not name or not version:
         return None
-    return Distribution(name, version, posixpath.dirname(path), license_of(meta))
+    requires = sorted(
+        {re.split(r"[\s;<>=!~\[(]", str(r).strip(), maxsplit=1)[0].lower()
+         for r in meta.get_all("Requires-Dist") or []} - {""}
+    )  # fmt: skip
+    return Distribution(
+        name, version, posixpath.dirname(path), license_of(meta), (), tuple(requires)
+    )
+
+
+def top_level_names(record: str) -> tuple[str, ...]:
+    """The import names a distribution's RECORD installs (top-level packages and modules)."""
+    names: set[str] = set()
+    for line in record.splitlines():
+        first = line.split(",", 1)[0].strip().strip('"')
+        head = first.split("/", 1)[0]
+        if not head or head.startswith(".") or head.endswith((".dist-info", ".data", ".pth")):
+            continue
+        if "/" not in first and not first.endswith(".py") and not first.endswith(".so"):
+            continue
+        names.add(head.split(".", 1)[0] if "/" not in first else head)
+    return tuple(sorted(n for n in names if n.isidentifier() and n != "__pycache__"))
 
 
 def _os_release(raw: bytes) -> tuple[tuple[str, str], ...]:
@@ -164,6 +191,7 @@ class _Scan:
     def __init__(self) -> None:
         self.dpkg: tuple[DebPackage, ...] | None = None
         self.dists: dict[str, Distribution] = {}
+        self.records: dict[str, tuple[str, ...]] = {}
         self.removed: list[str] = []
         self.os_release: tuple[tuple[str, str], ...] = ()
         self.executables: list[str] = []
@@ -177,8 +205,10 @@ class _Scan:
         directory, base = posixpath.split(name)
         if directory in BIN_DIRS and base.startswith("python") and not member.isdir():
             self.executables.append(name)
-        if read is None:
-            return
+        if read is not None:
+            self.read(name, read)
+
+    def read(self, name: str, read: IO[bytes]) -> None:
         if name == DPKG_STATUS:
             self.dpkg = parse_dpkg_status(read.read(TEXT_LIMIT).decode("utf-8", "replace"))
         elif name in OS_RELEASE:
@@ -186,20 +216,30 @@ class _Scan:
         elif _is_metadata(name):
             dist = _distribution(name, read.read(TEXT_LIMIT))
             if dist is not None:
-                self.dists[dist.path] = dist
+                self.dists[dist.path] = replace(dist, top_level=self.records.get(dist.path, ()))
+        elif _is_record(name):
+            names = top_level_names(read.read(TEXT_LIMIT).decode("utf-8", "replace"))
+            directory = posixpath.dirname(name)
+            self.records[directory] = names
+            if directory in self.dists:
+                self.dists[directory] = replace(self.dists[directory], top_level=names)
 
 
-def _is_metadata(name: str) -> bool:
+def _is_metadata(name: str, base_name: str = "METADATA") -> bool:
     directory, base = posixpath.split(name)
     return (
-        base == "METADATA"
+        base == base_name
         and directory.endswith(".dist-info")
         and "/site-packages/" in f"/{directory}"
     )
 
 
+def _is_record(name: str) -> bool:
+    return _is_metadata(name, "RECORD")
+
+
 def _wanted(name: str) -> bool:
-    return name == DPKG_STATUS or name in OS_RELEASE or _is_metadata(name)
+    return name == DPKG_STATUS or name in OS_RELEASE or _is_metadata(name) or _is_record(name)
 
 
 def read_contents(path: Path, digest: str, media_type: str | None = None) -> LayerContents:
