@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from layerforge.audit.osv import OsvApi, OsvDb
+from layerforge.audit.run import AuditReport, audit
 from layerforge.builder import budgets
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
 from layerforge.builder.executor import execute
 from layerforge.cachedir import uses_cache
-from layerforge.errors import LockError, UsageError, VerifyError
+from layerforge.errors import AuditError, LockError, UsageError, VerifyError
 from layerforge.events import NullReporter, Reporter
 from layerforge.export import ExportOptions, WriteResult, export, make_context
 from layerforge.export.common import find_repo_root
@@ -53,6 +55,7 @@ from layerforge.sources.materialize import materialize, recorded
 
 __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it imports only api)
     "Archive",
+    "AuditReport",
     "CacheGcResult",
     "CheckResult",
     "Credential",
@@ -76,7 +79,9 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "TimingReporter",
     "Workspace",
     "archive_node",
+    "audit_project",
     "build_project",
+    "check_audit",
     "check_budgets",
     "check_lock",
     "collect_garbage",
@@ -552,6 +557,44 @@ def sbom_project(project: Project, ws: Workspace, node: str) -> bytes:
         with contextlib.suppress(OSError):  # a read-only store: the document all the same
             store.tag(sbom_ref(node, record.manifest.digest), artifact.manifest)
     return sbom_bytes(store, artifact.manifest)
+
+
+OSV_URL = "https://api.osv.dev"
+
+
+def audit_project(
+    project: Project,
+    ws: Workspace,
+    *,
+    offline: bool = False,
+    db: Path | None = None,
+    osv_url: str = OSV_URL,
+) -> AuditReport:
+    """The audit of the built fleet (see layerforge.audit.run): vulnerabilities from OSV's
+    API at ``osv_url``, or from its exports in ``db``; ``offline`` skips the API."""
+    lock = read_lock(project, ws)
+    store = open_store(ws.store)
+    source: OsvApi | OsvDb | None = None
+    skipped = "--offline: OSV's API was not asked (give --db DIR to use its exports)"
+    if db is not None:
+        source = OsvDb(db)
+    elif not offline:
+        source = OsvApi(osv_url)
+    with store.shared():
+        return audit(project, lock, store, source, skipped)
+
+
+def check_audit(report: AuditReport, fail_on: str | None) -> None:
+    """An AuditError when a vulnerability is at or above ``fail_on``."""
+    worst = report.at_or_above(fail_on) if fail_on is not None else ()
+    if not worst:
+        return
+    names = ", ".join(sorted({f"{f.package} {f.version} ({f.id})" for f in worst})[:5])
+    raise AuditError(
+        f"vulnerabilities at or above {fail_on}: {names}",
+        hint="upgrade the packages to a fixed version (`layerforge lock --upgrade`), or "
+        "rebase onto a patched OS (`layerforge rebase`)",
+    )
 
 
 def login_registry(registry: str, credential: Credential) -> Path:

@@ -1,4 +1,5 @@
-"""CLI verbs ``report``, ``gc`` and ``sbom``, and the timings table ``build`` prints at its end."""
+"""CLI verbs ``report``, ``gc``, ``sbom`` and ``audit``, and the timings table ``build``
+prints at its end."""
 
 from __future__ import annotations
 
@@ -298,4 +299,84 @@ def sbom(
         click.echo(f"wrote {output}", err=True)
 
 
-COMMANDS = [report, gc, sbom]
+@click.command()
+@c.common
+@click.option("--offline", is_flag=True, help="Do not ask OSV's API (--db still works).")
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="OSV's offline exports (DIR/PyPI/*.json, DIR/Debian/*.json) instead of its API.",
+)
+@click.option(
+    "--osv-url",
+    default="https://api.osv.dev",
+    show_default=True,
+    help="The OSV API to ask (any OSV-compatible server).",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["low", "medium", "high", "critical"]),
+    default=None,
+    help="Exit 1 when a vulnerability is at or above this severity (unknown counts as medium).",
+)
+def audit(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    offline: bool,
+    db: Path | None,
+    osv_url: str,
+    fail_on: str | None,
+) -> None:
+    """Vulnerabilities (OSV), unused requirements and licenses of the built images."""
+    from layerforge import api  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    result = api.audit_project(project, ws, offline=offline, db=db, osv_url=osv_url)
+    if as_json:
+        c.emit_json(result.to_json())
+    else:
+        print_audit(c.console(), result)
+    api.check_audit(result, fail_on)
+
+
+def print_audit(console: Any, result: Any) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    doc = result.to_json()
+    vulns = doc["vulnerabilities"]
+    if vulns["status"] == "skipped":
+        console.print(f"vulnerabilities: skipped ({vulns['reason']})")
+    else:
+        table = Table(title="vulnerabilities", title_justify="left")
+        for col in ("severity", "id", "package", "version", "fixed in", "images"):
+            table.add_column(col)
+        for f in vulns["findings"]:
+            fixed = ", ".join(f["fixed"]) or "-"
+            package = f"{f['package']} ({f['ecosystem']})"
+            table.add_row(
+                f["severity"], f["id"], package, f["version"], fixed, ", ".join(f["nodes"])
+            )
+        console.print(table if vulns["findings"] else "vulnerabilities: none found")
+    unused = Table(title="unused requirements (no service imports them)", title_justify="left")
+    for col in ("node", "package", "version"):
+        unused.add_column(col)
+    for row in doc["unused"]["packages"]:
+        unused.add_row(row["node"], row["package"], row["version"])
+    console.print(unused if doc["unused"]["packages"] else "unused requirements: none")
+    licenses = Table(title="licenses", title_justify="left")
+    licenses.add_column("license")
+    licenses.add_column("packages")
+    for name, pins in doc["licenses"]["groups"].items():
+        licenses.add_row(name, ", ".join(pins))
+    if doc["licenses"]["unknown"]:
+        licenses.add_row("(unknown)", ", ".join(doc["licenses"]["unknown"]))
+    console.print(licenses)
+    if doc["not_built"]:
+        console.print("not built (not audited): " + ", ".join(doc["not_built"]))
+
+
+COMMANDS = [report, gc, sbom, audit]
