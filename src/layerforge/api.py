@@ -560,6 +560,7 @@ def sbom_project(project: Project, ws: Workspace, node: str) -> bytes:
 
 
 OSV_URL = "https://api.osv.dev"
+PYPI_SIMPLE = "https://pypi.org/simple"
 
 
 def audit_project(
@@ -569,9 +570,11 @@ def audit_project(
     offline: bool = False,
     db: Path | None = None,
     osv_url: str = OSV_URL,
+    index_url: str | None = None,
 ) -> AuditReport:
     """The audit of the built fleet (see layerforge.audit.run): vulnerabilities from OSV's
-    API at ``osv_url``, or from its exports in ``db``; ``offline`` skips the API."""
+    API at ``osv_url``, or from its exports in ``db``; outdated pins from ``index_url`` (else
+    the project's index, else PyPI); ``offline`` skips what needs the network."""
     lock = read_lock(project, ws)
     store = open_store(ws.store)
     source: OsvApi | OsvDb | None = None
@@ -580,8 +583,9 @@ def audit_project(
         source = OsvDb(db)
     elif not offline:
         source = OsvApi(osv_url)
+    index = None if offline else (index_url or project.index_url or PYPI_SIMPLE)
     with store.shared():
-        return audit(project, lock, store, source, skipped)
+        return audit(project, lock, store, source, skipped, index)
 
 
 def check_audit(report: AuditReport, fail_on: str | None) -> None:

@@ -69,6 +69,22 @@ RECORDS: list[dict[str, Any]] = [
     },
 ]
 
+
+def _file(name: str, version: str, uploaded: str, **extra: object) -> dict[str, object]:
+    return {"filename": f"{name}-{version}-py3-none-any.whl", "url": "x", "hashes": {},
+            "upload-time": uploaded, **extra}  # fmt: skip
+
+
+INDEX = {
+    "lfvuln": [
+        _file("lfvuln", "1.0", "2025-01-02T03:04:05Z"),
+        _file("lfvuln", "1.1", "2026-03-01T10:00:00Z"),
+        _file("lfvuln", "1.2", "2026-09-01T10:00:00Z", yanked="broken"),
+        _file("lfvuln", "2.0rc1", "2026-10-01T10:00:00Z"),
+    ],
+    "lfused": [_file("lfused", "1.0", "2025-01-02T03:04:05Z")],
+}
+
 MANIFEST = """
 [project]
 name = "audited"
@@ -117,6 +133,11 @@ class Osv(BaseHTTPRequestHandler):
         self._send(200, {"results": results})
 
     def do_GET(self) -> None:
+        if self.path.startswith("/simple/"):  # a PEP 691 JSON index, for outdated pins
+            name = self.path.removeprefix("/simple/").strip("/")
+            files = INDEX.get(name)
+            self._send(200 if files else 404, {"name": name, "files": files or []})
+            return
         vid = self.path.removeprefix("/v1/vulns/")
         found = [r for r in RECORDS if r["id"] == vid]
         self._send(200 if found else 404, found[0] if found else {"message": "not found"})
@@ -164,7 +185,7 @@ def audit(*args: str) -> tuple[int, dict[str, Any], str]:
 
 
 def test_audit_against_local_osv(osv: str, fleet: tuple[str, ...]) -> None:
-    code, doc, err = audit("--osv-url", osv, *fleet)
+    code, doc, err = audit("--osv-url", osv, "--index-url", f"{osv}/simple", *fleet)
     assert code == 0, err
     vulns = doc["vulnerabilities"]
     assert vulns["status"] == "ok"
@@ -184,9 +205,14 @@ def test_audit_against_local_osv(osv: str, fleet: tuple[str, ...]) -> None:
     asked = {(q["package"]["ecosystem"], q["package"]["name"]) for q in Osv.queries}
     assert ("Debian:12", "openssl") in asked and ("Debian:12", "libssl3") not in asked
 
-    code, _, err = audit("--osv-url", osv, "--fail-on", "high", *fleet)
+    code, _, err = audit(
+        "--osv-url", osv, "--index-url", f"{osv}/simple", "--fail-on", "high", *fleet
+    )
     assert code == 1 and "lfvuln 1.0 (GHSA-lfvu-ln00-0001)" in err
-    assert audit("--osv-url", osv, "--fail-on", "critical", *fleet)[0] == 0
+    assert (
+        audit("--osv-url", osv, "--index-url", f"{osv}/simple", "--fail-on", "critical", *fleet)[0]
+        == 0
+    )
 
 
 def test_audit_unused_package_and_licenses(osv: str, fleet: tuple[str, ...]) -> None:
@@ -206,11 +232,13 @@ def test_audit_osv_unreachable(fleet: tuple[str, ...]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    code, doc, err = audit("--osv-url", closed, "--fail-on", "low", *fleet)
+    code, doc, err = audit("--osv-url", closed, "--index-url", closed, "--fail-on", "low", *fleet)
     assert code == 0, err
     assert doc["vulnerabilities"]["status"] == "skipped"
     assert "could not be asked" in doc["vulnerabilities"]["reason"]
     assert doc["licenses"]["groups"]["MIT"] == ["lfvuln==1.0"]
+    assert doc["outdated"]["status"] == "skipped"
+    assert "could not be asked" in doc["outdated"]["reason"]
 
 
 def test_audit_with_osv_exports(tmp_path: Path, fleet: tuple[str, ...]) -> None:
@@ -223,4 +251,17 @@ def test_audit_with_osv_exports(tmp_path: Path, fleet: tuple[str, ...]) -> None:
     assert code == 0, err
     assert {f["id"] for f in doc["vulnerabilities"]["findings"]} == {
         "GHSA-lfvu-ln00-0001", "DSA-9999-1",
+    }  # fmt: skip
+
+
+def test_audit_outdated_pins_from_the_index(osv: str, fleet: tuple[str, ...]) -> None:
+    code, doc, err = audit("--offline", "--index-url", f"{osv}/simple", *fleet)
+    assert code == 0, err
+    assert doc["outdated"]["status"] == "skipped"  # --offline
+    code, doc, err = audit("--osv-url", osv, "--index-url", f"{osv}/simple", *fleet)
+    assert code == 0, err
+    assert doc["outdated"] == {
+        "status": "ok",
+        "packages": [{"node": "base", "tier": 0, "package": "lfvuln", "version": "1.0",
+                      "newest": "1.1", "uploaded": "2026-03-01T10:00:00Z"}],
     }  # fmt: skip

@@ -1,4 +1,5 @@
-"""The audit of a built fleet: vulnerabilities (OSV), unused requirements, licenses.
+"""The audit of a built fleet: vulnerabilities (OSV), unused requirements, licenses, and
+outdated pins.
 
 It reads the images in the store (``NODE:latest``, through their layers' contents, see
 :mod:`layerforge.sbom.contents`), so it audits what was built: run ``layerforge build``
@@ -15,6 +16,8 @@ from packaging.utils import canonicalize_name
 
 from layerforge.audit.imports import imported_names
 from layerforge.audit.osv import SEVERITIES, OsvUnavailable, Query, affected_fixes, severity
+from layerforge.audit.outdated import IndexUnavailable, Release, newest_release, project_page
+from layerforge.audit.versions import pypi_compare
 from layerforge.lock.lockfile import Lock
 from layerforge.manifest import Project
 from layerforge.oci.layout import Store
@@ -59,12 +62,34 @@ class Requirement:
 
 
 @dataclass(frozen=True)
+class Outdated:
+    node: str
+    tier: int  # the node's depth below its OS source (0: a root base)
+    package: str
+    version: str
+    newest: str
+    uploaded: str  # when the newest was first uploaded (ISO 8601, "" if the index does not say)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "tier": self.tier,
+            "package": self.package,
+            "version": self.version,
+            "newest": self.newest,
+            "uploaded": self.uploaded,
+        }
+
+
+@dataclass(frozen=True)
 class AuditReport:
     vulnerabilities: tuple[Finding, ...] = ()
     vulnerabilities_skipped: str | None = None  # why the section did not run
     requirements: tuple[Requirement, ...] = ()
     licenses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # license -> name==ver
     missing: tuple[str, ...] = ()  # nodes not built (not audited)
+    outdated: tuple[Outdated, ...] = ()
+    outdated_skipped: str | None = None
 
     @property
     def unused(self) -> tuple[Requirement, ...]:
@@ -104,6 +129,11 @@ class AuditReport:
                 "status": "ok",
                 "groups": {k: list(v) for k, v in sorted(self.licenses.items()) if k},
                 "unknown": list(self.licenses.get("", ())),
+            },
+            "outdated": {
+                "status": "skipped" if self.outdated_skipped else "ok",
+                **({"reason": self.outdated_skipped} if self.outdated_skipped else {}),
+                "packages": [o.to_json() for o in self.outdated],
             },
             "not_built": list(self.missing),
         }
@@ -199,10 +229,35 @@ def licenses(images: dict[str, ImageContents]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(sorted(v)) for k, v in groups.items()}
 
 
+def outdated(project: Project, lock: Lock, index: str) -> tuple[Outdated, ...]:
+    """Every pin older than the newest release on its index (its named index, else
+    ``index``), by tier."""
+    named = dict(lock.indexes)
+    newest: dict[tuple[str, str], Release | None] = {}
+    out: list[Outdated] = []
+    for name in project.nodes:
+        tier = len(project.ancestors(name))
+        for package in lock.nodes[name].packages:
+            where = named.get(package.index or "", index)
+            if (where, package.name) not in newest:
+                newest[(where, package.name)] = newest_release(project_page(where, package.name))
+            release = newest[(where, package.name)]
+            if release is not None and pypi_compare(release.version, package.version) > 0:
+                out.append(Outdated(name, tier, package.name, package.version,
+                                    release.version, release.uploaded))  # fmt: skip
+    return tuple(sorted(out, key=lambda o: (o.tier, o.node, o.package)))
+
+
 def audit(
-    project: Project, lock: Lock, store: Store, source: VulnerabilitySource | None, skipped: str
+    project: Project,
+    lock: Lock,
+    store: Store,
+    source: VulnerabilitySource | None,
+    skipped: str,
+    index: str | None = None,
 ) -> AuditReport:
-    """``source`` None: the vulnerability section is skipped, for ``skipped`` (the reason)."""
+    """``source`` None: the vulnerability section is skipped, for ``skipped`` (the reason);
+    ``index`` None: the outdated section is skipped (offline)."""
     images: dict[str, ImageContents] = {}
     missing: list[str] = []
     for name in project.nodes:
@@ -219,10 +274,19 @@ def audit(
             skipped = exc.message
         else:
             skipped = ""
+    old: tuple[Outdated, ...] = ()
+    old_skipped: str | None = "--offline: the index was not asked"
+    if index is not None:
+        try:
+            old, old_skipped = outdated(project, lock, index), None
+        except IndexUnavailable as exc:
+            old_skipped = exc.message
     return AuditReport(
         found,
         skipped or None,
         requirements(project, lock, images),
         licenses(images),
         tuple(missing),
+        old,
+        old_skipped,
     )

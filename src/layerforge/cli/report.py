@@ -315,6 +315,12 @@ def sbom(
     help="The OSV API to ask (any OSV-compatible server).",
 )
 @click.option(
+    "--index-url",
+    default=None,
+    help="The index (PEP 691 JSON) outdated pins are checked against (default: the project's "
+    "index_url, else PyPI; named indexes for the packages pinned to them).",
+)
+@click.option(
     "--fail-on",
     type=click.Choice(["low", "medium", "high", "critical"]),
     default=None,
@@ -328,14 +334,18 @@ def audit(
     offline: bool,
     db: Path | None,
     osv_url: str,
+    index_url: str | None,
     fail_on: str | None,
 ) -> None:
-    """Vulnerabilities (OSV), unused requirements and licenses of the built images."""
+    """Vulnerabilities (OSV), unused requirements, licenses and outdated pins of the built
+    images."""
     from layerforge import api  # noqa: PLC0415
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
-    result = api.audit_project(project, ws, offline=offline, db=db, osv_url=osv_url)
+    result = api.audit_project(
+        project, ws, offline=offline, db=db, osv_url=osv_url, index_url=index_url
+    )
     if as_json:
         c.emit_json(result.to_json())
     else:
@@ -343,38 +353,49 @@ def audit(
     api.check_audit(result, fail_on)
 
 
-def print_audit(console: Any, result: Any) -> None:
+def _audit_table(console: Any, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
     from rich.table import Table  # noqa: PLC0415
 
+    if not rows:
+        console.print(f"{title}: none")
+        return
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _skipped(console: Any, title: str, section: dict[str, Any]) -> bool:
+    if section["status"] != "skipped":
+        return False
+    console.print(f"{title}: skipped ({section['reason']})")
+    return True
+
+
+def print_audit(console: Any, result: Any) -> None:
     doc = result.to_json()
-    vulns = doc["vulnerabilities"]
-    if vulns["status"] == "skipped":
-        console.print(f"vulnerabilities: skipped ({vulns['reason']})")
-    else:
-        table = Table(title="vulnerabilities", title_justify="left")
-        for col in ("severity", "id", "package", "version", "fixed in", "images"):
-            table.add_column(col)
-        for f in vulns["findings"]:
-            fixed = ", ".join(f["fixed"]) or "-"
-            package = f"{f['package']} ({f['ecosystem']})"
-            table.add_row(
-                f["severity"], f["id"], package, f["version"], fixed, ", ".join(f["nodes"])
-            )
-        console.print(table if vulns["findings"] else "vulnerabilities: none found")
-    unused = Table(title="unused requirements (no service imports them)", title_justify="left")
-    for col in ("node", "package", "version"):
-        unused.add_column(col)
-    for row in doc["unused"]["packages"]:
-        unused.add_row(row["node"], row["package"], row["version"])
-    console.print(unused if doc["unused"]["packages"] else "unused requirements: none")
-    licenses = Table(title="licenses", title_justify="left")
-    licenses.add_column("license")
-    licenses.add_column("packages")
-    for name, pins in doc["licenses"]["groups"].items():
-        licenses.add_row(name, ", ".join(pins))
-    if doc["licenses"]["unknown"]:
-        licenses.add_row("(unknown)", ", ".join(doc["licenses"]["unknown"]))
-    console.print(licenses)
+    vulns, old = doc["vulnerabilities"], doc["outdated"]
+    if not _skipped(console, "vulnerabilities", vulns):
+        rows = [[f["severity"], f["id"], f"{f['package']} ({f['ecosystem']})", f["version"],
+                 ", ".join(f["fixed"]) or "-", ", ".join(f["nodes"])]
+                for f in vulns["findings"]]  # fmt: skip
+        columns = ("severity", "id", "package", "version", "fixed in", "images")
+        _audit_table(console, "vulnerabilities", columns, rows)
+    unused = [[r["node"], r["package"], r["version"]] for r in doc["unused"]["packages"]]
+    _audit_table(console, "unused requirements (no service imports them)",
+           ("node", "package", "version"), unused)  # fmt: skip
+    groups = [[k, ", ".join(v)] for k, v in doc["licenses"]["groups"].items()]
+    groups += [["(unknown)", ", ".join(doc["licenses"]["unknown"])]] * bool(
+        doc["licenses"]["unknown"]
+    )
+    _audit_table(console, "licenses", ("license", "packages"), groups)
+    if not _skipped(console, "outdated pins", old):
+        rows = [[str(o["tier"]), o["node"], o["package"], o["version"], o["newest"],
+                 o["uploaded"][:10]] for o in old["packages"]]  # fmt: skip
+        columns = ("tier", "node", "package", "pinned", "newest", "released")
+        _audit_table(console, "outdated pins", columns, rows)
     if doc["not_built"]:
         console.print("not built (not audited): " + ", ".join(doc["not_built"]))
 
