@@ -452,9 +452,9 @@ def report_project(
     )
 
 
-def report_html(report: FleetReport) -> str:
-    """The self-contained HTML page of a report."""
-    return render(report)
+def report_html(report: FleetReport, audit: AuditReport | None = None) -> str:
+    """The self-contained HTML page of a report (with an audit section when given one)."""
+    return render(report, audit=audit.to_json() if audit is not None else None)
 
 
 def check_budgets(report: FleetReport) -> None:

@@ -224,8 +224,13 @@ def test_audit_unused_package_and_licenses(osv: str, fleet: tuple[str, ...]) -> 
     assert doc["licenses"]["unknown"] == ["lfunused==1.0"]
     assert doc["vulnerabilities"]["status"] == "skipped"
     assert "--offline" in doc["vulnerabilities"]["reason"]
-    code, out, _ = cli("audit", "--offline", *fleet)  # the terminal tables
+    html = Path(fleet[1]).parent / "out" / "report.html"
+    code, out, _ = cli("audit", "--offline", "--html", str(html), *fleet)  # the terminal tables
+    assert code == 0
     assert "lfunused" in out and "Apache-2.0" in out
+    page = html.read_text()
+    assert "<h2>Audit</h2>" in page and "<h2>Layers per image</h2>" in page
+    assert "<td>lfunused</td>" in page and "Skipped: --offline" in page
 
 
 def test_audit_osv_unreachable(fleet: tuple[str, ...]) -> None:

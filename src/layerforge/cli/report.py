@@ -321,6 +321,14 @@ def sbom(
     "index_url, else PyPI; named indexes for the packages pinned to them).",
 )
 @click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the HTML report of `layerforge report --html` with the audit as a "
+    "section of it, to this file.",
+)
+@click.option(
     "--fail-on",
     type=click.Choice(["low", "medium", "high", "critical"]),
     default=None,
@@ -335,6 +343,7 @@ def audit(
     db: Path | None,
     osv_url: str,
     index_url: str | None,
+    html_file: Path | None,
     fail_on: str | None,
 ) -> None:
     """Vulnerabilities (OSV), unused requirements, licenses and outdated pins of the built
@@ -343,9 +352,14 @@ def audit(
 
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
+    if html_file is not None:
+        html_file = c.output_file(html_file, "--html", "report.html")
     result = api.audit_project(
         project, ws, offline=offline, db=db, osv_url=osv_url, index_url=index_url
     )
+    if html_file is not None:
+        fleet = api.report_project(project, ws, api.open_store(ws.store), None).fleet
+        html_file.write_text(api.report_html(fleet, result), encoding="utf-8")
     if as_json:
         c.emit_json(result.to_json())
     else:
