@@ -213,5 +213,9 @@ def test_gc_drops_the_sbom_of_an_image_it_drops(tmp_path: Path) -> None:
     result = collect(store, keep=1)
     assert set(result.untagged) == {f"svc:lf-{'a' * 12}", sbom_ref("svc", old.digest)}
     assert not store.has_blob(sboms[old.digest].digest)
+    # the contents kept for SBOMs go with their layers (no image here names them)
+    contents = tmp_path / "store/layerforge/contents"
+    assert {d for d, _ in result.removed} >= {x.descriptor.digest for x in record.layers}
+    assert not list(contents.glob("*.json"))
     assert store.has_blob(sboms[new.digest].digest)
     assert set(store.tags()) == {f"svc:lf-{'b' * 12}", "svc:latest", sbom_ref("svc", new.digest)}

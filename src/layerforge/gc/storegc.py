@@ -6,8 +6,8 @@
    except the SBOM tags (``NODE:sha256-<hex>``) of images no remaining tag reaches.
 2. Mark every blob a remaining tag reaches (manifest or index, config, layers).
 3. Remove every other blob, and the bookkeeping of what was removed (build records of the
-   dropped keys, layer listings, layer-cache and distribution-cache entries naming a removed
-   blob).
+   dropped keys, layer listings and contents, layer-cache and distribution-cache entries
+   naming a removed blob).
 
 All of it under the store lock held exclusively (:mod:`layerforge.oci.storelock`): gc waits
 for the builds, pushes and verifies using the store to finish (the blobs a build has written
@@ -27,7 +27,7 @@ from typing import Any
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.oci.artifact import is_fallback_tag
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.records import dists_dir, layers_dir, listings_dir, records_dir
+from layerforge.records import contents_dir, dists_dir, layers_dir, listings_dir, records_dir
 
 DEFAULT_KEEP = 3
 
@@ -183,7 +183,8 @@ def _forget(store: Store, dropped: list[str], removed: set[str]) -> None:
     for hex12 in keys - still:
         (records_dir(store.root) / f"{hex12}.json").unlink(missing_ok=True)
     for digest in removed:
-        (listings_dir(store.root) / f"{digest.split(':', 1)[1]}.json").unlink(missing_ok=True)
+        for directory in (listings_dir(store.root), contents_dir(store.root)):
+            (directory / f"{digest.split(':', 1)[1]}.json").unlink(missing_ok=True)
     # layer-cache entries: a node's layers, one distribution's
     for directory in (layers_dir(store.root), dists_dir(store.root)):
         for path in directory.glob("*.json") if directory.is_dir() else ():
