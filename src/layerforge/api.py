@@ -6,7 +6,6 @@ current directory.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -49,7 +48,7 @@ from layerforge.report.html import render
 from layerforge.report.sizes import describe_layer
 from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.verify import CheckResult, verify_image
-from layerforge.sbom.attach import sbom_bytes, sbom_ref, stored_sbom, write_sbom
+from layerforge.sbom.attach import make_sbom, sbom_bytes, sbom_ref, stored_sbom, write_sbom
 from layerforge.sources.base import SourceContext
 from layerforge.sources.materialize import materialize, recorded
 
@@ -551,11 +550,14 @@ def sbom_project(project: Project, ws: Workspace, node: str) -> bytes:
     found = stored_sbom(store, node, record.manifest.digest)
     if found is not None:
         return sbom_bytes(store, found)
+    lock, epoch = lockfile.read(ws.lock_path), project.source_date_epoch
     with store.shared():
         _ensure_layers(project, store, record)
-        artifact = write_sbom(store, record, lockfile.read(ws.lock_path), project.source_date_epoch)
-        with contextlib.suppress(OSError):  # a read-only store: the document all the same
+        try:
+            artifact = write_sbom(store, record, lock, epoch)
             store.tag(sbom_ref(node, record.manifest.digest), artifact.manifest)
+        except OSError:  # a read-only store: the document all the same
+            return make_sbom(store, record, lock, epoch)
     return sbom_bytes(store, artifact.manifest)
 
 
