@@ -23,6 +23,7 @@ def make_wheel(
     files: dict[str, bytes] | None = None,
     tag: str = "py3-none-any",
     package: bool = True,
+    license_expression: str = "",
 ) -> Path:
     """A wheel: package ``name`` with ``VERSION`` (unless ``package`` is false), optional
     console scripts (``{"cmd": "module:func"}``), ``.data/scripts`` files, any other
@@ -33,6 +34,7 @@ def make_wheel(
     purelib = "true" if tag.startswith("py") else "false"
     meta = [f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"]
     meta += [f"Requires-Dist: {r}\n" for r in requires]
+    meta += [f"License-Expression: {license_expression}\n"] if license_expression else []
     members: dict[str, bytes] = {}
     if package:
         members[f"{name}/__init__.py"] = (

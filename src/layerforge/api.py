@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from layerforge import cachedir
+from layerforge.audit.osv import OsvApi, OsvDb
+from layerforge.audit.run import AuditReport, audit
 from layerforge.builder import budgets
 from layerforge.builder.context import BuildContext, NodeResult
 from layerforge.builder.disk import preflight
@@ -21,7 +23,7 @@ from layerforge.builder.diskwatch import DiskWatch
 from layerforge.builder.executor import execute
 from layerforge.builder.oslock import lock_system, stale_system
 from layerforge.cachedir import uses_cache
-from layerforge.errors import LayerforgeError, LockError, UsageError, VerifyError
+from layerforge.errors import AuditError, LayerforgeError, LockError, UsageError, VerifyError
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.events import step as timed
 from layerforge.export import ExportOptions, WriteResult, export, make_context
@@ -65,6 +67,7 @@ from layerforge.report.timings import TimingReporter
 from layerforge.sandbox.launch import RunOptions, run_image
 from layerforge.sandbox.system import Sandbox
 from layerforge.sandbox.verify import CheckResult, verify_image
+from layerforge.sbom.attach import make_sbom, sbom_bytes, sbom_ref, stored_sbom, write_sbom
 from layerforge.sizes import parse_size
 from layerforge.sources.base import BaseImage, SourceContext
 from layerforge.sources.debian import default_mirror, identity_of
@@ -76,6 +79,7 @@ from layerforge.suggest.run import Suggestion, suggest
 
 __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it imports only api)
     "Archive",
+    "AuditReport",
     "CacheGcResult",
     "CheckResult",
     "Credential",
@@ -103,7 +107,9 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "TimingReporter",
     "Workspace",
     "archive_node",
+    "audit_project",
     "build_project",
+    "check_audit",
     "check_budgets",
     "check_lock",
     "collect_garbage",
@@ -123,11 +129,13 @@ __all__ = [  # the verbs, and the types and helpers the CLI takes from here (it 
     "push_project",
     "read_lock",
     "read_optional_lock",
+    "rebase_project",
     "registry_cache",
     "report_html",
     "report_project",
     "run_node",
     "runtime_summaries",
+    "sbom_project",
     "schema_text",
     "suggest_project",
     "verify_project",
@@ -385,6 +393,7 @@ def build_project(
     verify: bool = True,
     runner: str | None = None,
     allow_oversize: bool = False,
+    sbom: bool = True,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     """Build, then bring the unpacked layers and roots under the cache cap (when no other
     build uses the cache: eviction needs it exclusively). The peak disk use of the store,
@@ -397,6 +406,7 @@ def build_project(
         out = _build_project(
             project, ws, selected, options, reporter, jobs, remote,
             verify=verify, runner=runner, allow_oversize=allow_oversize, uv_cache=uv_cache,
+            sbom=sbom,
         )  # fmt: skip
         cap = cache_max(project.cache_max)
         with cachedir.exclusive(ws.cache_dir) as alone, suppress(OSError):
@@ -442,6 +452,7 @@ def _build_project(
     runner: str | None = None,
     allow_oversize: bool = False,
     uv_cache: Path | None = None,
+    sbom: bool = True,
 ) -> tuple[Plan, dict[str, NodeResult]]:
     reporter = reporter or NullReporter()
     names = project.select(selected) if selected else None
@@ -458,11 +469,40 @@ def _build_project(
             ctx = BuildContext(
                 project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
                 allow_oversize=allow_oversize, remote=remote, verify=verify, runner=runner,
-                registry=registry_config(),
+                registry=registry_config(), sbom=sbom,
             )  # fmt: skip
             preflight(plan, ctx, uv_cache)  # refuse before writing
         with timed(reporter, "phase:build", "building"):
             return plan, execute(plan, ctx)
+
+
+@uses_cache
+def rebase_project(
+    project: Project,
+    ws: Workspace,
+    selected: list[str] | None = None,
+    reporter: Reporter | None = None,
+    jobs: int = 2,
+    *,
+    verify: bool = True,
+    runner: str | None = None,
+) -> tuple[Plan, dict[str, NodeResult]]:
+    """Put the built images on their new OS: every node whose only change is the OS below
+    it is rebased (OS and system layers renewed, the rest kept by descriptor, see
+    layerforge.builder.rebase). A node that needs more than that is refused, with its
+    reasons, before anything is built."""
+    options = PlanOptions(rebase=True)
+    plan = plan_project(project, ws, selected, options)
+    other = [s for s in plan.steps if s.status == "build"]
+    if other:
+        raise UsageError(
+            "a rebase keeps every Python layer; these nodes need a build: "
+            + "; ".join(f"{s.node} ({', '.join(s.reasons)})" for s in other),
+            hint="run `layerforge build` (a rebase is for a changed OS below built images)",
+        )
+    return build_project(
+        project, ws, selected, options, reporter, jobs, verify=verify, runner=runner
+    )
 
 
 @uses_cache
@@ -692,9 +732,9 @@ def write_suggestion(ws: Workspace, suggestion: Suggestion, name: str | None = N
     return apply(ws.manifest, suggestion.candidate(chosen).edits)
 
 
-def report_html(report: FleetReport) -> str:
-    """The self-contained HTML page of a report."""
-    return render(report)
+def report_html(report: FleetReport, audit: AuditReport | None = None) -> str:
+    """The self-contained HTML page of a report (with an audit section when given one)."""
+    return render(report, audit=audit.to_json() if audit is not None else None)
 
 
 def check_budgets(report: FleetReport) -> None:
@@ -783,6 +823,77 @@ def push_project(
     names = project.select(selected) if selected else list(project.nodes)
     store = open_store(ws.store)
     return push_nodes(project, store, names, registry_config(), reporter, extra_tags)
+
+
+def sbom_project(project: Project, ws: Workspace, node: str) -> bytes:
+    """The SBOM (CycloneDX 1.6 JSON) of ``node:latest`` in the store: the one its build
+    wrote, else made now from its layers and the lock, and kept in the store (when the store
+    can be written) so that `push` sends it along."""
+    if node not in project.nodes:
+        raise UsageError(
+            f"{project.manifest}: no node {node!r}{did_you_mean(node, list(project.nodes))}",
+            hint="`layerforge sbom NODE` takes one base or service of the manifest",
+        )
+    store = open_store(ws.store)
+    record = read_record(store, f"{node}:latest")
+    if record is None:
+        raise UsageError(
+            f"{node} is not built in {ws.store}", hint=f"run `layerforge build {node}` first"
+        )
+    found = stored_sbom(store, node, record.manifest.digest)
+    if found is not None:
+        return sbom_bytes(store, found)
+    lock, epoch = lockfile.read(ws.lock_path), project.source_date_epoch
+    with store.shared():
+        _ensure_layers(project, store, record)
+        try:
+            artifact = write_sbom(store, record, lock, epoch)
+            store.tag(sbom_ref(node, record.manifest.digest), artifact.manifest)
+        except OSError:  # a read-only store: the document all the same
+            return make_sbom(store, record, lock, epoch)
+    return sbom_bytes(store, artifact.manifest)
+
+
+OSV_URL = "https://api.osv.dev"
+PYPI_SIMPLE = "https://pypi.org/simple"
+
+
+def audit_project(
+    project: Project,
+    ws: Workspace,
+    *,
+    offline: bool = False,
+    db: Path | None = None,
+    osv_url: str = OSV_URL,
+    index_url: str | None = None,
+) -> AuditReport:
+    """The audit of the built fleet (see layerforge.audit.run): vulnerabilities from OSV's
+    API at ``osv_url``, or from its exports in ``db``; outdated pins from ``index_url`` (else
+    the project's index, else PyPI); ``offline`` skips what needs the network."""
+    lock = read_lock(project, ws)
+    store = open_store(ws.store)
+    source: OsvApi | OsvDb | None = None
+    skipped = "--offline: OSV's API was not asked (give --db DIR to use its exports)"
+    if db is not None:
+        source = OsvDb(db)
+    elif not offline:
+        source = OsvApi(osv_url)
+    index = None if offline else (index_url or project.index_url or PYPI_SIMPLE)
+    with store.shared():
+        return audit(project, lock, store, source, skipped, index)
+
+
+def check_audit(report: AuditReport, fail_on: str | None) -> None:
+    """An AuditError when a vulnerability is at or above ``fail_on``."""
+    worst = report.at_or_above(fail_on) if fail_on is not None else ()
+    if not worst:
+        return
+    names = ", ".join(sorted({f"{f.package} {f.version} ({f.id})" for f in worst})[:5])
+    raise AuditError(
+        f"vulnerabilities at or above {fail_on}: {names}",
+        hint="upgrade the packages to a fixed version (`layerforge lock --upgrade`), or "
+        "rebase onto a patched OS (`layerforge rebase`)",
+    )
 
 
 def login_registry(registry: str, credential: Credential) -> Path:

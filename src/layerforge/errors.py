@@ -18,6 +18,7 @@ Tree::
     ├── SandboxError                exit 1: unpacking or running inside an image failed
     │   └── UnpackError             exit 1: a layer is hostile or damaged (escaping paths...)
     ├── ToolError                   exit 1: an external tool is missing or failed
+    ├── AuditError                  exit 1: `audit --fail-on`: a vulnerability at that severity
     └── RegistryError               exit 3: talking to a registry failed
         └── ConnectionFault         exit 3: a connection broke mid-exchange (after retries)
 
@@ -89,6 +90,10 @@ class ArchiveError(SourceError):
 
 
 class BuildError(LayerforgeError):
+    exit_code = 1
+
+
+class AuditError(LayerforgeError):
     exit_code = 1
 
 

@@ -27,7 +27,12 @@ from layerforge.records import records_dir
 from layerforge.sourcetree import SourceTree, scan
 
 LAYER_FORMAT = 2  # 2: layer descriptors carry dev.layerforge.uncompressed-size
-Status = Literal["cached", "build", "remote"]  # remote: in the registry (remote cache)
+# remote: in the registry (remote cache); rebase: only the OS below changed (plan --rebase)
+Status = Literal["cached", "build", "remote", "rebase"]
+# the inputs a rebase may see changed: the OS source of a root, the key of a rebased parent
+# (locked OS packages add theirs here)
+REBASE_INPUTS = frozenset({"os", "parent"})
+REBASE_NOTE = "rebase: keeps the Python, runtime and app layers; renews the OS and system layers"
 
 
 @dataclass(frozen=True)
@@ -91,13 +96,14 @@ class Plan:
 
     @property
     def to_build(self) -> list[Step]:
-        return [s for s in self.steps if s.status == "build"]
+        return [s for s in self.steps if s.status in ("build", "rebase")]
 
 
 @dataclass(frozen=True)
 class PlanOptions:
     revision: str | None = None
     locked: bool = True  # refuse a stale lock
+    rebase: bool = False  # mark nodes whose only change is the OS below them ``rebase``
 
 
 def node_inputs(
@@ -209,15 +215,29 @@ def make_plan(
         key = inputs.key
         cached = f"{name}:{short(key)}" in store_tags
         reasons: tuple[str, ...] = ()
+        status: Status = "cached" if cached else "build"
         if not cached:
             reasons = tuple(explain(inputs, previous.get(name), parent, project))
-        steps[name] = Step(
-            name, node.kind, key, "cached" if cached else "build", reasons, inputs, node.parent
-        )
+            if options.rebase and rebases(inputs, previous.get(name), parent):
+                status, reasons = "rebase", (*reasons, REBASE_NOTE)
+        steps[name] = Step(name, node.kind, key, status, reasons, inputs, node.parent)
     return Plan(tuple(steps.values()))
 
 
 _NONROOT = ("user", "writable", "expose", "healthcheck")
+
+
+def rebases(new: NodeInputs, old: NodeInputs | None, parent: Step | None) -> bool:
+    """Whether a node can be rebased: built before, and changed only in the OS below it (its
+    own OS source, or the key of a parent that is itself rebased)."""
+    if old is None:
+        return False
+    changed = {k for k in set(new.doc) | set(old.doc) if new.doc.get(k) != old.doc.get(k)}
+    if not changed or not changed <= REBASE_INPUTS:
+        return False
+    return "parent" not in changed or (parent is not None and parent.status == "rebase")
+
+
 _FLAGS = (
     ("bytecode", "compile_bytecode changed"),
     ("runtime", "runtime group pins changed (runtime layer only)"),
@@ -232,7 +252,7 @@ def explain(
     reasons: list[str] = []
     a, b = old.doc, new.doc
     if parent is not None and a.get("parent") != b.get("parent"):
-        verb = "changes" if parent.status == "build" else "changed"
+        verb = "changes" if parent.status in ("build", "rebase") else "changed"
         reasons.append(f"parent {parent.node} {verb}")
     if a.get("os") != b.get("os") or a.get("os_build") != b.get("os_build"):
         reasons.append(_debs_diff("OS packages changed", old.os_packages, new.os_packages)

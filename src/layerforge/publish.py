@@ -3,7 +3,9 @@ registry as a remote cache of built nodes (implements the build's ``RemoteCache`
 
 Repositories are ``<project.registry>/<node>``. Tags pushed per node: ``lf-<key12>``
 (immutable), ``latest``, the project version if set, and the git commit (12 hex) of the
-project's tree when it is clean. Registry settings and clients: :mod:`layerforge.oci.config`.
+project's tree when it is clean. The image's SBOM, when the store holds one, follows as a
+referrer (the referrers API, else the tag ``sha256-<hex>``: ``oci.push.push_referrer``).
+Registry settings and clients: :mod:`layerforge.oci.config`.
 """
 
 from __future__ import annotations
@@ -20,15 +22,24 @@ from layerforge.events import Event, NullReporter, Reporter
 from layerforge.fsutil import atomic_write
 from layerforge.manifest import Project
 from layerforge.oci.archive import stream_archive
+from layerforge.oci.artifact import read_artifact
 from layerforge.oci.config import RegistryConfig
 from layerforge.oci.layer import Layer, annotated_size
 from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.pull import pull_blob, resolve_manifest
-from layerforge.oci.push import PushResult, PushSession, manifest_exists, push_image
+from layerforge.oci.push import (
+    PushResult,
+    PushSession,
+    ReferrerResult,
+    manifest_exists,
+    push_image,
+    push_referrer,
+)
 from layerforge.oci.reference import Reference, split_namespace
 from layerforge.oci.registry import Client
 from layerforge.plan import Plan, Step, short
 from layerforge.records import ImageRecord, PythonInfo, read_record, write_record
+from layerforge.sbom.attach import stored_sbom
 
 
 @dataclass(frozen=True)
@@ -122,9 +133,26 @@ def _push_one(
     session.reporter.emit(Event("start", task, f"pushing {name} to {target.registry}/{repo}"))
     tags = tags_for(project, record.key, extra_tags)
     result = push_image(session, store, record.manifest, repo, tags)
+    result = replace(result, referrers=_push_sbom(session, store, record, repo))
     data: dict[str, object] = {"ok": True, "uploaded": result.uploaded_bytes}
     session.reporter.emit(Event("finish", task, data=data))
     return result
+
+
+def _push_sbom(
+    session: PushSession, store: Store, record: ImageRecord, repo: str
+) -> tuple[ReferrerResult, ...]:
+    """The image's SBOM from the store, as a referrer of the pushed manifest. A registry that
+    refuses it gets a warning: the image itself is pushed."""
+    found = stored_sbom(store, record.node, record.manifest.digest)
+    if found is None:
+        return ()
+    try:
+        return (push_referrer(session, store, read_artifact(store, found), repo),)
+    except RegistryError as exc:
+        message = f"the SBOM of {record.node} was not pushed: {exc.message}"
+        session.reporter.emit(Event("warning", f"push:{record.node}", message))
+        return ()
 
 
 # -- remote cache -------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Beside the OCI layout, a store holds ``layerforge/``: ``keys/<hex12>.json`` (the build record
 of each image: what it was made from, see :func:`write_record`), ``layers/`` (the layer cache),
-``dists/`` (one layer per large distribution) and ``listings/`` (the listing of each layer).
+``dists/`` (one layer per large distribution), ``listings/`` (the listing of each layer) and
+``contents/`` (the packages each layer holds, for SBOMs).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def dists_dir(store_root: Path) -> Path:
 def listings_dir(store_root: Path) -> Path:
     """The cached listings of layer blobs, by digest."""
     return bookkeeping_dir(store_root) / "listings"
+
+
+def contents_dir(store_root: Path) -> Path:
+    """What each layer blob holds for SBOMs (dpkg status, Python distributions), by digest."""
+    return bookkeeping_dir(store_root) / "contents"
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,10 @@ class _Checker:
         doc = json.loads(path.read_bytes())
         for sub in doc.get("manifests", []):
             self.image(sub, f"{what} -> {sub['digest'][:19]}")
-        if "config" in doc:
+        if "artifactType" in doc:  # an SBOM (layerforge.sbom): blobs, no layers or diff_ids
+            for i, sub in enumerate([doc["config"], *doc.get("layers", [])]):
+                self.blob(sub, f"{what} artifact blob {i}")
+        elif "config" in doc:
             self.layers(doc, what)
 
     def layers(self, manifest: dict[str, Any], what: str) -> None:

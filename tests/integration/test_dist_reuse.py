@@ -124,7 +124,11 @@ def test_requirement_change_reuses_own_layers_and_matches_a_cold_build(
     configs = {store.read_json(m)["config"]["digest"] for m in (base, svc)}
     shared = layers_of(proj, "base:latest")[-1][0]
     app = layers_of(proj, "svc:latest")[-1][0]  # same digest as before, tarred again
-    assert rewritten == {base, svc, *configs, shared, app}
+    sboms = [store.resolve(f"{n}:sha256-{m[7:]}") for n, m in (("base", base), ("svc", svc))]
+    sbom_blobs = {
+        b for d in sboms if d for b in (d.digest, store.read_json(d.digest)["layers"][0]["digest"])
+    }
+    assert rewritten == {base, svc, *configs, shared, app, *sbom_blobs}  # and the images' SBOMs
     assert [x for x in layers_of(proj, "base:latest") if x[1] in own] == [
         (d, m) for m, d in own.items()
     ]

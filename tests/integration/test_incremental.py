@@ -39,7 +39,8 @@ def blobs(directory: Path) -> set[str]:
 
 
 def media_types(directory: Path, new: set[str]) -> list[str]:
-    """What each new blob is: 'manifest', 'config' or 'layer'."""
+    """What each new blob is: 'manifest', 'config' or 'layer' (the SBOM every built image
+    gets, its document and its artifact manifest, is left out)."""
     store = Store.open(directory / ".layerforge", create=False)
     kinds = []
     for digest in new:
@@ -47,6 +48,8 @@ def media_types(directory: Path, new: set[str]) -> list[str]:
             doc = json.loads(store.read_bytes(digest))
         except (UnicodeDecodeError, ValueError):
             kinds.append("layer")
+            continue
+        if "artifactType" in doc or "bomFormat" in doc:
             continue
         kinds.append("manifest" if "layers" in doc else "config")
     return sorted(kinds)

@@ -317,7 +317,7 @@ def test_gc_removes_exactly_the_unreachable_blobs(fleet: Path, tmp_path: Path) -
     assert {r["digest"] for r in doc["removed"]} == old | strays
     assert doc["freed"] == sum(r["size"] for r in doc["removed"])
     assert store.blobs() == before
-    for tag in store.tags():
+    for tag in [t for t in store.tags() if ":sha256-" not in t]:  # images, not their SBOMs
         info = skopeo_inspect(store.root, tag)
         assert info["Os"] == "linux"
         for layer in skopeo_raw(store.root, tag)["layers"]:

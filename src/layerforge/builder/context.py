@@ -23,8 +23,9 @@ from layerforge.plan import Step
 from layerforge.records import ImageRecord
 from layerforge.sourcetree import SourceTree
 
-# built: written now; cached: its tag was in the store; remote: fetched from the registry cache
-Outcome = Literal["built", "cached", "remote"]
+# built: written now; cached: its tag was in the store; remote: fetched from the registry cache;
+# rebased: put on a new OS, its Python, runtime and app layers kept (layerforge rebase)
+Outcome = Literal["built", "cached", "remote", "rebased"]
 
 
 class RemoteCache(Protocol):
@@ -49,6 +50,7 @@ class BuildContext:
     allow_oversize: bool = False
     registry: RegistryConfig | None = None  # for registry OS sources (read by the caller)
     breaches: list[Breach] = field(default_factory=list)  # every image over its max_size
+    sbom: bool = True  # write each built image's SBOM into the store (layerforge.sbom)
 
     @property
     def compression(self) -> Compression:

@@ -4,8 +4,9 @@ Per node: the parent's layers unchanged; for a root base its OS layer(s) and the
 skeleton; the Python dependency layers (reused from the layer cache when the same locked
 distributions were installed before; else a large distribution's own layer is still reused
 by wheel, see layerforge.builder.distcache, and uv installs only the others); for a service,
-one application layer. Then config, manifest, tags ``NODE:latest`` and ``NODE:lf-<key12>``,
-and the build record.
+one application layer. Then config, manifest, its SBOM (an artifact tagged
+``NODE:sha256-<hex of the manifest>``, see layerforge.sbom), tags ``NODE:latest`` and
+``NODE:lf-<key12>``, and the build record.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from layerforge import cachedir, proc
-from layerforge.builder import budgets, runtime_layer, user_layer
+from layerforge.builder import budgets, rebase, runtime_layer, user_layer
 from layerforge.builder import python as pydeps
-from layerforge.builder.context import BuildContext, NodeResult
+from layerforge.builder.context import BuildContext, NodeResult, Outcome
 from layerforge.builder.deps import dependency_layers as _dependency_layers
 from layerforge.builder.layercache import cache_key as _cache_key
 from layerforge.builder.layercache import cached_layers as _cached_layers
 from layerforge.builder.layercache import remember_layers as _remember_layers
 from layerforge.builder.layercache import write as _write
 from layerforge.builder.python import venv_env
-from layerforge.errors import BuildError, LayerforgeError, LockError
+from layerforge.errors import BuildError, LayerforgeError, LockError, StoreError
 from layerforge.events import Event
 from layerforge.events import step as timed
 from layerforge.lock.inputs import check_libc, system_lock_doc
@@ -38,7 +39,7 @@ from layerforge.lock.lockfile import DebPackage
 from layerforge.manifest import Node
 from layerforge.oci.image import ImageSpec, assemble, created_at, merge_env
 from layerforge.oci.layer import Layer
-from layerforge.oci.layout import Store
+from layerforge.oci.layout import Descriptor, Store
 from layerforge.oci.tarball import Entry
 from layerforge.plan import Plan, Step, short
 from layerforge.records import (
@@ -51,6 +52,7 @@ from layerforge.records import (
 from layerforge.sandbox import system as sysl
 from layerforge.sandbox.system import Sandbox, SystemSpec, system_layer
 from layerforge.sandbox.verify import verify_image
+from layerforge.sbom.attach import sbom_ref, write_sbom
 from layerforge.sources import debian
 from layerforge.sources.base import BaseImage, SourceContext
 from layerforge.sources.materialize import materialize
@@ -136,7 +138,8 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
         raise
     seconds = time.perf_counter() - started
     ctx.reporter.emit(Event("finish", task, f"built in {seconds:.1f}s", data={"ok": True}))
-    return NodeResult(step.node, "built", record, seconds, written)
+    outcome: Outcome = "rebased" if step.status == "rebase" else "built"
+    return NodeResult(step.node, outcome, record, seconds, written)
 
 
 def _build_node(
@@ -144,10 +147,13 @@ def _build_node(
 ) -> tuple[ImageRecord, int]:
     node = ctx.project.nodes[step.node]
     new_layers: list[Layer] = []
+    previous = rebase.previous_image(ctx.store, node.name) if step.status == "rebase" else None
     if parent is None:
         base = _os_base(node, ctx)
         parent_layers, parent_config, env = base.layers, None, list(base.env)
         python = base.python
+        if previous is not None:  # before anything is written: the interpreter must be the same
+            rebase.ensure_same_interpreter(ctx.store, node.section, previous, base.layers, python)
         new_layers.append(_venv_layer(ctx, python.executable, python.version))
     else:
         parent_layers, parent_config = parent.layers, parent.config
@@ -155,18 +161,18 @@ def _build_node(
     if node.system or node.run:
         image_env = merge_env(env, venv_env(env))
         new_layers.append(_system_layer(ctx, node, (*parent_layers, *new_layers), image_env))
-    own_writable, app_writable = user_layer.split_writable(
-        node.writable, node.workdir, node.source is not None
-    )
-    if user_layer.needed(node.user, own_writable):  # below the wheels: cheap to read
-        new_layers.append(_user_layer(ctx, node, own_writable, (*parent_layers, *new_layers)))
-    packages = ctx.lock.nodes[node.name].packages
-    if packages:
+    kept = _kept_layers(ctx, node, previous)
+    if kept is not None:  # a rebase: the Python, runtime and app layers of the previous image
+        new_layers.extend(kept)
+    else:
+        own_writable, app_writable = user_layer.split_writable(
+            node.writable, node.workdir, node.source is not None
+        )
+        if user_layer.needed(node.user, own_writable):  # below the wheels: cheap to read
+            below = (*parent_layers, *new_layers)
+            new_layers.append(_user_layer(ctx, node, own_writable, below))
         below = (*parent_layers, *new_layers)  # the image the wheels land in
-        new_layers.extend(_dependency_layers(ctx, node, packages, python.version, below))
-    new_layers.extend(_runtime_layer(ctx, node, python.version))  # runtime groups: pins only
-    if node.source is not None:
-        new_layers.append(_app_layer(ctx, node, ctx.trees[node.name], app_writable))
+        new_layers.extend(_upper_layers(ctx, node, python.version, below, app_writable))
     updates = venv_env(env)
     if node.source is not None and node.workdir:
         updates.append(("PYTHONPATH", node.workdir))
@@ -185,8 +191,54 @@ def _build_node(
         write_record(ctx.store.root, record, step.inputs.to_json())
         if within:  # else: no tag; its children still build, so that one error names all
             ctx.store.tag_many({f"{node.name}:{step.tag}": record.manifest,
-                                f"{node.name}:latest": record.manifest})  # fmt: off
-    return record, sum(layer.descriptor.size for layer in new_layers)
+                                f"{node.name}:latest": record.manifest,
+                                **_sbom_tag(ctx, record)})  # fmt: off
+    return record, sum(layer.descriptor.size for layer in new_layers if layer not in (kept or ()))
+
+
+def _upper_layers(
+    ctx: BuildContext,
+    node: Node,
+    python: str,
+    below: tuple[Layer, ...],
+    app_writable: tuple[str, ...],
+) -> list[Layer]:
+    """The dependency layers, the runtime layer and the app layer (each only if any)."""
+    layers: list[Layer] = []
+    packages = ctx.lock.nodes[node.name].packages
+    if packages:
+        layers.extend(_dependency_layers(ctx, node, packages, python, below))
+    layers.extend(_runtime_layer(ctx, node, python))  # runtime groups: pins only
+    if node.source is not None:
+        layers.append(_app_layer(ctx, node, ctx.trees[node.name], app_writable))
+    return layers
+
+
+def _kept_layers(
+    ctx: BuildContext, node: Node, previous: ImageRecord | None
+) -> tuple[Layer, ...] | None:
+    """A rebase's layers kept by descriptor; None (with a warning) builds the node in full."""
+    if previous is None:
+        return None
+    kept = rebase.kept_layers(ctx.store, previous, has_system=bool(node.system or node.run))
+    if kept is None:
+        message = "its previous image cannot be rebased (layers missing): built in full"
+        ctx.reporter.emit(Event("warning", f"build:{node.name}", message))
+    return kept
+
+
+def _sbom_tag(ctx: BuildContext, record: ImageRecord) -> dict[str, Descriptor]:
+    """The image's SBOM, written into the store (tagged with the image by the caller); none,
+    with a warning, when a layer is not in the store (a base reused from the registry)."""
+    if not ctx.sbom:
+        return {}
+    try:
+        artifact = write_sbom(ctx.store, record, ctx.lock, ctx.project.source_date_epoch)
+    except StoreError as exc:
+        message = f"no SBOM for this image: {exc.message}"
+        ctx.reporter.emit(Event("warning", f"build:{record.node}", message))
+        return {}
+    return {sbom_ref(record.node, record.manifest.digest): artifact.manifest}
 
 
 def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> bool:

@@ -1,4 +1,4 @@
-"""``layerforge plan`` and ``layerforge build``.
+"""``layerforge plan``, ``layerforge build`` and ``layerforge rebase``.
 
 Each CLI verb parses its options, calls one function of :mod:`layerforge.api`, and renders
 the result (rich tables, or one JSON document with ``--json``)."""
@@ -23,6 +23,13 @@ from layerforge.sizes import format_size
 @click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 @click.option("--revision", default=None, help="Source revision recorded in the images.")
 @c.remote_cache_option
+@click.option(
+    "--rebase",
+    "rebase_",
+    is_flag=True,
+    help="Show the plan of `layerforge rebase`: nodes whose only change is the OS below them "
+    "are `rebase` steps (OS and system layers renewed, the others kept).",
+)
 def plan(
     manifest: Path | None,
     store: Path | None,
@@ -31,6 +38,7 @@ def plan(
     nodes: tuple[str, ...],
     revision: str | None,
     remote_cache: bool,
+    rebase_: bool,
 ) -> None:
     """Show each node's content key, whether the store has it, and why it must be built."""
     from layerforge import api  # noqa: PLC0415
@@ -38,7 +46,8 @@ def plan(
     ws = c.workspace(manifest, store, cache_dir)
     project = api.load_project(ws)
     remote = c.registry_cache(project, remote_cache, c.reporter(as_json), ws.cache_dir)
-    result = api.plan_project(project, ws, list(nodes), api.PlanOptions(revision=revision), remote)
+    options = api.PlanOptions(revision=revision, rebase=rebase_)
+    result = api.plan_project(project, ws, list(nodes), options, None if rebase_ else remote)
     groups = rt.lock_summaries(ws, project, [s.node for s in result.steps])
     if as_json:
         c.emit_json({"steps": [_step_json(s) for s in result.steps], **rt.runtime_doc(groups)})
@@ -59,6 +68,11 @@ def plan(
     "--push", "push_after", is_flag=True, help="Push the built images to project.registry."
 )
 @click.option("--no-verify", is_flag=True, help="Do not run the verify statements of each node.")
+@click.option(
+    "--no-sbom",
+    is_flag=True,
+    help="Do not write an SBOM for each built image (`layerforge sbom NODE` makes one later).",
+)
 @c.runner_option
 def build(
     manifest: Path | None,
@@ -73,6 +87,7 @@ def build(
     remote_cache: bool,
     push_after: bool,
     no_verify: bool,
+    no_sbom: bool,
     runner: str | None,
 ) -> None:
     """Build NODES (default: all) and their ancestors into the local store."""
@@ -90,6 +105,7 @@ def build(
             _plan, results = api.build_project(
                 project, ws, list(nodes), options, rep, jobs, remote,
                 allow_oversize=allow_oversize, verify=not no_verify, runner=runner,
+                sbom=not no_sbom,
             )  # fmt: skip
     if dry_run:
         if as_json:
@@ -106,6 +122,47 @@ def build(
         return
     _print_build(c.console(), results, ws.store)
     print_timings(c.console(), timings)
+
+
+@click.command()
+@c.common
+@click.argument("nodes", nargs=-1)
+@c.jobs_option
+@click.option(
+    "--push", "push_after", is_flag=True, help="Push the rebased images to project.registry."
+)
+@click.option("--no-verify", is_flag=True, help="Do not run the verify statements of each node.")
+@c.runner_option
+def rebase(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    nodes: tuple[str, ...],
+    jobs: int,
+    push_after: bool,
+    no_verify: bool,
+    runner: str | None,
+) -> None:
+    """Put the built images of NODES (default: all) on their changed OS without reinstalling
+    Python: OS and system layers renewed, Python, runtime and app layers kept; refused when
+    the interpreter changed or a node needs more than a new OS."""
+    from layerforge import api  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    with api.TimingReporter(c.reporter(as_json)) as rep:
+        _plan, results = api.rebase_project(
+            project, ws, list(nodes), rep, jobs, verify=not no_verify, runner=runner
+        )
+    pushed = _push_after(ws, project, list(results), as_json) if push_after else None
+    images = [_result_json(r) for r in results.values()]
+    if as_json:
+        doc = {"store": str(ws.store), "images": images, "timings": rep.timings().to_json()}
+        c.emit_json({**doc, **({"push": pushed} if pushed else {})})
+        return
+    _print_build(c.console(), results, ws.store)
+    print_timings(c.console(), rep.timings())
 
 
 def _push_after(ws: Any, project: Any, nodes: list[str], as_json: bool) -> dict[str, Any]:
@@ -137,9 +194,11 @@ def _print_plan(console: Any, plan: Any) -> None:
     for col in ("node", "key", "status", "why"):
         table.add_column(col)
     for s in plan.steps:
-        status = {"cached": "[green]cached[/]", "remote": "[cyan]in registry[/]"}.get(
-            s.status, "[yellow]build[/]"
-        )
+        status = {
+            "cached": "[green]cached[/]",
+            "remote": "[cyan]in registry[/]",
+            "rebase": "[magenta]rebase[/]",
+        }.get(s.status, "[yellow]build[/]")
         table.add_row(s.node, s.tag, status, "; ".join(s.reasons))
     console.print(table)
 
@@ -174,9 +233,11 @@ def _print_build(console: Any, results: dict[str, Any], store: Path) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in results.values():
         doc = _result_json(r)
-        status = {"cached": "[green]cached[/]", "remote": "[cyan]from registry[/]"}.get(
-            r.status, "[yellow]built[/]"
-        )
+        status = {
+            "cached": "[green]cached[/]",
+            "remote": "[cyan]from registry[/]",
+            "rebased": "[magenta]rebased[/]",
+        }.get(r.status, "[yellow]built[/]")
         table.add_row(
             f"{r.node}:latest",
             str(doc["layers"]),

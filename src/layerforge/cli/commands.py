@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from layerforge.cli.build import build, plan
+from layerforge.cli.build import build, plan, rebase
 from layerforge.cli.export import export
 from layerforge.cli.local import LOCAL_COMMANDS
 from layerforge.cli.lock import lock
@@ -20,6 +20,7 @@ COMMANDS = [
     lock,
     plan,
     build,
+    rebase,
     schema,
     *REPORT_COMMANDS,
     suggest,

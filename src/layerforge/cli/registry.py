@@ -35,6 +35,11 @@ def push_json(results: list[Any], registry: str) -> dict[str, Any]:
                 "tags": list(r.tags),
                 "uploaded_bytes": r.uploaded_bytes,
                 "blobs": {o: r.count(o) for o in ("present", "mounted", "uploaded")},
+                **(
+                    {"sbom": {"digest": r.referrers[0].digest, "route": r.referrers[0].route}}
+                    if r.referrers
+                    else {}
+                ),
             }
             for r in results
         ],

@@ -1,4 +1,5 @@
-"""CLI verbs ``report`` and ``gc``, and the timings table ``build`` prints at its end."""
+"""CLI verbs ``report``, ``gc``, ``sbom`` and ``audit``, and the timings table ``build``
+prints at its end."""
 
 from __future__ import annotations
 
@@ -291,4 +292,156 @@ def print_timings(console: Any, timings: Any) -> None:
         console.print(f"wall {timings.total:.2f} s = " + " + ".join(parts))
 
 
-COMMANDS = [report, gc]
+@click.command()
+@c.common
+@click.argument("node")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the document to this file (missing directories are created) instead of stdout.",
+)
+def sbom(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    node: str,
+    output: Path | None,
+) -> None:
+    """The SBOM of NODE's image (CycloneDX 1.6 JSON): Debian packages, Python
+    distributions and the interpreter, each with the layer that holds it."""
+    from layerforge import api  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    if output is not None:
+        output = c.output_file(output, "--output", "sbom.cdx.json")
+    document = api.sbom_project(project, ws, node)
+    if output is None:
+        click.echo(document.decode(), nl=False)
+        return
+    output.write_bytes(document)
+    if as_json:
+        c.emit_json({"node": node, "output": str(output), "size": len(document)})
+    else:
+        click.echo(f"wrote {output}", err=True)
+
+
+@click.command()
+@c.common
+@click.option("--offline", is_flag=True, help="Do not ask OSV's API (--db still works).")
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="OSV's offline exports (DIR/PyPI/*.json, DIR/Debian/*.json) instead of its API.",
+)
+@click.option(
+    "--osv-url",
+    default="https://api.osv.dev",
+    show_default=True,
+    help="The OSV API to ask (any OSV-compatible server).",
+)
+@click.option(
+    "--index-url",
+    default=None,
+    help="The index (PEP 691 JSON) outdated pins are checked against (default: the project's "
+    "index_url, else PyPI; named indexes for the packages pinned to them).",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the HTML report of `layerforge report --html` with the audit as a "
+    "section of it, to this file.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["low", "medium", "high", "critical"]),
+    default=None,
+    help="Exit 1 when a vulnerability is at or above this severity (unknown counts as medium).",
+)
+def audit(
+    manifest: Path | None,
+    store: Path | None,
+    cache_dir: Path | None,
+    as_json: bool,
+    offline: bool,
+    db: Path | None,
+    osv_url: str,
+    index_url: str | None,
+    html_file: Path | None,
+    fail_on: str | None,
+) -> None:
+    """Vulnerabilities (OSV), unused requirements, licenses and outdated pins of the built
+    images."""
+    from layerforge import api  # noqa: PLC0415
+
+    ws = c.workspace(manifest, store, cache_dir)
+    project = api.load_project(ws)
+    if html_file is not None:
+        html_file = c.output_file(html_file, "--html", "report.html")
+    result = api.audit_project(
+        project, ws, offline=offline, db=db, osv_url=osv_url, index_url=index_url
+    )
+    if html_file is not None:
+        fleet = api.report_project(project, ws, api.open_store(ws.store), None).fleet
+        html_file.write_text(api.report_html(fleet, result), encoding="utf-8")
+    if as_json:
+        c.emit_json(result.to_json())
+    else:
+        print_audit(c.console(), result)
+    api.check_audit(result, fail_on)
+
+
+def _audit_table(console: Any, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    if not rows:
+        console.print(f"{title}: none")
+        return
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _skipped(console: Any, title: str, section: dict[str, Any]) -> bool:
+    if section["status"] != "skipped":
+        return False
+    console.print(f"{title}: skipped ({section['reason']})")
+    return True
+
+
+def print_audit(console: Any, result: Any) -> None:
+    doc = result.to_json()
+    vulns, old = doc["vulnerabilities"], doc["outdated"]
+    if not _skipped(console, "vulnerabilities", vulns):
+        rows = [[f["severity"], f["id"], f"{f['package']} ({f['ecosystem']})", f["version"],
+                 ", ".join(f["fixed"]) or "-", ", ".join(f["nodes"])]
+                for f in vulns["findings"]]  # fmt: skip
+        columns = ("severity", "id", "package", "version", "fixed in", "images")
+        _audit_table(console, "vulnerabilities", columns, rows)
+    unused = [[r["node"], r["package"], r["version"]] for r in doc["unused"]["packages"]]
+    _audit_table(console, "unused requirements (no service imports them)",
+           ("node", "package", "version"), unused)  # fmt: skip
+    groups = [[k, ", ".join(v)] for k, v in doc["licenses"]["groups"].items()]
+    groups += [["(unknown)", ", ".join(doc["licenses"]["unknown"])]] * bool(
+        doc["licenses"]["unknown"]
+    )
+    _audit_table(console, "licenses", ("license", "packages"), groups)
+    if not _skipped(console, "outdated pins", old):
+        rows = [[str(o["tier"]), o["node"], o["package"], o["version"], o["newest"],
+                 o["uploaded"][:10]] for o in old["packages"]]  # fmt: skip
+        columns = ("tier", "node", "package", "pinned", "newest", "released")
+        _audit_table(console, "outdated pins", columns, rows)
+    if doc["not_built"]:
+        console.print("not built (not audited): " + ", ".join(doc["not_built"]))
+
+
+COMMANDS = [report, gc, sbom, audit]

@@ -17,6 +17,8 @@ Run from the project root (paths are relative to it)::
 - Registry cache: ``cache-from``/``cache-to`` ``type=registry`` at
   ``${CACHE_REGISTRY}/NODE:buildcache`` (``mode=max``); ``CACHE_REGISTRY`` defaults to
   ``project.registry`` and the cache is off when it is empty.
+- Attestations: every target asks BuildKit for an SBOM and for provenance (``attest``, as
+  layerforge's own builds attach a CycloneDX SBOM to every image).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from layerforge.export.escape import hcl_string
 from layerforge.manifest import Node
 
 PARENT_CONTEXT = "parent"
+# BuildKit's SBOM and provenance attestations, attached to every image the bake file builds
+ATTESTATIONS = ("type=sbom", "type=provenance,mode=max")
 ROOT_CONTEXT = "layerforge-root"
 
 
@@ -81,6 +85,7 @@ def bake_lines(ctx: ExportContext) -> list[str]:
         'target "_layerforge" {',
         '  context = "."',
         f"  platforms = {_inline(list(ctx.project.platforms))}",
+        f"  attest = {_inline(list(ATTESTATIONS))}",
         "}",
         "",
     ]

@@ -2,11 +2,12 @@
 
 1. Per node, keep the ``keep`` most recent content-key tags (``NODE:lf-<12 hex>``, newest
    first by the time their build record was written; the key ``NODE:latest`` points at is
-   always kept) and drop the older ones. Every other tag (``latest``, versions, commits) stays.
+   always kept) and drop the older ones. Every other tag (``latest``, versions, commits) stays,
+   except the SBOM tags (``NODE:sha256-<hex>``) of images no remaining tag reaches.
 2. Mark every blob a remaining tag reaches (manifest or index, config, layers).
 3. Remove every other blob, and the bookkeeping of what was removed (build records of the
-   dropped keys, layer listings, layer-cache and distribution-cache entries naming a removed
-   blob).
+   dropped keys, layer listings and contents, layer-cache and distribution-cache entries
+   naming a removed blob).
 
 All of it under the store lock held exclusively (:mod:`layerforge.oci.storelock`): gc waits
 for the builds, pushes and verifies using the store to finish (the blobs a build has written
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from layerforge.events import Event, NullReporter, Reporter
+from layerforge.oci.artifact import is_fallback_tag
 from layerforge.oci.layout import Descriptor, Store
-from layerforge.records import dists_dir, layers_dir, listings_dir, records_dir
+from layerforge.records import contents_dir, dists_dir, layers_dir, listings_dir, records_dir
 
 DEFAULT_KEEP = 3
 
@@ -123,8 +125,29 @@ def collect(
         return _collect(store, keep, dry_run=dry_run)
 
 
+def orphan_referrer_tags(store: Store, dropped: list[str]) -> list[str]:
+    """Tags ``NODE:sha256-<hex>`` (an image's SBOM, see layerforge.sbom) whose image no
+    other remaining tag reaches: the artifact goes with its subject."""
+    tags = store.tags()
+    gone = set(dropped)
+    images = [d for ref, d in tags.items() if ref not in gone and not _referrer_tag(ref)]
+    live = {digest for digest, _ in documents(store, images)}
+    return sorted(
+        ref
+        for ref in tags
+        if ref not in gone
+        and _referrer_tag(ref)
+        and "sha256:" + ref.rpartition(":sha256-")[2] not in live
+    )
+
+
+def _referrer_tag(ref: str) -> bool:
+    return is_fallback_tag(ref.rpartition(":")[2])
+
+
 def _collect(store: Store, keep: int, *, dry_run: bool) -> GcResult:
     drop = stale_tags(store, keep)
+    drop += orphan_referrer_tags(store, drop)
     remaining = [d for ref, d in store.tags().items() if ref not in set(drop)]
     live = reachable(store, remaining)
     removed = sorted(
@@ -160,7 +183,8 @@ def _forget(store: Store, dropped: list[str], removed: set[str]) -> None:
     for hex12 in keys - still:
         (records_dir(store.root) / f"{hex12}.json").unlink(missing_ok=True)
     for digest in removed:
-        (listings_dir(store.root) / f"{digest.split(':', 1)[1]}.json").unlink(missing_ok=True)
+        for directory in (listings_dir(store.root), contents_dir(store.root)):
+            (directory / f"{digest.split(':', 1)[1]}.json").unlink(missing_ok=True)
     # layer-cache entries: a node's layers, one distribution's
     for directory in (layers_dir(store.root), dists_dir(store.root)):
         for path in directory.glob("*.json") if directory.is_dir() else ():

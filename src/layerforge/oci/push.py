@@ -23,11 +23,14 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 from layerforge.errors import ConnectionFault, RegistryError, StoreError
 from layerforge.events import Event, NullReporter, Reporter
-from layerforge.oci.layout import DOCUMENT_LIMIT, Descriptor, Store
+from layerforge.fsutil import sha256_digest
+from layerforge.oci.artifact import Artifact, fallback_tag, merged_index
+from layerforge.oci.layout import DOCUMENT_LIMIT, Descriptor, Store, canonical_json
+from layerforge.oci.media import OCI_INDEX
 from layerforge.oci.pull import head_manifest
 from layerforge.oci.registry import Body, Client, Response, check
 from layerforge.sizes import format_size
@@ -54,6 +57,7 @@ class PushResult:
     tags: tuple[str, ...]
     uploaded_bytes: int
     blobs: dict[str, BlobOutcome]
+    referrers: tuple[ReferrerResult, ...] = ()  # artifacts pushed with it (its SBOM)
 
     def count(self, outcome: BlobOutcome) -> int:
         return sum(1 for v in self.blobs.values() if v == outcome)
@@ -404,3 +408,75 @@ def push_image(
 
 def manifest_exists(client: Client, registry: str, repo: str, tag: str) -> bool:
     return head_manifest(client, registry, repo, tag) is not None
+
+
+# -- referrers (artifacts with a subject, such as SBOMs) ------------------------------------
+
+ReferrerRoute = Literal["referrers", "tag-schema"]
+
+
+@dataclass(frozen=True)
+class ReferrerResult:
+    repository: str
+    digest: str  # the artifact manifest's
+    subject: str
+    route: ReferrerRoute  # how a client finds it: the referrers API, or the fallback tag
+    uploaded_bytes: int
+
+
+def push_referrer(
+    session: PushSession, store: Store, artifact: Artifact, repo: str
+) -> ReferrerResult:
+    """Push an artifact manifest (blobs, then the manifest by digest) and make it findable.
+
+    A registry with the referrers API (it answers the manifest PUT with ``OCI-Subject``, or
+    ``GET /v2/REPO/referrers/SUBJECT`` with 200) lists it by itself. Otherwise the
+    distribution-spec's tag schema: the index under ``sha256-<hex of the subject>`` gets
+    the artifact's descriptor added (kept as it is when it already lists it)."""
+    doc = store.read_json(artifact.manifest.digest)
+    blobs = [Descriptor.from_json(x) for x in [doc["config"], *doc.get("layers", [])]]
+    outcomes = [upload(session, store, repo, b) for b in blobs]
+    raw = store.read_bytes(artifact.manifest.digest, limit=DOCUMENT_LIMIT)
+    resp = session.client.request(
+        "PUT",
+        f"/v2/{repo}/manifests/{artifact.manifest.digest}",
+        headers={"Content-Type": artifact.manifest.media_type},
+        body=Body(raw),
+        scope=_scope(repo),
+    )
+    check(resp, session.registry, repo, "push to")
+    uploaded = sum(b.size for b, o in zip(blobs, outcomes, strict=True) if o == "uploaded")
+    route: ReferrerRoute = "referrers"
+    if not resp.header("OCI-Subject") and not _has_referrers_api(session, repo, artifact.subject):
+        route = "tag-schema"
+        _add_to_fallback_index(session, repo, artifact)
+    return ReferrerResult(repo, artifact.manifest.digest, artifact.subject, route, uploaded)
+
+
+def _has_referrers_api(session: PushSession, repo: str, subject: str) -> bool:
+    resp = session.client.request(
+        "GET",
+        f"/v2/{repo}/referrers/{subject}",
+        headers={"Accept": OCI_INDEX},
+        scope=_scope(repo),
+    )
+    return resp.status == 200 and resp.header("Content-Type").startswith(OCI_INDEX)
+
+
+def _add_to_fallback_index(session: PushSession, repo: str, artifact: Artifact) -> None:
+    tag = fallback_tag(artifact.subject)
+    resp = session.client.request(
+        "GET",
+        f"/v2/{repo}/manifests/{tag}",
+        headers={"Accept": OCI_INDEX},
+        scope=_scope(repo),
+    )
+    existing: dict[str, Any] | None = None
+    if resp.status != 404:
+        check(resp, session.registry, repo, "push to")
+        existing = resp.json()
+    index = merged_index(existing, artifact.index_entry())
+    if index is None:
+        return
+    raw = canonical_json(index)
+    _put_manifest(session, repo, tag, raw, OCI_INDEX, sha256_digest(raw))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from layerforge.report.audithtml import audit_section
 from layerforge.report.fleet import FleetReport
 from layerforge.report.sizes import ImageReport, LayerReport, describe_layer
 from layerforge.sizes import format_size
@@ -221,7 +222,9 @@ def _image_section(img: ImageReport) -> str:
     )
 
 
-def render(report: FleetReport, title: str | None = None) -> str:
+def render(
+    report: FleetReport, title: str | None = None, audit: dict[str, Any] | None = None
+) -> str:
     colors = _colors(report)
     heading = escape(title or f"{report.project}: image sizes and sharing")
     breaches = report.breaches
@@ -246,6 +249,7 @@ def render(report: FleetReport, title: str | None = None) -> str:
         _base_tree(report, colors),
         "<h2>Largest distributions</h2>",
         _dists(report),
+        audit_section(audit) if audit is not None else "",
         "<h2>Images</h2>",
         *(_image_section(img) for img in report.images),
         "</body></html>\n",

@@ -1,0 +1,1 @@
+"""layerforge audit: vulnerabilities (OSV), unused requirements and licenses of a fleet."""

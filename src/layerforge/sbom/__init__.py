@@ -1,0 +1,1 @@
+"""Software bills of materials of built images (CycloneDX), kept as OCI artifacts."""
