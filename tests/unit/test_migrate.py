@@ -17,6 +17,7 @@ from dockerfile_parse import DockerfileParser
 from layerforge.cli import main
 from layerforge.manifest import load
 from layerforge.migrate.dockerfile import split_shell
+from layerforge.migrate.mapping import healthcheck_of, port_of
 from tests.migratekit import tiered_fleet, universal_worker
 
 
@@ -112,19 +113,40 @@ def test_tiered_fleet_maps_chain_system_context_and_two_stage_services(
     assert all(r["detail"] for r in doc["rows"] if r["target"] == "dropped")
 
 
-def test_user_expose_healthcheck_say_which_key_and_are_comments(
+def test_expose_and_healthcheck_become_keys_and_user_a_comment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """EXPOSE and HEALTHCHECK map onto the manifest's keys; USER stays a comment that says
+    why (a Dockerfile's useradd gives the user another uid than layerforge's default)."""
     root = tiered_fleet(tmp_path / "repo")
     _, doc = init_from(root, capsys)
     user = rows_at(doc, "services/api/Dockerfile", 9)[0]
     assert user["detail"].startswith(
         'USER app: set user = "app" in [services.api] (docs/manifest.md)'
     )
+    assert "uid" in user["detail"]
     text = (root / "layerforge.toml").read_text()
-    assert '# user = "app"' in text and '# expose = ["8000/tcp"]' in text
-    assert "# healthcheck: --interval=10s" in text
-    assert "user" not in manifest_of(root)["services"]["api"]
+    assert '# user = "app"' in text
+    api = manifest_of(root)["services"]["api"]
+    assert "user" not in api
+    assert api["expose"] == [8000]
+    assert api["healthcheck"] == {
+        "command": "python -c \"import urllib.request as u; u.urlopen('http://[::1]:80/')\"",
+        "interval": "10s",
+    }
+
+
+def test_healthcheck_forms() -> None:
+    assert healthcheck_of("NONE") is False
+    assert healthcheck_of('--timeout=3s --retries=2 CMD ["curl", "-f", "http://x/"]') == {
+        "command": ["curl", "-f", "http://x/"],
+        "timeout": "3s",
+        "retries": 2,
+    }
+    assert healthcheck_of("--unknown=1 CMD true") is None
+    assert healthcheck_of("CMD [not json") is None
+    assert port_of("8000") == 8000 and port_of("8000/tcp") == 8000
+    assert port_of("9000/udp") == "9000/udp"
 
 
 def test_universal_worker_shares_a_base_and_proposes_a_runtime_group(

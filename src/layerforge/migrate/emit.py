@@ -11,7 +11,7 @@ from pathlib import Path
 
 from layerforge.migrate.compose import ComposeService
 from layerforge.migrate.fleet import pyproject_lines
-from layerforge.migrate.mapping import Draft, Migration, node_name, rel
+from layerforge.migrate.mapping import Draft, Migration, node_name, port_of, rel
 
 GENERATED_DIR = "layerforge-requirements"
 
@@ -31,6 +31,8 @@ def q(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, list | tuple):
         items = [q(v) for v in value]
         one = "[" + ", ".join(items) + "]"
@@ -137,9 +139,11 @@ def _service(
     node.keys += [("verify", d.verify)] if d.verify else []
     node.keys += [("runtime", d.runtime)] if d.runtime and not shared else []
     node.comments += d.notes
-    if svc is not None and svc.ports:
-        ports = [p if "/" in p else f"{p}/tcp" for p in svc.ports]
-        node.comments.append("expose = [" + ", ".join(f'"{p}"' for p in ports) + "]")
+    expose = [*d.expose]
+    for port in svc.ports if svc is not None else []:
+        expose += [p for p in [port_of(port)] if p not in expose]
+    node.keys += [("expose", expose)] if expose else []
+    node.keys += [("healthcheck", d.healthcheck)] if d.healthcheck is not None else []
     if svc is not None and svc.user:
         node.comments.append(f'user = "{svc.user}"')
     return node

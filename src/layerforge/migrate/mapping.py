@@ -4,6 +4,7 @@ silently. docs/howto-migrate.md has the table in words."""
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import shlex
@@ -85,6 +86,8 @@ class Draft:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     notes: list[str] = field(default_factory=list)  # TOML comments (keys to set by hand)
+    expose: list[int | str] = field(default_factory=list)  # 8000 (tcp) or "9000/udp"
+    healthcheck: dict[str, object] | bool | None = None  # the manifest's table, or false
     runtime: dict[str, list[str]] = field(default_factory=dict)
     network_run: bool = False
     services: list[ComposeService] = field(default_factory=list)
@@ -469,27 +472,27 @@ class Mapper:
                 ins.value,
                 "user",
                 f'USER {user}: set user = "{user}" in {where} '
-                f"({MANIFEST_DOC}); written as a comment in the manifest",
+                f"({MANIFEST_DOC}); written as a comment in the manifest: layerforge creates "
+                "the user with uid 10001 unless told its uid, and a user the Dockerfiles "
+                "make with useradd has another one (`user = { name, uid, gid }`)",
             )
         elif ins.name == "EXPOSE":
-            ports = [p if "/" in p else f"{p}/tcp" for p in ins.value.split()]
-            d.notes.append("expose = [" + ", ".join(f'"{p}"' for p in ports) + "]")
-            self.row(
-                ins,
-                ins.value,
-                "expose",
-                f"EXPOSE: set expose = {ports} in {where} "
-                f"({MANIFEST_DOC}); written as a comment in the manifest",
-            )
+            ports = [port_of(p) for p in ins.value.split()]
+            d.expose += [p for p in ports if p not in d.expose]
+            self.row(ins, ins.value, "expose", f"expose = {ports}")
         elif ins.name == "HEALTHCHECK":
-            d.notes.append(f"healthcheck: {ins.value}")
-            self.row(
-                ins,
-                ins.value,
-                "healthcheck",
-                f"HEALTHCHECK: set healthcheck in {where} "
-                f"({MANIFEST_DOC}); written as a comment in the manifest",
-            )
+            check = healthcheck_of(ins.value)
+            if check is None:
+                d.notes.append(f"healthcheck: {ins.value}")
+                self.missing(
+                    ins,
+                    ins.value,
+                    f"HEALTHCHECK: not understood; set healthcheck in {where} by hand "
+                    f"({MANIFEST_DOC})",
+                )
+            else:
+                d.healthcheck = check
+                self.row(ins, ins.value, "healthcheck", f"healthcheck in {where}")
         elif ins.name in ("VOLUME", "STOPSIGNAL"):
             d.notes.append(f"{ins.name} {ins.value}")
             self.missing(
@@ -868,3 +871,45 @@ class Mapper:
                 f"{value}: make it the service's source instead"
             )
         return out
+
+
+HEALTH_OPTIONS = {"--interval": "interval", "--timeout": "timeout",
+                  "--start-period": "start_period", "--retries": "retries"}  # fmt: skip
+
+
+def port_of(text: str) -> int | str:
+    """``EXPOSE``'s ``8000``, ``8000/tcp`` or ``9000/udp`` as the manifest's ``expose``."""
+    number, _, proto = text.partition("/")
+    return int(number) if proto in ("", "tcp") and number.isdigit() else text
+
+
+def healthcheck_of(value: str) -> dict[str, object] | bool | None:
+    """A ``HEALTHCHECK`` instruction's arguments as the manifest's ``healthcheck``
+    (``NONE``: false); None when they are not understood."""
+    words = value.strip().split(None, 1)
+    if words and words[0].upper() == "NONE":
+        return False
+    out: dict[str, object] = {}
+    rest = value.strip()
+    while rest.startswith("--"):
+        option, _, rest = rest.partition(" ")
+        name, _, arg = option.partition("=")
+        if name not in HEALTH_OPTIONS or not arg:
+            return None
+        out[HEALTH_OPTIONS[name]] = int(arg) if name == "--retries" and arg.isdigit() else arg
+        rest = rest.lstrip()
+    head, _, command = rest.partition(" ")
+    if head.upper() != "CMD" or not command.strip():
+        return None
+    command = command.strip()
+    if command.startswith("["):
+        try:
+            argv = json.loads(command)
+        except ValueError:
+            return None
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+            return None
+        out["command"] = argv
+    else:
+        out["command"] = command
+    return {"command": out.pop("command"), **out}
