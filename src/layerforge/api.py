@@ -43,7 +43,14 @@ from layerforge.oci.config import RegistryConfig, login
 from layerforge.oci.layout import Store
 from layerforge.oci.push import PushResult
 from layerforge.oci.reference import namespace_problem, split_namespace
-from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
+from layerforge.plan import (
+    Plan,
+    PlanOptions,
+    load_labels,
+    load_previous,
+    make_plan,
+    scan_sources,
+)
 from layerforge.publish import (
     Loaded,
     RegistryCache,
@@ -305,7 +312,8 @@ def plan_project(
     tags = _built_tags(ws.store)
     previous = load_previous(ws.store, tags)
     trees = scan_sources(project, (ws.store, ws.cache_dir))
-    plan = make_plan(project, lock, trees, tags, previous, options, names)
+    labels = load_labels(ws.store, tags)
+    plan = make_plan(project, lock, trees, tags, previous, options, names, labels=labels)
     return _with_remote(plan, remote)
 
 
@@ -401,7 +409,8 @@ def _build_project(
     with store.shared():  # from reading the tags to the last tag written: gc waits
         tags = {r: d.digest for r, d in store.tags().items() if store.has_blob(d.digest)}
         trees = scan_sources(project, (ws.store, ws.cache_dir))
-        plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options, names)
+        plan = make_plan(project, lock, trees, tags, load_previous(ws.store, tags), options,
+                         names, labels=load_labels(ws.store, tags))  # fmt: skip
         plan = _with_remote(plan, remote)
         ctx = BuildContext(
             project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,

@@ -6,14 +6,16 @@ It reads no blob and touches no network.
 The content key of a node is sha256 over a canonical encoding of everything that
 determines its bytes: the parent's key (or the OS source identity), the node's locked
 distributions, system packages and run steps, configuration, the source tree digest
-(services), and the layer format version. Same key, same image, byte for byte.
+(services), and the layer format version. Same key, same layers and config, except the
+version and revision labels: those are tags, not inputs (``NodeInputs.labels``), and a store
+that holds a node's key with other labels gets a ``relabel`` step (a new config and manifest).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +29,8 @@ from layerforge.records import records_dir
 from layerforge.sourcetree import SourceTree, scan
 
 LAYER_FORMAT = 2  # 2: layer descriptors carry dev.layerforge.uncompressed-size
-Status = Literal["cached", "build", "remote"]  # remote: in the registry (remote cache)
+# remote: in the registry (remote cache); relabel: in the store with other version/revision
+Status = Literal["cached", "build", "remote", "relabel"]
 
 
 @dataclass(frozen=True)
@@ -36,17 +39,22 @@ class NodeInputs:
 
     doc: dict[str, Any]
     source_files: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # version, revision: not in the key
 
     @property
     def key(self) -> str:
         return digest_json(self.doc)
 
     def to_json(self) -> dict[str, Any]:
-        return {"doc": self.doc, "source_files": self.source_files}
+        out: dict[str, Any] = {"doc": self.doc, "source_files": self.source_files}
+        if self.labels:
+            out["labels"] = self.labels
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeInputs:
-        return cls(dict(data["doc"]), dict(data.get("source_files", {})))
+        labels = {str(k): str(v) for k, v in dict(data.get("labels") or {}).items()}
+        return cls(dict(data["doc"]), dict(data.get("source_files", {})), labels)
 
 
 def short(key: str) -> str:
@@ -106,7 +114,6 @@ def node_inputs(
         "command": list(node.command) if node.command is not None else None,
         "entrypoint": list(node.entrypoint) if node.entrypoint is not None else None,
         "workdir": node.workdir,
-        "version": project.version,
         "kind": node.kind,
         "name": node.name,
     }
@@ -132,7 +139,15 @@ def node_inputs(
     if tree is not None:
         doc["source"] = tree.digest
         files = tree.file_map()
-    return NodeInputs(doc, files)
+    return NodeInputs(doc, files, image_labels(project))
+
+
+def image_labels(project: Project, revision: str | None = None) -> dict[str, str]:
+    """The version and revision an image is labelled with (tags, not inputs of its key)."""
+    labels = {"version": project.version} if project.version else {}
+    if revision:
+        labels["revision"] = revision
+    return labels
 
 
 def scan_sources(project: Project, exclude: tuple[Path, ...] = ()) -> dict[str, SourceTree]:
@@ -153,8 +168,12 @@ def make_plan(
     previous: Mapping[str, NodeInputs],
     options: PlanOptions | None = None,
     selected: list[str] | None = None,
+    *,
+    labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Plan:
-    """``store_tags``: ref ('node:tag') -> manifest digest; ``previous``: node -> last inputs."""
+    """``store_tags``: ref ('node:tag') -> manifest digest; ``previous``: node -> last inputs;
+    ``labels``: content-key ref ('node:lf-…') -> the labels its stored image has (see
+    :func:`load_labels`; a ref without an entry counts as labelled as wanted)."""
     options = options or PlanOptions()
     stale = stale_nodes(project, lock)
     if stale:
@@ -168,16 +187,29 @@ def make_plan(
         parent = steps.get(node.parent) if node.parent else None
         inputs = node_inputs(project, lock, node, parent.key if parent else None, trees.get(name))
         if options.revision:
-            inputs.doc["revision"] = options.revision
+            inputs = replace(inputs, labels=image_labels(project, options.revision))
         key = inputs.key
-        cached = f"{name}:{short(key)}" in store_tags
+        ref = f"{name}:{short(key)}"
+        status: Status = "cached" if ref in store_tags else "build"
         reasons: tuple[str, ...] = ()
-        if not cached:
+        if status == "build":
             reasons = tuple(explain(inputs, previous.get(name), parent, project))
-        steps[name] = Step(
-            name, node.kind, key, "cached" if cached else "build", reasons, inputs, node.parent
-        )
+        else:
+            had = dict((labels or {}).get(ref, inputs.labels))
+            reasons = tuple(_label_diff(had, inputs.labels))
+            if parent is not None and parent.status == "relabel":
+                reasons = reasons or (f"parent {parent.node} relabelled",)
+            status = "relabel" if reasons else "cached"
+        steps[name] = Step(name, node.kind, key, status, reasons, inputs, node.parent)
     return Plan(tuple(steps.values()))
+
+
+def _label_diff(had: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
+    return [
+        f"{name} {had.get(name, 'none')} -> {wanted.get(name, 'none')} (labels only)"
+        for name in ("version", "revision")
+        if had.get(name) != wanted.get(name)
+    ]
 
 
 _FLAGS = (
@@ -203,9 +235,7 @@ def explain(
     if a.get("source") != b.get("source"):
         reasons.append(_source_diff(old.source_files, new.source_files))
     config = [
-        k
-        for k in ("env", "labels", "command", "entrypoint", "workdir", "version")
-        if a.get(k) != b.get(k)
+        k for k in ("env", "labels", "command", "entrypoint", "workdir") if a.get(k) != b.get(k)
     ]
     if config:
         reasons.append("config changed: " + ", ".join(config))
@@ -213,7 +243,7 @@ def explain(
         reasons.append("system packages or run steps changed")
     other = [
         k
-        for k in ("format", "python", "platform", "threshold", "compression", "epoch", "revision")
+        for k in ("format", "python", "platform", "threshold", "compression", "epoch")
         if a.get(k) != b.get(k)
     ]
     reasons += [why for k, why in _FLAGS if a.get(k) != b.get(k)]
@@ -263,6 +293,20 @@ def load_previous(store_root: Path, store_tags: Mapping[str, str]) -> dict[str, 
             if path.is_file():
                 out[node] = NodeInputs.from_json(json.loads(path.read_text())["inputs"])
                 break
+    return out
+
+
+def load_labels(store_root: Path, store_tags: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Content-key ref ('node:lf-…') -> the version/revision labels of the image its build
+    record describes (records written before labels were kept: none)."""
+    out: dict[str, dict[str, str]] = {}
+    directory = records_dir(store_root)
+    for ref in store_tags:
+        tag = ref.partition(":")[2]
+        path = directory / f"{tag[3:]}.json"
+        if tag.startswith("lf-") and path.is_file():
+            inputs = json.loads(path.read_text()).get("inputs") or {}
+            out[ref] = {str(k): str(v) for k, v in dict(inputs.get("labels") or {}).items()}
     return out
 
 

@@ -23,7 +23,7 @@ from layerforge.records import ImageRecord
 from layerforge.sourcetree import SourceTree
 
 # built: written now; cached: its tag was in the store; remote: fetched from the registry cache
-Outcome = Literal["built", "cached", "remote"]
+Outcome = Literal["built", "cached", "remote", "relabelled"]
 
 
 class RemoteCache(Protocol):

@@ -113,6 +113,18 @@ def _push_after(ws: Any, project: Any, nodes: list[str], as_json: bool) -> dict[
 # -- rendering ----------------------------------------------------------------------------------
 
 
+_PLAN_STATUS = {
+    "cached": "[green]cached[/]",
+    "remote": "[cyan]in registry[/]",
+    "relabel": "[green]relabel[/]",
+}
+_BUILD_STATUS = {
+    "cached": "[green]cached[/]",
+    "remote": "[cyan]from registry[/]",
+    "relabelled": "[green]relabelled[/]",
+}
+
+
 def _step_json(step: Any) -> dict[str, Any]:
     return {
         "node": step.node,
@@ -132,9 +144,7 @@ def _print_plan(console: Any, plan: Any) -> None:
     for col in ("node", "key", "status", "why"):
         table.add_column(col)
     for s in plan.steps:
-        status = {"cached": "[green]cached[/]", "remote": "[cyan]in registry[/]"}.get(
-            s.status, "[yellow]build[/]"
-        )
+        status = _PLAN_STATUS.get(s.status, "[yellow]build[/]")
         table.add_row(s.node, s.tag, status, "; ".join(s.reasons))
     console.print(table)
 
@@ -169,9 +179,7 @@ def _print_build(console: Any, results: dict[str, Any], store: Path) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in results.values():
         doc = _result_json(r)
-        status = {"cached": "[green]cached[/]", "remote": "[cyan]from registry[/]"}.get(
-            r.status, "[yellow]built[/]"
-        )
+        status = _BUILD_STATUS.get(r.status, "[yellow]built[/]")
         table.add_row(
             f"{r.node}:latest",
             str(doc["layers"]),
