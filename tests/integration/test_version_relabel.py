@@ -4,11 +4,13 @@ relabelled image is the image a fresh build of the new version writes, byte for 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from layerforge.oci.layout import Store
 from layerforge.report.timings import STEP_NAMES
+from tests.integration.registry_server import Registry
 from tests.integration.tiny import cli, cli_json, local_digests, manifest_of, tiny_project
 
 
@@ -85,3 +87,37 @@ def test_a_new_revision_relabels(tmp_path: Path) -> None:
     assert {r["status"] for r in doc["images"]} == {"relabelled"}
     annotations = manifest_of(project / ".layerforge", "svc:latest")["annotations"]
     assert annotations["org.opencontainers.image.revision"] == "abc123"
+
+
+def test_remote_hit_with_old_labels_is_relabelled(registry: Registry, tmp_path: Path) -> None:
+    """Pushed at 1.0.0; a fresh machine at 1.0.1 finds every image by its content key, fetches
+    the manifests and configs, relabels them, and its push uploads just the new configs."""
+    cache = tmp_path / "cache"
+    project = tiny_project(tmp_path / "p", f"{registry.host}/bump", project='version = "1.0.0"')
+    assert cli("lock", "-f", str(project), "--cache-dir", str(cache))[0] == 0
+    args = ("-f", str(project), "--cache-dir", str(cache))
+    built = cli_json("build", "--no-verify", "--push", *args)
+    keys = {i["node"]: i["key"] for i in built["images"]}
+    fresh = tmp_path / "fresh"  # another machine: the project without its store
+    shutil.copytree(project, fresh, ignore=shutil.ignore_patterns(".layerforge"))
+    _bump(fresh, "1.0.0", "1.0.1")
+    args = ("-f", str(fresh), "--cache-dir", str(tmp_path / "cache2"))
+    plan = cli_json("plan", *args)
+    assert {s["node"]: (s["status"], s["key"]) for s in plan["steps"]} == {
+        n: ("remote", k) for n, k in keys.items()
+    }
+    doc = cli_json("build", "--no-verify", *args)
+    assert {r["node"]: r["status"] for r in doc["images"]} == {"base": "remote", "svc": "remote"}
+    store = fresh / ".layerforge"
+    assert _kinds(store, _blobs(store)) == {"config", "manifest"}  # no layer came down
+    for node in ("base", "svc"):
+        annotations = manifest_of(store, f"{node}:latest")["annotations"]
+        assert annotations["org.opencontainers.image.version"] == "1.0.1"
+    assert {s["status"] for s in cli_json("plan", *args)["steps"]} == {"cached"}
+    # the same images a bump of the first machine's store relabels to
+    _bump(tmp_path / "p", "1.0.0", "1.0.1")
+    code, _, err = cli("build", "--no-verify", "-f", str(project), "--cache-dir", str(cache))
+    assert code == 0, err
+    assert local_digests(store) == local_digests(project / ".layerforge")
+    pushed = cli_json("push", *args)
+    assert [i["blobs"]["uploaded"] for i in pushed["images"]] == [1, 1]  # the configs
