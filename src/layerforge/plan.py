@@ -143,7 +143,10 @@ def node_inputs(
 
 
 def image_labels(project: Project, revision: str | None = None) -> dict[str, str]:
-    """The version and revision an image is labelled with (tags, not inputs of its key)."""
+    """The version and revision an image is labelled with (tags, not inputs of its key);
+    none when ``project.version_labels`` is false."""
+    if not project.version_labels:
+        return {}
     labels = {"version": project.version} if project.version else {}
     if revision:
         labels["revision"] = revision

@@ -121,3 +121,21 @@ def test_remote_hit_with_old_labels_is_relabelled(registry: Registry, tmp_path: 
     assert local_digests(store) == local_digests(project / ".layerforge")
     pushed = cli_json("push", *args)
     assert [i["blobs"]["uploaded"] for i in pushed["images"]] == [1, 1]  # the configs
+
+
+def test_version_bump_with_labels_off_writes_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    project = tiny_project(tmp_path / "p", project='version = "1.0.0"\nversion_labels = false')
+    args = ("-f", str(project), "--cache-dir", str(cache))
+    assert cli("lock", *args)[0] == 0
+    assert cli("build", "--no-verify", *args)[0] == 0
+    store = project / ".layerforge"
+    annotations = manifest_of(store, "svc:latest")["annotations"]
+    assert "org.opencontainers.image.version" not in annotations
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    _bump(project, "1.0.0", "1.0.1")
+    assert {s["status"] for s in cli_json("plan", *args)["steps"]} == {"cached"}
+    doc = cli_json("build", *args, "--revision", "abc")  # verify on: it must not run
+    assert {r["status"] for r in doc["images"]} == {"cached"}
+    after = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    assert after == before

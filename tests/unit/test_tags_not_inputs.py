@@ -76,3 +76,11 @@ def test_old_inputs_load_without_labels() -> None:
     old = NodeInputs.from_json({"doc": {"format": 2, "version": "1.0.0"}, "source_files": {}})
     assert old.labels == {}
     assert "labels" not in NodeInputs({"format": 2}).to_json()
+
+
+def test_labels_off_a_bump_is_cached(tmp_path: Path) -> None:
+    project, lock = project_and_lock(tmp_path)
+    first = _plan(replace(project, version="1.0.0", version_labels=False), lock)
+    assert all(s.inputs.labels == {} for s in first.values())
+    bumped = _plan(replace(project, version="1.0.1", version_labels=False), lock, first, "abc")
+    assert {s.status for s in bumped.values()} == {"cached"}

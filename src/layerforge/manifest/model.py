@@ -114,6 +114,7 @@ class Project:
     nodes: dict[str, Node] = field(default_factory=dict)  # topological order, parents first
     registry: str | None = None
     version: str | None = None
+    version_labels: bool = True  # org.opencontainers.image.version/revision (not in keys)
     layer_threshold: int = 200_000_000
     compression: Literal["gzip", "zstd"] = "gzip"
     index_url: str | None = None

@@ -77,6 +77,7 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
         nodes=ordered,
         registry=p["registry"],
         version=p["version"],
+        version_labels=p["version_labels"],
         layer_threshold=parse_size(p["layer_threshold"]),
         compression=p["compression"],
         index_url=p["index_url"],

@@ -90,6 +90,12 @@ class ProjectModel(_Model):
         None, description="Registry namespace to push to, e.g. 'registry.example/acme'."
     )
     version: str | None = Field(None, description="Project version, pushed as a tag.")
+    version_labels: bool = Field(
+        True,
+        description="Label the images with the version and the --revision "
+        "(org.opencontainers.image.version/revision). Not part of any content key: a bump "
+        "writes a new config and manifest per image, or nothing at all when false.",
+    )
     layer_threshold: Size = Field(
         "200MB",
         description="Distributions whose installed size exceeds this get a layer of their own.",
