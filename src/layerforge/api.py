@@ -7,6 +7,7 @@ current directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -726,7 +727,19 @@ def push_project(
     Target.of(project)  # no registry: a usage error before anything else
     names = project.select(selected) if selected else list(project.nodes)
     store = open_store(ws.store)
-    return push_nodes(project, store, names, registry_config(), reporter, extra_tags)
+    return push_nodes(
+        project, store, names, registry_config(), reporter, extra_tags, ci_commit=ci_commit()
+    )
+
+
+def ci_commit() -> str | None:
+    """The commit a CI builds (``GITHUB_SHA``, then ``CI_COMMIT_SHA``), for the commit tag of a
+    push from a copy without git; None outside CI."""
+    for name in ("GITHUB_SHA", "CI_COMMIT_SHA"):
+        value = os.environ.get(name, "").strip().lower()
+        if re.fullmatch(r"[0-9a-f]{7,64}", value):
+            return value
+    return None
 
 
 def login_registry(registry: str, credential: Credential) -> Path:

@@ -139,15 +139,16 @@ def node_inputs(
     if tree is not None:
         doc["source"] = tree.digest
         files = tree.file_map()
-    return NodeInputs(doc, files, image_labels(project))
+    return NodeInputs(doc, files, image_labels(project, node))
 
 
-def image_labels(project: Project, revision: str | None = None) -> dict[str, str]:
-    """The version and revision an image is labelled with (tags, not inputs of its key);
-    none when ``project.version_labels`` is false."""
+def image_labels(project: Project, node: Node, revision: str | None = None) -> dict[str, str]:
+    """The version (the node's own, else the project's) and revision an image is labelled
+    with (tags, not inputs of its key); none when ``project.version_labels`` is false."""
     if not project.version_labels:
         return {}
-    labels = {"version": project.version} if project.version else {}
+    version = node.version or project.version
+    labels = {"version": version} if version else {}
     if revision:
         labels["revision"] = revision
     return labels
@@ -190,7 +191,7 @@ def make_plan(
         parent = steps.get(node.parent) if node.parent else None
         inputs = node_inputs(project, lock, node, parent.key if parent else None, trees.get(name))
         if options.revision:
-            inputs = replace(inputs, labels=image_labels(project, options.revision))
+            inputs = replace(inputs, labels=image_labels(project, node, options.revision))
         key = inputs.key
         ref = f"{name}:{short(key)}"
         status: Status = "cached" if ref in store_tags else "build"

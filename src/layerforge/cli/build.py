@@ -16,11 +16,13 @@ from layerforge.cli import runtime as rt
 from layerforge.cli.report import print_timings
 from layerforge.sizes import format_size
 
+REVISION_HELP = "Source revision recorded in the images (a label: not part of the content key)."
+
 
 @click.command()
 @c.common
 @click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
-@click.option("--revision", default=None, help="Source revision recorded in the images.")
+@click.option("--revision", default=None, help=REVISION_HELP)
 @c.remote_cache_option
 def plan(
     manifest: Path | None,
@@ -50,7 +52,7 @@ def plan(
 @c.common
 @click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 @c.jobs_option
-@click.option("--revision", default=None, help="Source revision recorded in the images.")
+@click.option("--revision", default=None, help=REVISION_HELP)
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
 @click.option("--allow-oversize", is_flag=True, help="Warn, not fail, when over max_size.")
 @c.remote_cache_option

@@ -98,6 +98,9 @@ class Node:
     entrypoint: tuple[str, ...] | None = None
     workdir: str | None = None
     runtime: tuple[RuntimeGroup, ...] = ()  # locked, not baked (manifest/runtime.py)
+    repository: str | None = None  # under project.registry (default: the name)
+    tags: tuple[str, ...] | None = None  # tag templates (manifest/tags.py); None: the default
+    version: str | None = None  # bases: overrides project.version (labels and tags only)
 
     @property
     def section(self) -> str:
