@@ -254,6 +254,8 @@ def explain(
     if other:
         reasons.append("build settings changed: " + ", ".join(other))
     del project
+    if not reasons and ("version" in a or "revision" in a):  # a record from before item 5
+        return ["layerforge upgraded: version and revision left the key"]
     return reasons or ["not in the store"]
 
 

@@ -84,3 +84,17 @@ def test_labels_off_a_bump_is_cached(tmp_path: Path) -> None:
     assert all(s.inputs.labels == {} for s in first.values())
     bumped = _plan(replace(project, version="1.0.1", version_labels=False), lock, first, "abc")
     assert {s.status for s in bumped.values()} == {"cached"}
+
+
+def test_an_old_record_with_the_version_in_its_key_says_why(tmp_path: Path) -> None:
+    """The first build after the upgrade rebuilds (every key moved once): not a config change."""
+    project, lock = project_and_lock(tmp_path)
+    first = _plan(replace(project, version="1.0.0"), lock)
+    old = {}
+    for name, step in first.items():
+        doc = {**step.inputs.doc, "version": "1.0.0"}
+        old[name] = replace(step, key="sha256:" + "f" * 64, inputs=replace(step.inputs, doc=doc))
+    steps = make_plan(replace(project, version="1.0.0"), lock, scan_sources(project), {},
+                      {n: s.inputs for n, s in old.items()}).by_node()  # fmt: skip
+    assert steps["cpu"].reasons == ("layerforge upgraded: version and revision left the key",)
+    assert "config changed" not in " ".join(steps["api"].reasons)
