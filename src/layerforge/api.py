@@ -7,6 +7,7 @@ current directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -47,7 +48,14 @@ from layerforge.oci.config import RegistryConfig, login
 from layerforge.oci.layout import Store
 from layerforge.oci.push import PushResult
 from layerforge.oci.reference import namespace_problem, split_namespace
-from layerforge.plan import Plan, PlanOptions, load_previous, make_plan, scan_sources
+from layerforge.plan import (
+    Plan,
+    PlanOptions,
+    load_labels,
+    load_previous,
+    make_plan,
+    scan_sources,
+)
 from layerforge.publish import (
     Loaded,
     RegistryCache,
@@ -362,7 +370,8 @@ def plan_project(
     tags = _built_tags(ws.store)
     previous = load_previous(ws.store, tags)
     trees = scan_sources(project, (ws.store, ws.cache_dir))
-    plan = make_plan(project, lock, trees, tags, previous, options, names)
+    labels = load_labels(ws.store, tags)
+    plan = make_plan(project, lock, trees, tags, previous, options, names, labels=labels)
     return _with_remote(plan, remote)
 
 
@@ -464,7 +473,8 @@ def _build_project(
             tags = {r: d.digest for r, d in store.tags().items() if store.has_blob(d.digest)}
             trees = scan_sources(project, (ws.store, ws.cache_dir))
             previous = load_previous(ws.store, tags)
-            plan = make_plan(project, lock, trees, tags, previous, options, names)
+            plan = make_plan(project, lock, trees, tags, previous, options, names,
+                             labels=load_labels(ws.store, tags))  # fmt: skip
             plan = _with_remote(plan, remote)
             ctx = BuildContext(
                 project, lock, store, ws.cache_dir, reporter, trees, jobs=jobs,
@@ -822,7 +832,19 @@ def push_project(
     Target.of(project)  # no registry: a usage error before anything else
     names = project.select(selected) if selected else list(project.nodes)
     store = open_store(ws.store)
-    return push_nodes(project, store, names, registry_config(), reporter, extra_tags)
+    return push_nodes(
+        project, store, names, registry_config(), reporter, extra_tags, ci_commit=ci_commit()
+    )
+
+
+def ci_commit() -> str | None:
+    """The commit a CI builds (``GITHUB_SHA``, then ``CI_COMMIT_SHA``), for the commit tag of a
+    push from a copy without git; None outside CI."""
+    for name in ("GITHUB_SHA", "CI_COMMIT_SHA"):
+        value = os.environ.get(name, "").strip().lower()
+        if re.fullmatch(r"[0-9a-f]{7,64}", value):
+            return value
+    return None
 
 
 def sbom_project(project: Project, ws: Workspace, node: str) -> bytes:

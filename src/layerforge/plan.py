@@ -6,14 +6,16 @@ It reads no blob and touches no network.
 The content key of a node is sha256 over a canonical encoding of everything that
 determines its bytes: the parent's key (or the OS source identity), the node's locked
 distributions, system packages and run steps, configuration, the source tree digest
-(services), and the layer format version. Same key, same image, byte for byte.
+(services), and the layer format version. Same key, same layers and config, except the
+version and revision labels: those are tags, not inputs (``NodeInputs.labels``), and a store
+that holds a node's key with other labels gets a ``relabel`` step (a new config and manifest).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +29,9 @@ from layerforge.records import records_dir
 from layerforge.sourcetree import SourceTree, scan
 
 LAYER_FORMAT = 2  # 2: layer descriptors carry dev.layerforge.uncompressed-size
-# remote: in the registry (remote cache); rebase: only the OS below changed (plan --rebase)
-Status = Literal["cached", "build", "remote", "rebase"]
+# remote: in the registry (remote cache); rebase: only the OS below changed (plan --rebase);
+# relabel: in the store with other version/revision labels
+Status = Literal["cached", "build", "remote", "rebase", "relabel"]
 # the inputs a rebase may see changed: the OS source of a root, the key of a rebased parent
 # (locked OS packages add theirs here)
 REBASE_INPUTS = frozenset({"os", "parent"})
@@ -45,6 +48,7 @@ class NodeInputs:
     # plan say which packages moved)
     os_packages: dict[str, str] = field(default_factory=dict)
     system_packages: dict[str, str] = field(default_factory=dict)  # the same, of `system`
+    labels: dict[str, str] = field(default_factory=dict)  # version, revision: not in the key
 
     @property
     def key(self) -> str:
@@ -56,15 +60,19 @@ class NodeInputs:
             out["os_packages"] = self.os_packages
         if self.system_packages:
             out["system_packages"] = self.system_packages
+        if self.labels:
+            out["labels"] = self.labels
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeInputs:
+        labels = {str(k): str(v) for k, v in dict(data.get("labels") or {}).items()}
         return cls(
             dict(data["doc"]),
             dict(data.get("source_files", {})),
             dict(data.get("os_packages", {})),
             dict(data.get("system_packages", {})),
+            labels,
         )
 
 
@@ -126,7 +134,6 @@ def node_inputs(
         "command": list(node.command) if node.command is not None else None,
         "entrypoint": list(node.entrypoint) if node.entrypoint is not None else None,
         "workdir": node.workdir,
-        "version": project.version,
         "kind": node.kind,
         "name": node.name,
     }
@@ -159,7 +166,8 @@ def node_inputs(
         doc["source"] = tree.digest
         files = tree.file_map()
     system = {r.name: r.version for r in sorted(locked.system)}
-    return NodeInputs(doc, files, {r.name: r.version for r in sorted(rows)}, system)
+    os_packages = {r.name: r.version for r in sorted(rows)}
+    return NodeInputs(doc, files, os_packages, system, image_labels(project, node))
 
 
 def nonroot_key_doc(node: Node) -> dict[str, Any]:
@@ -176,6 +184,18 @@ def nonroot_key_doc(node: Node) -> dict[str, Any]:
     if node.healthcheck is not None:
         doc["healthcheck"] = node.healthcheck.config()
     return doc
+
+
+def image_labels(project: Project, node: Node, revision: str | None = None) -> dict[str, str]:
+    """The version (the node's own, else the project's) and revision an image is labelled
+    with (tags, not inputs of its key); none when ``project.version_labels`` is false."""
+    if not project.version_labels:
+        return {}
+    version = node.version or project.version
+    labels = {"version": version} if version else {}
+    if revision:
+        labels["revision"] = revision
+    return labels
 
 
 def scan_sources(project: Project, exclude: tuple[Path, ...] = ()) -> dict[str, SourceTree]:
@@ -196,8 +216,12 @@ def make_plan(
     previous: Mapping[str, NodeInputs],
     options: PlanOptions | None = None,
     selected: list[str] | None = None,
+    *,
+    labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Plan:
-    """``store_tags``: ref ('node:tag') -> manifest digest; ``previous``: node -> last inputs."""
+    """``store_tags``: ref ('node:tag') -> manifest digest; ``previous``: node -> last inputs;
+    ``labels``: content-key ref ('node:lf-…') -> the labels its stored image has (see
+    :func:`load_labels`; a ref without an entry counts as labelled as wanted)."""
     options = options or PlanOptions()
     stale = stale_nodes(project, lock)
     if stale:
@@ -211,15 +235,21 @@ def make_plan(
         parent = steps.get(node.parent) if node.parent else None
         inputs = node_inputs(project, lock, node, parent.key if parent else None, trees.get(name))
         if options.revision:
-            inputs.doc["revision"] = options.revision
+            inputs = replace(inputs, labels=image_labels(project, node, options.revision))
         key = inputs.key
-        cached = f"{name}:{short(key)}" in store_tags
+        ref = f"{name}:{short(key)}"
+        status: Status = "cached" if ref in store_tags else "build"
         reasons: tuple[str, ...] = ()
-        status: Status = "cached" if cached else "build"
-        if not cached:
+        if status == "build":
             reasons = tuple(explain(inputs, previous.get(name), parent, project))
             if options.rebase and rebases(inputs, previous.get(name), parent):
                 status, reasons = "rebase", (*reasons, REBASE_NOTE)
+        else:
+            had = dict((labels or {}).get(ref, inputs.labels))
+            reasons = tuple(_label_diff(had, inputs.labels))
+            if parent is not None and parent.status == "relabel":
+                reasons = reasons or (f"parent {parent.node} relabelled",)
+            status = "relabel" if reasons else "cached"
         steps[name] = Step(name, node.kind, key, status, reasons, inputs, node.parent)
     return Plan(tuple(steps.values()))
 
@@ -236,6 +266,14 @@ def rebases(new: NodeInputs, old: NodeInputs | None, parent: Step | None) -> boo
     if not changed or not changed <= REBASE_INPUTS:
         return False
     return "parent" not in changed or (parent is not None and parent.status == "rebase")
+
+
+def _label_diff(had: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
+    return [
+        f"{name} {had.get(name, 'none')} -> {wanted.get(name, 'none')} (labels only)"
+        for name in ("version", "revision")
+        if had.get(name) != wanted.get(name)
+    ]
 
 
 _FLAGS = (
@@ -263,26 +301,34 @@ def explain(
         reasons.append(_source_diff(old.source_files, new.source_files))
     config = [
         k
-        for k in ("env", "labels", "command", "entrypoint", "workdir", "version", *_NONROOT)
+        for k in ("env", "labels", "command", "entrypoint", "workdir", *_NONROOT)
         if a.get(k) != b.get(k)
     ]
     if config:
         reasons.append("config changed: " + ", ".join(config))
-    if any(a.get(k) != b.get(k) for k in ("system", "run", "network", "build_system")):
-        reasons.append("system packages or run steps changed")
-    elif a.get("system_lock") != b.get("system_lock"):
-        reasons.append(_debs_diff("system changed", old.system_packages, new.system_packages)
-                       or "system packages locked")  # fmt: skip
+    reasons += _system_reasons(old, new)
     other = [
         k
-        for k in ("format", "python", "platform", "threshold", "compression", "epoch", "revision")
+        for k in ("format", "python", "platform", "threshold", "compression", "epoch")
         if a.get(k) != b.get(k)
     ]
     reasons += [why for k, why in _FLAGS if a.get(k) != b.get(k)]
     if other:
         reasons.append("build settings changed: " + ", ".join(other))
     del project
+    if not reasons and ("version" in a or "revision" in a):  # a record from before item 5
+        return ["layerforge upgraded: version and revision left the key"]
     return reasons or ["not in the store"]
+
+
+def _system_reasons(old: NodeInputs, new: NodeInputs) -> list[str]:
+    a, b = old.doc, new.doc
+    if any(a.get(k) != b.get(k) for k in ("system", "run", "network", "build_system")):
+        return ["system packages or run steps changed"]
+    if a.get("system_lock") != b.get("system_lock"):
+        return [_debs_diff("system changed", old.system_packages, new.system_packages)
+                or "system packages locked"]  # fmt: skip
+    return []
 
 
 def _debs_diff(what: str, old: dict[str, str], new: dict[str, str]) -> str:
@@ -334,6 +380,20 @@ def load_previous(store_root: Path, store_tags: Mapping[str, str]) -> dict[str, 
             if path.is_file():
                 out[node] = NodeInputs.from_json(json.loads(path.read_text())["inputs"])
                 break
+    return out
+
+
+def load_labels(store_root: Path, store_tags: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Content-key ref ('node:lf-…') -> the version/revision labels of the image its build
+    record describes (records written before labels were kept: none)."""
+    out: dict[str, dict[str, str]] = {}
+    directory = records_dir(store_root)
+    for ref in store_tags:
+        tag = ref.partition(":")[2]
+        path = directory / f"{tag[3:]}.json"
+        if tag.startswith("lf-") and path.is_file():
+            inputs = json.loads(path.read_text()).get("inputs") or {}
+            out[ref] = {str(k): str(v) for k, v in dict(inputs.get("labels") or {}).items()}
     return out
 
 

@@ -1,9 +1,11 @@
 """Publishing a project's fleet to its registry: pushing nodes with their tags, and the
 registry as a remote cache of built nodes (implements the build's ``RemoteCache``).
 
-Repositories are ``<project.registry>/<node>``. Tags pushed per node: ``lf-<key12>``
-(immutable), ``latest``, the project version if set, and the git commit (12 hex) of the
-project's tree when it is clean. The image's SBOM, when the store holds one, follows as a
+Repositories are ``<project.registry>/<node>`` (or the node's ``repository``). Tags pushed per
+node: ``lf-<key12>`` (immutable: the remote cache's), then either the node's ``tags``
+templates or ``latest``, the version (the base's own, else the project's) if set, and the git
+commit (12 hex) of the project's tree when it is clean (or the CI's, where there is no git
+checkout). The image's SBOM, when the store holds one, follows as a
 referrer (the referrers API, else the tag ``sha256-<hex>``: ``oci.push.push_referrer``).
 Registry settings and clients: :mod:`layerforge.oci.config`.
 """
@@ -21,6 +23,7 @@ from layerforge.errors import LayerforgeError, RegistryError, StoreError, UsageE
 from layerforge.events import Event, NullReporter, Reporter
 from layerforge.fsutil import atomic_write
 from layerforge.manifest import Project
+from layerforge.manifest.tags import expand
 from layerforge.oci.archive import stream_archive
 from layerforge.oci.artifact import read_artifact
 from layerforge.oci.config import RegistryConfig
@@ -48,9 +51,11 @@ class Target:
 
     registry: str  # host[:port]
     namespace: str  # path prefix, may be empty
+    repositories: tuple[tuple[str, str], ...] = ()  # node -> its own repository (manifest)
 
     def repository(self, node: str) -> str:
-        return f"{self.namespace}/{node}" if self.namespace else node
+        name = dict(self.repositories).get(node, node)
+        return f"{self.namespace}/{name}" if self.namespace else name
 
     @classmethod
     def of(cls, project: Project) -> Target:
@@ -60,7 +65,8 @@ class Target:
                 hint="add registry = 'HOST[:PORT]/NAMESPACE' under [project]",
             )
         host, namespace = split_namespace(project.registry)
-        return cls(host, namespace)
+        own = tuple((n.name, n.repository) for n in project.nodes.values() if n.repository)
+        return cls(host, namespace, own)
 
 
 # -- push ---------------------------------------------------------------------------------
@@ -83,11 +89,39 @@ def git_commit(root: Path) -> str | None:
     return head.stdout.strip()[:12] or None
 
 
-def tags_for(project: Project, key: str, extra: tuple[str, ...] = ()) -> list[str]:
-    tags = [short(key), "latest"]
-    if project.version:
-        tags.append(project.version)
-    return [*tags, *extra]
+def push_commit(root: Path, ci_commit: str | None) -> str | None:
+    """The commit tag of a push: a clean checkout's commit; none for a checkout with
+    changes; ``ci_commit`` (12 hex) where ``root`` is no git checkout (a CI's source copy)."""
+    commit = git_commit(root)
+    if commit is not None or ci_commit is None:
+        return commit
+    try:
+        inside = proc.run(["git", "-C", str(root), "rev-parse", "--git-dir"], check=False)
+    except LayerforgeError:
+        inside = None
+    return None if inside is not None and inside.returncode == 0 else ci_commit[:12]
+
+
+def tags_for(
+    project: Project, name: str, key: str, commit: str | None, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """``lf-<key12>``, then the node's templates expanded (or the default tags), then
+    ``extra``; without duplicates."""
+    node = project.nodes[name]
+    version = node.version or project.version
+    if node.tags is None:
+        tags = [
+            short(key),
+            "latest",
+            *([version] if version else []),
+            *([commit] if commit else []),
+        ]
+    else:
+        values = {"version": version, "commit": commit, "key": short(key)[3:], "node": name,
+                  "project": project.name}  # fmt: skip
+        expanded = [expand(template, values) for template in node.tags]
+        tags = [short(key), *(t for t in expanded if t)]
+    return list(dict.fromkeys([*tags, *extra]))
 
 
 def push_nodes(
@@ -97,17 +131,20 @@ def push_nodes(
     config: RegistryConfig,
     reporter: Reporter | None = None,
     extra_tags: tuple[str, ...] = (),
+    ci_commit: str | None = None,
 ) -> list[PushResult]:
-    """Push each node's ``latest`` image (parents first, so children mount their layers)."""
+    """Push each node's ``latest`` image (parents first, so children mount their layers);
+    ``ci_commit``: the CI's commit (see :func:`push_commit`)."""
     target = Target.of(project)
     rep = reporter or NullReporter()
     session = PushSession(config.client(target.registry), target.registry, rep)
     session.chunk = config.upload_chunk
     ordered = [n for n in project.nodes if n in set(names)]
-    commit = git_commit(project.root)  # once per push, not per node
-    tags = (*([commit] if commit else []), *extra_tags)
+    commit = push_commit(project.root, ci_commit)  # once per push, not per node
     with store.shared(), session.client:  # gc waits until the blobs are pushed
-        return [_push_one(project, store, session, target, name, tags) for name in ordered]
+        return [
+            _push_one(project, store, session, target, name, commit, extra_tags) for name in ordered
+        ]
 
 
 def _push_one(
@@ -116,6 +153,7 @@ def _push_one(
     session: PushSession,
     target: Target,
     name: str,
+    commit: str | None,
     extra_tags: tuple[str, ...],
 ) -> PushResult:
     record = read_record(store, f"{name}:latest")
@@ -131,7 +169,7 @@ def _push_one(
     repo = target.repository(name)
     task = f"push:{name}"
     session.reporter.emit(Event("start", task, f"pushing {name} to {target.registry}/{repo}"))
-    tags = tags_for(project, record.key, extra_tags)
+    tags = tags_for(project, name, record.key, commit, extra_tags)
     result = push_image(session, store, record.manifest, repo, tags)
     result = replace(result, referrers=_push_sbom(session, store, record, repo))
     data: dict[str, object] = {"ok": True, "uploaded": result.uploaded_bytes}

@@ -84,7 +84,8 @@ def test_build_dry_run_writes_nothing_and_reports_the_plan(tmp_path: Path) -> No
     assert {s["node"]: s["key"] for s in doc["steps"]} == {n: i["key"] for n, i in built.items()}
 
 
-def test_revision_is_recorded_in_the_annotations_and_the_key(tmp_path: Path) -> None:
+def test_revision_is_recorded_in_the_annotations_not_the_key(tmp_path: Path) -> None:
+    """A revision is a label (issue 13 item 5): the same key, relabelled, not rebuilt."""
     project = tiny_project(tmp_path / "p")
     cache = tmp_path / "cache"
     plain = lock_and_build(project, cache)
@@ -94,8 +95,8 @@ def test_revision_is_recorded_in_the_annotations_and_the_key(tmp_path: Path) -> 
     for node in ("base", "svc"):
         annotations = manifest_of(store, f"{node}:latest")["annotations"]
         assert annotations[REVISION] == "0123abcd"
-        assert revised[node]["key"] != plain[node]["key"]
-        assert revised[node]["status"] == "built"
+        assert revised[node]["key"] == plain[node]["key"]
+        assert revised[node]["status"] == "relabelled"
     planned = cli_json(
         "plan", "--revision", "0123abcd", "-f", str(project), "--cache-dir", str(cache)
     )

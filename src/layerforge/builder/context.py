@@ -24,8 +24,9 @@ from layerforge.records import ImageRecord
 from layerforge.sourcetree import SourceTree
 
 # built: written now; cached: its tag was in the store; remote: fetched from the registry cache;
-# rebased: put on a new OS, its Python, runtime and app layers kept (layerforge rebase)
-Outcome = Literal["built", "cached", "remote", "rebased"]
+# rebased: put on a new OS, its Python, runtime and app layers kept (layerforge rebase);
+# relabelled: only its version/revision labels changed: a new config and manifest
+Outcome = Literal["built", "cached", "remote", "rebased", "relabelled"]
 
 
 class RemoteCache(Protocol):

@@ -31,6 +31,7 @@ from layerforge.builder.layercache import cached_layers as _cached_layers
 from layerforge.builder.layercache import remember_layers as _remember_layers
 from layerforge.builder.layercache import write as _write
 from layerforge.builder.python import venv_env
+from layerforge.builder.relabel import relabel
 from layerforge.errors import BuildError, LayerforgeError, LockError, StoreError
 from layerforge.events import Event
 from layerforge.events import step as timed
@@ -125,9 +126,16 @@ def _run_step(step: Step, ctx: BuildContext, results: dict[str, NodeResult]) -> 
             ctx.reporter.emit(Event("info", f"build:{step.node}", "cached", data={"key": step.key}))
             return NodeResult(step.node, "cached", record, time.perf_counter() - started)
     parent = results[step.parent].record if step.parent else None
+    if step.status == "relabel":
+        record = read_record(ctx.store, ref)
+        if record is not None:
+            record = _relabelled(step, ctx, record, parent)
+            return NodeResult(step.node, "relabelled", record, time.perf_counter() - started)
     if step.status == "remote" and ctx.remote is not None:
         with timed(ctx.reporter, f"pull:{step.node}", f"fetching {step.node} from the registry"):
             record = ctx.remote.fetch(step, ctx.store, parent)
+        # pushed with other labels (an older version) or under a parent relabelled here
+        record = _relabelled(step, ctx, record, parent)
         return NodeResult(step.node, "remote", record, time.perf_counter() - started)
     task = f"build:{step.node}"
     ctx.reporter.emit(Event("start", task, f"building {step.node}", data={"key": step.key}))
@@ -241,6 +249,24 @@ def _sbom_tag(ctx: BuildContext, record: ImageRecord) -> dict[str, Descriptor]:
     return {sbom_ref(record.node, record.manifest.digest): artifact.manifest}
 
 
+def _relabelled(
+    step: Step, ctx: BuildContext, record: ImageRecord, parent: ImageRecord | None
+) -> ImageRecord:
+    """The stored image of ``step.key`` with the step's labels: a new config and manifest,
+    the record, then the tags (no layer, no verify: the layers are the ones it had)."""
+    node = ctx.project.nodes[step.node]
+    new = relabel(ctx.store, record, node, step.inputs.labels, parent)
+    if new is record:
+        return record
+    within = _check_budget(ctx, node, new)
+    write_record(ctx.store.root, new, step.inputs.to_json())
+    if within:  # else: no tag (the breach is reported with the others at the end)
+        ctx.store.tag_many({f"{node.name}:{step.tag}": new.manifest,
+                            f"{node.name}:latest": new.manifest})  # fmt: off
+    ctx.reporter.emit(Event("info", f"build:{node.name}", "relabelled", data={"key": step.key}))
+    return new
+
+
 def _check_budget(ctx: BuildContext, node: Node, record: ImageRecord) -> bool:
     """max_size: note a breach (every one is reported at the end of the build, see
     :func:`_report_breaches`); True if the image may be tagged (within its budget, or
@@ -277,11 +303,11 @@ def _image_spec(
     if parent is not None:
         annotations["org.opencontainers.image.base.name"] = f"{parent.node}:{short(parent.key)}"
         annotations["org.opencontainers.image.base.digest"] = parent.manifest.digest
-    if ctx.project.version:
-        annotations["org.opencontainers.image.version"] = ctx.project.version
-    revision = step.inputs.doc.get("revision")
+    version, revision = step.inputs.labels.get("version"), step.inputs.labels.get("revision")
+    if version:
+        annotations["org.opencontainers.image.version"] = version
     if revision:
-        annotations["org.opencontainers.image.revision"] = str(revision)
+        annotations["org.opencontainers.image.revision"] = revision
     labels = {k: v for k, v in annotations.items() if k.startswith("org.opencontainers")}
     labels.update(dict(node.labels))
     return ImageSpec(

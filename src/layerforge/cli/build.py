@@ -17,11 +17,13 @@ from layerforge.cli.report import print_timings
 from layerforge.events import step
 from layerforge.sizes import format_size
 
+REVISION_HELP = "Source revision recorded in the images (a label: not part of the content key)."
+
 
 @click.command()
 @c.common
 @click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
-@click.option("--revision", default=None, help="Source revision recorded in the images.")
+@click.option("--revision", default=None, help=REVISION_HELP)
 @c.remote_cache_option
 @click.option(
     "--rebase",
@@ -60,7 +62,7 @@ def plan(
 @c.common
 @click.argument("nodes", nargs=-1, shell_complete=c.complete_nodes)
 @c.jobs_option
-@click.option("--revision", default=None, help="Source revision recorded in the images.")
+@click.option("--revision", default=None, help=REVISION_HELP)
 @click.option("--dry-run", is_flag=True, help="Show the plan; build nothing.")
 @click.option("--allow-oversize", is_flag=True, help="Warn, not fail, when over max_size.")
 @c.remote_cache_option
@@ -175,6 +177,20 @@ def _push_after(ws: Any, project: Any, nodes: list[str], as_json: bool) -> dict[
 # -- rendering ----------------------------------------------------------------------------------
 
 
+_PLAN_STATUS = {
+    "cached": "[green]cached[/]",
+    "remote": "[cyan]in registry[/]",
+    "relabel": "[green]relabel[/]",
+    "rebase": "[magenta]rebase[/]",
+}
+_BUILD_STATUS = {
+    "cached": "[green]cached[/]",
+    "remote": "[cyan]from registry[/]",
+    "relabelled": "[green]relabelled[/]",
+    "rebased": "[magenta]rebased[/]",
+}
+
+
 def _step_json(step: Any) -> dict[str, Any]:
     return {
         "node": step.node,
@@ -194,11 +210,7 @@ def _print_plan(console: Any, plan: Any) -> None:
     for col in ("node", "key", "status", "why"):
         table.add_column(col)
     for s in plan.steps:
-        status = {
-            "cached": "[green]cached[/]",
-            "remote": "[cyan]in registry[/]",
-            "rebase": "[magenta]rebase[/]",
-        }.get(s.status, "[yellow]build[/]")
+        status = _PLAN_STATUS.get(s.status, "[yellow]build[/]")
         table.add_row(s.node, s.tag, status, "; ".join(s.reasons))
     console.print(table)
 
@@ -233,11 +245,7 @@ def _print_build(console: Any, results: dict[str, Any], store: Path) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in results.values():
         doc = _result_json(r)
-        status = {
-            "cached": "[green]cached[/]",
-            "remote": "[cyan]from registry[/]",
-            "rebased": "[magenta]rebased[/]",
-        }.get(r.status, "[yellow]built[/]")
+        status = _BUILD_STATUS.get(r.status, "[yellow]built[/]")
         table.add_row(
             f"{r.node}:latest",
             str(doc["layers"]),

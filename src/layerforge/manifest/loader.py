@@ -103,6 +103,7 @@ VALIDATION_MODULES = (
     "manifest/requirements.py",
     "manifest/runtime.py",
     "manifest/schema.py",
+    "manifest/tags.py",
     "oci/__init__.py",
     "oci/reference.py",
     "sizes.py",

@@ -103,6 +103,9 @@ class Node:
     writable: tuple[str, ...] = ()  # directories owned by the user (this node's own)
     expose: tuple[str, ...] = ()  # "8000/tcp"; the image config adds the parent's
     healthcheck: Healthcheck | None = None
+    repository: str | None = None  # under project.registry (default: the name)
+    tags: tuple[str, ...] | None = None  # tag templates (manifest/tags.py); None: the default
+    version: str | None = None  # bases: overrides project.version (labels and tags only)
 
     @property
     def section(self) -> str:
@@ -119,6 +122,7 @@ class Project:
     nodes: dict[str, Node] = field(default_factory=dict)  # topological order, parents first
     registry: str | None = None
     version: str | None = None
+    version_labels: bool = True  # org.opencontainers.image.version/revision (not in keys)
     layer_threshold: int = 200_000_000
     compression: Literal["gzip", "zstd"] = "gzip"
     index_url: str | None = None

@@ -59,6 +59,7 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
     ordered = nonroot_inherit(graph.topological(nodes, shown))
     _check_pins(ordered, shown)
     check_runtime(ordered, shown)
+    _check_repositories(ordered, shown)
     indexes, sources = read_indexes(p, shown)
     find_links = _find_links(_tuple(p["find_links"]), confine, shown)
     default = next((i.url for i in indexes if i.default), p["index_url"])
@@ -78,6 +79,7 @@ def build_project(data: dict[str, Any], path: Path) -> Project:
         nodes=ordered,
         registry=p["registry"],
         version=p["version"],
+        version_labels=p["version_labels"],
         layer_threshold=parse_size(p["layer_threshold"]),
         compression=p["compression"],
         index_url=p["index_url"],
@@ -218,6 +220,8 @@ def _common(node: dict[str, Any]) -> dict[str, Any]:
         "max_size": None if node["max_size"] is None else parse_size(node["max_size"]),
         "compile_bytecode": node["compile_bytecode"],
         **nonroot.read(node),
+        "repository": node["repository"],
+        "tags": None if node["tags"] is None else tuple(node["tags"]),
     }
 
 
@@ -250,6 +254,7 @@ def _base_node(
         network=base["network"],
         context=_context_dir(name, base["context"], confine, shown),
         runtime=_runtime(base, confine, shown, key),
+        version=base["version"],
         **_common(base),
     )
 
@@ -326,6 +331,38 @@ def _service_node(
         runtime=_runtime(svc, confine, shown, key),
         **_common(svc),
     )
+
+
+def _check_repositories(nodes: dict[str, Node], shown: str) -> None:
+    """Nodes pushed to one repository each need their own tags (``latest`` would clash)."""
+    by_repo: dict[str, list[Node]] = {}
+    for node in nodes.values():
+        by_repo.setdefault(node.repository or node.name, []).append(node)
+    for repo, sharing in by_repo.items():
+        if len(sharing) < 2:
+            continue
+        untagged = [n for n in sharing if n.tags is None]
+        seen: dict[str, str] = {}
+        for node in sharing:
+            for template in node.tags or ():
+                if template in seen and "{node}" not in template and "{key}" not in template:
+                    raise ManifestError(
+                        f"{node.section} and {seen[template]} share repository {repo!r} and "
+                        f"both push the tag {template!r}",
+                        file=shown,
+                        key=f"{node.section}.tags",
+                        hint="give each node its own tags (e.g. with {node})",
+                    )
+                seen[template] = node.section
+        if untagged:
+            names = ", ".join(n.section for n in sharing)
+            raise ManifestError(
+                f"{names} share repository {repo!r}, but {untagged[0].section} has no tags "
+                "(its default tag latest would clash)",
+                file=shown,
+                key=f"{untagged[0].section}.tags",
+                hint='give every node of a shared repository its own tags, e.g. tags = ["ml"]',
+            )
 
 
 def _check_workdir(workdir: str, shown: str, key: str) -> None:

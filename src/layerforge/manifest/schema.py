@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from layerforge.manifest import nonroot
 from layerforge.manifest.model import MAX_EPOCH, check_group_name
+from layerforge.manifest.tags import check_repository, check_template
 from layerforge.oci.reference import namespace_problem
 from layerforge.sizes import parse_size
 
@@ -96,6 +97,12 @@ class ProjectModel(_Model):
         None, description="Registry namespace to push to, e.g. 'registry.example/acme'."
     )
     version: str | None = Field(None, description="Project version, pushed as a tag.")
+    version_labels: bool = Field(
+        True,
+        description="Label the images with the version and the --revision "
+        "(org.opencontainers.image.version/revision). Not part of any content key: a bump "
+        "writes a new config and manifest per image, or nothing at all when false.",
+    )
     layer_threshold: Size = Field(
         "200MB",
         description="Distributions whose installed size exceeds this get a layer of their own.",
@@ -245,6 +252,18 @@ class _NodeModel(_Model):
         description="Byte-compile this node's wheels with the image's own Python (in the "
         "sandbox) into its dependency layers.",
     )
+    repository: str | None = Field(
+        None,
+        description="Repository under project.registry the node is pushed to (default: its "
+        "name); nodes sharing one each need their own `tags`.",
+    )
+    tags: tuple[str, ...] | None = Field(
+        None,
+        description="Tags pushed besides lf-<key> (always pushed: the remote cache finds images "
+        "by it), as templates with {version} {commit} {key} {node} {project}; a template "
+        "whose value is missing (no {commit} outside a clean checkout) is skipped. Default: "
+        "latest, the version and the commit.",
+    )
     runtime: dict[str, Requirements | RuntimeGroupModel] = Field(
         default_factory=dict,
         description="Runtime groups: { GROUP = [PEP 508 lines] or 'requirements file' or "
@@ -314,6 +333,20 @@ class _NodeModel(_Model):
         nonroot.check_healthcheck(_plain(value))
         return value
 
+    @field_validator("repository")
+    @classmethod
+    def _check_repository(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_repository(value)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for template in value or ():
+            check_template(template)
+        return value
+
     @field_validator("env")
     @classmethod
     def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
@@ -328,6 +361,11 @@ class BaseModelConfig(_NodeModel):
         alias="from",
         description="Parent base name, or an OS source: 'rootfs:PATH', 'oci:LAYOUT[:TAG]', "
         "a registry reference, or { debootstrap = SUITE, packages = [...] }.",
+    )
+    version: str | None = Field(
+        None,
+        description="This base's version (default: project.version): its version label and "
+        "the {version} of its tags; not part of any content key.",
     )
     system: tuple[str, ...] = Field((), description="Debian packages installed with apt.")
     build_system: tuple[str, ...] = Field(
