@@ -29,7 +29,7 @@ from layerforge.lock import lockfile
 from layerforge.manifest import load
 from layerforge.oci.layout import Store
 from layerforge.plan import make_plan, scan_sources
-from layerforge.sources.debootstrap import debootstrap_key
+from layerforge.sources.debootstrap import debootstrap_key, locked_debootstrap_key
 from tests.conftest import EXAMPLE, require_tools
 from tests.integration.conftest import build_fleet
 
@@ -119,7 +119,11 @@ def test_the_estimate_covers_a_real_cold_build(tmp_path: Path, shared_cache: Pat
 
     (source,) = [n.os_source for n in project.nodes.values() if n.os_source is not None]
     assert source is not None
-    rootfs_real = disk_usage(shared_cache / "debootstrap" / debootstrap_key(source) / "rootfs")
+    (root,) = [n for n, node in project.nodes.items() if node.os_source is not None]
+    pin = lock.nodes[root].source
+    rows = pin.os if pin is not None else ()  # lock v2: the root made from the locked .debs
+    key = locked_debootstrap_key(source, rows) if rows else debootstrap_key(source)
+    rootfs_real = disk_usage(shared_cache / "debootstrap" / key / "rootfs")
     # staging holds one node's installed distributions at a time per job
     installed = sorted(
         (staging_usage(store, name, node.parent, tmp_path / f"stage-{name}")

@@ -46,6 +46,7 @@ from layerforge import cachedir
 from layerforge.builder.context import BuildContext
 from layerforge.builder.deps import wheel_bytes_to_install
 from layerforge.errors import DiskSpaceError
+from layerforge.lock.lockfile import DebPackage, Lock
 from layerforge.manifest import Project
 from layerforge.oci.layer import Layer
 from layerforge.oci.layout import Store
@@ -53,7 +54,7 @@ from layerforge.plan import Plan
 from layerforge.records import read_record
 from layerforge.sandbox.verify import checks
 from layerforge.sizes import format_size
-from layerforge.sources.debootstrap import debootstrap_key
+from layerforge.sources.debootstrap import debootstrap_key, locked_debootstrap_key
 from layerforge.sources.materialize import record_path
 
 LAYER_FACTOR = 1.5
@@ -83,10 +84,16 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _os_layers(store: Store, project: Project, node: str) -> int:
+def _os_rows(lock: Lock, node: str) -> tuple[DebPackage, ...]:
+    """The locked Debian packages of a root (lock version 2): its source record is its own."""
+    locked = lock.nodes.get(node)
+    return locked.source.os if locked is not None and locked.source is not None else ()
+
+
+def _os_layers(store: Store, project: Project, node: str, rows: tuple[DebPackage, ...]) -> int:
     source = project.nodes[node].os_source
     if source is not None:
-        path = record_path(store, source)  # written when `lock` materialized the source
+        path = record_path(store, source, rows)  # written when `lock` materialized the source
         if path.is_file():
             layers = json.loads(path.read_text()).get("layers", [])
             if all(store.has_blob(str(x["descriptor"]["digest"])) for x in layers):
@@ -97,11 +104,12 @@ def _os_layers(store: Store, project: Project, node: str) -> int:
     return sum(x.descriptor.size for x in record.layers if "pip" not in x.created_by)
 
 
-def _os_cache(project: Project, node: str, cache_dir: Path) -> int:
+def _os_cache(project: Project, node: str, cache_dir: Path, rows: tuple[DebPackage, ...]) -> int:
     source = project.nodes[node].os_source
     if source is None or source.kind != "debootstrap":
         return 0
-    cached = cachedir.DEBOOTSTRAP.path(cache_dir, debootstrap_key(source), "rootfs")
+    key = locked_debootstrap_key(source, rows) if rows else debootstrap_key(source)
+    cached = cachedir.DEBOOTSTRAP.path(cache_dir, key, "rootfs")
     return 0 if cached.is_dir() else DEBOOTSTRAP_GUESS
 
 
@@ -129,8 +137,8 @@ def estimate(
         store_bytes += int(wheels * LAYER_FACTOR)
         staging.append(int(wheels * staging_per_byte))
         if project.nodes[step.node].os_source is not None:
-            store_bytes += _os_layers(store, project, step.node)
-            cache_bytes += _os_cache(project, step.node, cache_dir)
+            store_bytes += _os_layers(store, project, step.node, _os_rows(lock, step.node))
+            cache_bytes += _os_cache(project, step.node, cache_dir, _os_rows(lock, step.node))
         tree = ctx.trees.get(step.node)
         if tree is not None:
             store_bytes += sum(f.size for f in tree.files)
@@ -167,16 +175,19 @@ def _new_layers(ctx: BuildContext, name: str) -> tuple[int, list[Layer]]:
     size += sum(f.size for f in tree.files) if tree is not None else 0
     known: list[Layer] = []
     if project.nodes[name].os_source is not None:
-        known = _stored_os_layers(ctx.store, project, name)
+        rows = _os_rows(ctx.lock, name)
+        known = _stored_os_layers(ctx.store, project, name, rows)
         if not known:
-            size += int(_os_layers(ctx.store, project, name) * UNPACK_FACTOR)
+            size += int(_os_layers(ctx.store, project, name, rows) * UNPACK_FACTOR)
     return size, known
 
 
-def _stored_os_layers(store: Store, project: Project, node: str) -> list[Layer]:
+def _stored_os_layers(
+    store: Store, project: Project, node: str, rows: tuple[DebPackage, ...]
+) -> list[Layer]:
     """The OS layers ``lock`` put in the store for a root base (empty if unknown)."""
     source = project.nodes[node].os_source
-    path = record_path(store, source) if source is not None else None
+    path = record_path(store, source, rows) if source is not None else None
     if path is None or not path.is_file():
         return []
     try:
