@@ -81,6 +81,8 @@ def bud(buildah: Buildah, directory: Path, node: str, key: str, secrets: list[st
     return buildah(
         "bud",
         "--layers",
+        "--format",
+        "docker",  # keeps HEALTHCHECK (the OCI config has no field for it)
         "--pull-never",
         "--ignorefile",
         str(docker / "Dockerfile.dockerignore"),
@@ -171,7 +173,7 @@ def test_every_node_config_equals_ours(
     _directory, buildah, _logs = built
     for node in ORDER:
         inspected = json.loads(buildah("inspect", "--type", "image", f"{node}:latest"))
-        theirs = inspected["OCIv1"]["config"]
+        theirs = inspected["Docker"]["config"]  # the OCI form drops Healthcheck
         theirs["Labels"] = {
             k: v for k, v in (theirs.get("Labels") or {}).items() if k != "io.buildah.version"
         }
