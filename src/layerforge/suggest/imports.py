@@ -10,7 +10,6 @@ below it is seen to use them."""
 
 from __future__ import annotations
 
-import ast
 import csv
 import io
 import posixpath
@@ -24,6 +23,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from layerforge.audit.imports import imported_names
 from layerforge.errors import StoreError
 from layerforge.oci.compress import open_layer
 
@@ -118,17 +118,7 @@ def read_dists(path: Path, digest: str) -> list[DistInfo]:
 def source_imports(source: Path) -> set[str]:
     """The absolute import roots of every ``.py`` file under ``source``, less the standard
     library and the source's own top-level packages and modules."""
-    found: set[str] = set()
-    for path in sorted(source.rglob("*.py")):
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (SyntaxError, ValueError, OSError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found.update(alias.name.split(".", 1)[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".", 1)[0])
+    found = imported_names(source)  # the audit's scan: one reader of import statements
     own = {p.name.removesuffix(".py") for p in source.iterdir()} if source.is_dir() else set()
     return found - own - set(sys.stdlib_module_names)
 
