@@ -206,7 +206,7 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
     from layerforge.lock import lockfile
     from layerforge.manifest import load
     from layerforge.plan import make_plan, scan_sources
-    from layerforge.sources.debootstrap import debootstrap_key
+    from layerforge.sources.debootstrap import debootstrap_key, locked_debootstrap_key
     from tests.conftest import EXAMPLE
 
     project = load(EXAMPLE / "layerforge.toml")
@@ -216,7 +216,10 @@ def test_disk_estimate_of_the_example_fleet(tmp_path: Path) -> None:
     cold, warm = tmp_path / "cold", tmp_path / "warm"
     source = project.nodes["cpu"].os_source
     assert source is not None
-    (warm / "debootstrap" / debootstrap_key(source) / "rootfs").mkdir(parents=True)
+    pin = lock.nodes["cpu"].source
+    rows = pin.os if pin is not None else ()  # lock v2: a root made from the locked .debs
+    key = locked_debootstrap_key(source, rows) if rows else debootstrap_key(source)
+    (warm / "debootstrap" / key / "rootfs").mkdir(parents=True)
 
     def estimate(cache: Path, jobs: int, *nodes: str) -> tuple[int, int]:
         plan = make_plan(project, lock, trees, {}, {}, selected=list(nodes) or None)
